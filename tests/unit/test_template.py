@@ -1,0 +1,195 @@
+"""Checks of template.yaml that `sam validate --lint` does not make."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE_PATH = ROOT / "template.yaml"
+
+
+class CfnLoader(yaml.SafeLoader):
+    """A safe YAML loader that reads CloudFormation short tags (!Ref, !GetAtt, !Sub...)."""
+
+
+def _construct_tag(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
+    value: Any
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    if tag_suffix == "Ref":
+        return {"Ref": value}
+    if tag_suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    return {f"Fn::{tag_suffix}": value}
+
+
+CfnLoader.add_multi_constructor("!", _construct_tag)
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.load(TEMPLATE_PATH.read_text(), Loader=CfnLoader)
+    return loaded
+
+
+def _resources(template: dict[str, Any], type_: str) -> dict[str, dict[str, Any]]:
+    return {name: res for name, res in template["Resources"].items() if res["Type"] == type_}
+
+
+def _function_property(template: dict[str, Any], function: dict[str, Any], key: str) -> Any:
+    globals_ = template.get("Globals", {}).get("Function", {})
+    return function["Properties"].get(key, globals_.get(key))
+
+
+def test_every_function_runs_python313_on_arm64(template: dict[str, Any]) -> None:
+    functions = _resources(template, "AWS::Serverless::Function")
+
+    assert functions
+    for name, function in functions.items():
+        assert _function_property(template, function, "Runtime") == "python3.13", name
+        assert _function_property(template, function, "Architectures") == ["arm64"], name
+
+
+def test_core_layer_targets_python313_on_arm64(template: dict[str, Any]) -> None:
+    layer = template["Resources"]["CoreLayer"]
+
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
+    assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
+    assert layer["Metadata"] == {"BuildMethod": "makefile", "BuildArchitecture": "arm64"}
+
+
+def test_every_build_is_a_makefile_target_that_exists(template: dict[str, Any]) -> None:
+    for name, resource in template["Resources"].items():
+        if resource["Type"] not in {"AWS::Serverless::Function", "AWS::Serverless::LayerVersion"}:
+            continue
+        properties = resource["Properties"]
+        source_dir = ROOT / (properties.get("CodeUri") or properties["ContentUri"])
+
+        assert resource["Metadata"]["BuildMethod"] == "makefile", name
+        assert f"build-{name}:" in (source_dir / "Makefile").read_text(), name
+
+
+def test_queue_visibility_is_at_least_six_times_worker_timeout(template: dict[str, Any]) -> None:
+    worker_timeout = template["Resources"]["WorkerFunction"]["Properties"]["Timeout"]
+    queue = template["Resources"]["JobsQueue"]["Properties"]
+
+    assert queue["VisibilityTimeout"] >= 6 * worker_timeout
+
+
+def test_jobs_queue_redrives_to_its_dead_letter_queue(template: dict[str, Any]) -> None:
+    redrive = template["Resources"]["JobsQueue"]["Properties"]["RedrivePolicy"]
+
+    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["JobsDeadLetterQueue", "Arn"]}
+    assert redrive["maxReceiveCount"] > template["Parameters"]["MaxAttempts"]["Default"]
+
+
+def test_worker_consumes_jobs_in_batches_reporting_item_failures(template: dict[str, Any]) -> None:
+    events = template["Resources"]["WorkerFunction"]["Properties"]["Events"]
+    (sqs,) = [event["Properties"] for event in events.values() if event["Type"] == "SQS"]
+
+    assert sqs["Queue"] == {"Fn::GetAtt": ["JobsQueue", "Arn"]}
+    assert sqs["BatchSize"] >= 10
+    assert sqs["MaximumBatchingWindowInSeconds"] >= 1
+    assert sqs["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert sqs["ScalingConfig"]["MaximumConcurrency"] == {"Ref": "WorkerMaximumConcurrency"}
+
+
+def test_every_function_has_a_log_group_with_retention(template: dict[str, Any]) -> None:
+    log_groups = {
+        json.dumps(res["Properties"]["LogGroupName"]): res["Properties"]
+        for res in _resources(template, "AWS::Logs::LogGroup").values()
+    }
+
+    for name in _resources(template, "AWS::Serverless::Function"):
+        log_group = log_groups.get(json.dumps({"Fn::Sub": f"/aws/lambda/${{{name}}}"}))
+        assert log_group is not None, f"{name} has no log group"
+        assert log_group["RetentionInDays"] == {"Ref": "LogRetentionDays"}, name
+
+
+def test_template_holds_no_secret_value(template: dict[str, Any]) -> None:
+    text = TEMPLATE_PATH.read_text()
+
+    assert not re.search(r"\bsk-[A-Za-z0-9_-]+", text)
+    assert not re.search(r"\bwhsec_[A-Za-z0-9+/=]+", text)
+    assert not re.search(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b", text)
+    assert template["Parameters"]["ModelApiKeySecretArn"]["Default"] == ""
+
+
+def test_api_function_gets_no_secret_permission(template: dict[str, Any]) -> None:
+    policies = template["Resources"]["ApiFunction"]["Properties"]["Policies"]
+
+    assert "secretsmanager" not in json.dumps(policies).lower()
+
+
+def test_worker_reads_only_the_configured_secret_and_only_when_set(template: dict[str, Any]) -> None:
+    policies = template["Resources"]["WorkerFunction"]["Properties"]["Policies"]
+    conditional = [p["Fn::If"] for p in policies if isinstance(p, dict) and "Fn::If" in p]
+
+    (secret_policy,) = [c for c in conditional if "secretsmanager" in json.dumps(c)]
+    condition, when_set, when_empty = secret_policy
+    assert condition == "HasModelApiKeySecret"
+    assert when_set["Statement"] == [
+        {
+            "Effect": "Allow",
+            "Action": "secretsmanager:GetSecretValue",
+            "Resource": {"Ref": "ModelApiKeySecretArn"},
+        }
+    ]
+    assert when_empty == {"Ref": "AWS::NoValue"}
+    assert template["Conditions"]["HasModelApiKeySecret"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "ModelApiKeySecretArn"}, ""]}]
+    }
+
+
+@pytest.mark.parametrize(
+    ("table", "ttl_attribute"), [("JobsTable", "expires_at"), ("IdempotencyTable", "expiration")]
+)
+def test_tables_expire_items_and_keep_point_in_time_recovery(
+    template: dict[str, Any], table: str, ttl_attribute: str
+) -> None:
+    properties = template["Resources"][table]["Properties"]
+
+    assert properties["BillingMode"] == "PAY_PER_REQUEST"
+    assert properties["TimeToLiveSpecification"] == {"AttributeName": ttl_attribute, "Enabled": True}
+    assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+
+
+def test_jobs_table_has_the_single_table_keys_and_tenant_index(template: dict[str, Any]) -> None:
+    properties = template["Resources"]["JobsTable"]["Properties"]
+    (gsi1,) = properties["GlobalSecondaryIndexes"]
+
+    assert properties["KeySchema"] == [
+        {"AttributeName": "pk", "KeyType": "HASH"},
+        {"AttributeName": "sk", "KeyType": "RANGE"},
+    ]
+    assert gsi1["IndexName"] == "gsi1"
+    assert gsi1["KeySchema"] == [
+        {"AttributeName": "gsi1pk", "KeyType": "HASH"},
+        {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
+    ]
+
+
+def test_every_function_is_told_its_tables_and_queue(template: dict[str, Any]) -> None:
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+
+    assert variables["AIJOBS_JOBS_TABLE"] == {"Ref": "JobsTable"}
+    assert variables["AIJOBS_IDEMPOTENCY_TABLE"] == {"Ref": "IdempotencyTable"}
+    assert variables["AIJOBS_JOBS_QUEUE_URL"] == {"Ref": "JobsQueue"}
+
+
+def test_every_output_has_a_description(template: dict[str, Any]) -> None:
+    outputs = template["Outputs"]
+
+    assert {"ApiUrl", "JobsTableName", "JobsQueueUrl", "JobsDeadLetterQueueUrl"} <= outputs.keys()
+    for name, output in outputs.items():
+        assert output.get("Description"), name
