@@ -1,0 +1,44 @@
+# Every target bootstraps what it needs: a fresh clone runs `make run` or `make test` directly.
+SHELL := /bin/bash
+PYTHON ?= $(shell cd $(CURDIR) && (command -v python3.13 >/dev/null && echo python3.13 || echo python3))
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint unit integration e2e sam-validate sam-build bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m aijobs.local
+
+test: lint unit integration e2e sam-validate
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+unit: $(STAMP)
+	$(PY) -m pytest -q tests/unit
+
+integration: $(STAMP)
+	$(PY) -m pytest -q tests/integration
+
+e2e: $(STAMP)
+	$(PY) -m pytest -q tests/e2e
+
+sam-validate:
+	bash scripts/sam.sh validate --lint
+
+sam-build:
+	bash scripts/sam.sh build
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .venv-sam .aws-sam .pytest_cache .mypy_cache .ruff_cache

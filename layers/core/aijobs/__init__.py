@@ -1,0 +1,1 @@
+"""aijobs: asynchronous AI-inference jobs on AWS Lambda."""

@@ -1,0 +1,96 @@
+"""The one exception hierarchy. Each error carries its public type; the API maps it to HTTP in one place."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class AijobsError(Exception):
+    """Base of every error a client or a job may see.
+
+    ``message`` is public: it never contains a prompt, an output, a secret or a stack trace.
+    """
+
+    type: ClassVar[str] = "internal"
+    status: ClassVar[int] = 500
+    retryable_by_default: ClassVar[bool] = False
+
+    def __init__(self, message: str, *, code: str | None = None, retry_after: int | None = None,
+                 retryable: bool | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.type
+        self.retry_after = retry_after
+        self.retryable = self.retryable_by_default if retryable is None else retryable
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "code": self.code, "message": self.message, "retryable": self.retryable}
+
+
+class InvalidRequest(AijobsError):
+    type = "invalid_request"
+    status = 422
+
+
+class MalformedRequest(InvalidRequest):
+    status = 400
+
+
+class AuthenticationError(AijobsError):
+    type = "authentication"
+    status = 401
+
+
+class NotFound(AijobsError):
+    type = "not_found"
+    status = 404
+
+
+class Conflict(AijobsError):
+    type = "conflict"
+    status = 409
+
+
+class InProgressConflict(Conflict):
+    retryable_by_default = True
+
+
+class IdempotencyConflict(AijobsError):
+    type = "idempotency_conflict"
+    status = 422
+
+
+class PayloadTooLarge(AijobsError):
+    type = "payload_too_large"
+    status = 413
+
+
+class RateLimited(AijobsError):
+    type = "rate_limited"
+    status = 429
+    retryable_by_default = True
+
+
+class ServiceUnavailable(AijobsError):
+    type = "internal"
+    status = 503
+    retryable_by_default = True
+
+
+class ProviderError(AijobsError):
+    """A model provider failure; ``retryable`` is decided per instance by the classifier."""
+
+    type = "provider_error"
+    status = 502
+
+
+class ProviderTimeout(ProviderError):
+    type = "provider_timeout"
+
+
+class ProviderRateLimited(ProviderError):
+    type = "provider_rate_limited"
+
+
+class ContentFiltered(ProviderError):
+    type = "content_filtered"

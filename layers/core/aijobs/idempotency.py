@@ -1,0 +1,60 @@
+"""``Idempotency-Key`` on creating POSTs, built on Powertools idempotency with its DynamoDB layer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyValidationError,
+)
+
+from aijobs.errors import IdempotencyConflict, InProgressConflict, InvalidRequest
+
+MAX_KEY_LENGTH = 255
+
+
+class Idempotency:
+    """Runs a creating operation at most once per (tenant, operation, key) within the window.
+
+    The same key with the same body replays the first answer; with another body it is an
+    ``idempotency_conflict``; while the first call is still running a duplicate is a retryable conflict.
+    """
+
+    def __init__(self, *, table_name: str, expires_after_s: int, boto3_session: Any = None) -> None:
+        self._persistence = DynamoDBPersistenceLayer(table_name=table_name, boto3_session=boto3_session)
+        self._config = IdempotencyConfig(event_key_jmespath="key", payload_validation_jmespath="body",
+                                         expires_after_seconds=expires_after_s)
+
+    def register_lambda_context(self, context: Any) -> None:
+        self._config.register_lambda_context(context)
+
+    def run(self, *, scope: str, key: str, body: Any, operation: Callable[[], dict[str, Any]]
+            ) -> tuple[dict[str, Any], bool]:
+        """Returns the answer and whether it is a replay."""
+        if not 0 < len(key) <= MAX_KEY_LENGTH:
+            raise InvalidRequest(f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} characters",
+                                 code="invalid_idempotency_key")
+        ran = False
+
+        @idempotent_function(data_keyword_argument="request", persistence_store=self._persistence,
+                             config=self._config)
+        def once(request: dict[str, Any]) -> dict[str, Any]:
+            nonlocal ran
+            ran = True
+            return operation()
+
+        try:
+            answer = once(request={"key": f"{scope}#{key}", "body": body})
+        except IdempotencyValidationError:
+            raise IdempotencyConflict("this Idempotency-Key was used with another request body") from None
+        except IdempotencyAlreadyInProgressError:
+            raise InProgressConflict("a request with this Idempotency-Key is still in progress",
+                                     code="idempotency_in_progress", retry_after=1) from None
+        return answer, not ran

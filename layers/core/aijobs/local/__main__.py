@@ -1,0 +1,3 @@
+from aijobs.local.stack import main
+
+main()

@@ -1,0 +1,168 @@
+"""``make run``: the whole system on 127.0.0.1, from template.yaml, with no AWS account and no OpenAI key."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import secrets
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import boto3
+import uvicorn
+
+from aijobs.local.fake_model import create_fake_model
+from aijobs.local.pollers import QueuePoller
+from aijobs.local.template import ROOT, LocalResources, function_environment, load_template, provision
+
+FAKE_KEY = "fake-key"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class UvicornThread:
+    """A uvicorn server in a thread, stoppable."""
+
+    def __init__(self, app: Any, port: int) -> None:
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                                    lifespan="off"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=5)
+
+
+def load_handler(function_dir: str, attribute: str) -> Any:
+    """Import functions/<dir>/app.py as Lambda would and return its handler."""
+    path = ROOT / "functions" / function_dir / "app.py"
+    spec = importlib.util.spec_from_file_location(f"aijobs_function_{function_dir}", path)
+    assert spec and spec.loader
+    module: ModuleType = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, attribute)
+
+
+def parse_dev_keys(value: str | None) -> dict[str, str]:
+    """``tenantA:keyA,tenantB:keyB`` -> {key: tenant}; a generated key for tenant ``dev`` when unset."""
+    if not value:
+        return {f"aj_dev_{secrets.token_urlsafe(16)}": "dev"}
+    pairs = [item.split(":", 1) for item in value.split(",") if item.strip()]
+    if any(len(p) != 2 or not p[0].strip() or not p[1].strip() for p in pairs):
+        raise SystemExit("AIJOBS_DEV_API_KEYS must look like tenantA:keyA,tenantB:keyB")
+    return {key.strip(): tenant.strip() for tenant, key in pairs}
+
+
+@dataclass
+class LocalStack:
+    """Emulated AWS from template.yaml, the fake model, and the pollers; the API is served by the caller."""
+
+    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    moto: Any = None
+    fake_model: UvicornThread | None = None
+    pollers: list[QueuePoller] = field(default_factory=list)
+    resources: LocalResources | None = None
+    api_keys: dict[str, str] = field(default_factory=dict)
+
+    def start(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
+        self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.moto.start()
+        host, port = self.moto.get_host_and_port()
+        os.environ.update({
+            "AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"})
+        os.environ.pop("AWS_PROFILE", None)
+        template = load_template()
+        session = boto3.session.Session()
+        self.resources = provision(template, session=session, prefix="aijobs-local")
+        # The functions see the environment the template gives them; the developer's own settings win.
+        for function in ("ApiFunction", "WorkerFunction"):
+            for name, value in function_environment(template, self.resources, function).items():
+                os.environ.setdefault(name, value)
+        os.environ.update({"AIJOBS_STAGE": "local", "AIJOBS_MODEL_API_KEY_SECRET_ARN": ""})
+        os.environ.setdefault("AIJOBS_RETRY_BASE_DELAY_S", "1")
+        self._start_model()
+        from aijobs.services import get_services
+
+        store = get_services().store
+        self.api_keys = parse_dev_keys(os.environ.get("AIJOBS_DEV_API_KEYS"))
+        for key, tenant in self.api_keys.items():
+            store.put_api_key(key=key, tenant=tenant)
+        self._start_pollers(session)
+
+    def _start_model(self) -> None:
+        real_key = self.env.get("OPENAI_API_KEY") or self.env.get("AIJOBS_MODEL_API_KEY")
+        base_url = self.env.get("AIJOBS_MODEL_BASE_URL") or self.env.get("OPENAI_BASE_URL")
+        if real_key or base_url:
+            os.environ["AIJOBS_MODEL_API_KEY"] = real_key or FAKE_KEY
+            os.environ["AIJOBS_MODEL_BASE_URL"] = base_url or "https://api.openai.com/v1"
+            return
+        port = int(self.env.get("AIJOBS_FAKE_MODEL_PORT") or free_port())
+        self.fake_model = UvicornThread(create_fake_model(), port)
+        self.fake_model.start()
+        os.environ.update({"AIJOBS_MODEL_BASE_URL": f"http://127.0.0.1:{port}/v1",
+                           "AIJOBS_MODEL_API_KEY": FAKE_KEY, "AIJOBS_DEFAULT_MODEL": "fake-model"})
+
+    def _start_pollers(self, session: boto3.session.Session) -> None:
+        assert self.resources is not None
+        sqs = session.client("sqs")
+        concurrency = int(self.env.get("AIJOBS_LOCAL_WORKER_CONCURRENCY") or 2)
+        self.pollers = [QueuePoller(name="WorkerFunction", sqs=sqs, queue_url=self.resources.refs["JobsQueue"],
+                                    queue_arn=self.resources.arns["JobsQueue"],
+                                    handler=load_handler("worker", "lambda_handler"), concurrency=concurrency)]
+        for poller in self.pollers:
+            poller.start()
+
+    def stop(self) -> None:
+        for poller in self.pollers:
+            poller.stop()
+        if self.fake_model:
+            self.fake_model.stop()
+        if self.moto:
+            self.moto.stop()
+
+
+def main() -> None:
+    port = int(os.environ.get("PORT") or 8000)
+    stack = LocalStack()
+    stack.start()
+    from aijobs.api import create_app
+
+    url = f"http://127.0.0.1:{port}"
+    key = next(iter(stack.api_keys))
+    model = "the fake model" if stack.fake_model else os.environ["AIJOBS_MODEL_BASE_URL"]
+    print(f"""
+aijobs local stack: API {url}  (docs {url}/docs), model: {model}
+emulated AWS (moto) at {os.environ['AWS_ENDPOINT_URL']}
+API keys: {", ".join(f"{tenant}={k}" for k, tenant in stack.api_keys.items())}
+
+  curl -s {url}/v1/jobs -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\
+       -d '{{"input": "Hello, aijobs"}}'
+  curl -s {url}/v1/jobs/<id> -H 'Authorization: Bearer {key}'
+
+Ctrl-C stops everything; data lives only as long as this process.
+""", flush=True)
+    try:
+        uvicorn.run(create_app(), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    finally:
+        stack.stop()
+        print("aijobs local stack stopped", file=sys.stderr)

@@ -1,0 +1,133 @@
+"""template.yaml as the local stack's source of truth: the resources it declares are the ones created here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[4]
+TEMPLATE = ROOT / "template.yaml"
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """A YAML loader that reads CloudFormation short-form tags (!Ref, !GetAtt, !Sub, ...)."""
+
+
+def _tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    if suffix == "Ref":
+        return {"Ref": value}
+    if suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    return {f"Fn::{suffix}": value}
+
+
+_CfnLoader.add_multi_constructor("!", _tag)
+
+
+def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
+    with path.open() as f:
+        return dict(yaml.load(f, Loader=_CfnLoader))  # noqa: S506 - a SafeLoader subclass
+
+
+@dataclass
+class LocalResources:
+    """Physical names of the template's resources as created locally, by logical id."""
+
+    refs: dict[str, str] = field(default_factory=dict)  # what !Ref answers: table name, queue URL
+    arns: dict[str, str] = field(default_factory=dict)
+
+
+def provision(template: dict[str, Any], *, session: Any, prefix: str) -> LocalResources:
+    """Create the template's DynamoDB tables and SQS queues (with their redrive policies) in the emulator."""
+    dynamodb, sqs = session.client("dynamodb"), session.client("sqs")
+    resources = template.get("Resources", {})
+    created = LocalResources()
+    for logical_id, resource in resources.items():
+        props = resource.get("Properties", {})
+        if resource["Type"] == "AWS::DynamoDB::Table":
+            name = f"{prefix}-{logical_id}"
+            table: dict[str, Any] = {
+                "TableName": name, "KeySchema": props["KeySchema"],
+                "AttributeDefinitions": props["AttributeDefinitions"], "BillingMode": "PAY_PER_REQUEST"}
+            if props.get("GlobalSecondaryIndexes"):
+                table["GlobalSecondaryIndexes"] = [
+                    {k: v for k, v in gsi.items() if k in ("IndexName", "KeySchema", "Projection")}
+                    for gsi in props["GlobalSecondaryIndexes"]]
+            dynamodb.create_table(**table)
+            ttl = props.get("TimeToLiveSpecification")
+            if ttl and ttl.get("Enabled"):  # moto ignores the spec at creation
+                dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification={
+                    "AttributeName": ttl["AttributeName"], "Enabled": True})
+            created.refs[logical_id] = name
+            created.arns[logical_id] = f"arn:aws:dynamodb:us-east-1:123456789012:table/{name}"
+        elif resource["Type"] == "AWS::SQS::Queue":
+            attributes = {k: str(props[k]) for k in ("VisibilityTimeout", "MessageRetentionPeriod",
+                                                     "DelaySeconds", "ReceiveMessageWaitTimeSeconds") if k in props}
+            url = sqs.create_queue(QueueName=f"{prefix}-{logical_id}", Attributes=attributes)["QueueUrl"]
+            created.refs[logical_id] = url
+            created.arns[logical_id] = sqs.get_queue_attributes(
+                QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    for logical_id, resource in resources.items():  # redrive once every queue exists
+        redrive = resource.get("Properties", {}).get("RedrivePolicy")
+        if resource["Type"] == "AWS::SQS::Queue" and redrive:
+            target = resolve(redrive["deadLetterTargetArn"], template, created)
+            sqs.set_queue_attributes(QueueUrl=created.refs[logical_id], Attributes={"RedrivePolicy": (
+                f'{{"deadLetterTargetArn":"{target}","maxReceiveCount":"{redrive["maxReceiveCount"]}"}}')})
+    return created
+
+
+def resolve(value: Any, template: dict[str, Any], created: LocalResources) -> Any:
+    """Resolve !Ref, !GetAtt X.Arn, !Sub and !If for parameters (at their defaults) and created resources."""
+    if not isinstance(value, dict):
+        return value
+    if "Ref" in value:
+        name = value["Ref"]
+        if name in created.refs:
+            return created.refs[name]
+        return template.get("Parameters", {}).get(name, {}).get("Default")
+    if "Fn::GetAtt" in value:
+        return created.arns.get(value["Fn::GetAtt"][0])
+    if "Fn::If" in value:
+        condition, when_true, when_false = value["Fn::If"]
+        chosen = when_true if _condition(template, condition, created) else when_false
+        return resolve(chosen, template, created)
+    if "Fn::Sub" in value and isinstance(value["Fn::Sub"], str):
+        text = value["Fn::Sub"]
+        for name in template.get("Parameters", {}) | {k: None for k in created.refs}:
+            text = text.replace("${" + name + "}", str(resolve({"Ref": name}, template, created)))
+        return text
+    return None
+
+
+def _condition(template: dict[str, Any], condition: Any, created: LocalResources) -> bool:
+    if isinstance(condition, str):
+        return _condition(template, template.get("Conditions", {}).get(condition), created)
+    if not isinstance(condition, dict):
+        return bool(condition)
+    if "Fn::Equals" in condition:
+        a, b = (resolve(v, template, created) for v in condition["Fn::Equals"])
+        return bool(a == b)
+    if "Fn::Not" in condition:
+        return not _condition(template, condition["Fn::Not"][0], created)
+    if "Condition" in condition:
+        return _condition(template, condition["Condition"], created)
+    return False
+
+
+def function_environment(template: dict[str, Any], created: LocalResources, function: str) -> dict[str, str]:
+    """A function's environment variables as the template declares them (Globals, then its own)."""
+    variables = {
+        **template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {}),
+        **template["Resources"][function].get("Properties", {}).get("Environment", {}).get("Variables", {}),
+    }
+    resolved = {name: resolve(value, template, created) for name, value in variables.items()}
+    return {name: str(value) for name, value in resolved.items() if value not in (None, "")}

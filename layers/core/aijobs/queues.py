@@ -1,0 +1,35 @@
+"""SQS access: the jobs queue."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aijobs.models import JobMessage
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+
+class JobQueue:
+    def __init__(self, *, queue_url: str, client: SQSClient) -> None:
+        self._url = queue_url
+        self._client = client
+
+    def send_job(self, job_id: str) -> None:
+        self._client.send_message(QueueUrl=self._url, MessageBody=JobMessage(job_id=job_id).model_dump_json())
+
+    def send_jobs(self, job_ids: list[str]) -> list[str]:
+        """Send in batches of ten; returns the ids whose message could not be sent."""
+        failed: list[str] = []
+        for start in range(0, len(job_ids), 10):
+            chunk = job_ids[start:start + 10]
+            answer = self._client.send_message_batch(QueueUrl=self._url, Entries=[
+                {"Id": str(i), "MessageBody": JobMessage(job_id=job_id).model_dump_json()}
+                for i, job_id in enumerate(chunk)
+            ])
+            failed += [chunk[int(entry["Id"])] for entry in answer.get("Failed", [])]
+        return failed
+
+    def delay_redelivery(self, receipt_handle: str, seconds: int) -> None:
+        self._client.change_message_visibility(QueueUrl=self._url, ReceiptHandle=receipt_handle,
+                                               VisibilityTimeout=seconds)

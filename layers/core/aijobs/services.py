@@ -1,0 +1,94 @@
+"""Clients and services, created once per process and injectable for tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import boto3
+
+from aijobs.jobs import JobService
+from aijobs.queues import JobQueue
+from aijobs.settings import Settings, get_settings
+from aijobs.store import JobStore
+
+if TYPE_CHECKING:
+    from aijobs.idempotency import Idempotency
+    from aijobs.worker import Worker
+
+
+@dataclass
+class Services:
+    """Everything a handler needs, built lazily from one validated ``Settings``; no I/O at import."""
+
+    settings: Settings
+    session: boto3.session.Session
+
+    @cached_property
+    def dynamodb(self) -> Any:
+        return self.session.resource("dynamodb")
+
+    @cached_property
+    def sqs(self) -> Any:
+        return self.session.client("sqs")
+
+    @cached_property
+    def store(self) -> JobStore:
+        return JobStore(table_name=self.settings.jobs_table, resource=self.dynamodb,
+                        retention_s=self.settings.result_retention_hours * 3600)
+
+    @cached_property
+    def jobs(self) -> JobService:
+        return JobService(store=self.store, queue=JobQueue(queue_url=self.settings.jobs_queue_url, client=self.sqs),
+                          default_model=self.settings.default_model,
+                          retention_s=self.settings.result_retention_hours * 3600)
+
+    @cached_property
+    def idempotency(self) -> Idempotency:
+        from aijobs.idempotency import Idempotency
+
+        return Idempotency(table_name=self.settings.idempotency_table,
+                           expires_after_s=self.settings.idempotency_ttl_s, boto3_session=self.session)
+
+    @cached_property
+    def worker(self) -> Worker:
+        # openai is imported here, not at module level: the API function never loads it.
+        from openai import AsyncOpenAI
+
+        from aijobs.providers import OpenAIProvider
+        from aijobs.worker import RetryPolicy, Worker
+
+        api_key = self._model_api_key()
+        base_url = self.settings.model_base_url
+        provider = OpenAIProvider(lambda: AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0))
+        retry = RetryPolicy(max_attempts=self.settings.max_attempts,
+                            base_delay_s=self.settings.retry_base_delay_s,
+                            max_delay_s=self.settings.retry_max_delay_s)
+        return Worker(store=self.store, queue=self.jobs.queue, provider=provider, retry=retry,
+                      lease_s=self.settings.job_lease_s)
+
+    def _model_api_key(self) -> str:
+        if self.settings.model_api_key is not None:
+            return self.settings.model_api_key.get_secret_value()
+        if self.settings.model_api_key_secret_arn:
+            secrets = self.session.client("secretsmanager")
+            return str(secrets.get_secret_value(SecretId=self.settings.model_api_key_secret_arn)["SecretString"])
+        return "unset"  # OpenAI-compatible servers without auth still need a non-empty key in the SDK
+
+
+_services: Services | None = None
+
+
+def get_services() -> Services:
+    global _services
+    if _services is None:
+        settings = get_settings()
+        _services = Services(settings=settings, session=boto3.session.Session(region_name=settings.region))
+    return _services
+
+
+def set_services(services: Services | None) -> None:
+    """Replace the process's services (tests, the local stack)."""
+    global _services
+    _services = services

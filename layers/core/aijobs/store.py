@@ -1,0 +1,198 @@
+"""DynamoDB data access: the single jobs table. SDK errors become domain outcomes here."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from boto3.dynamodb.conditions import Attr, Key
+from botocore.exceptions import ClientError
+
+from aijobs.errors import InvalidRequest
+from aijobs.ids import hash_api_key
+from aijobs.models import Job, JobError, JobStatus, Usage
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.service_resource import DynamoDBServiceResource
+
+_TENANT_INDEX = "gsi1"
+# attribute names that are DynamoDB reserved words, by the alias the expressions use
+_RESERVED = {"#s": "status", "#e": "error", "#u": "usage"}
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+def _is_condition_failure(exc: ClientError) -> bool:
+    return exc.response["Error"]["Code"] == "ConditionalCheckFailedException"
+
+
+def _job_key(job_id: str) -> dict[str, str]:
+    return {"pk": f"JOB#{job_id}", "sk": "JOB"}
+
+
+def _to_item(job: Job) -> dict[str, Any]:
+    # JSON round trip: floats become Decimals (what DynamoDB takes) and None fields are dropped.
+    data: dict[str, Any] = json.loads(job.model_dump_json(exclude_none=True), parse_float=Decimal)
+    return {**_job_key(job.id), "gsi1pk": f"TENANT#{job.tenant}", "gsi1sk": job.id, **data}
+
+
+def _encode_cursor(key: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> dict[str, Any]:
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except ValueError:
+        raise InvalidRequest("cursor is not valid", code="invalid_cursor") from None
+    if not isinstance(key, dict) or set(key) != {"pk", "sk", "gsi1pk", "gsi1sk"}:
+        raise InvalidRequest("cursor is not valid", code="invalid_cursor")
+    return key
+
+
+class JobStore:
+    """Jobs and API keys in the single table."""
+
+    def __init__(self, *, table_name: str, resource: DynamoDBServiceResource, retention_s: int) -> None:
+        self._resource = resource
+        self._table = resource.Table(table_name)
+        self._retention_s = retention_s
+
+    # --- jobs -------------------------------------------------------------------------------------
+
+    def put_new_job(self, job: Job) -> None:
+        self._table.put_item(Item=_to_item(job), ConditionExpression="attribute_not_exists(pk)")
+
+    def put_new_jobs(self, jobs: list[Job]) -> None:
+        with self._table.batch_writer() as batch:  # retries unprocessed items itself
+            for job in jobs:
+                batch.put_item(Item=_to_item(job))
+
+    def delete_jobs(self, job_ids: list[str]) -> None:
+        with self._table.batch_writer() as batch:
+            for job_id in job_ids:
+                batch.delete_item(Key=_job_key(job_id))
+
+    def get_job(self, job_id: str, *, consistent: bool = False) -> Job | None:
+        item = self._table.get_item(Key=_job_key(job_id), ConsistentRead=consistent).get("Item")
+        return self._live(item)
+
+    def get_jobs(self, job_ids: list[str]) -> dict[str, Job]:
+        found: dict[str, Job] = {}
+        pending = [_job_key(job_id) for job_id in dict.fromkeys(job_ids)]
+        while pending:
+            chunk, pending = pending[:100], pending[100:]
+            request: dict[str, Any] = {self._table.name: {"Keys": chunk}}
+            while request:
+                answer = self._resource.batch_get_item(RequestItems=request)
+                for item in answer["Responses"].get(self._table.name, []):
+                    if job := self._live(item):
+                        found[job.id] = job
+                request = answer.get("UnprocessedKeys") or {}
+        return found
+
+    def list_jobs(self, *, tenant: str, status: JobStatus | None, limit: int,
+                  cursor: str | None) -> tuple[list[Job], str | None]:
+        """A tenant's jobs, newest first; with a status filter, pages are filled by reading on."""
+        jobs: list[Job] = []
+        start = _decode_cursor(cursor) if cursor else None
+        while True:
+            query: dict[str, Any] = {
+                "IndexName": _TENANT_INDEX,
+                "KeyConditionExpression": Key("gsi1pk").eq(f"TENANT#{tenant}"),
+                "ScanIndexForward": False,
+                "Limit": limit - len(jobs),
+            }
+            if status is not None:
+                query["FilterExpression"] = Attr("status").eq(status.value)
+            if start:
+                query["ExclusiveStartKey"] = start
+            answer = self._table.query(**query)
+            jobs += [job for item in answer["Items"] if (job := self._live(item))]
+            start = answer.get("LastEvaluatedKey")
+            if not start or len(jobs) >= limit:
+                return jobs, _encode_cursor(start) if start else None
+
+    def claim_job(self, job_id: str, *, lease_s: int) -> Job | None:
+        """Move a queued job (or one whose worker's lease ran out) to in_progress; None if not claimable."""
+        now = _now()
+        try:
+            answer = self._table.update_item(
+                Key=_job_key(job_id),
+                UpdateExpression="SET #s = :running, started_at = :now, lease_until = :lease "
+                                 "ADD attempt :one",
+                ConditionExpression="attribute_exists(pk) AND (#s = :queued OR (#s = :running "
+                                    "AND lease_until < :now))",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":running": JobStatus.in_progress.value,
+                                           ":queued": JobStatus.queued.value,
+                                           ":now": now, ":lease": now + lease_s, ":one": 1},
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return None
+            raise
+        return Job.model_validate(answer["Attributes"])
+
+    def complete_job(self, job: Job, *, output_text: str, usage: Usage, cost_usd: Decimal | None) -> bool:
+        values: dict[str, Any] = {":text": output_text, ":usage": usage.model_dump(),
+                                  ":cost": cost_usd}
+        return self._finish(job, JobStatus.completed,
+                            "output_text = :text, #u = :usage, cost_usd = :cost", values)
+
+    def fail_job(self, job: Job, error: JobError) -> bool:
+        return self._finish(job, JobStatus.failed, "#e = :error", {":error": error.model_dump()})
+
+    def requeue_job(self, job: Job, error: JobError) -> bool:
+        """Hand an in_progress job back to the queue after a retryable failure."""
+        return self._transition(job, "SET #s = :status, #e = :error REMOVE lease_until",
+                                {":status": JobStatus.queued.value, ":error": error.model_dump()})
+
+    def _finish(self, job: Job, status: JobStatus, update: str, values: dict[str, Any]) -> bool:
+        now = _now()
+        remove = ", #e" if "#e" not in update else ""  # a success clears the error of an earlier attempt
+        return self._transition(
+            job,
+            f"SET #s = :status, completed_at = :now, expires_at = :expires, {update} REMOVE lease_until{remove}",
+            {":status": status.value, ":now": now, ":expires": now + self._retention_s, **values},
+        )
+
+    def _transition(self, job: Job, update: str, values: dict[str, Any]) -> bool:
+        # Only the worker holding this attempt's claim may move the job on.
+        try:
+            self._table.update_item(
+                Key=_job_key(job.id),
+                UpdateExpression=update,
+                ConditionExpression="#s = :running AND attempt = :attempt",
+                ExpressionAttributeNames={alias: name for alias, name in _RESERVED.items() if alias in update},
+                ExpressionAttributeValues={":running": JobStatus.in_progress.value,
+                                           ":attempt": job.attempt, **values},
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise
+        return True
+
+    @staticmethod
+    def _live(item: dict[str, Any] | None) -> Job | None:
+        # TTL deletes lazily: an expired item that is still there is treated as gone.
+        if not item or ("expires_at" in item and int(item["expires_at"]) < _now()):
+            return None
+        return Job.model_validate(item)
+
+    # --- API keys ---------------------------------------------------------------------------------
+
+    def put_api_key(self, *, key: str, tenant: str) -> None:
+        self._table.put_item(Item={"pk": f"KEY#{hash_api_key(key)}", "sk": "KEY", "tenant": tenant,
+                                   "created_at": _now()})
+
+    def tenant_for_key(self, key: str) -> str | None:
+        item = self._table.get_item(Key={"pk": f"KEY#{hash_api_key(key)}", "sk": "KEY"}).get("Item")
+        return str(item["tenant"]) if item else None
