@@ -34,6 +34,7 @@ class UvicornThread:
     """A uvicorn server in a thread, stoppable."""
 
     def __init__(self, app: Any, port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}"
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                                     lifespan="off"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -119,7 +120,7 @@ class LocalStack:
         port = int(self.env.get("AIJOBS_FAKE_MODEL_PORT") or free_port())
         self.fake_model = UvicornThread(create_fake_model(), port)
         self.fake_model.start()
-        os.environ.update({"AIJOBS_MODEL_BASE_URL": f"http://127.0.0.1:{port}/v1",
+        os.environ.update({"AIJOBS_MODEL_BASE_URL": f"{self.fake_model.url}/v1",
                            "AIJOBS_MODEL_API_KEY": FAKE_KEY, "AIJOBS_DEFAULT_MODEL": "fake-model"})
 
     def _start_pollers(self, session: boto3.session.Session) -> None:

@@ -1,0 +1,48 @@
+"""Integration: handlers and services in-process against moto, with the resources of template.yaml."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from aijobs.local.stack import UvicornThread
+from aijobs.local.template import LocalResources, load_template, provision
+from aijobs.services import Services, set_services
+from aijobs.settings import Settings
+
+TENANT_A, KEY_A = "tenant-a", "aj_test_key_a"
+TENANT_B, KEY_B = "tenant-b", "aj_test_key_b"
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[boto3.session.Session, LocalResources]]:
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        session = boto3.session.Session(region_name="us-east-1")
+        yield session, provision(load_template(), session=session, prefix="test")
+
+
+def make_settings(resources: LocalResources, model_url: str, **overrides: Any) -> Settings:
+    return Settings(
+        jobs_table=resources.refs["JobsTable"], idempotency_table=resources.refs["IdempotencyTable"],
+        jobs_queue_url=resources.refs["JobsQueue"], model_base_url=f"{model_url}/v1", model_api_key="fake",
+        default_model="fake-model", retry_base_delay_s=0, **overrides)
+
+
+@pytest.fixture
+def services(aws: tuple[boto3.session.Session, LocalResources], fake_model: UvicornThread) -> Iterator[Services]:
+    session, resources = aws
+    svc = Services(settings=make_settings(resources, fake_model.url), session=session)
+    svc.store.put_api_key(key=KEY_A, tenant=TENANT_A)
+    svc.store.put_api_key(key=KEY_B, tenant=TENANT_B)
+    set_services(svc)
+    yield svc
+    set_services(None)
