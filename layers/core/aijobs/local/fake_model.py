@@ -22,7 +22,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 _DIRECTIVE = re.compile(r"\[\[(delay_ms|fail|tokens)=([^\]]+)\]\]")
-_FILLER = "lorem ipsum dolor sit amet consectetur adipiscing elit".split()
+_FILLER = ["lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit"]
 
 
 def _directives(text: str) -> dict[str, str]:
@@ -40,8 +40,14 @@ def _reply_words(prompt: str, tokens: int | None, cap: int | None) -> tuple[list
 
 def create_fake_model() -> FastAPI:
     app = FastAPI(title="aijobs fake model")
-    calls: Counter[str] = Counter()
+    calls: Counter[str] = Counter()  # by request hash, by user prompt, "total", "in_flight", "max_in_flight"
     app.state.calls = calls
+
+    @app.get("/_stats")
+    async def stats(prompt: str | None = None) -> dict[str, int]:
+        """Call counts, for tests: in all, for one user prompt, and the most calls ever in flight at once."""
+        return {"total": calls["total"], "max_in_flight": calls["max_in_flight"],
+                **({"prompt": calls[f"prompt:{prompt}"]} if prompt is not None else {})}
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
@@ -55,29 +61,40 @@ def create_fake_model() -> FastAPI:
         user_text = next((str(m.get("content", "")) for m in reversed(messages) if m.get("role") == "user"), "")
         request_hash = hashlib.sha256(json.dumps([body.get("model"), messages], sort_keys=True).encode()).hexdigest()
         calls[request_hash] += 1
+        calls[f"prompt:{user_text}"] += 1
         calls["total"] += 1
-        found = _directives(text)
-        if "delay_ms" in found:
-            await asyncio.sleep(int(found["delay_ms"]) / 1000)
-        if "fail" in found:
-            code, _, times = found["fail"].partition(",times=")
-            if not times or calls[request_hash] <= int(times):
-                return JSONResponse({"error": {"message": "fake failure", "type": "fake_error",
-                                               "code": None, "param": None}}, status_code=int(code))
-        cap = body.get("max_completion_tokens") or body.get("max_tokens")
-        words, finish = _reply_words(user_text, int(found["tokens"]) if "tokens" in found else None, cap)
-        usage = {"prompt_tokens": len(text.split()), "completion_tokens": len(words),
-                 "total_tokens": len(text.split()) + len(words)}
-        base = {"id": f"chatcmpl-{request_hash[:12]}", "created": int(time.time()),
-                "model": body.get("model", "fake-model")}
-        if body.get("stream"):
-            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            return StreamingResponse(_stream(base, words, finish, usage if include_usage else None),
-                                     media_type="text/event-stream")
-        return {**base, "object": "chat.completion", "usage": usage, "choices": [{
-            "index": 0, "finish_reason": finish, "message": {"role": "assistant", "content": " ".join(words)}}]}
+        calls["in_flight"] += 1
+        calls["max_in_flight"] = max(calls["max_in_flight"], calls["in_flight"])
+        try:
+            return await _answer(body, text, user_text, request_hash, calls)
+        finally:
+            calls["in_flight"] -= 1
 
     return app
+
+
+async def _answer(body: dict[str, Any], text: str, user_text: str, request_hash: str,
+                  calls: Counter[str]) -> Any:
+    found = _directives(text)
+    if "delay_ms" in found:
+        await asyncio.sleep(int(found["delay_ms"]) / 1000)
+    if "fail" in found:
+        code, _, times = found["fail"].partition(",times=")
+        if not times or calls[request_hash] <= int(times):
+            return JSONResponse({"error": {"message": "fake failure", "type": "fake_error",
+                                           "code": None, "param": None}}, status_code=int(code))
+    cap = body.get("max_completion_tokens") or body.get("max_tokens")
+    words, finish = _reply_words(user_text, int(found["tokens"]) if "tokens" in found else None, cap)
+    usage = {"prompt_tokens": len(text.split()), "completion_tokens": len(words),
+             "total_tokens": len(text.split()) + len(words)}
+    base = {"id": f"chatcmpl-{request_hash[:12]}", "created": int(time.time()),
+            "model": body.get("model", "fake-model")}
+    if body.get("stream"):
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        return StreamingResponse(_stream(base, words, finish, usage if include_usage else None),
+                                 media_type="text/event-stream")
+    return {**base, "object": "chat.completion", "usage": usage, "choices": [{
+        "index": 0, "finish_reason": finish, "message": {"role": "assistant", "content": " ".join(words)}}]}
 
 
 async def _stream(base: dict[str, Any], words: list[str], finish: str,

@@ -1,0 +1,40 @@
+"""The local stack reads template.yaml, and the fake model follows its directives."""
+
+from __future__ import annotations
+
+import pytest
+
+from aijobs.local.fake_model import _directives, _reply_words
+from aijobs.local.stack import parse_dev_keys
+from aijobs.local.template import LocalResources, function_environment, load_template
+
+
+def test_function_environment_resolves_refs_to_the_local_resources() -> None:
+    created = LocalResources(refs={"JobsTable": "t-jobs", "IdempotencyTable": "t-idem", "JobsQueue": "http://q"})
+    env = function_environment(load_template(), created, "WorkerFunction")
+    assert env["AIJOBS_JOBS_TABLE"] == "t-jobs"
+    assert env["AIJOBS_JOBS_QUEUE_URL"] == "http://q"
+    assert env["AIJOBS_DEFAULT_MODEL"] == "gpt-4o-mini"  # the parameter's default
+    assert "AIJOBS_MODEL_API_KEY_SECRET_ARN" not in env  # empty by default
+
+
+def test_dev_keys_parse_tenant_key_pairs() -> None:
+    assert parse_dev_keys("a:ka, b:kb") == {"ka": "a", "kb": "b"}
+    generated = parse_dev_keys(None)
+    assert list(generated.values()) == ["dev"]
+
+
+def test_malformed_dev_keys_stop_the_stack() -> None:
+    with pytest.raises(SystemExit):
+        parse_dev_keys("no-colon")
+
+
+def test_fake_model_directives() -> None:
+    assert _directives("x [[delay_ms=20]] [[fail=429,times=2]] [[tokens=5]]") == {
+        "delay_ms": "20", "fail": "429,times=2", "tokens": "5"}
+
+
+def test_fake_model_reply_echoes_the_input_and_honours_lengths() -> None:
+    assert _reply_words("hello there", None, None) == (["Echo:", "hello", "there"], "stop")
+    assert len(_reply_words("hi", 50, None)[0]) == 50
+    assert _reply_words("a b c d", None, 2) == (["Echo:", "a"], "length")
