@@ -46,3 +46,39 @@ def services(aws: tuple[boto3.session.Session, LocalResources], fake_model: Uvic
     set_services(svc)
     yield svc
     set_services(None)
+
+
+@pytest.fixture
+def api(services: Services) -> Iterator[Any]:
+    """The FastAPI app in-process (the same app Mangum serves), as tenant A."""
+    from fastapi.testclient import TestClient
+
+    from aijobs.api import create_app
+
+    with TestClient(create_app(), headers={"Authorization": f"Bearer {KEY_A}"}) as client:
+        yield client
+
+
+@pytest.fixture
+def worker_handler(services: Services) -> Any:
+    """functions/worker/app.py's handler, imported as Lambda would."""
+    from aijobs.local.stack import load_handler
+
+    return load_handler("worker", "lambda_handler")
+
+
+def run_worker(services: Services, handler: Any) -> dict[str, Any]:
+    """Receive what is visible on the jobs queue and hand it to the worker as one SQS event; delete successes."""
+    from aijobs.local.pollers import FakeLambdaContext, sqs_event
+
+    sqs, url = services.sqs, services.settings.jobs_queue_url
+    messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"]).get("Messages", [])
+    if not messages:
+        return {"batchItemFailures": [], "received": 0}
+    result = handler(sqs_event(messages, "arn:aws:sqs:us-east-1:123456789012:test-JobsQueue"),
+                     FakeLambdaContext("WorkerFunction"))
+    failed = {f["itemIdentifier"] for f in result["batchItemFailures"]}
+    for m in messages:
+        if m["MessageId"] not in failed:
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    return {**result, "received": len(messages)}
