@@ -28,6 +28,7 @@ class Stack:
     url: str
     aws_endpoint: str
     log_path: Path
+    model_url: str
 
     def client(self, tenant: str = "tenant-a") -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30,
@@ -43,9 +44,9 @@ class Stack:
 
 
 def start_stack(log_path: Path, **env: str) -> tuple[subprocess.Popen[bytes], Stack]:
-    port = free_port()
+    port, model_port = free_port(), free_port()
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "AIJOBS_", "OPENAI_"))}
-    environment.update({"PORT": str(port), "POWERTOOLS_LOG_LEVEL": "WARNING",
+    environment.update({"PORT": str(port), "POWERTOOLS_LOG_LEVEL": "WARNING", "AIJOBS_FAKE_MODEL_PORT": str(model_port),
                         "AIJOBS_DEV_API_KEYS": ",".join(f"{t}:{k}" for t, k in KEYS.items()), **env})
     log = log_path.open("wb")
     process = subprocess.Popen([sys.executable, "-m", "aijobs.local"], cwd=ROOT, env=environment,
@@ -65,7 +66,8 @@ def start_stack(log_path: Path, **env: str) -> tuple[subprocess.Popen[bytes], St
         raise RuntimeError(f"local stack did not start:\n{log_path.read_text()}")
     match = re.search(r"emulated AWS \(moto\) at (\S+)", log_path.read_text())
     assert match, log_path.read_text()
-    return process, Stack(url=url, aws_endpoint=match.group(1), log_path=log_path)
+    return process, Stack(url=url, aws_endpoint=match.group(1), log_path=log_path,
+                          model_url=f"http://127.0.0.1:{model_port}")
 
 
 def stop_stack(process: subprocess.Popen[bytes]) -> int:
