@@ -16,7 +16,9 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(PY) -m aijobs.local
 
-test: lint unit integration e2e sam-validate
+# unit, integration (moto; includes `sam validate --lint` and `sam build`) and e2e (the local stack), one run
+test: lint
+	$(PY) -m pytest -q tests
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
