@@ -8,38 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+
+from aijobs.local.template import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = ROOT / "template.yaml"
 
 
-class CfnLoader(yaml.SafeLoader):
-    """A safe YAML loader that reads CloudFormation short tags (!Ref, !GetAtt, !Sub...)."""
-
-
-def _construct_tag(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
-    value: Any
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
-    if tag_suffix == "Ref":
-        return {"Ref": value}
-    if tag_suffix == "GetAtt" and isinstance(value, str):
-        value = value.split(".", 1)
-    return {f"Fn::{tag_suffix}": value}
-
-
-CfnLoader.add_multi_constructor("!", _construct_tag)
-
-
 @pytest.fixture(scope="module")
 def template() -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.load(TEMPLATE_PATH.read_text(), Loader=CfnLoader)
-    return loaded
+    return load_template(TEMPLATE_PATH)
 
 
 def _resources(template: dict[str, Any], type_: str) -> dict[str, dict[str, Any]]:
