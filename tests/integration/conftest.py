@@ -33,7 +33,8 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[boto3.session.Session
 def make_settings(resources: LocalResources, model_url: str, **overrides: Any) -> Settings:
     return Settings(
         jobs_table=resources.refs["JobsTable"], idempotency_table=resources.refs["IdempotencyTable"],
-        jobs_queue_url=resources.refs["JobsQueue"], model_base_url=f"{model_url}/v1", model_api_key="fake",
+        jobs_queue_url=resources.refs["JobsQueue"], deliveries_queue_url=resources.refs["DeliveriesQueue"],
+        model_base_url=f"{model_url}/v1", model_api_key="fake",
         default_model="fake-model", retry_base_delay_s=0, **overrides)
 
 

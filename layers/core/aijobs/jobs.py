@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -21,6 +21,7 @@ from aijobs.ids import new_job_id
 from aijobs.models import Job, JobRequest, JobStatus
 from aijobs.queues import JobQueue
 from aijobs.store import JobStore
+from aijobs.webhooks.guard import CallbackGuard
 
 logger = Logger(service="aijobs")
 
@@ -31,16 +32,25 @@ class JobService:
     queue: JobQueue
     default_model: str
     retention_s: int
+    callbacks: CallbackGuard = field(default_factory=CallbackGuard)
 
-    def _new_job(self, tenant: str, request: JobRequest) -> Job:
+    def _new_job(self, tenant: str, request: JobRequest, *, schedule_id: str | None = None,
+                 job_id: str | None = None) -> Job:
+        if request.callback_url is not None:
+            self.callbacks.check_url(request.callback_url)  # a forbidden URL is a 422 and nothing is written
         now = int(time.time())
-        return Job(id=new_job_id(), tenant=tenant, status=JobStatus.queued,
+        return Job(id=job_id or new_job_id(), tenant=tenant, status=JobStatus.queued,
                    model=request.model or self.default_model, request=request, created_at=now,
-                   expires_at=now + self.retention_s)
+                   expires_at=now + self.retention_s, schedule_id=schedule_id)
 
-    def submit_job(self, *, tenant: str, request: JobRequest) -> Job:
-        """Store a queued job, then enqueue it. If the enqueue fails the job is removed: nothing half-written."""
-        job = self._new_job(tenant, request)
+    def submit_job(self, *, tenant: str, request: JobRequest, schedule_id: str | None = None,
+                   job_id: str | None = None) -> Job:
+        """Store a queued job, then enqueue it. If the enqueue fails the job is removed: nothing half-written.
+
+        A schedule passes its ``schedule_id``, and for a fire a ``job_id`` derived from the scheduled time: if
+        that job exists already, ``Conflict`` (``job_exists``) is raised before anything is written or sent.
+        """
+        job = self._new_job(tenant, request, schedule_id=schedule_id, job_id=job_id)
         self.store.put_new_job(job)
         try:
             self.queue.send_job(job.id)
@@ -60,6 +70,8 @@ class JobService:
                 results.append(self._new_job(tenant, JobRequest.model_validate(item)))
             except ValidationError as exc:
                 results.append(error_from_validation(exc.errors()))
+            except InvalidRequest as exc:
+                results.append(exc)
         jobs = [r for r in results if isinstance(r, Job)]
         self.store.put_new_jobs(jobs)
         unsent = set(self.queue.send_jobs([job.id for job in jobs]))

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 MAX_INPUT_CHARS = 100_000
@@ -47,6 +48,9 @@ class JobRequest(BaseModel):
     stream: bool = False
     metadata: dict[str, str] = Field(default_factory=dict)
     timeout_s: Annotated[int, Field(ge=1, le=840)] = 300
+    # Checked against server-side request forgery by the submit path (aijobs.webhooks.guard), not here:
+    # what is allowed depends on the deployment's settings.
+    callback_url: Annotated[str | None, Field(min_length=1, max_length=2048)] = None
 
     @field_validator("input")
     @classmethod
@@ -100,6 +104,11 @@ class Job(BaseModel):
     attempt: int = 0
     lease_until: int | None = None
     expires_at: int | None = None
+    schedule_id: str | None = None  # set on the jobs a schedule creates
+    # The final event's webhook: its id (stable across retries), which terminal state it is for, whether queued.
+    webhook_event_id: str | None = None
+    webhook_event_for: str | None = None
+    webhook_enqueued: bool = False
 
     def to_public(self) -> JobOut:
         return JobOut(
@@ -115,6 +124,7 @@ class Job(BaseModel):
             error=self.error,
             attempt=self.attempt,
             metadata=self.request.metadata,
+            schedule_id=self.schedule_id,
         )
 
 
@@ -138,6 +148,7 @@ class JobOut(BaseModel):
     error: JobError | None
     attempt: int
     metadata: dict[str, str]
+    schedule_id: str | None = None
 
 
 class JobList(BaseModel):
@@ -192,3 +203,171 @@ class JobMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     job_id: Annotated[str, Field(pattern=r"^job_[0-9A-Z]{26}$")]
+
+
+# --- schedules ------------------------------------------------------------------------------------
+
+SCHEDULE_ID_PATTERN = r"^sch_[0-9A-Z]{26}$"
+# Static schedules (ScheduleV2 events in template.yaml) name themselves; sch_ ids are the API's.
+STATIC_SCHEDULE_ID_PATTERN = r"^(?!sch_)[A-Za-z0-9_.-]{1,64}$"
+MAX_SCHEDULE_FIRE_TIMES = 5
+
+ExpressionText = Annotated[str, Field(min_length=1, max_length=256,
+                                  description="rate(5 minutes), cron(0 9 ? * MON-FRI *) or at(2030-01-31T09:30:00)")]
+TimeZoneName = Annotated[str, Field(min_length=1, max_length=64, description="IANA time zone name, e.g. Europe/Paris")]
+
+
+class ScheduleRequest(BaseModel):
+    """The body of ``POST /v1/schedules``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    expression: ExpressionText
+    timezone: TimeZoneName = "UTC"
+    job: JobRequest
+    enabled: bool = True
+
+
+class ScheduleUpdate(BaseModel):
+    """The body of ``PATCH /v1/schedules/{id}``: the fields given change, the others stay."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    expression: ExpressionText | None = None
+    timezone: TimeZoneName | None = None
+    job: JobRequest | None = None
+    enabled: bool | None = None
+
+
+class Schedule(BaseModel):
+    """A schedule as stored."""
+
+    id: str
+    tenant: str
+    expression: str
+    timezone: str
+    job: JobRequest
+    enabled: bool
+    created_at: int
+    updated_at: int
+    # When the schedule was last armed (created, its timing changed, or enabled): a rate counts from here.
+    armed_at: int
+    version: int = 1
+
+
+class ScheduleOut(BaseModel):
+    """A schedule as the API answers it; timestamps are unix seconds."""
+
+    id: str
+    object: Literal["schedule"] = "schedule"
+    expression: str
+    timezone: str
+    job: JobRequest
+    enabled: bool
+    created_at: int
+    updated_at: int
+    next_fire_times: list[int] = Field(description="The next fire times (unix seconds); empty when disabled or done")
+
+
+class ScheduleList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ScheduleOut]
+    next_cursor: str | None
+
+
+class ScheduledFire(BaseModel):
+    """The event SchedulerFunction receives: the schedule target's Input, context attributes filled in.
+
+    API schedules carry their id and tenant; the job is read from the schedule item at fire time. Static
+    schedules declared in template.yaml carry their job (and tenant) in the Input itself.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    schedule_id: Annotated[str, Field(min_length=1, max_length=64)]
+    scheduled_time: AwareDatetime
+    tenant: Annotated[str | None, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = None
+    job: JobRequest | None = None
+    execution_id: str | None = None
+    attempt: int | None = None
+
+    @model_validator(mode="after")
+    def _api_or_static(self) -> ScheduledFire:
+        if self.job is None and not re.fullmatch(SCHEDULE_ID_PATTERN, self.schedule_id):
+            raise ValueError("an event without a job must name an API schedule (sch_...)")
+        if self.job is not None and (self.tenant is None or not re.fullmatch(STATIC_SCHEDULE_ID_PATTERN,
+                                                                           self.schedule_id)):
+            raise ValueError("a static schedule's event needs a tenant and a schedule_id of its own (not sch_...)")
+        return self
+
+
+class FireOutcome(BaseModel):
+    """What one fire did: created a job, found the job of an earlier delivery of the same fire, or nothing."""
+
+    outcome: Literal["created", "duplicate", "skipped"]
+    schedule_id: str
+    job_id: str | None = None
+    reason: str | None = None
+
+
+# --- webhooks -------------------------------------------------------------------------------------
+
+
+class DeliveryMessage(BaseModel):
+    """The body of a deliveries-queue message: one attempt of one event, due at a time (chained past SQS's 15 min)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job_id: Annotated[str, Field(pattern=r"^job_[0-9A-Z]{26}$")]
+    webhook_id: Annotated[str, Field(pattern=r"^msg_[0-9A-Z]{26}$")]
+    attempt: Annotated[int, Field(ge=1, le=1000)]
+    first_attempt: Annotated[int, Field(ge=1, le=1000)]  # where this run of the retry schedule began
+    due_at: float
+
+
+class DeliveryAttempt(BaseModel):
+    """One attempt in the delivery ledger; ``outcome`` is ``sending`` while the request is in flight."""
+
+    object: Literal["delivery_attempt"] = "delivery_attempt"
+    webhook_id: str
+    event_type: str
+    attempt: int
+    at: int
+    outcome: Literal["sending", "delivered", "retrying", "failed", "stopped"]
+    status_code: int | None = None
+    duration_ms: int | None = None
+    error: str | None = None
+    next_attempt_at: int | None = None
+
+
+class DeliveryList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[DeliveryAttempt]
+
+
+class Redelivery(BaseModel):
+    object: Literal["redelivery"] = "redelivery"
+    webhook_id: str
+    attempt: int
+    status: Literal["queued"] = "queued"
+
+
+class WebhookSecret(BaseModel):
+    """A tenant's signing secret; ``expires_at`` is set once a rotation has replaced it."""
+
+    id: str
+    secret: str
+    created_at: int
+    expires_at: int | None = None
+
+
+class WebhookSecretList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[WebhookSecret]
+
+
+class RotateSecretRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # How long the previous secrets stay valid; unset, the deployment's default (24 h).
+    overlap_s: Annotated[int | None, Field(ge=0, le=7 * 86_400)] = None

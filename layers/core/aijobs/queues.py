@@ -1,10 +1,10 @@
-"""SQS access: the jobs queue."""
+"""SQS access: the jobs queue and the webhook deliveries queue."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from aijobs.models import JobMessage
+from aijobs.models import DeliveryMessage, JobMessage
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -29,6 +29,24 @@ class JobQueue:
             ])
             failed += [chunk[int(entry["Id"])] for entry in answer.get("Failed", [])]
         return failed
+
+    def delay_redelivery(self, receipt_handle: str, seconds: int) -> None:
+        self._client.change_message_visibility(QueueUrl=self._url, ReceiptHandle=receipt_handle,
+                                               VisibilityTimeout=seconds)
+
+
+# SQS delays a message by 15 minutes at most; longer waits are chained (the message carries its due time).
+MAX_DELAY_S = 900
+
+
+class DeliveryQueue:
+    def __init__(self, *, queue_url: str, client: SQSClient) -> None:
+        self._url = queue_url
+        self._client = client
+
+    def send_delivery(self, message: DeliveryMessage, *, delay_s: int = 0) -> None:
+        self._client.send_message(QueueUrl=self._url, MessageBody=message.model_dump_json(),
+                                  DelaySeconds=max(0, min(MAX_DELAY_S, delay_s)))
 
     def delay_redelivery(self, receipt_handle: str, seconds: int) -> None:
         self._client.change_message_visibility(QueueUrl=self._url, ReceiptHandle=receipt_handle,

@@ -9,12 +9,16 @@ from typing import TYPE_CHECKING, Any
 import boto3
 
 from aijobs.jobs import JobService
-from aijobs.queues import JobQueue
+from aijobs.queues import DeliveryQueue, JobQueue
 from aijobs.settings import Settings, get_settings
 from aijobs.store import JobStore
+from aijobs.webhooks.delivery import DeliveryService
+from aijobs.webhooks.guard import CallbackGuard
+from aijobs.webhooks.store import WebhookStore
 
 if TYPE_CHECKING:
     from aijobs.idempotency import Idempotency
+    from aijobs.webhooks.delivery import Deliverer
     from aijobs.worker import Worker
 
 
@@ -42,7 +46,31 @@ class Services:
     def jobs(self) -> JobService:
         return JobService(store=self.store, queue=JobQueue(queue_url=self.settings.jobs_queue_url, client=self.sqs),
                           default_model=self.settings.default_model,
-                          retention_s=self.settings.result_retention_hours * 3600)
+                          retention_s=self.settings.result_retention_hours * 3600, callbacks=self.callback_guard)
+
+    @cached_property
+    def callback_guard(self) -> CallbackGuard:
+        return CallbackGuard(allow_private=self.settings.allow_private_callbacks,
+                             allow_http=self.settings.allow_http_callbacks)
+
+    @cached_property
+    def webhook_store(self) -> WebhookStore:
+        return WebhookStore(table=self.dynamodb.Table(self.settings.jobs_table))
+
+    @cached_property
+    def deliveries(self) -> DeliveryService:
+        return DeliveryService(store=self.store, ledger=self.webhook_store,
+                               queue=DeliveryQueue(queue_url=self.settings.deliveries_queue_url, client=self.sqs))
+
+    @cached_property
+    def webhook_deliverer(self) -> Deliverer:
+        # httpx is imported here: only the webhook function loads it.
+        from aijobs.webhooks.delivery import Deliverer, RetrySchedule
+        from aijobs.webhooks.sender import WebhookSender
+
+        return Deliverer(store=self.store, ledger=self.webhook_store, queue=self.deliveries.queue,
+                         sender=WebhookSender(guard=self.callback_guard, timeout_s=self.settings.webhook_timeout_s),
+                         schedule=RetrySchedule(self.settings.webhook_retry_delays))
 
     @cached_property
     def idempotency(self) -> Idempotency:
@@ -66,7 +94,7 @@ class Services:
                             base_delay_s=self.settings.retry_base_delay_s,
                             max_delay_s=self.settings.retry_max_delay_s)
         return Worker(store=self.store, queue=self.jobs.queue, provider=provider, retry=retry,
-                      lease_s=self.settings.job_lease_s)
+                      lease_s=self.settings.job_lease_s, deliveries=self.deliveries)
 
     def _model_api_key(self) -> str:
         if self.settings.model_api_key is not None:

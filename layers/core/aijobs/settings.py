@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # API Gateway's HTTP API gives an integration 30 s at most; a synchronous wait must end well before.
@@ -18,6 +18,7 @@ class Settings(BaseSettings):
     jobs_table: str = "aijobs-jobs"
     idempotency_table: str = "aijobs-idempotency"
     jobs_queue_url: str = ""
+    deliveries_queue_url: str = ""
     region: str | None = None
 
     default_model: str = "gpt-4o-mini"
@@ -33,8 +34,42 @@ class Settings(BaseSettings):
     idempotency_ttl_s: int = Field(default=86_400, ge=60)
     api_key_cache_s: float = Field(default=60.0, ge=0)
 
+    # Schedules: the stack's EventBridge Scheduler group, the function its schedules invoke, the role they assume.
+    schedule_group: str = "default"
+    scheduler_function_arn: str = ""
+    scheduler_role_arn: str = ""
+
+    # Webhooks. The deployed stack keeps both switches off: https receivers on public addresses only.
+    allow_private_callbacks: bool = False  # loopback and private networks (the local stack turns it on)
+    allow_http_callbacks: bool = False
+    # Seconds to wait before each delivery attempt of one event, the first included.
+    webhook_retry_schedule: str = "0,5,300,1800,7200,18000,36000,36000"
+    webhook_timeout_s: float = Field(default=15.0, gt=0, le=60)
+    webhook_secret_overlap_s: int = Field(default=86_400, ge=0, le=7 * 86_400)
+
     # Local development only: "tenantA:keyA,tenantB:keyB" seeds keys in the dev stack.
     dev_api_keys: str | None = None
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _schedule_is_seconds(cls, value: str) -> str:
+        parse_retry_schedule(value)
+        return value
+
+    @property
+    def webhook_retry_delays(self) -> tuple[int, ...]:
+        return parse_retry_schedule(self.webhook_retry_schedule)
+
+
+def parse_retry_schedule(value: str) -> tuple[int, ...]:
+    """``"0,5,300"`` -> (0, 5, 300): the wait before each attempt (the first included); 1-20 of 0-86400 s."""
+    try:
+        delays = tuple(int(part) for part in value.split(","))
+    except ValueError:
+        raise ValueError("must be comma-separated whole seconds, e.g. 0,5,300") from None
+    if not 1 <= len(delays) <= 20 or any(not 0 <= d <= 86_400 for d in delays):
+        raise ValueError("must hold 1-20 delays of 0-86400 seconds")
+    return delays
 
 
 @lru_cache(maxsize=1)

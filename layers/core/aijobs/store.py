@@ -11,14 +11,16 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
-from aijobs.errors import InvalidRequest
+from aijobs.errors import Conflict, InvalidRequest
 from aijobs.ids import hash_api_key
 from aijobs.models import Job, JobError, JobStatus, Usage
+from aijobs.webhooks.store import WebhookStore
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import DynamoDBServiceResource
 
 _TENANT_INDEX = "gsi1"
+_SCHEDULE_INDEX = "gsi2"  # a tenant's jobs of one schedule, sparse: only scheduled jobs carry its keys
 # attribute names that are DynamoDB reserved words, by the alias the expressions use
 _RESERVED = {"#s": "status", "#e": "error", "#u": "usage"}
 
@@ -38,19 +40,29 @@ def _job_key(job_id: str) -> dict[str, str]:
 def _to_item(job: Job) -> dict[str, Any]:
     # JSON round trip: floats become Decimals (what DynamoDB takes) and None fields are dropped.
     data: dict[str, Any] = json.loads(job.model_dump_json(exclude_none=True), parse_float=Decimal)
-    return {**_job_key(job.id), "gsi1pk": f"TENANT#{job.tenant}", "gsi1sk": job.id, **data}
+    item = {**_job_key(job.id), "gsi1pk": f"TENANT#{job.tenant}", "gsi1sk": job.id, **data}
+    if job.schedule_id is not None:
+        item |= {"gsi2pk": _schedule_jobs_partition(job.tenant, job.schedule_id), "gsi2sk": job.id}
+    return item
+
+
+def _schedule_jobs_partition(tenant: str, schedule_id: str) -> str:
+    return f"TENANT#{tenant}#SCHEDULE#{schedule_id}"
 
 
 def _encode_cursor(key: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(key).encode()).decode()
 
 
-def _decode_cursor(cursor: str) -> dict[str, Any]:
+def _decode_cursor(cursor: str, index: str = _TENANT_INDEX, partition: str | None = None) -> dict[str, Any]:
+    """The start key a cursor holds, checked to belong to the index (and partition) being read."""
     try:
         key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
     except ValueError:
         raise InvalidRequest("cursor is not valid", code="invalid_cursor") from None
-    if not isinstance(key, dict) or set(key) != {"pk", "sk", "gsi1pk", "gsi1sk"}:
+    if not isinstance(key, dict) or set(key) != {"pk", "sk", f"{index}pk", f"{index}sk"}:
+        raise InvalidRequest("cursor is not valid", code="invalid_cursor")
+    if partition is not None and key[f"{index}pk"] != partition:
         raise InvalidRequest("cursor is not valid", code="invalid_cursor")
     return key
 
@@ -66,7 +78,13 @@ class JobStore:
     # --- jobs -------------------------------------------------------------------------------------
 
     def put_new_job(self, job: Job) -> None:
-        self._table.put_item(Item=_to_item(job), ConditionExpression="attribute_not_exists(pk)")
+        """Store a job that must not exist yet; ``Conflict`` (``job_exists``) if its id is taken."""
+        try:
+            self._table.put_item(Item=_to_item(job), ConditionExpression="attribute_not_exists(pk)")
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                raise Conflict("a job with this id exists", code="job_exists") from None
+            raise
 
     def put_new_jobs(self, jobs: list[Job]) -> None:
         with self._table.batch_writer() as batch:  # retries unprocessed items itself
@@ -97,14 +115,16 @@ class JobStore:
         return found
 
     def list_jobs(self, *, tenant: str, status: JobStatus | None, limit: int,
-                  cursor: str | None) -> tuple[list[Job], str | None]:
-        """A tenant's jobs, newest first; with a status filter, pages are filled by reading on."""
+                  cursor: str | None, schedule_id: str | None = None) -> tuple[list[Job], str | None]:
+        """A tenant's jobs (or those of one of its schedules), newest first; a status filter reads on to fill pages."""
         jobs: list[Job] = []
-        start = _decode_cursor(cursor) if cursor else None
+        index, partition = ((_SCHEDULE_INDEX, _schedule_jobs_partition(tenant, schedule_id)) if schedule_id
+                            else (_TENANT_INDEX, f"TENANT#{tenant}"))
+        start = _decode_cursor(cursor, index, partition) if cursor else None
         while True:
             query: dict[str, Any] = {
-                "IndexName": _TENANT_INDEX,
-                "KeyConditionExpression": Key("gsi1pk").eq(f"TENANT#{tenant}"),
+                "IndexName": index,
+                "KeyConditionExpression": Key(f"{index}pk").eq(partition),
                 "ScanIndexForward": False,
                 "Limit": limit - len(jobs),
             }
@@ -190,6 +210,8 @@ class JobStore:
     # --- API keys ---------------------------------------------------------------------------------
 
     def put_api_key(self, *, key: str, tenant: str) -> None:
+        """Store a key (its hash); a tenant's first key creates the tenant, with its first webhook signing secret."""
+        WebhookStore(table=self._table).create_tenant(tenant)
         self._table.put_item(Item={"pk": f"KEY#{hash_api_key(key)}", "sk": "KEY", "tenant": tenant,
                                    "created_at": _now()})
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import (
@@ -27,7 +27,13 @@ from aijobs.providers import ModelProvider
 from aijobs.queues import JobQueue
 from aijobs.store import JobStore
 
+if TYPE_CHECKING:
+    from aijobs.webhooks.delivery import DeliveryService
+
 logger = Logger(service="aijobs")
+
+# When a finished job's webhook could not be queued, its jobs message comes back this soon to try again.
+WEBHOOK_ENQUEUE_RETRY_S = 10
 
 
 class PoisonMessage(Exception):
@@ -51,12 +57,13 @@ class RetryPolicy:
 
 class Worker:
     def __init__(self, *, store: JobStore, queue: JobQueue, provider: ModelProvider, retry: RetryPolicy,
-                 lease_s: int) -> None:
+                 lease_s: int, deliveries: DeliveryService | None = None) -> None:
         self.store = store
         self.queue = queue
         self.provider = provider
         self.retry = retry
         self.lease_s = lease_s
+        self.deliveries = deliveries
 
     def handle_batch(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         """Process an SQS batch; failed records are reported so that only they come back."""
@@ -76,15 +83,33 @@ class Worker:
         job = await asyncio.to_thread(self.store.claim_job, message.job_id, lease_s=self.lease_s)
         if job is None:
             logger.info("job not claimable: duplicate delivery or finished", extra={"job_id": message.job_id})
+            # A finished job whose webhook was never queued (the enqueue failed, or the worker died) gets it now.
+            await self._queue_webhook(message.job_id, record.receipt_handle)
             return
         await self.run_job(job, record.receipt_handle)
+
+    async def _finished(self, job: Job, receipt_handle: str) -> None:
+        if job.request.callback_url:
+            await self._queue_webhook(job.id, receipt_handle)
+
+    async def _queue_webhook(self, job_id: str, receipt_handle: str) -> None:
+        """Queue a finished job's webhook (a no-op when queued already); if that fails, the message comes back."""
+        if self.deliveries is None:
+            return
+        try:
+            await asyncio.to_thread(self.deliveries.enqueue_final_event, job_id)
+        except Exception:
+            logger.exception("webhook not queued; the jobs message will come back for it", extra={"job_id": job_id})
+            await asyncio.to_thread(self.queue.delay_redelivery, receipt_handle, WEBHOOK_ENQUEUE_RETRY_S)
+            raise RetryLater(job_id) from None
 
     async def run_job(self, job: Job, receipt_handle: str) -> None:
         log = {"job_id": job.id, "tenant": job.tenant, "attempt": job.attempt}
         if job.attempt > self.retry.max_attempts:  # the worker died on every attempt so far
             error = JobError(type="internal", code="attempts_exhausted", retryable=False,
                              message="the job did not finish within its attempts")
-            await asyncio.to_thread(self.store.fail_job, job, error)
+            if await asyncio.to_thread(self.store.fail_job, job, error):
+                await self._finished(job, receipt_handle)
             logger.warning("job failed", extra={**log, "error_code": error.code})
             return
         try:
@@ -98,6 +123,8 @@ class Worker:
                                        usage=usage, cost_usd=cost)
         logger.info("job completed" if done else "job outcome dropped: claim lost", extra={
             **log, "output_tokens": usage.output_tokens})
+        if done:
+            await self._finished(job, receipt_handle)
 
     async def _provider_failed(self, job: Job, exc: ProviderError, receipt_handle: str,
                                log: dict[str, Any]) -> None:
@@ -110,5 +137,6 @@ class Worker:
                 logger.warning("job will be retried", extra={**log, "delay_s": delay})
                 raise RetryLater(job.id)
             return
-        await asyncio.to_thread(self.store.fail_job, job, error)
+        if await asyncio.to_thread(self.store.fail_job, job, error):
+            await self._finished(job, receipt_handle)
         logger.warning("job failed", extra=log)

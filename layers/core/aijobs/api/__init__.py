@@ -9,7 +9,7 @@ from aws_lambda_powertools import Logger
 from fastapi import FastAPI, Request, Response
 
 from aijobs.api.errors import error_response, install_error_handlers
-from aijobs.api.routes import health, jobs
+from aijobs.api.routes import health, jobs, webhooks
 from aijobs.errors import AijobsError, PayloadTooLarge
 
 logger = Logger(service="aijobs")
@@ -33,6 +33,8 @@ def create_app() -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(jobs.router)
+    app.include_router(webhooks.secrets_router)
+    app.include_router(webhooks.deliveries_router)
 
     @app.middleware("http")
     async def request_context(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

@@ -22,6 +22,10 @@ from aijobs.local.pollers import QueuePoller
 from aijobs.local.template import ROOT, LocalResources, function_environment, load_template, provision
 
 FAKE_KEY = "fake-key"
+# The local stack's webhook settings unless the environment has its own: receivers on 127.0.0.1 over http, and
+# a compressed retry schedule (the deployed default waits up to 10 h between attempts).
+LOCAL_WEBHOOK_DEFAULTS = {"AIJOBS_ALLOW_PRIVATE_CALLBACKS": "1", "AIJOBS_ALLOW_HTTP_CALLBACKS": "1",
+                          "AIJOBS_WEBHOOK_RETRY_SCHEDULE": "0,2,5,10,30,60"}
 
 
 def free_port() -> int:
@@ -95,8 +99,11 @@ class LocalStack:
         template = load_template()
         session = boto3.session.Session()
         self.resources = provision(template, session=session, prefix="aijobs-local")
+        # Webhooks to receivers on this machine over http: allowed here unless the developer says 0.
+        for name, value in LOCAL_WEBHOOK_DEFAULTS.items():
+            os.environ.setdefault(name, value)
         # The functions see the environment the template gives them; the developer's own settings win.
-        for function in ("ApiFunction", "WorkerFunction"):
+        for function in ("ApiFunction", "WorkerFunction", "WebhookFunction"):
             for name, value in function_environment(template, self.resources, function).items():
                 os.environ.setdefault(name, value)
         os.environ.update({"AIJOBS_STAGE": "local", "AIJOBS_MODEL_API_KEY_SECRET_ARN": ""})
@@ -129,7 +136,10 @@ class LocalStack:
         concurrency = int(self.env.get("AIJOBS_LOCAL_WORKER_CONCURRENCY") or 2)
         self.pollers = [QueuePoller(name="WorkerFunction", sqs=sqs, queue_url=self.resources.refs["JobsQueue"],
                                     queue_arn=self.resources.arns["JobsQueue"],
-                                    handler=load_handler("worker", "lambda_handler"), concurrency=concurrency)]
+                                    handler=load_handler("worker", "lambda_handler"), concurrency=concurrency),
+                        QueuePoller(name="WebhookFunction", sqs=sqs, queue_url=self.resources.refs["DeliveriesQueue"],
+                                    queue_arn=self.resources.arns["DeliveriesQueue"],
+                                    handler=load_handler("webhook", "lambda_handler"), concurrency=concurrency)]
         for poller in self.pollers:
             poller.start()
 
@@ -162,6 +172,10 @@ API keys: {", ".join(f"{tenant}={k}" for k, tenant in stack.api_keys.items())}
 
 Ctrl-C stops everything; data lives only as long as this process.
 """, flush=True)
+    if os.environ.get("AIJOBS_ALLOW_PRIVATE_CALLBACKS", "").lower() in ("1", "true", "yes", "on"):
+        print("WARNING: callback_url may point at loopback and private addresses here "
+              "(AIJOBS_ALLOW_PRIVATE_CALLBACKS=1, for local receivers); set it to 0 for the full SSRF guard. "
+              f"Webhook retry schedule: {os.environ.get('AIJOBS_WEBHOOK_RETRY_SCHEDULE')} s.", flush=True)
     try:
         uvicorn.run(create_app(), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     finally:

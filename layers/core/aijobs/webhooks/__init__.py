@@ -1,0 +1,1 @@
+"""Completion webhooks: the callback URL guard, Standard Webhooks signing, the delivery ledger and the sender."""
