@@ -1,0 +1,172 @@
+"""Run every benchmark, print a table and write bench/latest.json."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+OUTPUT = ROOT / "bench" / "latest.json"
+
+
+def _source() -> dict[str, Any]:
+    """The commit measured, and which code paths differed from it (others may be editing the tree)."""
+    def git(*args: str) -> str:
+        out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+        return out.stdout.strip() if out.returncode == 0 else ""
+
+    changed = git("status", "--porcelain", "--", "layers", "functions", "template.yaml", "events")
+    return {"commit": git("rev-parse", "HEAD") or None,
+            "uncommitted_code_changes": [line[3:] for line in changed.splitlines()]}
+
+
+def _lifecycle_block(measured: dict[str, Any]) -> dict[str, Any]:
+    from bench.recorder import summarize
+
+    def per_job(run: Any) -> dict[str, Any]:
+        return summarize(run.calls, exclude_kinds=frozenset({"KEY"}))
+
+    key_lookup = summarize([c for c in measured["with_key"].calls if c.kind == "KEY"])
+    return {
+        "steps": "submit (Mangum handler, events/api_submit_job.json), GET while queued, ReceiveMessage, "
+                 "worker handler on the received message, DeleteMessageBatch, GET once completed",
+        "with_idempotency_key": per_job(measured["with_key"]),
+        "without_idempotency_key": per_job(measured["without_key"]),
+        "api_key_lookup": {k: key_lookup[k] for k in ("aws_requests", "rru", "by_operation")}
+                          | {"note": "set apart: the API caches a key's tenant for 60 s per warm container"},
+    }
+
+
+def collect() -> dict[str, Any]:
+    from bench import capacity, cost, imports, lifecycle
+
+    started = time.perf_counter()
+    imported = imports.measure()
+    api = imported["functions"]["api"]
+    api_imports_openai = api["imports_openai"] or api["first_use_imports_openai"]
+    if api_imports_openai:
+        raise SystemExit("FAIL: the API function loads openai (at import or first use); it must not")
+    measured = lifecycle.measure()
+    life = _lifecycle_block(measured)
+    totals = life["with_idempotency_key"]
+    api_ms = list(measured["api_ms"].values())
+    batch = measured["batch"]
+    costs = cost.per_million_jobs(totals=totals, api_ms=api_ms, worker_ms=measured["worker_ms"],
+                                  batch_ratio=batch["ratio"], batch=batch["jobs"])
+    return {
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "source": _source(),
+        "environment": {"python": platform.python_version(), "machine": platform.machine(),
+                        "system": platform.system(), "cpus": os.cpu_count()},
+        "functions": imported["functions"],
+        "boto3_import_ms": imported["boto3_ms"],
+        "boto3_import_samples_ms": imported["boto3_samples_ms"],
+        "import_runs": imported["runs"],
+        "api_imports_openai": api_imports_openai,
+        "aws_requests_per_job": totals["aws_requests"],
+        "wru_per_job": totals["wru"],
+        "rru_per_job": totals["rru"],
+        "lifecycle": life,
+        "handler_ms_warm": {"api": measured["api_ms"], "worker": measured["worker_ms"],
+                            "note": "in-process against moto and the fake model, without the counting hooks"},
+        "usd_per_million_jobs": costs["usd_per_million_jobs"],
+        "cost": costs,
+        "worker_batch10_ratio": round(batch["ratio"], 3),
+        "worker_batch": {k: round(v, 3) if isinstance(v, float) else v for k, v in batch.items()},
+        "capacity_rules": capacity.CAPACITY_RULES,
+        "bench_seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def _row(*cells: Any, widths: tuple[int, ...]) -> str:
+    out = []
+    for i, (cell, width) in enumerate(zip(cells, widths, strict=True)):
+        text = f"{cell:.2f}" if isinstance(cell, float) else str(cell)
+        out.append(text.ljust(width) if i == 0 else text.rjust(width))
+    return "  " + " ".join(out)
+
+
+def render(r: dict[str, Any]) -> str:
+    commit = (r["source"]["commit"] or "unknown")[:10]
+    dirty = len(r["source"]["uncommitted_code_changes"])
+    header = (f"aijobs bench: commit {commit}{f' + {dirty} uncommitted code files' if dirty else ''}, "
+              f"python {r['environment']['python']} on {r['environment']['machine']}, {r['generated_at']}")
+    b = r["worker_batch"]
+    batch = [f"Worker concurrency: one invocation, fake model latency {b['model_delay_ms']} ms per job",
+             f"  1 job {b['one_job_s']:.3f} s, {b['jobs']} jobs {b['ten_jobs_s']:.3f} s: "
+             f"worker_batch10_ratio {r['worker_batch10_ratio']:.2f}"]
+    sections = [[header], _render_imports(r), _render_lifecycle(r), _render_cost(r), batch,
+                [f"wrote {OUTPUT.relative_to(ROOT)} in {r['bench_seconds']} s"]]
+    return "\n\n".join("\n".join(lines) for lines in sections)
+
+
+def _render_imports(r: dict[str, Any]) -> list[str]:
+    lines = [f"Cold start: handler module import in a fresh process, median of {r['import_runs']}"]
+    widths = (8, 10, 8, 13, 19)
+    lines.append(_row("", "import ms", "x boto3", "first use ms", "openai loaded", widths=widths))
+    lines.append(_row("boto3", r["boto3_import_ms"], 1.0, "", "", widths=widths))
+    for name, f in r["functions"].items():
+        loaded = "at first use" if f["first_use_imports_openai"] else "no"
+        lines.append(_row(name, f["import_ms"], f["import_ratio_vs_boto3"], f["first_use_ms"],
+                          "at import" if f["imports_openai"] else loaded, widths=widths))
+    for name, f in r["functions"].items():
+        heavy = ", ".join(f"{pkg} {ms:g}" for pkg, ms in f["heaviest_packages_ms"].items())
+        lines.append(f"  {name} heaviest (self ms, -X importtime): {heavy}")
+    lines.append("  first use = import + the clients and lazy imports the first request builds (no I/O)")
+    return lines
+
+
+def _render_lifecycle(r: dict[str, Any]) -> list[str]:
+    life = r["lifecycle"]
+    per_job = life["with_idempotency_key"]
+    lines = ["One job's AWS requests, counted with botocore hooks (submit with Idempotency-Key)",
+             f"  {life['steps']}"]
+    widths = (36, 5, 4, 4, 5, 4, 10)
+    lines.append(_row("request", "calls", "WRU", "GSI", "RRU", "SQS", "item bytes", widths=widths) + "  phase")
+    for label, row in per_job["by_operation"].items():
+        lines.append(_row(label, row["requests"], row["wru"], row["gsi_wru"], row["rru"], row["sqs_billed"],
+                          row["max_item_bytes"] or "", widths=widths) + "  " + ", ".join(row["phases"]))
+    lines.append(_row("per job", per_job["aws_requests"], per_job["wru_base_table"], per_job["wru_gsi"],
+                      per_job["rru"], per_job["sqs_billed_requests"], "", widths=widths)
+                 + f"  = {per_job['wru']} WRU (table + GSI)")
+    without = life["without_idempotency_key"]
+    lines.append(f"  without Idempotency-Key: {without['aws_requests']} requests, {without['wru']} WRU, "
+                 f"{without['rru']:g} RRU, {without['sqs_billed_requests']} SQS")
+    lookup = life["api_key_lookup"]
+    lines.append(f"  set apart, API-key lookup: {lookup['aws_requests']} request, {lookup['rru']:g} RRU "
+                 "(cached 60 s per warm API container)")
+    return lines + ["  units: " + rule for rule in r["capacity_rules"]]
+
+
+def _render_cost(r: dict[str, Any]) -> list[str]:
+    c = r["cost"]
+    lines = [f"Cost per million jobs, infrastructure only (us-east-1 on-demand, prices as of {c['prices_as_of']})"]
+    for name, usd in c["lines"].items():
+        lines.append(f"  {name:<26} ${usd:>8.3f}")
+    lines.append(f"  {'total (without model wait)':<26} ${r['usd_per_million_jobs']:>8.2f}")
+    with_wait = c["usd_per_million_jobs_with_model_wait"]
+    lines.append(f"  model wait dominates and is excluded: +${c['model_wait_usd_per_million_jobs_per_second']:.2f} "
+                 f"per second of model latency at batch 1; with {c['model_wait_s']:g} s of it the total is "
+                 + ", ".join(f"${usd:.2f} ({name.replace('_', ' ')})" for name, usd in with_wait.items()))
+    warm = r["handler_ms_warm"]
+    api_ms = ", ".join(f"{k} {v:.1f}" for k, v in warm["api"].items())
+    lines.append(f"  handler ms (warm): api {api_ms}; worker {warm['worker']:.1f}")
+    return lines + ["  assumption: " + a for a in c["assumptions"]]
+
+
+def main() -> None:
+    # Before any aijobs module exists: the job logs of the runs would drown the table.
+    os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"
+    result = collect()
+    OUTPUT.write_text(json.dumps(result, indent=2) + "\n")
+    print(render(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,244 @@
+"""One job's lifecycle and the worker's batch concurrency, in-process against moto and the fake model.
+
+The real handlers run: functions/api/app.py (Mangum) with events/api_*.json, and functions/worker/app.py with
+the SQS event built from the message actually received from the jobs queue. What Lambda's event source mapping
+does (receive, then delete what succeeded) is done here with a client of the same hooked session, so those SQS
+requests are counted too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import os
+import statistics
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from bench.recorder import AwsRecorder, Call, summarize
+
+ROOT = Path(__file__).resolve().parents[1]
+EVENTS = ROOT / "events"
+REGION = "us-east-1"
+MODEL_DELAY_MS = 2000
+BATCH = 10
+
+
+def load_event(name: str) -> dict[str, Any]:
+    return copy.deepcopy(json.loads((EVENTS / f"{name}.json").read_text()))
+
+
+@dataclass
+class Stack:
+    """Moto with the template's resources, the fake model, the handlers and the hooked session."""
+
+    recorder: AwsRecorder
+    services: Any
+    api: Any
+    worker: Any
+    esm_sqs: Any
+    queue_url: str
+    queue_arn: str
+    api_ms: list[float] = field(default_factory=list)
+
+
+@contextmanager
+def local_stack() -> Iterator[Stack]:
+    from moto import mock_aws
+
+    from aijobs.local.fake_model import create_fake_model
+    from aijobs.local.stack import UvicornThread, free_port, load_handler
+    from aijobs.local.template import load_template, provision
+    from aijobs.services import Services, set_services
+    from aijobs.settings import Settings
+
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        os.environ.pop(name, None)
+    os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+                       "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION,
+                       # As on Lambda: Powertools' async batch then reuses the thread's event loop across
+                       # invocations (and with it the worker's AsyncOpenAI client) instead of asyncio.run.
+                       "LAMBDA_TASK_ROOT": str(ROOT / "functions" / "worker")})
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)  # Mangum and the worker run on the thread's loop, as in a Lambda process
+    model = UvicornThread(create_fake_model(), free_port())
+    model.start()
+    try:
+        with mock_aws():
+            plain = boto3.session.Session(region_name=REGION)
+            resources = provision(load_template(), session=plain, prefix="bench")
+            names = {physical: logical for logical, physical in resources.refs.items()}
+            recorder = AwsRecorder(probe=plain.client("dynamodb"), names=names)
+            session = boto3.session.Session(region_name=REGION)
+            recorder.attach(session)  # before any client of the session exists
+            settings = Settings(
+                jobs_table=resources.refs["JobsTable"], idempotency_table=resources.refs["IdempotencyTable"],
+                jobs_queue_url=resources.refs["JobsQueue"], model_base_url=f"{model.url}/v1",
+                model_api_key="fake", default_model="fake-model", retry_base_delay_s=0)
+            services = Services(settings=settings, session=session)
+            set_services(services)
+            try:
+                yield Stack(recorder=recorder, services=services, api=load_handler("api", "handler"),
+                            worker=load_handler("worker", "lambda_handler"), esm_sqs=session.client("sqs"),
+                            queue_url=resources.refs["JobsQueue"], queue_arn=resources.arns["JobsQueue"])
+            finally:
+                set_services(None)
+    finally:
+        model.stop()
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+def _context(name: str, timeout_s: int) -> Any:
+    from aijobs.local.pollers import FakeLambdaContext
+
+    return FakeLambdaContext(name, timeout_s=timeout_s)
+
+
+def _invoke_api(stack: Stack, event: dict[str, Any]) -> dict[str, Any]:
+    event["requestContext"]["requestId"] = uuid.uuid4().hex
+    started = time.perf_counter()
+    response: dict[str, Any] = stack.api(event, _context("ApiFunction", 29))
+    stack.api_ms.append((time.perf_counter() - started) * 1000)
+    return response
+
+
+def submit(stack: Stack, *, api_key: str, idempotency_key: str | None, prompt: str | None = None) -> str:
+    event = load_event("api_submit_job")
+    event["headers"]["authorization"] = f"Bearer {api_key}"
+    event["headers"].pop("idempotency-key", None)
+    if idempotency_key:
+        event["headers"]["idempotency-key"] = idempotency_key
+    if prompt is not None:
+        event["body"] = json.dumps({"input": prompt})
+    response = _invoke_api(stack, event)
+    if response["statusCode"] != 202:
+        raise RuntimeError(f"submit answered {response['statusCode']}: {response['body']}")
+    return str(json.loads(response["body"])["id"])
+
+
+def get_status(stack: Stack, *, api_key: str, job_id: str) -> str:
+    event = load_event("api_get_job")
+    event["headers"]["authorization"] = f"Bearer {api_key}"
+    path = f"/v1/jobs/{job_id}"
+    event["rawPath"] = event["requestContext"]["http"]["path"] = path
+    event["pathParameters"]["proxy"] = path.lstrip("/")
+    response = _invoke_api(stack, event)
+    if response["statusCode"] != 200:
+        raise RuntimeError(f"get answered {response['statusCode']}: {response['body']}")
+    return str(json.loads(response["body"])["status"])
+
+
+def receive(stack: Stack, count: int) -> list[dict[str, Any]]:
+    """What the event source mapping does: receive up to ten messages at a time."""
+    messages: list[dict[str, Any]] = []
+    while len(messages) < count:
+        answer = stack.esm_sqs.receive_message(
+            QueueUrl=stack.queue_url, MaxNumberOfMessages=min(10, count - len(messages)), WaitTimeSeconds=0,
+            AttributeNames=["All"], MessageAttributeNames=["All"])
+        got = answer.get("Messages", [])
+        if not got:
+            raise RuntimeError(f"expected {count} messages on the jobs queue, found {len(messages)}")
+        messages += got
+    return messages
+
+
+@dataclass
+class Lifecycle:
+    calls: list[Call]
+    api_ms: list[float]
+    worker_ms: float
+
+
+def lifecycle(stack: Stack, *, api_key: str, idempotency_key: str | None, record: bool = True) -> Lifecycle:
+    """Submit, one poll, the worker on the received message, a final read; every AWS request recorded."""
+    stack.api_ms.clear()
+
+    def phase(name: str | None) -> None:
+        stack.recorder.phase = name if record else None
+
+    phase("api submit")
+    job_id = submit(stack, api_key=api_key, idempotency_key=idempotency_key)
+    phase("api poll")
+    if (status := get_status(stack, api_key=api_key, job_id=job_id)) != "queued":
+        raise RuntimeError(f"the job was {status} before the worker ran")
+    phase("event source mapping")
+    messages = receive(stack, 1)
+    phase("worker")
+    worker_s = run_worker_only(stack, messages)
+    phase("event source mapping")
+    _delete(stack, messages)
+    phase("api final get")
+    if (status := get_status(stack, api_key=api_key, job_id=job_id)) != "completed":
+        raise RuntimeError(f"the job ended {status}")
+    phase(None)
+    return Lifecycle(calls=stack.recorder.take(), api_ms=list(stack.api_ms), worker_ms=worker_s * 1000)
+
+
+def run_worker_only(stack: Stack, messages: list[dict[str, Any]]) -> float:
+    from aijobs.local.pollers import sqs_event
+
+    event = sqs_event(messages, stack.queue_arn)
+    started = time.perf_counter()
+    result = stack.worker(event, _context("WorkerFunction", 900))
+    elapsed = time.perf_counter() - started
+    if result.get("batchItemFailures"):
+        raise RuntimeError(f"the worker failed records: {result['batchItemFailures']}")
+    return elapsed
+
+
+def _delete(stack: Stack, messages: list[dict[str, Any]]) -> None:
+    stack.esm_sqs.delete_message_batch(QueueUrl=stack.queue_url, Entries=[
+        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])
+
+
+def batch_run(stack: Stack, *, api_key: str, jobs: int) -> tuple[float, list[Call]]:
+    """One worker invocation over ``jobs`` jobs whose model call takes MODEL_DELAY_MS; its wall time in s."""
+    ids = [submit(stack, api_key=api_key, idempotency_key=None, prompt=f"bench job {i} [[delay_ms={MODEL_DELAY_MS}]]")
+           for i in range(jobs)]
+    stack.recorder.phase = "event source mapping"
+    messages = receive(stack, jobs)
+    stack.recorder.phase = "worker"
+    elapsed = run_worker_only(stack, messages)
+    stack.recorder.phase = "event source mapping"
+    _delete(stack, messages)
+    stack.recorder.phase = None
+    unfinished = [i for i in ids if get_status(stack, api_key=api_key, job_id=i) != "completed"]
+    if unfinished:
+        raise RuntimeError(f"{len(unfinished)} of {jobs} jobs did not complete")
+    return elapsed, stack.recorder.take()
+
+
+def measure(*, timing_runs: int = 5) -> dict[str, Any]:
+    """Lifecycle counts (with and without Idempotency-Key), warm handler times and the batch-of-ten ratio."""
+    keys = {"warmup": "aj_bench_warmup", "with_key": "aj_bench_with_key", "without_key": "aj_bench_without_key"}
+    with local_stack() as stack:
+        for name, key in keys.items():
+            stack.services.store.put_api_key(key=key, tenant=f"bench-{name}")
+        # Warm: imports on first use (openai), clients, the model client. Not recorded.
+        lifecycle(stack, api_key=keys["warmup"], idempotency_key=None, record=False)
+        # Each counted run uses an API key not seen before, so its one key lookup shows (and is set apart).
+        with_key = lifecycle(stack, api_key=keys["with_key"], idempotency_key=f"bench-{uuid.uuid4().hex}")
+        without_key = lifecycle(stack, api_key=keys["without_key"], idempotency_key=None)
+        # Timed without the hooks (their before/after reads would add to the time); the key is cached.
+        timed = [lifecycle(stack, api_key=keys["warmup"], idempotency_key=f"bench-{uuid.uuid4().hex}",
+                           record=False) for _ in range(timing_runs)]
+        one_s, _ = batch_run(stack, api_key=keys["warmup"], jobs=1)
+        ten_s, ten_calls = batch_run(stack, api_key=keys["warmup"], jobs=BATCH)
+    return {
+        "with_key": with_key,
+        "without_key": without_key,
+        "api_ms": {name: statistics.median(run.api_ms[i] for run in timed)
+                   for i, name in enumerate(("submit", "poll", "final_get"))},
+        "worker_ms": statistics.median(run.worker_ms for run in timed),
+        "batch": {"model_delay_ms": MODEL_DELAY_MS, "jobs": BATCH, "one_job_s": one_s, "ten_jobs_s": ten_s,
+                  "ratio": ten_s / one_s, "worker_aws_requests_per_job": summarize(ten_calls)["aws_requests"] / BATCH},
+    }
