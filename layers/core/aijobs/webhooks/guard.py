@@ -174,12 +174,12 @@ class CallbackGuard:
         """Why a webhook may not be sent to this address, or None when it may."""
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
             return "an IPv4-mapped IPv6 address"
+        for network, label in _PRIVATE:  # first: ::1 also lies in the IPv4-compatible ::/96
+            if address in network:
+                return None if self.allow_private else label
         for network, label in _FORBIDDEN:
             if address in network:
                 return label
-        for network, label in _PRIVATE:
-            if address in network:
-                return None if self.allow_private else label
         if not address.is_global or address.is_multicast:
             return "a non-public address"
         return None

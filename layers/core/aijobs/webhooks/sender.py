@@ -13,7 +13,7 @@ import ipaddress
 import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -38,6 +38,11 @@ def _tls_context() -> ssl.SSLContext:
     import certifi  # httpx's own CA bundle; made once per process
 
     return ssl.create_default_context(cafile=certifi.where())
+
+
+async def _nothing() -> AsyncIterator[bytes]:
+    return
+    yield
 
 
 class Unresolvable(Exception):
@@ -124,7 +129,8 @@ class WebhookSender:
                     response = await client.send(request, stream=True)
                     try:
                         read = 0
-                        async for chunk in response.aiter_raw():
+                        # Raw bytes (no decompression), and only the first few KiB: the body is not used.
+                        async for chunk in (response.aiter_raw() if not response.is_stream_consumed else _nothing()):
                             read += len(chunk)
                             if read >= MAX_RESPONSE_BYTES:
                                 break

@@ -1,0 +1,439 @@
+"""Webhooks against moto, the fake model and a real receiver on 127.0.0.1: submit-time guard, signed deliveries,
+retries, the ledger, duplicates, lost enqueues, dying senders, send-time guard, secrets and redelivery."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from fastapi.testclient import TestClient
+from standardwebhooks.webhooks import Webhook
+
+from aijobs.local.pollers import FakeLambdaContext, QueuePoller, sqs_event
+from aijobs.local.stack import UvicornThread, load_handler
+from aijobs.local.template import LocalResources
+from aijobs.models import DeliveryMessage, JobRequest
+from aijobs.services import Services, set_services
+from aijobs.webhooks.guard import CallbackGuard
+from aijobs.webhooks.sender import WebhookSender
+from tests.integration.conftest import KEY_A, KEY_B, TENANT_A, TENANT_B, make_settings, run_worker
+from tests.receiver import Answer, Receiver
+
+DEV_SETTINGS = {"allow_private_callbacks": True, "allow_http_callbacks": True, "webhook_retry_schedule": "0,0,0,0"}
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def dev(aws: tuple[boto3.session.Session, LocalResources], fake_model: UvicornThread) -> Iterator[Services]:
+    """Services as the local stack runs them: receivers on 127.0.0.1 over http, retries without waiting."""
+    session, resources = aws
+    svc = Services(settings=make_settings(resources, fake_model.url, **DEV_SETTINGS), session=session)
+    svc.store.put_api_key(key=KEY_A, tenant=TENANT_A)
+    svc.store.put_api_key(key=KEY_B, tenant=TENANT_B)
+    set_services(svc)
+    yield svc
+    set_services(None)
+
+
+@pytest.fixture
+def dev_api(dev: Services) -> Iterator[TestClient]:
+    from aijobs.api import create_app
+
+    with TestClient(create_app(), headers={"Authorization": f"Bearer {KEY_A}"}) as client:
+        yield client
+
+
+@pytest.fixture
+def handlers(dev: Services) -> tuple[Any, Any]:
+    return load_handler("worker", "lambda_handler"), load_handler("webhook", "lambda_handler")
+
+
+def _deliveries_poller(svc: Services, handler: Any) -> QueuePoller:
+    return QueuePoller(name="WebhookFunction", sqs=svc.sqs, queue_url=svc.settings.deliveries_queue_url,
+                       queue_arn="arn:aws:sqs:us-east-1:123456789012:test-DeliveriesQueue", handler=handler)
+
+
+def _run_all(svc: Services, handlers: tuple[Any, Any], rounds: int = 10) -> None:
+    """Feed the worker and the webhook function what is visible until both queues are quiet (bounded)."""
+    worker, webhook = handlers
+    poller = _deliveries_poller(svc, webhook)
+    for _ in range(rounds):
+        if not run_worker(svc, worker)["received"] + poller.poll_once():
+            return
+
+
+def _queue_counts(svc: Services) -> dict[str, int]:
+    attributes = svc.sqs.get_queue_attributes(QueueUrl=svc.settings.deliveries_queue_url, AttributeNames=[
+        "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed"])
+    return {k.removeprefix("ApproximateNumberOfMessages") or "Visible": int(v)
+            for k, v in attributes["Attributes"].items()}
+
+
+def _secrets(svc: Services, tenant: str = TENANT_A) -> list[str]:
+    return [s.secret for s in svc.webhook_store.active_secrets(tenant)]
+
+
+def _submit(svc: Services, url: str, prompt: str = "hello webhook") -> str:
+    return svc.jobs.submit_job(tenant=TENANT_A, request=JobRequest(input=prompt, callback_url=url)).id
+
+
+def _ledger(svc: Services, job_id: str) -> list[dict[str, Any]]:
+    return [a.model_dump() for a in svc.deliveries.list_deliveries(tenant=TENANT_A, job_id=job_id)]
+
+
+# --- the submit-time guard (the deployed stack's settings) ------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", ["https://169.254.169.254/latest/meta-data/", "https://2130706433/",
+                                 "https://[::ffff:10.0.0.1]/", "http://example.com/hook",
+                                 "https://user:pw@example.com/", "https://localhost/"])
+def test_forbidden_callback_url_is_422_and_writes_nothing(api: Any, services: Services, url: str) -> None:
+    response = api.post("/v1/jobs", json={"input": "hi", "callback_url": url})
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert (error["type"], error["code"], error["retryable"]) == ("invalid_request", "callback_url_forbidden", False)
+    assert api.get("/v1/jobs").json()["data"] == []
+    attributes = services.sqs.get_queue_attributes(QueueUrl=services.settings.jobs_queue_url,
+                                                   AttributeNames=["ApproximateNumberOfMessages"])
+    assert attributes["Attributes"]["ApproximateNumberOfMessages"] == "0"
+
+
+def test_batch_item_with_forbidden_callback_fails_alone(api: Any) -> None:
+    response = api.post("/v1/jobs/batch", json={"jobs": [
+        {"input": "fine", "callback_url": "https://hooks.example.com/aijobs"},
+        {"input": "ssrf", "callback_url": "https://0xA9FEA9FE/"}]})
+    first, second = response.json()["data"]
+    assert first["status"] == "queued"
+    assert second["error"]["code"] == "callback_url_forbidden"
+    assert [j["id"] for j in api.get("/v1/jobs").json()["data"]] == [first["id"]]
+
+
+# --- deliveries ---------------------------------------------------------------------------------------------------
+
+
+def test_completed_job_sends_one_signed_webhook_whose_data_is_the_job_as_get_answers(
+        dev: Services, dev_api: TestClient, handlers: tuple[Any, Any], receiver: Receiver) -> None:
+    submitted = dev_api.post("/v1/jobs", json={"input": "hello webhook", "callback_url": f"{receiver.url}/hook"})
+    job_id = submitted.json()["id"]
+    _run_all(dev, handlers)
+    (request,) = receiver.received
+    secret = dev_api.get("/v1/webhook-secrets").json()["data"][0]["secret"]
+    payload = Webhook(secret).verify(request.body, request.headers)
+    assert request.path == "/hook" and request.headers["content-type"] == "application/json"
+    assert payload["type"] == "job.completed"
+    assert payload["data"] == dev_api.get(f"/v1/jobs/{job_id}").json()
+    assert payload["data"]["output"]["text"] == "Echo: hello webhook"
+    (attempt,) = dev_api.get(f"/v1/jobs/{job_id}/deliveries").json()["data"]
+    assert attempt["webhook_id"] == request.headers["webhook-id"]
+    assert (attempt["attempt"], attempt["outcome"], attempt["status_code"], attempt["error"]) == (1, "delivered", 200,
+                                                                                                   None)
+    assert attempt["duration_ms"] >= 0 and attempt["next_attempt_at"] is None
+
+
+def test_failed_job_sends_job_failed_with_its_error(dev: Services, handlers: tuple[Any, Any],
+                                                    receiver: Receiver) -> None:
+    _submit(dev, receiver.url, prompt="bad request [[fail=400]]")
+    _run_all(dev, handlers)
+    (request,) = receiver.received
+    payload = Webhook(_secrets(dev)[0]).verify(request.body, request.headers)
+    assert payload["type"] == "job.failed" and payload["data"]["error"]["type"] == "provider_error"
+
+
+def test_job_without_callback_url_sends_nothing(dev: Services, handlers: tuple[Any, Any], receiver: Receiver) -> None:
+    dev.jobs.submit_job(tenant=TENANT_A, request=JobRequest(input="no hook"))
+    _run_all(dev, handlers)
+    assert receiver.received == [] and _queue_counts(dev) == {"Visible": 0, "NotVisible": 0, "Delayed": 0}
+
+
+def test_receiver_down_then_up_gets_the_event_with_one_id_and_the_ledger_shows_every_attempt(
+        dev: Services, handlers: tuple[Any, Any], receiver: Receiver) -> None:
+    receiver.answer(Answer(500), Answer(503))
+    job_id = _submit(dev, receiver.url)
+    _run_all(dev, handlers)
+    assert len(receiver.received) == 3
+    assert len({r.headers["webhook-id"] for r in receiver.received}) == 1
+    assert len({r.body for r in receiver.received}) == 1
+    for request in receiver.received:
+        Webhook(_secrets(dev)[0]).verify(request.body, request.headers)
+    ledger = _ledger(dev, job_id)
+    assert [(a["attempt"], a["outcome"], a["status_code"], a["error"]) for a in ledger] == [
+        (1, "retrying", 500, "http_500"), (2, "retrying", 503, "http_503"), (3, "delivered", 200, None)]
+    assert all(a["next_attempt_at"] is not None for a in ledger[:2])
+
+
+def test_410_stops_deliveries_for_good(dev: Services, handlers: tuple[Any, Any], receiver: Receiver) -> None:
+    receiver.answer(Answer(410))
+    job_id = _submit(dev, receiver.url)
+    _run_all(dev, handlers)
+    assert len(receiver.received) == 1
+    assert [(a["outcome"], a["status_code"]) for a in _ledger(dev, job_id)] == [("stopped", 410)]
+
+
+def test_retries_end_when_the_schedule_is_spent(dev: Services, handlers: tuple[Any, Any], receiver: Receiver) -> None:
+    receiver.answer(*[Answer(500)] * 10)
+    job_id = _submit(dev, receiver.url)
+    _run_all(dev, handlers)
+    assert len(receiver.received) == 4  # the schedule 0,0,0,0
+    assert [a["outcome"] for a in _ledger(dev, job_id)] == ["retrying"] * 3 + ["failed"]
+    assert _queue_counts(dev) == {"Visible": 0, "NotVisible": 0, "Delayed": 0}
+
+
+def test_retry_after_postpones_the_next_attempt(dev: Services, handlers: tuple[Any, Any], receiver: Receiver) -> None:
+    receiver.answer(Answer(429, {"Retry-After": "120"}))
+    job_id = _submit(dev, receiver.url)
+    _run_all(dev, handlers)
+    (attempt,) = _ledger(dev, job_id)
+    assert attempt["outcome"] == "retrying" and 110 <= attempt["next_attempt_at"] - time.time() <= 121
+    assert len(receiver.received) == 1 and _queue_counts(dev)["Delayed"] == 1
+
+
+def test_redirect_is_not_followed_and_counts_as_a_failed_attempt(dev: Services, handlers: tuple[Any, Any],
+                                                                 receiver: Receiver) -> None:
+    receiver.answer(Answer(307, {"Location": f"{receiver.url}/elsewhere"}))
+    job_id = _submit(dev, f"{receiver.url}/hook")
+    _run_all(dev, handlers)
+    assert [r.path for r in receiver.received] == ["/hook", "/hook"]  # the retry, never /elsewhere
+    assert [a["error"] for a in _ledger(dev, job_id)] == ["http_307", None]
+
+
+def test_a_slow_receiver_times_out_and_is_retried(aws: tuple[boto3.session.Session, LocalResources],
+                                                  fake_model: UvicornThread, receiver: Receiver) -> None:
+    session, resources = aws
+    svc = Services(settings=make_settings(resources, fake_model.url, **DEV_SETTINGS, webhook_timeout_s=0.3),
+                   session=session)
+    svc.store.put_api_key(key=KEY_A, tenant=TENANT_A)
+    set_services(svc)
+    try:
+        receiver.answer(Answer(200, delay_s=1.5))
+        job_id = _submit(svc, receiver.url)
+        _run_all(svc, (load_handler("worker", "lambda_handler"), load_handler("webhook", "lambda_handler")))
+        assert [(a["outcome"], a["error"]) for a in _ledger(svc, job_id)] == [("retrying", "timeout"),
+                                                                               ("delivered", None)]
+    finally:
+        set_services(None)
+
+
+# --- duplicates and faults ----------------------------------------------------------------------------------------
+
+
+def _finish_job_and_take_its_delivery(svc: Services, handlers: tuple[Any, Any], url: str) -> tuple[str, dict[str, Any]]:
+    job_id = _submit(svc, url)
+    run_worker(svc, handlers[0])
+    (message,) = svc.sqs.receive_message(QueueUrl=svc.settings.deliveries_queue_url, MaxNumberOfMessages=10)["Messages"]
+    return job_id, message
+
+
+def _deliver(handler: Any, *bodies: str) -> dict[str, Any]:
+    messages = [{"MessageId": f"m{i}", "ReceiptHandle": f"r{i}", "Body": body} for i, body in enumerate(bodies)]
+    return dict(handler(sqs_event(messages, "arn:aws:sqs:us-east-1:123456789012:test-DeliveriesQueue"),
+                        FakeLambdaContext("WebhookFunction")))
+
+
+def test_duplicate_delivery_message_sends_once(dev: Services, handlers: tuple[Any, Any], receiver: Receiver) -> None:
+    job_id, message = _finish_job_and_take_its_delivery(dev, handlers, receiver.url)
+    assert _deliver(handlers[1], message["Body"], message["Body"])["batchItemFailures"] == []
+    assert _deliver(handlers[1], message["Body"])["batchItemFailures"] == []
+    assert len(receiver.received) == 1
+    assert [a["outcome"] for a in _ledger(dev, job_id)] == ["delivered"]
+
+
+def test_duplicate_jobs_message_of_a_finished_job_queues_no_second_delivery(
+        dev: Services, handlers: tuple[Any, Any], receiver: Receiver) -> None:
+    job_id = _submit(dev, receiver.url)
+    dev.jobs.queue.send_job(job_id)  # SQS delivered the job twice
+    _run_all(dev, handlers)
+    assert len(receiver.received) == 1
+
+
+def test_webhook_lost_between_terminal_write_and_enqueue_is_queued_when_the_jobs_message_returns(
+        dev: Services, handlers: tuple[Any, Any], receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    queue = dev.deliveries.queue
+    real_send = queue.send_delivery
+
+    def sqs_down(*args: Any, **kwargs: Any) -> None:
+        raise ConnectionError("SQS is unreachable")
+
+    monkeypatch.setattr(queue, "send_delivery", sqs_down)
+    job_id = _submit(dev, receiver.url)
+    assert len(run_worker(dev, handlers[0])["batchItemFailures"]) == 1  # the jobs message is kept
+    assert dev.store.get_job(job_id).status == "completed"  # type: ignore[union-attr]
+    assert receiver.received == []
+    monkeypatch.setattr(queue, "send_delivery", real_send)
+    dev.jobs.queue.send_job(job_id)  # the kept message, back after its short visibility delay
+    _run_all(dev, handlers)
+    assert len(receiver.received) == 1
+    assert dev.store.get_job(job_id).webhook_enqueued  # type: ignore[union-attr]
+
+
+def test_sender_that_died_mid_attempt_is_replaced_after_its_lease_not_before(
+        dev: Services, handlers: tuple[Any, Any], receiver: Receiver) -> None:
+    job_id, message = _finish_job_and_take_its_delivery(dev, handlers, receiver.url)
+    parsed = DeliveryMessage.model_validate_json(message["Body"])
+    job = dev.store.get_job(job_id)
+    assert job is not None
+    assert dev.webhook_store.claim_attempt(parsed, job, lease_s=60)  # a sender took it and is still within its lease
+    _deliver(handlers[1], message["Body"])
+    assert receiver.received == []
+    dev.webhook_store._table.update_item(  # that sender died: its lease ran out
+        Key={"pk": f"JOB#{job_id}", "sk": f"DELIVERY#{parsed.webhook_id}#0001"},
+        UpdateExpression="SET lease_until = :past", ExpressionAttributeValues={":past": int(time.time()) - 1})
+    _deliver(handlers[1], message["Body"])
+    assert len(receiver.received) == 1
+    assert [a["outcome"] for a in _ledger(dev, job_id)] == ["delivered"]
+
+
+def test_next_attempt_lost_after_recording_is_queued_by_a_copy_of_the_message(
+        dev: Services, handlers: tuple[Any, Any], receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    receiver.answer(Answer(500))
+    job_id, message = _finish_job_and_take_its_delivery(dev, handlers, receiver.url)
+    queue = dev.deliveries.queue
+    real_send = queue.send_delivery
+
+    def sqs_down(*args: Any, **kwargs: Any) -> None:
+        raise ConnectionError("SQS is unreachable")
+
+    monkeypatch.setattr(queue, "send_delivery", sqs_down)
+    assert len(_deliver(handlers[1], message["Body"])["batchItemFailures"]) == 1
+    monkeypatch.setattr(queue, "send_delivery", real_send)
+    _deliver(handlers[1], message["Body"])  # SQS hands the failed message back
+    _run_all(dev, handlers)
+    assert len(receiver.received) == 2
+    assert [(a["attempt"], a["outcome"]) for a in _ledger(dev, job_id)] == [(1, "retrying"), (2, "delivered")]
+
+
+def test_message_not_yet_due_is_sent_on_with_a_delay_instead_of_early(
+        dev: Services, handlers: tuple[Any, Any], receiver: Receiver) -> None:
+    _, message = _finish_job_and_take_its_delivery(dev, handlers, receiver.url)
+    later = DeliveryMessage.model_validate_json(message["Body"]).model_copy(update={"due_at": time.time() + 5 * 3600})
+    assert _deliver(handlers[1], later.model_dump_json())["batchItemFailures"] == []
+    assert receiver.received == []
+    assert _queue_counts(dev)["Delayed"] == 1  # chained: SQS holds it 15 min at most, then it is sent on again
+
+
+def test_poison_deliveries_message_is_reported_failed(dev: Services, handlers: tuple[Any, Any]) -> None:
+    assert _deliver(handlers[1], '{"not": "a delivery"}')["batchItemFailures"] == [{"itemIdentifier": "m0"}]
+
+
+# --- the send-time guard ------------------------------------------------------------------------------------------
+
+
+def _resolving_to(address: str) -> Any:
+    async def resolve(host: str, port: int) -> list[str]:
+        return [address]
+    return resolve
+
+
+@pytest.mark.parametrize(("allow_private", "reaches_receiver"), [(False, False), (True, True)])
+def test_send_time_guard_checks_the_resolved_address_and_connects_to_it(
+        dev: Services, handlers: tuple[Any, Any], receiver: Receiver, allow_private: bool,
+        reaches_receiver: bool) -> None:
+    # A public-looking name that resolves to loopback (DNS rebinding): the submit-time check cannot see it.
+    url = f"http://hooks.example.com:{receiver.port}/hook"
+    dev.webhook_deliverer.sender = WebhookSender(guard=CallbackGuard(allow_private=allow_private, allow_http=True),
+                                                 resolver=_resolving_to("127.0.0.1"))
+    job_id = _submit(dev, url)
+    _run_all(dev, handlers)
+    ledger = _ledger(dev, job_id)
+    if reaches_receiver:
+        (request,) = receiver.received
+        # the checked address was used, and the name kept for the Host header
+        assert request.headers["host"] == f"hooks.example.com:{receiver.port}"
+        assert [a["outcome"] for a in ledger] == ["delivered"]
+    else:
+        assert receiver.received == []
+        assert [(a["outcome"], a["error"]) for a in ledger] == [("failed", "callback_url_forbidden")]
+
+
+# --- secrets, redelivery, tenants ----------------------------------------------------------------------------------
+
+
+def test_a_new_tenant_has_one_signing_secret(dev_api: TestClient) -> None:
+    (secret,) = dev_api.get("/v1/webhook-secrets").json()["data"]
+    assert secret["secret"].startswith("whsec_") and secret["id"].startswith("whs_") and secret["expires_at"] is None
+    other = dev_api.get("/v1/webhook-secrets", headers={"Authorization": f"Bearer {KEY_B}"}).json()["data"]
+    assert [s["secret"] for s in other] != [secret["secret"]]
+
+
+def test_rotation_keeps_the_previous_secret_for_the_overlap_and_signs_with_both(
+        dev: Services, dev_api: TestClient, handlers: tuple[Any, Any], receiver: Receiver) -> None:
+    (old,) = dev_api.get("/v1/webhook-secrets").json()["data"]
+    rotated = dev_api.post("/v1/webhook-secrets/rotate")
+    assert rotated.status_code == 201
+    new = rotated.json()
+    listed = dev_api.get("/v1/webhook-secrets").json()["data"]
+    assert [s["id"] for s in listed] == [new["id"], old["id"]]  # newest first
+    assert 86_390 <= listed[1]["expires_at"] - time.time() <= 86_400 and listed[0]["expires_at"] is None
+    _submit(dev, receiver.url)
+    _run_all(dev, handlers)
+    (request,) = receiver.received
+    assert len(request.headers["webhook-signature"].split(" ")) == 2
+    for secret in (old["secret"], new["secret"]):
+        Webhook(secret).verify(request.body, request.headers)
+
+
+def test_rotation_without_overlap_retires_the_previous_secret_at_once(dev_api: TestClient) -> None:
+    new = dev_api.post("/v1/webhook-secrets/rotate", json={"overlap_s": 0}).json()
+    assert [s["id"] for s in dev_api.get("/v1/webhook-secrets").json()["data"]] == [new["id"]]
+
+
+def test_rotation_with_the_same_idempotency_key_rotates_once(dev_api: TestClient) -> None:
+    first = dev_api.post("/v1/webhook-secrets/rotate", headers={"Idempotency-Key": "rot-1"})
+    again = dev_api.post("/v1/webhook-secrets/rotate", headers={"Idempotency-Key": "rot-1"})
+    assert first.json() == again.json() and again.headers["Idempotent-Replayed"] == "true"
+    assert len(dev_api.get("/v1/webhook-secrets").json()["data"]) == 2
+
+
+def test_redeliver_sends_the_final_event_again_with_the_same_webhook_id(
+        dev: Services, dev_api: TestClient, handlers: tuple[Any, Any], receiver: Receiver) -> None:
+    job_id = _submit(dev, receiver.url)
+    _run_all(dev, handlers)
+    response = dev_api.post(f"/v1/jobs/{job_id}/deliveries/redeliver")
+    assert response.status_code == 202
+    assert response.json()["attempt"] == 2 and response.json()["status"] == "queued"
+    _run_all(dev, handlers)
+    first, second = receiver.received
+    assert first.headers["webhook-id"] == second.headers["webhook-id"] == response.json()["webhook_id"]
+    assert [(a["attempt"], a["outcome"]) for a in _ledger(dev, job_id)] == [(1, "delivered"), (2, "delivered")]
+
+
+def test_redeliver_needs_a_finished_job_with_a_callback_url(dev: Services, dev_api: TestClient,
+                                                            receiver: Receiver) -> None:
+    queued = _submit(dev, receiver.url)
+    without = dev.jobs.submit_job(tenant=TENANT_A, request=JobRequest(input="no hook")).id
+    for job_id, code in ((queued, "job_not_finished"), (without, "no_callback_url")):
+        response = dev_api.post(f"/v1/jobs/{job_id}/deliveries/redeliver")
+        assert response.status_code == 409 and response.json()["error"]["code"] == code
+
+
+def test_another_tenants_deliveries_are_404(dev: Services, dev_api: TestClient, handlers: tuple[Any, Any],
+                                           receiver: Receiver) -> None:
+    job_id = _submit(dev, receiver.url)
+    _run_all(dev, handlers)
+    other = {"Authorization": f"Bearer {KEY_B}"}
+    assert dev_api.get(f"/v1/jobs/{job_id}/deliveries", headers=other).status_code == 404
+    assert dev_api.post(f"/v1/jobs/{job_id}/deliveries/redeliver", headers=other).status_code == 404
+    assert len(receiver.received) == 1
+
+
+def test_logs_never_hold_the_prompt_the_output_or_a_secret(dev: Services, handlers: tuple[Any, Any],
+                                                           receiver: Receiver, caplog: pytest.LogCaptureFixture
+                                                           ) -> None:
+    receiver.answer(Answer(500))
+    _submit(dev, receiver.url, prompt="my confidential prompt")
+    _run_all(dev, handlers)
+    logs = "\n".join(json.dumps(record.__dict__, default=str) for record in caplog.records)  # extra keys included
+    assert len(receiver.received) == 2 and "webhook attempt" in logs and "http_500" in logs
+    for secret in _secrets(dev):
+        assert secret not in logs and secret.removeprefix("whsec_")[:20] not in logs
+    assert "confidential" not in logs
+    assert json.loads(receiver.received[0].body)["data"]["output"]["text"] == "Echo: my confidential prompt"
