@@ -81,6 +81,8 @@ def stop_stack(process: subprocess.Popen[bytes]) -> int:
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    process, running = start_stack(tmp_path_factory.mktemp("stack") / "stack.log")
+    # Webhook retries a second apart, so a receiver that is down for a few attempts is tested in seconds.
+    process, running = start_stack(tmp_path_factory.mktemp("stack") / "stack.log",
+                                   AIJOBS_WEBHOOK_RETRY_SCHEDULE="0,1,1,1,1")
     yield running
     stop_stack(process)
