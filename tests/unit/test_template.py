@@ -142,19 +142,23 @@ def test_tables_expire_items_and_keep_point_in_time_recovery(
     assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
 
 
-def test_jobs_table_has_the_single_table_keys_and_tenant_index(template: dict[str, Any]) -> None:
+def test_jobs_table_has_the_single_table_keys_tenant_index_and_schedule_index(template: dict[str, Any]) -> None:
     properties = template["Resources"]["JobsTable"]["Properties"]
-    (gsi1,) = properties["GlobalSecondaryIndexes"]
+    gsi1, gsi2 = properties["GlobalSecondaryIndexes"]
 
     assert properties["KeySchema"] == [
         {"AttributeName": "pk", "KeyType": "HASH"},
         {"AttributeName": "sk", "KeyType": "RANGE"},
     ]
-    assert gsi1["IndexName"] == "gsi1"
-    assert gsi1["KeySchema"] == [
-        {"AttributeName": "gsi1pk", "KeyType": "HASH"},
-        {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
-    ]
+    for n, gsi in ((1, gsi1), (2, gsi2)):
+        assert gsi["IndexName"] == f"gsi{n}"
+        assert gsi["KeySchema"] == [
+            {"AttributeName": f"gsi{n}pk", "KeyType": "HASH"},
+            {"AttributeName": f"gsi{n}sk", "KeyType": "RANGE"},
+        ]
+        assert gsi["Projection"] == {"ProjectionType": "ALL"}
+    defined = {a["AttributeName"] for a in properties["AttributeDefinitions"]}
+    assert defined == {"pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk"}
 
 
 def test_every_function_is_told_its_tables_and_queue(template: dict[str, Any]) -> None:
@@ -171,3 +175,68 @@ def test_every_output_has_a_description(template: dict[str, Any]) -> None:
     assert {"ApiUrl", "JobsTableName", "JobsQueueUrl", "JobsDeadLetterQueueUrl"} <= outputs.keys()
     for name, output in outputs.items():
         assert output.get("Description"), name
+
+
+# --- schedules ---------------------------------------------------------------------------------------
+
+
+def _statements(policies: list[Any]) -> list[dict[str, Any]]:
+    return [s for p in policies if isinstance(p, dict) and "Statement" in p for s in p["Statement"]]
+
+
+def test_scheduler_role_may_only_be_assumed_by_eventbridge_scheduler_and_only_invoke_scheduler_function(
+        template: dict[str, Any]) -> None:
+    role = template["Resources"]["SchedulerInvokeRole"]["Properties"]
+
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "scheduler.amazonaws.com"} and trust["Action"] == "sts:AssumeRole"
+    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+    (policy,) = role["Policies"]
+    assert policy["PolicyDocument"]["Statement"] == [{
+        "Effect": "Allow", "Action": "lambda:InvokeFunction",
+        "Resource": {"Fn::GetAtt": ["SchedulerFunction", "Arn"]}}]
+    assert "ManagedPolicyArns" not in role
+
+
+def test_api_manages_only_its_groups_schedules_and_passes_only_the_scheduler_role(template: dict[str, Any]) -> None:
+    statements = _statements(template["Resources"]["ApiFunction"]["Properties"]["Policies"])
+    scheduler = [s for s in statements if "scheduler" in json.dumps(s["Action"])]
+    passes = [s for s in statements if "iam:" in json.dumps(s["Action"])]
+
+    (manage,) = scheduler
+    assert set(manage["Action"]) == {"scheduler:CreateSchedule", "scheduler:UpdateSchedule",
+                                     "scheduler:DeleteSchedule", "scheduler:GetSchedule"}
+    assert manage["Resource"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:scheduler:${AWS::Region}:${AWS::AccountId}:schedule/${ScheduleGroup}/*"}
+    assert passes == [{"Effect": "Allow", "Action": "iam:PassRole",
+                       "Resource": {"Fn::GetAtt": ["SchedulerInvokeRole", "Arn"]},
+                       "Condition": {"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}}}]
+
+
+def test_api_is_told_the_schedule_group_the_target_function_and_the_role(template: dict[str, Any]) -> None:
+    variables = template["Resources"]["ApiFunction"]["Properties"]["Environment"]["Variables"]
+
+    assert variables["AIJOBS_SCHEDULE_GROUP"] == {"Ref": "ScheduleGroup"}
+    assert variables["AIJOBS_SCHEDULER_FUNCTION_ARN"] == {"Fn::GetAtt": ["SchedulerFunction", "Arn"]}
+    assert variables["AIJOBS_SCHEDULER_ROLE_ARN"] == {"Fn::GetAtt": ["SchedulerInvokeRole", "Arn"]}
+
+
+def test_scheduler_function_writes_only_the_jobs_table_and_queue(template: dict[str, Any]) -> None:
+    policies = template["Resources"]["SchedulerFunction"]["Properties"]["Policies"]
+    (dynamodb,) = _statements(policies)
+
+    assert dynamodb["Resource"] == {"Fn::GetAtt": ["JobsTable", "Arn"]}
+    assert set(dynamodb["Action"]) == {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:BatchWriteItem"}
+    assert {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["JobsQueue", "QueueName"]}}} in policies
+    assert "scheduler" not in json.dumps(policies) and "iam:" not in json.dumps(policies)
+
+
+def test_failed_fires_land_in_a_dead_letter_queue_that_raises_an_alarm(template: dict[str, Any]) -> None:
+    config = template["Resources"]["SchedulerFunction"]["Properties"]["EventInvokeConfig"]
+    alarms = _resources(template, "AWS::CloudWatch::Alarm").values()
+
+    assert config["DestinationConfig"]["OnFailure"] == {
+        "Type": "SQS", "Destination": {"Fn::GetAtt": ["ScheduleFiresDeadLetterQueue", "Arn"]}}
+    assert 0 <= config["MaximumRetryAttempts"] <= 2
+    assert any(a["Properties"]["Dimensions"] == [{"Name": "QueueName", "Value": {
+        "Fn::GetAtt": ["ScheduleFiresDeadLetterQueue", "QueueName"]}}] for a in alarms)

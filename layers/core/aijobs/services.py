@@ -18,6 +18,7 @@ from aijobs.webhooks.store import WebhookStore
 
 if TYPE_CHECKING:
     from aijobs.idempotency import Idempotency
+    from aijobs.schedules.service import ScheduleService
     from aijobs.webhooks.delivery import Deliverer
     from aijobs.worker import Worker
 
@@ -71,6 +72,22 @@ class Services:
         return Deliverer(store=self.store, ledger=self.webhook_store, queue=self.deliveries.queue,
                          sender=WebhookSender(guard=self.callback_guard, timeout_s=self.settings.webhook_timeout_s),
                          schedule=RetrySchedule(self.settings.webhook_retry_delays))
+
+    @cached_property
+    def scheduler(self) -> Any:
+        return self.session.client("scheduler")
+
+    @cached_property
+    def schedules(self) -> ScheduleService:
+        from aijobs.schedules.eventbridge import EventBridgeSchedules
+        from aijobs.schedules.service import ScheduleService
+        from aijobs.schedules.store import ScheduleStore
+
+        eventbridge = EventBridgeSchedules(client=self.scheduler, group_name=self.settings.schedule_group,
+                                           function_arn=self.settings.scheduler_function_arn,
+                                           role_arn=self.settings.scheduler_role_arn)
+        return ScheduleService(store=ScheduleStore(table=self.dynamodb.Table(self.settings.jobs_table)),
+                               eventbridge=eventbridge, jobs=self.jobs)
 
     @cached_property
     def idempotency(self) -> Idempotency:

@@ -9,7 +9,7 @@ from aws_lambda_powertools import Logger
 from fastapi import FastAPI, Request, Response
 
 from aijobs.api.errors import error_response, install_error_handlers
-from aijobs.api.routes import health, jobs, webhooks
+from aijobs.api.routes import health, jobs, schedules, webhooks
 from aijobs.errors import AijobsError, PayloadTooLarge
 
 logger = Logger(service="aijobs")
@@ -33,6 +33,7 @@ def create_app() -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(jobs.router)
+    app.include_router(schedules.router)
     app.include_router(webhooks.secrets_router)
     app.include_router(webhooks.deliveries_router)
 

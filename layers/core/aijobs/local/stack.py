@@ -18,6 +18,7 @@ import boto3
 import uvicorn
 
 from aijobs.local.fake_model import create_fake_model
+from aijobs.local.firer import ScheduleFirer
 from aijobs.local.pollers import QueuePoller
 from aijobs.local.template import ROOT, LocalResources, function_environment, load_template, provision
 
@@ -82,6 +83,7 @@ class LocalStack:
     moto: Any = None
     fake_model: UvicornThread | None = None
     pollers: list[QueuePoller] = field(default_factory=list)
+    firer: ScheduleFirer | None = None
     resources: LocalResources | None = None
     api_keys: dict[str, str] = field(default_factory=dict)
 
@@ -103,7 +105,7 @@ class LocalStack:
         for name, value in LOCAL_WEBHOOK_DEFAULTS.items():
             os.environ.setdefault(name, value)
         # The functions see the environment the template gives them; the developer's own settings win.
-        for function in ("ApiFunction", "WorkerFunction", "WebhookFunction"):
+        for function in ("ApiFunction", "WorkerFunction", "WebhookFunction", "SchedulerFunction"):
             for name, value in function_environment(template, self.resources, function).items():
                 os.environ.setdefault(name, value)
         os.environ.update({"AIJOBS_STAGE": "local", "AIJOBS_MODEL_API_KEY_SECRET_ARN": ""})
@@ -116,6 +118,7 @@ class LocalStack:
         for key, tenant in self.api_keys.items():
             store.put_api_key(key=key, tenant=tenant)
         self._start_pollers(session)
+        self._start_firer(session)
 
     def _start_model(self) -> None:
         real_key = self.env.get("OPENAI_API_KEY") or self.env.get("AIJOBS_MODEL_API_KEY")
@@ -143,7 +146,16 @@ class LocalStack:
         for poller in self.pollers:
             poller.start()
 
+    def _start_firer(self, session: boto3.session.Session) -> None:
+        """What EventBridge Scheduler does in AWS: invoke SchedulerFunction's handler when a schedule is due."""
+        assert self.resources is not None
+        self.firer = ScheduleFirer(scheduler=session.client("scheduler"), targets={
+            self.resources.arns["SchedulerFunction"]: load_handler("scheduler", "lambda_handler")})
+        self.firer.start()
+
     def stop(self) -> None:
+        if self.firer:
+            self.firer.stop()
         for poller in self.pollers:
             poller.stop()
         if self.fake_model:
@@ -169,6 +181,8 @@ API keys: {", ".join(f"{tenant}={k}" for k, tenant in stack.api_keys.items())}
   curl -s {url}/v1/jobs -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\
        -d '{{"input": "Hello, aijobs"}}'
   curl -s {url}/v1/jobs/<id> -H 'Authorization: Bearer {key}'
+  curl -s {url}/v1/schedules -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\
+       -d '{{"expression": "rate(1 minute)", "job": {{"input": "What time is it?"}}}}'
 
 Ctrl-C stops everything; data lives only as long as this process.
 """, flush=True)

@@ -76,13 +76,46 @@ def provision(template: dict[str, Any], *, session: Any, prefix: str) -> LocalRe
             created.refs[logical_id] = url
             created.arns[logical_id] = sqs.get_queue_attributes(
                 QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        elif resource["Type"] == "AWS::Scheduler::ScheduleGroup":
+            name = f"{prefix}-{logical_id}"
+            created.arns[logical_id] = session.client("scheduler").create_schedule_group(Name=name)["ScheduleGroupArn"]
+            created.refs[logical_id] = name
+        elif resource["Type"] == "AWS::Serverless::Function":  # never created: the local stack calls its handler
+            created.arns[logical_id] = f"arn:aws:lambda:us-east-1:123456789012:function:{prefix}-{logical_id}"
+        elif resource["Type"] == "AWS::IAM::Role":  # named only, so that what passes a role's ARN gets one
+            created.arns[logical_id] = f"arn:aws:iam::123456789012:role/{prefix}-{logical_id}"
     for logical_id, resource in resources.items():  # redrive once every queue exists
         redrive = resource.get("Properties", {}).get("RedrivePolicy")
         if resource["Type"] == "AWS::SQS::Queue" and redrive:
             target = resolve(redrive["deadLetterTargetArn"], template, created)
             sqs.set_queue_attributes(QueueUrl=created.refs[logical_id], Attributes={"RedrivePolicy": (
                 f'{{"deadLetterTargetArn":"{target}","maxReceiveCount":"{redrive["maxReceiveCount"]}"}}')})
+    for definition in static_schedules(template, created, prefix=prefix):
+        session.client("scheduler").create_schedule(**definition)
     return created
+
+
+def static_schedules(template: dict[str, Any], created: LocalResources, *, prefix: str) -> list[dict[str, Any]]:
+    """The EventBridge schedules that the functions' ScheduleV2 events declare, as SAM would create them."""
+    schedules = []
+    for function_id, resource in template.get("Resources", {}).items():
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        for event_id, event in (resource.get("Properties", {}).get("Events") or {}).items():
+            if event.get("Type") != "ScheduleV2":
+                continue
+            props = {name: resolve(value, template, created) for name, value in event.get("Properties", {}).items()}
+            target = {"Arn": created.arns[function_id],
+                      "RoleArn": props.get("RoleArn") or f"arn:aws:iam::123456789012:role/{prefix}-{event_id}Role"}
+            if props.get("Input") is not None:
+                target["Input"] = props["Input"]
+            definition = {"Name": props.get("Name") or event_id, "ScheduleExpression": props["ScheduleExpression"],
+                          "FlexibleTimeWindow": props.get("FlexibleTimeWindow") or {"Mode": "OFF"}, "Target": target}
+            for name in ("GroupName", "ScheduleExpressionTimezone", "State", "StartDate", "EndDate", "Description"):
+                if props.get(name) is not None:
+                    definition[name] = props[name]
+            schedules.append(definition)
+    return schedules
 
 
 def resolve(value: Any, template: dict[str, Any], created: LocalResources) -> Any:

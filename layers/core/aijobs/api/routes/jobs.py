@@ -80,9 +80,11 @@ def submit_job(body: JobRequest, request: Request, tenant: TenantDep, svc: Servi
 @router.get("", response_model=JobList)
 def list_jobs(tenant: TenantDep, svc: ServicesDep, status: JobStatus | None = None,
               limit: Annotated[int, Query(ge=1, le=100)] = 20,
-              cursor: Annotated[str | None, Query(max_length=2048)] = None) -> JobList:
-    """The caller's jobs, newest first."""
-    jobs, next_cursor = svc.store.list_jobs(tenant=tenant, status=status, limit=limit, cursor=cursor)
+              cursor: Annotated[str | None, Query(max_length=2048)] = None,
+              schedule_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None) -> JobList:
+    """The caller's jobs, newest first; `schedule_id` keeps those one of its schedules created."""
+    jobs, next_cursor = svc.store.list_jobs(tenant=tenant, status=status, limit=limit, cursor=cursor,
+                                            schedule_id=schedule_id)
     return JobList(data=[job.to_public() for job in jobs], next_cursor=next_cursor)
 
 
