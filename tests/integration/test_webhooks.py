@@ -20,6 +20,7 @@ from aijobs.models import DeliveryMessage, JobRequest
 from aijobs.services import Services, set_services
 from aijobs.webhooks.guard import CallbackGuard
 from aijobs.webhooks.sender import WebhookSender
+from tests.helpers import load_event
 from tests.integration.conftest import KEY_A, KEY_B, TENANT_A, TENANT_B, make_settings, run_worker
 from tests.receiver import Answer, Receiver
 
@@ -241,8 +242,11 @@ def _deliver(handler: Any, *bodies: str) -> dict[str, Any]:
 
 def test_duplicate_delivery_message_sends_once(dev: Services, handlers: tuple[Any, Any], receiver: Receiver) -> None:
     job_id, message = _finish_job_and_take_its_delivery(dev, handlers, receiver.url)
-    assert _deliver(handlers[1], message["Body"], message["Body"])["batchItemFailures"] == []
-    assert _deliver(handlers[1], message["Body"])["batchItemFailures"] == []
+    event = load_event("sqs_delivery")
+    event["Records"][0]["body"] = message["Body"]
+    twice = {"Records": [event["Records"][0], {**event["Records"][0], "messageId": "second-copy"}]}
+    assert handlers[1](twice, FakeLambdaContext("WebhookFunction"))["batchItemFailures"] == []
+    assert handlers[1](event, FakeLambdaContext("WebhookFunction"))["batchItemFailures"] == []
     assert len(receiver.received) == 1
     assert [a["outcome"] for a in _ledger(dev, job_id)] == ["delivered"]
 

@@ -11,10 +11,11 @@ from openai import InvalidWebhookSignatureError, OpenAI
 from pydantic import ValidationError
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from aijobs.models import Job, JobError, JobRequest, JobStatus, Usage
+from aijobs.models import DeliveryMessage, Job, JobError, JobRequest, JobStatus, Usage
 from aijobs.settings import Settings
 from aijobs.webhooks.delivery import MAX_RETRY_AFTER_S, RetrySchedule
 from aijobs.webhooks.signing import event_payload, new_webhook_secret, signed_headers
+from tests.helpers import load_event
 
 WEBHOOK_ID = "msg_01JAAAAAAAAAAAAAAAAAAAAAAA"
 
@@ -106,3 +107,9 @@ def test_retry_schedule_setting_is_comma_separated_seconds() -> None:
     for bad in ("", "0,five", "0,-1", ",".join(["1"] * 21)):
         with pytest.raises(ValidationError):
             Settings(webhook_retry_schedule=bad)
+
+
+def test_sample_deliveries_event_holds_a_valid_delivery_message() -> None:
+    (record,) = load_event("sqs_delivery")["Records"]
+    message = DeliveryMessage.model_validate_json(record["body"])
+    assert (message.attempt, message.first_attempt) == (1, 1) and record["eventSource"] == "aws:sqs"
