@@ -21,6 +21,7 @@ class Answer:
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
+    endless_body: bool = False  # announce 1 GB, then drip it for up to 5 s or until the client hangs up
 
 
 class Receiver:
@@ -43,9 +44,19 @@ class Receiver:
                 self.send_response(answer.status)
                 for name, value in answer.headers.items():
                     self.send_header(name, value)
-                self.send_header("content-length", "2")
+                self.send_header("content-length", str(10**9 if answer.endless_body else 2))
                 self.end_headers()
-                self.wfile.write(b"ok")
+                if not answer.endless_body:
+                    self.wfile.write(b"ok")
+                    return
+                until = time.monotonic() + 5
+                try:
+                    while time.monotonic() < until:
+                        self.wfile.write(b"x" * 16384)
+                        self.wfile.flush()
+                        time.sleep(0.05)
+                except OSError:  # the client stopped reading
+                    pass
 
             def log_message(self, *args: Any) -> None:
                 pass

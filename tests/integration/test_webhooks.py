@@ -207,6 +207,15 @@ def test_redirect_is_not_followed_and_counts_as_a_failed_attempt(dev: Services, 
     assert [a["error"] for a in _ledger(dev, job_id)] == ["http_307", None]
 
 
+def test_only_the_start_of_a_huge_answer_is_read(dev: Services, handlers: tuple[Any, Any],
+                                                 receiver: Receiver) -> None:
+    receiver.answer(Answer(200, endless_body=True))
+    job_id = _submit(dev, receiver.url)
+    _run_all(dev, handlers)
+    (attempt,) = _ledger(dev, job_id)
+    assert attempt["outcome"] == "delivered" and attempt["duration_ms"] < 2000  # reading it all would not end
+
+
 def test_a_slow_receiver_times_out_and_is_retried(aws: tuple[boto3.session.Session, LocalResources],
                                                   fake_model: UvicornThread, receiver: Receiver) -> None:
     session, resources = aws

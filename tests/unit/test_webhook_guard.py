@@ -99,6 +99,7 @@ ALLOWED = [
     "https://bücher.example/hook",
     "https://172.32.0.1/",  # just past 172.16.0.0/12
     "https://100.128.0.1/",  # just past the CGNAT range
+    "https://hooks.glocal/",  # ends in "local" but is not .local
 ]
 
 

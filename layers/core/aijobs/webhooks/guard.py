@@ -165,7 +165,8 @@ class CallbackGuard:
         host, address = _parse_host(parts.hostname)
         if address is not None:
             self.check_address(address)
-        elif not self.allow_private and ("." not in host or host.endswith(_INTERNAL_SUFFIXES)):
+        elif not self.allow_private and ("." not in host or any(host == s or host.endswith(f".{s}")
+                                                                for s in _INTERNAL_SUFFIXES)):
             raise forbidden("the host must be a public, fully qualified name")
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         return CallbackTarget(scheme=scheme, host=host, port=port, target=target, address=address)
