@@ -263,11 +263,13 @@ def test_a_static_schedules_event_creates_its_job_for_its_tenant(api: Any, sched
                                     {"scheduled_time": "2026-11-22T02:00:00"}, {"jbo": {}}])
 def test_a_malformed_fire_event_is_refused_and_creates_nothing(api: Any, scheduler_handler: Any,
                                                                change: dict[str, Any]) -> None:
-    event = {**load_event("scheduler_static_fire"), **change}
+    event = {**load_event("scheduler_static_fire"), "execution_id": None, "attempt": None,
+             "job": {"input": "support tickets"}, **change}
 
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError) as refused:
         scheduler_handler(event, None)
     assert api.get("/v1/jobs").json()["data"] == []
+    assert "support tickets" not in str(refused.value)  # what Lambda logs of it never holds the prompt
 
 
 # --- the local firer: EventBridge's part, with a clock the test moves ---------------------------

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
+from pathlib import Path
 
 from aijobs.local.firer import fire_event
-from aijobs.local.template import LocalResources, function_environment, load_template
-from aijobs.models import Schedule
+from aijobs.local.template import ROOT, LocalResources, function_environment, load_template
+from aijobs.models import Schedule, ScheduledFire
 from aijobs.schedules.eventbridge import target_input
+from aijobs.schedules.expressions import parse_expression, parse_timezone
 
 
 def test_api_environment_names_the_local_schedule_group_function_and_role() -> None:
@@ -34,3 +37,22 @@ def test_a_local_fire_is_the_targets_input_with_the_context_attributes_filled_in
     assert event["schedule_id"] == schedule.id and event["tenant"] == "acme"
     assert event["scheduled_time"] == "2026-11-22T10:00:00Z" and event["attempt"] == "2"
     assert len(event["execution_id"]) == 16 and "<aws." not in json.dumps(event)
+
+
+def test_the_documented_static_schedule_is_a_valid_fire_for_the_stacks_group_and_role(tmp_path: Path) -> None:
+    docs = (ROOT / "docs" / "schedules.md").read_text()
+    (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", docs, re.DOTALL) if "Type: ScheduleV2" in b]
+    (tmp_path / "snippet.yaml").write_text(block)
+    declared = load_template(tmp_path / "snippet.yaml")  # the loader that reads !Ref and !GetAtt
+    (event,) = declared["SchedulerFunction"]["Properties"]["Events"].values()
+    properties = event["Properties"]
+
+    assert event["Type"] == "ScheduleV2"
+    assert properties["GroupName"] == {"Ref": "ScheduleGroup"}
+    assert properties["RoleArn"] == {"Fn::GetAtt": ["SchedulerInvokeRole", "Arn"]}
+    assert set(load_template()["Resources"]) >= {"SchedulerFunction", "ScheduleGroup", "SchedulerInvokeRole"}
+    parse_expression(properties["ScheduleExpression"])
+    parse_timezone(properties["ScheduleExpressionTimezone"])
+    fire = ScheduledFire.model_validate_json(
+        properties["Input"].replace("<aws.scheduler.scheduled-time>", "2026-11-22T01:00:00Z"))
+    assert fire.job is not None and fire.tenant == "acme" and fire.schedule_id == "nightly-digest"

@@ -282,7 +282,8 @@ class ScheduledFire(BaseModel):
     schedules declared in template.yaml carry their job (and tenant) in the Input itself.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    # A refused event is logged by Lambda: its errors must not echo the job's prompt.
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     schedule_id: Annotated[str, Field(min_length=1, max_length=64)]
     scheduled_time: AwareDatetime
