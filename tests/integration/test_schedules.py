@@ -121,6 +121,15 @@ def test_eventbridge_failure_on_create_leaves_no_schedule_item_behind(api: Any, 
     assert api.get("/v1/schedules").json()["data"] == []
 
 
+def test_failed_item_write_on_create_leaves_no_eventbridge_schedule_behind(api: Any, services: Services) -> None:
+    _fail(services.dynamodb.meta.client, "PutItem", code="InternalServerError")
+
+    response = api.post("/v1/schedules", json={"expression": "rate(1 hour)", "job": {"input": "x"}})
+
+    assert response.status_code == 500 and response.json()["error"]["type"] == "internal"
+    assert _eventbridge_names(services) == []
+
+
 def test_failed_item_write_on_update_puts_the_eventbridge_schedule_back(api: Any, services: Services) -> None:
     schedule = _create(api, expression="rate(1 hour)")
     _fail(services.dynamodb.meta.client, "PutItem", code="InternalServerError")
