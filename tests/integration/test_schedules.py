@@ -98,6 +98,8 @@ def test_create_answers_201_and_creates_an_eventbridge_schedule_that_invokes_sch
     ({"expression": "at(2020-01-01T00:00:00)"}, "invalid_expression", "in the past"),
     ({"expression": "cron(0 9 * * ? 2020)"}, "invalid_expression", "never fires"),
     ({"timezone": "Mars/Olympus_Mons"}, "invalid_timezone", "IANA"),
+    ({"job": {"input": "x", "callback_url": "https://169.254.169.254/latest"}}, "callback_url_forbidden",
+     "callback_url is not allowed"),
 ])
 def test_invalid_schedule_is_422_saying_what_is_wrong_and_writes_nothing(
         api: Any, services: Services, body: dict[str, Any], code: str, says: str) -> None:
