@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import boto3
@@ -40,15 +41,25 @@ def make_settings(resources: LocalResources, model_url: str, **overrides: Any) -
         default_model="fake-model", retry_base_delay_s=0, **overrides)
 
 
-@pytest.fixture
-def services(aws: tuple[boto3.session.Session, LocalResources], fake_model: UvicornThread) -> Iterator[Services]:
+@contextmanager
+def installed_services(aws: tuple[boto3.session.Session, LocalResources], fake_model: UvicornThread,
+                       **overrides: Any) -> Iterator[Services]:
+    """Services on moto with tenants A and B, installed as the process's services while the test runs."""
     session, resources = aws
-    svc = Services(settings=make_settings(resources, fake_model.url), session=session)
+    svc = Services(settings=make_settings(resources, fake_model.url, **overrides), session=session)
     svc.store.put_api_key(key=KEY_A, tenant=TENANT_A)
     svc.store.put_api_key(key=KEY_B, tenant=TENANT_B)
     set_services(svc)
-    yield svc
-    set_services(None)
+    try:
+        yield svc
+    finally:
+        set_services(None)
+
+
+@pytest.fixture
+def services(aws: tuple[boto3.session.Session, LocalResources], fake_model: UvicornThread) -> Iterator[Services]:
+    with installed_services(aws, fake_model) as svc:
+        yield svc
 
 
 @pytest.fixture

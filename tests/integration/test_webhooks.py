@@ -17,11 +17,11 @@ from aijobs.local.pollers import FakeLambdaContext, QueuePoller, sqs_event
 from aijobs.local.stack import UvicornThread, load_handler
 from aijobs.local.template import LocalResources
 from aijobs.models import DeliveryMessage, JobRequest
-from aijobs.services import Services, set_services
+from aijobs.services import Services
 from aijobs.webhooks.guard import CallbackGuard
 from aijobs.webhooks.sender import WebhookSender
 from tests.helpers import load_event
-from tests.integration.conftest import KEY_A, KEY_B, TENANT_A, TENANT_B, make_settings, run_worker
+from tests.integration.conftest import KEY_A, KEY_B, TENANT_A, installed_services, run_worker
 from tests.receiver import Answer, Receiver
 
 DEV_SETTINGS = {"allow_private_callbacks": True, "allow_http_callbacks": True, "webhook_retry_schedule": "0,0,0,0"}
@@ -37,13 +37,8 @@ def receiver() -> Iterator[Receiver]:
 @pytest.fixture
 def dev(aws: tuple[boto3.session.Session, LocalResources], fake_model: UvicornThread) -> Iterator[Services]:
     """Services as the local stack runs them: receivers on 127.0.0.1 over http, retries without waiting."""
-    session, resources = aws
-    svc = Services(settings=make_settings(resources, fake_model.url, **DEV_SETTINGS), session=session)
-    svc.store.put_api_key(key=KEY_A, tenant=TENANT_A)
-    svc.store.put_api_key(key=KEY_B, tenant=TENANT_B)
-    set_services(svc)
-    yield svc
-    set_services(None)
+    with installed_services(aws, fake_model, **DEV_SETTINGS) as svc:
+        yield svc
 
 
 @pytest.fixture
@@ -218,19 +213,12 @@ def test_only_the_start_of_a_huge_answer_is_read(dev: Services, handlers: tuple[
 
 def test_a_slow_receiver_times_out_and_is_retried(aws: tuple[boto3.session.Session, LocalResources],
                                                   fake_model: UvicornThread, receiver: Receiver) -> None:
-    session, resources = aws
-    svc = Services(settings=make_settings(resources, fake_model.url, **DEV_SETTINGS, webhook_timeout_s=0.3),
-                   session=session)
-    svc.store.put_api_key(key=KEY_A, tenant=TENANT_A)
-    set_services(svc)
-    try:
+    with installed_services(aws, fake_model, **DEV_SETTINGS, webhook_timeout_s=0.3) as svc:
         receiver.answer(Answer(200, delay_s=1.5))
         job_id = _submit(svc, receiver.url)
         _run_all(svc, (load_handler("worker", "lambda_handler"), load_handler("webhook", "lambda_handler")))
         assert [(a["outcome"], a["error"]) for a in _ledger(svc, job_id)] == [("retrying", "timeout"),
                                                                                ("delivered", None)]
-    finally:
-        set_services(None)
 
 
 # --- duplicates and faults ----------------------------------------------------------------------------------------
