@@ -13,7 +13,6 @@ from aijobs.errors import (
     AijobsError,
     InvalidRequest,
     MalformedRequest,
-    NotFound,
     PayloadTooLarge,
     ServiceUnavailable,
 )
@@ -81,10 +80,7 @@ class JobService:
         return [unqueued if isinstance(r, Job) and r.id in unsent else r for r in results]
 
     def get_job(self, *, tenant: str, job_id: str, consistent: bool = False) -> Job:
-        job = self.store.get_job(job_id, consistent=consistent) if job_id.startswith("job_") else None
-        if job is None or job.tenant != tenant:  # another tenant's job does not exist for this one
-            raise NotFound("no such job", code="job_not_found")
-        return job
+        return self.store.get_tenant_job(tenant=tenant, job_id=job_id, consistent=consistent)
 
     def wait_for_job(self, *, tenant: str, job_id: str, timeout_s: float) -> Job:
         """Poll until the job is terminal or the time is up; returns the job as last read."""

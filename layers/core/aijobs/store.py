@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
-from aijobs.errors import Conflict, InvalidRequest
+from aijobs.errors import Conflict, InvalidRequest, NotFound
 from aijobs.ids import hash_api_key
 from aijobs.models import Job, JobError, JobStatus, Usage
 from aijobs.webhooks.store import WebhookStore
@@ -99,6 +99,13 @@ class JobStore:
     def get_job(self, job_id: str, *, consistent: bool = False) -> Job | None:
         item = self._table.get_item(Key=_job_key(job_id), ConsistentRead=consistent).get("Item")
         return self._live(item)
+
+    def get_tenant_job(self, *, tenant: str, job_id: str, consistent: bool = False) -> Job:
+        """The tenant's job; another tenant's job does not exist for this one (404, never 403)."""
+        job = self.get_job(job_id, consistent=consistent) if job_id.startswith("job_") else None
+        if job is None or job.tenant != tenant:
+            raise NotFound("no such job", code="job_not_found")
+        return job
 
     def get_jobs(self, job_ids: list[str]) -> dict[str, Job]:
         found: dict[str, Job] = {}

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger
 from pydantic import ValidationError
 
-from aijobs.errors import Conflict, NotFound
-from aijobs.models import DeliveryAttempt, DeliveryMessage, Job, Redelivery
+from aijobs.errors import Conflict
+from aijobs.models import DeliveryAttempt, DeliveryMessage, Redelivery
 from aijobs.queues import MAX_DELAY_S, DeliveryQueue
 from aijobs.store import JobStore
 from aijobs.webhooks.signing import event_payload, signed_headers
@@ -90,7 +90,7 @@ class DeliveryService:
 
     def redeliver(self, *, tenant: str, job_id: str) -> Redelivery:
         """Queue a fresh run of the retry schedule for the job's final event, with the same ``webhook-id``."""
-        job = self._tenant_job(tenant, job_id)
+        job = self.store.get_tenant_job(tenant=tenant, job_id=job_id, consistent=True)
         if not job.request.callback_url:
             raise Conflict("the job has no callback_url", code="no_callback_url")
         if not job.status.is_terminal:
@@ -108,13 +108,7 @@ class DeliveryService:
         return Redelivery(webhook_id=webhook_id, attempt=attempt)
 
     def list_deliveries(self, *, tenant: str, job_id: str) -> list[DeliveryAttempt]:
-        return self.ledger.list_attempts(self._tenant_job(tenant, job_id).id)
-
-    def _tenant_job(self, tenant: str, job_id: str) -> Job:
-        job = self.store.get_job(job_id, consistent=True) if job_id.startswith("job_") else None
-        if job is None or job.tenant != tenant:
-            raise NotFound("no such job", code="job_not_found")
-        return job
+        return self.ledger.list_attempts(self.store.get_tenant_job(tenant=tenant, job_id=job_id, consistent=True).id)
 
 
 class Deliverer:
