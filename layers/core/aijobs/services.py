@@ -41,13 +41,13 @@ class Services:
     @cached_property
     def store(self) -> JobStore:
         return JobStore(table_name=self.settings.jobs_table, resource=self.dynamodb,
-                        retention_s=self.settings.result_retention_hours * 3600)
+                        retention_s=self.settings.retention_s)
 
     @cached_property
     def jobs(self) -> JobService:
         return JobService(store=self.store, queue=JobQueue(queue_url=self.settings.jobs_queue_url, client=self.sqs),
                           default_model=self.settings.default_model,
-                          retention_s=self.settings.result_retention_hours * 3600, callbacks=self.callback_guard)
+                          retention_s=self.settings.retention_s, callbacks=self.callback_guard)
 
     @cached_property
     def callback_guard(self) -> CallbackGuard:

@@ -57,6 +57,10 @@ class Settings(BaseSettings):
         return value
 
     @property
+    def retention_s(self) -> int:
+        return self.result_retention_hours * 3600
+
+    @property
     def webhook_retry_delays(self) -> tuple[int, ...]:
         return parse_retry_schedule(self.webhook_retry_schedule)
 
