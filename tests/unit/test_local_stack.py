@@ -6,7 +6,7 @@ import pytest
 
 from aijobs.local.fake_model import _directives, _reply_words
 from aijobs.local.stack import parse_dev_keys
-from aijobs.local.template import LocalResources, function_environment, load_template
+from aijobs.local.template import ROOT, LocalResources, function_environment, load_template, sqs_sources
 
 
 def test_function_environment_resolves_refs_to_the_local_resources() -> None:
@@ -38,3 +38,11 @@ def test_fake_model_reply_echoes_the_input_and_honours_lengths() -> None:
     assert _reply_words("hello there", None, None) == (["Echo:", "hello", "there"], "stop")
     assert len(_reply_words("hi", 50, None)[0]) == 50
     assert _reply_words("a b c d", None, 2) == (["Echo:", "a"], "length")
+
+
+def test_the_local_stack_polls_every_sqs_event_source_of_the_template() -> None:
+    sources = {(s.function, s.queue) for s in sqs_sources(load_template())}
+    assert {("WorkerFunction", "JobsQueue"), ("WebhookFunction", "DeliveriesQueue")} <= sources
+    for source in sqs_sources(load_template()):
+        app = (ROOT / "functions" / source.code_dir / "app.py").read_text()
+        assert f"def {source.handler}(" in app and source.batch_size >= 10

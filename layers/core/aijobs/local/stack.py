@@ -20,7 +20,14 @@ import uvicorn
 from aijobs.local.fake_model import create_fake_model
 from aijobs.local.firer import ScheduleFirer
 from aijobs.local.pollers import QueuePoller
-from aijobs.local.template import ROOT, LocalResources, function_environment, load_template, provision
+from aijobs.local.template import (
+    ROOT,
+    LocalResources,
+    function_environment,
+    load_template,
+    provision,
+    sqs_sources,
+)
 
 FAKE_KEY = "fake-key"
 # The local stack's webhook settings unless the environment has its own: receivers on 127.0.0.1 over http, and
@@ -117,7 +124,7 @@ class LocalStack:
         self.api_keys = parse_dev_keys(os.environ.get("AIJOBS_DEV_API_KEYS"))
         for key, tenant in self.api_keys.items():
             store.put_api_key(key=key, tenant=tenant)
-        self._start_pollers(session)
+        self._start_pollers(session, template)
         self._start_firer(session)
 
     def _start_model(self) -> None:
@@ -133,16 +140,16 @@ class LocalStack:
         os.environ.update({"AIJOBS_MODEL_BASE_URL": f"{self.fake_model.url}/v1",
                            "AIJOBS_MODEL_API_KEY": FAKE_KEY, "AIJOBS_DEFAULT_MODEL": "fake-model"})
 
-    def _start_pollers(self, session: boto3.session.Session) -> None:
+    def _start_pollers(self, session: boto3.session.Session, template: dict[str, Any]) -> None:
+        """What Lambda's event source mappings do in AWS, for every SQS event in the template."""
         assert self.resources is not None
         sqs = session.client("sqs")
         concurrency = int(self.env.get("AIJOBS_LOCAL_WORKER_CONCURRENCY") or 2)
-        self.pollers = [QueuePoller(name="WorkerFunction", sqs=sqs, queue_url=self.resources.refs["JobsQueue"],
-                                    queue_arn=self.resources.arns["JobsQueue"],
-                                    handler=load_handler("worker", "lambda_handler"), concurrency=concurrency),
-                        QueuePoller(name="WebhookFunction", sqs=sqs, queue_url=self.resources.refs["DeliveriesQueue"],
-                                    queue_arn=self.resources.arns["DeliveriesQueue"],
-                                    handler=load_handler("webhook", "lambda_handler"), concurrency=concurrency)]
+        self.pollers = [QueuePoller(name=source.function, sqs=sqs, queue_url=self.resources.refs[source.queue],
+                                    queue_arn=self.resources.arns[source.queue],
+                                    handler=load_handler(source.code_dir, source.handler),
+                                    concurrency=concurrency, batch_size=source.batch_size)
+                        for source in sqs_sources(template)]
         for poller in self.pollers:
             poller.start()
 

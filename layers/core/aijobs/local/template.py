@@ -164,3 +164,30 @@ def function_environment(template: dict[str, Any], created: LocalResources, func
     }
     resolved = {name: resolve(value, template, created) for name, value in variables.items()}
     return {name: str(value) for name, value in resolved.items() if value not in (None, "")}
+
+
+@dataclass(frozen=True)
+class QueueSource:
+    """An SQS event source of a function, as the template declares it."""
+
+    function: str  # logical id
+    queue: str  # the queue's logical id
+    code_dir: str  # the folder under functions/
+    handler: str  # the handler's name in app.py
+    batch_size: int
+
+
+def sqs_sources(template: dict[str, Any]) -> list[QueueSource]:
+    """Every function's SQS events: what the local stack must poll, and which handler each feeds."""
+    sources = []
+    for logical_id, resource in template["Resources"].items():
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        props = resource["Properties"]
+        for event in props.get("Events", {}).values():
+            if event["Type"] == "SQS":
+                sources.append(QueueSource(
+                    function=logical_id, queue=event["Properties"]["Queue"]["Fn::GetAtt"][0],
+                    code_dir=Path(props["CodeUri"]).name, handler=props["Handler"].split(".", 1)[1],
+                    batch_size=int(event["Properties"].get("BatchSize", 10))))
+    return sources
