@@ -35,6 +35,7 @@ def make_settings(resources: LocalResources, model_url: str, **overrides: Any) -
     return Settings(
         jobs_table=resources.refs["JobsTable"], idempotency_table=resources.refs["IdempotencyTable"],
         jobs_queue_url=resources.refs["JobsQueue"], deliveries_queue_url=resources.refs["DeliveriesQueue"],
+        results_bucket=resources.refs["ResultsBucket"],
         schedule_group=resources.refs["ScheduleGroup"], scheduler_function_arn=resources.arns["SchedulerFunction"],
         scheduler_role_arn=resources.arns["SchedulerInvokeRole"],
         model_base_url=f"{model_url}/v1", model_api_key="fake",

@@ -149,3 +149,17 @@ def test_api_function_does_not_import_openai() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"AWS_DEFAULT_REGION": "us-east-1", "PATH": ""})
     assert out.stdout.strip() == "False"
+
+
+def test_output_too_large_for_an_item_is_kept_in_s3_and_read_back(services: Services, worker_handler: Any,
+                                                                    api: Any) -> None:
+    job_id = _submit(services, "long answer [[tokens=40000]]")  # about 240 KB of output
+    assert run_worker(services, worker_handler)["batchItemFailures"] == []
+    item = services.dynamodb.Table(services.settings.jobs_table).get_item(
+        Key={"pk": f"JOB#{job_id}", "sk": "JOB"})["Item"]
+    assert "output_text" not in item and item["output_key"] == f"outputs/{job_id}/1"
+    job = api.get(f"/v1/jobs/{job_id}").json()
+    assert job["status"] == "completed"
+    words = job["output"]["text"].split()
+    assert words[:3] == ["Echo:", "long", "answer"] and len(words) == 40000
+    assert "output_key" not in job

@@ -240,3 +240,12 @@ def test_failed_fires_land_in_a_dead_letter_queue_that_raises_an_alarm(template:
     assert 0 <= config["MaximumRetryAttempts"] <= 2
     assert any(a["Properties"]["Dimensions"] == [{"Name": "QueueName", "Value": {
         "Fn::GetAtt": ["ScheduleFiresDeadLetterQueue", "QueueName"]}}] for a in alarms)
+
+
+def test_large_outputs_bucket_is_private_and_outlives_the_longest_retention(template: dict[str, Any]) -> None:
+    bucket = template["Resources"]["ResultsBucket"]["Properties"]
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+    (rule,) = bucket["LifecycleConfiguration"]["Rules"]
+    assert rule["ExpirationInDays"] * 24 > template["Parameters"]["ResultRetentionHours"]["MaxValue"]
+    assert template["Globals"]["Function"]["Environment"]["Variables"]["AIJOBS_RESULTS_BUCKET"] == {
+        "Ref": "ResultsBucket"}

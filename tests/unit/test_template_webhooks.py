@@ -45,7 +45,9 @@ def test_webhook_function_consumes_deliveries_in_batches_reporting_item_failures
 def test_webhook_function_reads_and_writes_only_the_jobs_table_and_its_queue(template: dict[str, Any]) -> None:
     policies = _resource(template, "WebhookFunction")["Policies"]
     statements = [s for p in policies if "Statement" in p for s in p["Statement"]]
-    (table,) = statements
+    outputs, table = statements
+    assert outputs["Action"] == "s3:GetObject"  # a large output, read back for the payload
+    assert outputs["Resource"] == {"Fn::Sub": "${ResultsBucket.Arn}/outputs/*"}
     assert table["Resource"] == {"Fn::GetAtt": ["JobsTable", "Arn"]}
     assert set(table["Action"]) == {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"}
     sqs = [p for p in policies if "Statement" not in p]

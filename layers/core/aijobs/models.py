@@ -98,6 +98,7 @@ class Job(BaseModel):
     started_at: int | None = None
     completed_at: int | None = None
     output_text: str | None = None
+    output_key: str | None = None  # an output too large for the item, in the results bucket
     usage: Usage | None = None
     cost_usd: Decimal | None = None
     error: JobError | None = None

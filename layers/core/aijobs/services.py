@@ -11,7 +11,7 @@ import boto3
 from aijobs.jobs import JobService
 from aijobs.queues import DeliveryQueue, JobQueue
 from aijobs.settings import Settings, get_settings
-from aijobs.store import JobStore
+from aijobs.store import JobStore, OutputBlobs
 from aijobs.webhooks.delivery import DeliveryService
 from aijobs.webhooks.guard import CallbackGuard
 from aijobs.webhooks.store import WebhookStore
@@ -40,8 +40,9 @@ class Services:
 
     @cached_property
     def store(self) -> JobStore:
+        blobs = OutputBlobs(bucket=self.settings.results_bucket, client_factory=lambda: self.session.client("s3"))
         return JobStore(table_name=self.settings.jobs_table, resource=self.dynamodb,
-                        retention_s=self.settings.retention_s)
+                        retention_s=self.settings.retention_s, blobs=blobs if self.settings.results_bucket else None)
 
     @cached_property
     def jobs(self) -> JobService:

@@ -19,6 +19,7 @@ class Settings(BaseSettings):
     idempotency_table: str = "aijobs-idempotency"
     jobs_queue_url: str = ""
     deliveries_queue_url: str = ""
+    results_bucket: str = ""
     region: str | None = None
 
     default_model: str = "gpt-4o-mini"

@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Callable
 from decimal import Decimal
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.conditions import Attr, Key
@@ -20,6 +22,8 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import DynamoDBServiceResource
 
 _TENANT_INDEX = "gsi1"
+# Outputs over this many bytes go to the results bucket; the item keeps their key.
+INLINE_OUTPUT_BYTES = 100_000
 _SCHEDULE_INDEX = "gsi2"  # a tenant's jobs of one schedule, sparse: only scheduled jobs carry its keys
 # attribute names that are DynamoDB reserved words, by the alias the expressions use
 _RESERVED = {"#s": "status", "#e": "error", "#u": "usage"}
@@ -67,13 +71,34 @@ def _decode_cursor(cursor: str, index: str = _TENANT_INDEX, partition: str | Non
     return key
 
 
+class OutputBlobs:
+    """Outputs too large for a job item (DynamoDB items stop at 400 KB), in the results bucket."""
+
+    def __init__(self, *, bucket: str, client_factory: Callable[[], Any]) -> None:
+        self._bucket = bucket
+        self._client_factory = client_factory
+
+    @cached_property
+    def _client(self) -> Any:  # made on first use: most jobs never need it
+        return self._client_factory()
+
+    def put(self, key: str, text: str) -> None:
+        self._client.put_object(Bucket=self._bucket, Key=key, Body=text.encode(),
+                                ContentType="text/plain; charset=utf-8")
+
+    def get(self, key: str) -> str:
+        return str(self._client.get_object(Bucket=self._bucket, Key=key)["Body"].read().decode())
+
+
 class JobStore:
     """Jobs and API keys in the single table."""
 
-    def __init__(self, *, table_name: str, resource: DynamoDBServiceResource, retention_s: int) -> None:
+    def __init__(self, *, table_name: str, resource: DynamoDBServiceResource, retention_s: int,
+                 blobs: OutputBlobs | None = None) -> None:
         self._resource = resource
         self._table = resource.Table(table_name)
         self._retention_s = retention_s
+        self._blobs = blobs
 
     # --- jobs -------------------------------------------------------------------------------------
 
@@ -168,10 +193,16 @@ class JobStore:
         return Job.model_validate(answer["Attributes"])
 
     def complete_job(self, job: Job, *, output_text: str, usage: Usage, cost_usd: Decimal | None) -> bool:
-        values: dict[str, Any] = {":text": output_text, ":usage": usage.model_dump(),
-                                  ":cost": cost_usd}
-        return self._finish(job, JobStatus.completed,
-                            "output_text = :text, #u = :usage, cost_usd = :cost", values)
+        values: dict[str, Any] = {":usage": usage.model_dump(), ":cost": cost_usd}
+        if self._blobs is not None and len(output_text.encode()) > INLINE_OUTPUT_BYTES:
+            values[":key"] = key = f"outputs/{job.id}/{job.attempt}"
+            self._blobs.put(key, output_text)
+            output, stale = "output_key = :key", "output_text"
+        else:
+            values[":text"] = output_text
+            output, stale = "output_text = :text", "output_key"
+        return self._finish(job, JobStatus.completed, f"{output}, #u = :usage, cost_usd = :cost", values,
+                            remove=("#e", stale))  # a success clears the error of an earlier attempt
 
     def fail_job(self, job: Job, error: JobError) -> bool:
         return self._finish(job, JobStatus.failed, "#e = :error", {":error": error.model_dump()})
@@ -181,12 +212,13 @@ class JobStore:
         return self._transition(job, "SET #s = :status, #e = :error REMOVE lease_until",
                                 {":status": JobStatus.queued.value, ":error": error.model_dump()})
 
-    def _finish(self, job: Job, status: JobStatus, update: str, values: dict[str, Any]) -> bool:
+    def _finish(self, job: Job, status: JobStatus, update: str, values: dict[str, Any],
+                remove: tuple[str, ...] = ()) -> bool:
         now = _now()
-        remove = ", #e" if "#e" not in update else ""  # a success clears the error of an earlier attempt
         return self._transition(
             job,
-            f"SET #s = :status, completed_at = :now, expires_at = :expires, {update} REMOVE lease_until{remove}",
+            f"SET #s = :status, completed_at = :now, expires_at = :expires, {update} "
+            f"REMOVE {', '.join(('lease_until', *remove))}",
             {":status": status.value, ":now": now, ":expires": now + self._retention_s, **values},
         )
 
@@ -207,12 +239,14 @@ class JobStore:
             raise
         return True
 
-    @staticmethod
-    def _live(item: dict[str, Any] | None) -> Job | None:
+    def _live(self, item: dict[str, Any] | None) -> Job | None:
         # TTL deletes lazily: an expired item that is still there is treated as gone.
         if not item or ("expires_at" in item and int(item["expires_at"]) < _now()):
             return None
-        return Job.model_validate(item)
+        job = Job.model_validate(item)
+        if job.output_key and self._blobs is not None:  # read back transparently
+            job.output_text = self._blobs.get(job.output_key)
+        return job
 
     # --- API keys ---------------------------------------------------------------------------------
 

@@ -47,7 +47,7 @@ class LocalResources:
 
 
 def provision(template: dict[str, Any], *, session: Any, prefix: str) -> LocalResources:
-    """Create the template's DynamoDB tables and SQS queues (with their redrive policies) in the emulator."""
+    """Create the template's DynamoDB tables, S3 buckets and SQS queues (with their redrives) in the emulator."""
     dynamodb, sqs = session.client("dynamodb"), session.client("sqs")
     resources = template.get("Resources", {})
     created = LocalResources()
@@ -69,6 +69,11 @@ def provision(template: dict[str, Any], *, session: Any, prefix: str) -> LocalRe
                     "AttributeName": ttl["AttributeName"], "Enabled": True})
             created.refs[logical_id] = name
             created.arns[logical_id] = f"arn:aws:dynamodb:us-east-1:123456789012:table/{name}"
+        elif resource["Type"] == "AWS::S3::Bucket":
+            name = f"{prefix}-{logical_id}".lower()
+            session.client("s3").create_bucket(Bucket=name)
+            created.refs[logical_id] = name
+            created.arns[logical_id] = f"arn:aws:s3:::{name}"
         elif resource["Type"] == "AWS::SQS::Queue":
             attributes = {k: str(props[k]) for k in ("VisibilityTimeout", "MessageRetentionPeriod",
                                                      "DelaySeconds", "ReceiveMessageWaitTimeSeconds") if k in props}
