@@ -63,14 +63,20 @@ def services(aws: tuple[boto3.session.Session, LocalResources], fake_model: Uvic
         yield svc
 
 
-@pytest.fixture
-def api(services: Services) -> Iterator[Any]:
-    """The FastAPI app in-process (the same app Mangum serves), as tenant A."""
+@contextmanager
+def api_client(key: str = KEY_A) -> Iterator[Any]:
+    """The FastAPI app in-process (the same app Mangum serves), on the installed services, as ``key``."""
     from fastapi.testclient import TestClient
 
     from aijobs.api import create_app
 
-    with TestClient(create_app(), headers={"Authorization": f"Bearer {KEY_A}"}) as client:
+    with TestClient(create_app(), headers={"Authorization": f"Bearer {key}"}) as client:
+        yield client
+
+
+@pytest.fixture
+def api(services: Services) -> Iterator[Any]:
+    with api_client() as client:
         yield client
 
 

@@ -21,7 +21,7 @@ from aijobs.services import Services
 from aijobs.webhooks.guard import CallbackGuard
 from aijobs.webhooks.sender import WebhookSender
 from tests.helpers import load_event
-from tests.integration.conftest import KEY_A, KEY_B, TENANT_A, installed_services, run_worker
+from tests.integration.conftest import KEY_B, TENANT_A, api_client, installed_services, run_worker
 from tests.receiver import Answer, Receiver
 
 DEV_SETTINGS = {"allow_private_callbacks": True, "allow_http_callbacks": True, "webhook_retry_schedule": "0,0,0,0"}
@@ -43,9 +43,7 @@ def dev(aws: tuple[boto3.session.Session, LocalResources], fake_model: UvicornTh
 
 @pytest.fixture
 def dev_api(dev: Services) -> Iterator[TestClient]:
-    from aijobs.api import create_app
-
-    with TestClient(create_app(), headers={"Authorization": f"Bearer {KEY_A}"}) as client:
+    with api_client() as client:
         yield client
 
 

@@ -10,11 +10,18 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 
-class JobQueue:
+class _Queue:
     def __init__(self, *, queue_url: str, client: SQSClient) -> None:
         self._url = queue_url
         self._client = client
 
+    def delay_redelivery(self, receipt_handle: str, seconds: int) -> None:
+        """Make a received message visible again in ``seconds`` (0: at once)."""
+        self._client.change_message_visibility(QueueUrl=self._url, ReceiptHandle=receipt_handle,
+                                               VisibilityTimeout=seconds)
+
+
+class JobQueue(_Queue):
     def send_job(self, job_id: str) -> None:
         self._client.send_message(QueueUrl=self._url, MessageBody=JobMessage(job_id=job_id).model_dump_json())
 
@@ -30,24 +37,12 @@ class JobQueue:
             failed += [chunk[int(entry["Id"])] for entry in answer.get("Failed", [])]
         return failed
 
-    def delay_redelivery(self, receipt_handle: str, seconds: int) -> None:
-        self._client.change_message_visibility(QueueUrl=self._url, ReceiptHandle=receipt_handle,
-                                               VisibilityTimeout=seconds)
-
 
 # SQS delays a message by 15 minutes at most; longer waits are chained (the message carries its due time).
 MAX_DELAY_S = 900
 
 
-class DeliveryQueue:
-    def __init__(self, *, queue_url: str, client: SQSClient) -> None:
-        self._url = queue_url
-        self._client = client
-
+class DeliveryQueue(_Queue):
     def send_delivery(self, message: DeliveryMessage, *, delay_s: int = 0) -> None:
         self._client.send_message(QueueUrl=self._url, MessageBody=message.model_dump_json(),
                                   DelaySeconds=max(0, min(MAX_DELAY_S, delay_s)))
-
-    def delay_redelivery(self, receipt_handle: str, seconds: int) -> None:
-        self._client.change_message_visibility(QueueUrl=self._url, ReceiptHandle=receipt_handle,
-                                               VisibilityTimeout=seconds)

@@ -12,14 +12,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.batch import (
-    AsyncBatchProcessor,
-    EventType,
-    async_process_partial_response,
-)
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from pydantic import ValidationError
 
+from aijobs.batches import handle_sqs_batch, parse_message
 from aijobs.errors import ProviderError
 from aijobs.models import Job, JobError, JobMessage
 from aijobs.pricing import estimate_cost
@@ -34,10 +29,6 @@ logger = Logger(service="aijobs")
 
 # When a finished job's webhook could not be queued, its jobs message comes back this soon to try again.
 WEBHOOK_ENQUEUE_RETRY_S = 10
-
-
-class PoisonMessage(Exception):
-    """A message that can never be processed; SQS moves it to the DLQ after maxReceiveCount receives."""
 
 
 class RetryLater(Exception):
@@ -67,19 +58,10 @@ class Worker:
 
     def handle_batch(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         """Process an SQS batch; failed records are reported so that only they come back."""
-        # A processor per invocation: the local stack runs several batches at once in one process.
-        processor = AsyncBatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-        return dict(async_process_partial_response(event=event, record_handler=self.process_record,
-                                                   processor=processor, context=context))
+        return handle_sqs_batch(event, context, self.process_record)
 
     async def process_record(self, record: SQSRecord) -> None:
-        try:
-            message = JobMessage.model_validate_json(record.body)
-        except ValidationError:
-            logger.error("unparseable jobs message", extra={"message_id": record.message_id})
-            # Visible again at once, so the redrive to the DLQ takes seconds rather than hours.
-            await asyncio.to_thread(self.queue.delay_redelivery, record.receipt_handle, 0)
-            raise PoisonMessage(record.message_id) from None
+        message = await parse_message(JobMessage, record, self.queue.delay_redelivery)
         job = await asyncio.to_thread(self.store.claim_job, message.job_id, lease_s=self.lease_s)
         if job is None:
             logger.info("job not claimable: duplicate delivery or finished", extra={"job_id": message.job_id})

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
-from pydantic import ValidationError
 
+from aijobs.batches import handle_sqs_batch, parse_message
 from aijobs.errors import Conflict
 from aijobs.models import DeliveryAttempt, DeliveryMessage, Redelivery
 from aijobs.queues import MAX_DELAY_S, DeliveryQueue
@@ -38,10 +38,6 @@ logger = Logger(service="aijobs")
 ATTEMPT_LEASE_S = 60
 # The most a receiver's Retry-After may postpone the next attempt.
 MAX_RETRY_AFTER_S = 86_400
-
-
-class PoisonDelivery(Exception):
-    """A deliveries message that can never be processed; SQS moves it to the DLQ."""
 
 
 @dataclass(frozen=True)
@@ -124,24 +120,10 @@ class Deliverer:
 
     def handle_batch(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         """Process an SQS batch concurrently; failed records are reported so that only they come back."""
-        # Imported here, not at module level: the API function uses this module but never runs a batch.
-        from aws_lambda_powertools.utilities.batch import (
-            AsyncBatchProcessor,
-            EventType,
-            async_process_partial_response,
-        )
-
-        processor = AsyncBatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-        return dict(async_process_partial_response(event=event, record_handler=self.process_record,
-                                                   processor=processor, context=context))
+        return handle_sqs_batch(event, context, self.process_record)
 
     async def process_record(self, record: SQSRecord) -> None:
-        try:
-            message = DeliveryMessage.model_validate_json(record.body)
-        except ValidationError:
-            logger.error("unparseable deliveries message", extra={"message_id": record.message_id})
-            await asyncio.to_thread(self.queue.delay_redelivery, record.receipt_handle, 0)
-            raise PoisonDelivery(record.message_id) from None
+        message = await parse_message(DeliveryMessage, record, self.queue.delay_redelivery)
         wait_s = message.due_at - time.time()
         if wait_s >= 1:  # not due yet: send it on (SQS delays 15 min at most)
             await asyncio.to_thread(self.queue.send_delivery, message, delay_s=math.ceil(wait_s))
