@@ -287,6 +287,8 @@ def test_a_malformed_fire_event_is_refused_and_creates_nothing(api: Any, schedul
 
 
 class Clock:
+    """Starts at the real time: a rate schedule is armed at its (whole-second) creation time, so make it after."""
+
     def __init__(self) -> None:
         self.now = datetime.now(UTC)
 
@@ -307,9 +309,9 @@ def _job_ids(api: Any, schedule_id: str) -> list[str]:
 
 def test_firer_fires_a_rate_schedule_when_created_then_every_period(
         api: Any, services: Services, scheduler_handler: Any) -> None:
+    schedule = _create(api, expression="rate(1 minute)")
     clock = Clock()
     firer = _firer(services, scheduler_handler, clock)
-    schedule = _create(api, expression="rate(1 minute)")
 
     assert firer.tick() == 1 and len(_job_ids(api, schedule["id"])) == 1
     clock.now += timedelta(seconds=30)
@@ -370,9 +372,9 @@ def test_firer_does_not_fire_a_disabled_schedule_until_it_is_enabled(
 
 
 def test_firer_stops_firing_a_deleted_schedule(api: Any, services: Services, scheduler_handler: Any) -> None:
+    schedule = _create(api, expression="rate(1 minute)")
     clock = Clock()
     firer = _firer(services, scheduler_handler, clock)
-    schedule = _create(api, expression="rate(1 minute)")
     assert firer.tick() == 1
 
     api.delete(f"/v1/schedules/{schedule['id']}")
@@ -391,9 +393,9 @@ def test_firer_invokes_a_failing_target_again_with_the_same_scheduled_time(
             raise RuntimeError("cold start timed out")
         return scheduler_handler(event, context)
 
+    schedule = _create(api, expression="rate(1 hour)")
     clock = Clock()
     firer = _firer(services, fails_once, clock)
-    schedule = _create(api, expression="rate(1 hour)")
     firer.tick()
     assert _job_ids(api, schedule["id"]) == []
 
