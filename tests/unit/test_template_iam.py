@@ -1,0 +1,176 @@
+"""template.yaml's DynamoDB permissions: least privilege per function, on exact table and index ARNs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aijobs.local.template import load_template
+
+ROOT = Path(__file__).resolve().parents[2]
+
+FUNCTIONS = ["ApiFunction", "WorkerFunction", "WebhookFunction", "SchedulerFunction"]
+JOBS_TABLE = {"Fn::GetAtt": ["JobsTable", "Arn"]}
+IDEMPOTENCY_TABLE = {"Fn::GetAtt": ["IdempotencyTable", "Arn"]}
+
+
+def _index(name: str) -> dict[str, str]:
+    return {"Fn::Sub": f"${{JobsTable.Arn}}/index/{name}"}
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_template(ROOT / "template.yaml")
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _policies(template: dict[str, Any], function: str) -> list[Any]:
+    """The function's policies, with both branches of a conditional one (either may be deployed)."""
+    policies: list[Any] = []
+    for policy in template["Resources"][function]["Properties"].get("Policies", []):
+        if isinstance(policy, dict) and "Fn::If" in policy:
+            policies += [branch for branch in policy["Fn::If"][1:] if branch != {"Ref": "AWS::NoValue"}]
+        else:
+            policies.append(policy)
+    return policies
+
+
+def _statements(template: dict[str, Any], function: str) -> list[dict[str, Any]]:
+    return [s for p in _policies(template, function) if isinstance(p, dict) and "Statement" in p
+            for s in _as_list(p["Statement"])]
+
+
+def _dynamodb_statements(template: dict[str, Any], function: str) -> list[dict[str, Any]]:
+    return [s for s in _statements(template, function) if "dynamodb" in json.dumps(s["Action"]).lower()]
+
+
+def _grants(template: dict[str, Any], function: str) -> dict[str, set[str]]:
+    """DynamoDB actions by resource (as JSON), across all of the function's statements."""
+    grants: dict[str, set[str]] = {}
+    for statement in _dynamodb_statements(template, function):
+        for resource in _as_list(statement["Resource"]):
+            grants.setdefault(json.dumps(resource, sort_keys=True), set()).update(_as_list(statement["Action"]))
+    return grants
+
+
+def _key(resource: dict[str, Any]) -> str:
+    return json.dumps(resource, sort_keys=True)
+
+
+def test_every_function_is_checked_here(template: dict[str, Any]) -> None:
+    functions = {name for name, res in template["Resources"].items() if res["Type"] == "AWS::Serverless::Function"}
+
+    assert functions == set(FUNCTIONS)  # a new function needs its row in the grants below
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_no_function_uses_a_dynamodb_policy_template_or_a_wildcard(template: dict[str, Any], function: str) -> None:
+    for policy in _policies(template, function):
+        text = json.dumps(policy)
+        # SAM's DynamoDBCrudPolicy (and its Read/Write siblings) grant Scan, DeleteItem and every index.
+        assert not (isinstance(policy, dict) and any(key.startswith("DynamoDB") for key in policy)), text
+        assert not (isinstance(policy, str) and "dynamodb" in policy.lower()), text  # a managed policy
+    for statement in _statements(template, function):
+        assert statement["Effect"] == "Allow" and "NotAction" not in statement and "NotResource" not in statement
+        assert all("*" not in action for action in _as_list(statement["Action"])), statement
+    for statement in _dynamodb_statements(template, function):
+        assert "*" not in _as_list(statement["Resource"]), statement
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_every_dynamodb_statement_names_a_declared_table_or_one_of_its_indexes(
+        template: dict[str, Any], function: str) -> None:
+    resources = template["Resources"]
+    allowed = [JOBS_TABLE, IDEMPOTENCY_TABLE] + [
+        _index(gsi["IndexName"]) for gsi in resources["JobsTable"]["Properties"]["GlobalSecondaryIndexes"]]
+
+    for statement in _dynamodb_statements(template, function):
+        assert all(r in allowed for r in _as_list(statement["Resource"])), statement
+        assert all(a.startswith("dynamodb:") for a in _as_list(statement["Action"])), statement
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_an_index_arn_only_ever_allows_query(template: dict[str, Any], function: str) -> None:
+    for resource, actions in _grants(template, function).items():
+        if "/index/" in resource:
+            assert actions == {"dynamodb:Query"}, (function, resource)
+
+
+@pytest.mark.parametrize(("function", "indexes"), [
+    ("ApiFunction", {"gsi1", "gsi2"}),  # GET /v1/jobs (gsi1, gsi2 with schedule_id), GET /v1/schedules (gsi1)
+    ("WorkerFunction", set()),
+    ("WebhookFunction", set()),  # its Queries (signing secrets) are by primary key
+    ("SchedulerFunction", set()),
+])
+def test_only_functions_that_query_an_index_get_its_arn(
+        template: dict[str, Any], function: str, indexes: set[str]) -> None:
+    granted = {json.loads(r)["Fn::Sub"].rsplit("/", 1)[1] for r in _grants(template, function) if "/index/" in r}
+
+    assert granted == indexes
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_no_function_may_scan_or_bypass_its_grants_with_partiql(template: dict[str, Any], function: str) -> None:
+    actions = set().union(*_grants(template, function).values())
+
+    assert not actions & {"dynamodb:Scan", "dynamodb:ExecuteStatement", "dynamodb:BatchExecuteStatement",
+                          "dynamodb:PartiQLSelect", "dynamodb:PartiQLInsert", "dynamodb:PartiQLUpdate",
+                          "dynamodb:PartiQLDelete"}
+
+
+# What each function's code reaches, by table. A reviewer reads a new grant here, next to its reason.
+GRANTS: dict[str, dict[str, set[str]]] = {
+    "ApiFunction": {
+        _key(JOBS_TABLE): {
+            "dynamodb:GetItem",  # the API key, jobs, schedules
+            "dynamodb:PutItem",  # jobs, schedules, signing secrets
+            "dynamodb:UpdateItem",  # secrets rotated out, the webhook marks on redeliver
+            "dynamodb:DeleteItem",  # schedules
+            "dynamodb:BatchGetItem",  # POST /v1/jobs/status
+            "dynamodb:BatchWriteItem",  # POST /v1/jobs/batch, jobs removed when their enqueue fails
+            "dynamodb:Query",  # signing secrets, the delivery ledger
+        },
+        _key(_index("gsi1")): {"dynamodb:Query"},
+        _key(_index("gsi2")): {"dynamodb:Query"},
+        # Powertools idempotency: get, put (conditional), update (completion), delete (on failure)
+        _key(IDEMPOTENCY_TABLE): {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
+                                  "dynamodb:DeleteItem"},
+    },
+    "WorkerFunction": {_key(JOBS_TABLE): {"dynamodb:GetItem", "dynamodb:UpdateItem"}},
+    "WebhookFunction": {_key(JOBS_TABLE): {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
+                                           "dynamodb:Query"}},
+    "SchedulerFunction": {_key(JOBS_TABLE): {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:BatchWriteItem"}},
+}
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_each_function_gets_exactly_the_dynamodb_actions_its_code_uses(template: dict[str, Any], function: str) -> None:
+    assert _grants(template, function) == GRANTS[function]
+
+
+def test_worker_moves_jobs_by_key_and_cannot_create_delete_or_read_in_bulk(template: dict[str, Any]) -> None:
+    actions = set().union(*_grants(template, "WorkerFunction").values())
+
+    assert "dynamodb:UpdateItem" in actions  # claim and every transition are conditional updates
+    assert not actions & {"dynamodb:DeleteItem", "dynamodb:Scan", "dynamodb:PutItem", "dynamodb:Query",
+                          "dynamodb:BatchWriteItem", "dynamodb:BatchGetItem"}
+
+
+@pytest.mark.parametrize("function", ["WorkerFunction", "WebhookFunction", "SchedulerFunction"])
+def test_only_the_api_touches_the_idempotency_table(template: dict[str, Any], function: str) -> None:
+    assert "IdempotencyTable" not in json.dumps(_policies(template, function))
+
+
+def test_metrics_go_out_through_the_logs_so_no_function_may_put_metric_data(template: dict[str, Any]) -> None:
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+
+    assert variables["POWERTOOLS_METRICS_NAMESPACE"] == "aijobs"
+    for function in FUNCTIONS:
+        assert "cloudwatch:" not in json.dumps(_policies(template, function)).lower(), function
+        assert "CloudWatchPutMetricPolicy" not in json.dumps(_policies(template, function)), function
