@@ -21,7 +21,7 @@ FUNCTIONS = ("api", "worker")
 # What the first request builds on top of the import (clients, lazily imported modules; no I/O).
 FIRST_USE = {
     "api": "from aijobs.services import get_services\ns = get_services()\ns.jobs\ns.idempotency",
-    "worker": "app.services.worker",
+    "worker": "app.services.worker\nimport aws_lambda_powertools.utilities.batch",  # the SQS batch processor
 }
 
 _CHILD = """

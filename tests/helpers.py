@@ -7,10 +7,9 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
-T = TypeVar("T")
 
 
 def load_event(name: str) -> dict[str, Any]:
@@ -18,7 +17,7 @@ def load_event(name: str) -> dict[str, Any]:
     return copy.deepcopy(json.loads((EVENTS / f"{name}.json").read_text()))
 
 
-def eventually(probe: Callable[[], T | None], *, timeout_s: float = 15, interval_s: float = 0.1) -> T:
+def eventually[T](probe: Callable[[], T | None], *, timeout_s: float = 15, interval_s: float = 0.1) -> T:
     """Call probe until it returns something truthy, or fail after timeout_s (bounded, never a fixed sleep)."""
     deadline = time.monotonic() + timeout_s
     while True:

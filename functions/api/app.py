@@ -3,7 +3,8 @@
 from mangum import Mangum
 
 from aijobs.api import create_app
+from aijobs.observability import logger, metrics
 from aijobs.settings import get_settings
 
 get_settings()  # validate the environment at cold start
-handler = Mangum(create_app(), lifespan="off")
+handler = logger.inject_lambda_context(clear_state=True)(metrics.log_metrics(Mangum(create_app(), lifespan="off")))

@@ -2,10 +2,16 @@
 
 from typing import Any
 
+from aijobs.models.messages import DeliveryMessage
+from aijobs.observability import logger, metrics
 from aijobs.services import get_services
+from aijobs.sqs_batch import process_batch
 
 services = get_services()  # settings validated at cold start; clients are made on first use
 
 
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return services.webhook_deliverer.handle_batch(event, context)
+    return process_batch(event, context, body=DeliveryMessage, run=services.webhook_dispatcher.run,
+                         redeliver_in=services.delivery_queue.delay_redelivery)

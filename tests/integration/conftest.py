@@ -48,8 +48,8 @@ def installed_services(aws: tuple[boto3.session.Session, LocalResources], fake_m
     """Services on moto with tenants A and B, installed as the process's services while the test runs."""
     session, resources = aws
     svc = Services(settings=make_settings(resources, fake_model.url, **overrides), session=session)
-    svc.store.put_api_key(key=KEY_A, tenant=TENANT_A)
-    svc.store.put_api_key(key=KEY_B, tenant=TENANT_B)
+    svc.tenants.add_api_key(TENANT_A, KEY_A)
+    svc.tenants.add_api_key(TENANT_B, KEY_B)
     set_services(svc)
     try:
         yield svc

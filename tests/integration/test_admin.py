@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from aijobs.admin import main
+from aijobs.operator import main
 from aijobs.services import Services
 
 
@@ -12,7 +12,7 @@ def test_create_key_prints_a_working_key_for_the_tenant(services: Services, caps
                                                          api: Any) -> None:
     assert main(["create-key", "--tenant", "acme"]) == 0
     key = capsys.readouterr().out.strip()
-    assert services.store.tenant_for_key(key) == "acme"
+    assert services.tenants.authenticate(key).id == "acme"
     assert api.get("/v1/jobs", headers={"Authorization": f"Bearer {key}"}).status_code == 200
 
 

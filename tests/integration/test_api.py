@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from aijobs.jobs import JobService
-from aijobs.models import MAX_INPUT_CHARS
+from aijobs.models.jobs import MAX_INPUT_CHARS
 from aijobs.services import Services
 from tests.integration.conftest import KEY_B
 

@@ -11,11 +11,13 @@ from zoneinfo import ZoneInfo
 import pytest
 from botocore.exceptions import ClientError
 
+from aijobs.local.pollers import FakeLambdaContext
 from aijobs.services import Services
 from tests.helpers import load_event
 from tests.integration.conftest import KEY_B, TENANT_A, run_worker
 
 B = {"Authorization": f"Bearer {KEY_B}"}
+CONTEXT = FakeLambdaContext("SchedulerFunction")
 
 
 def _create(api: Any, **body: Any) -> dict[str, Any]:
@@ -25,12 +27,12 @@ def _create(api: Any, **body: Any) -> dict[str, Any]:
 
 
 def _eventbridge(services: Services, schedule_id: str) -> dict[str, Any]:
-    answer = services.scheduler.get_schedule(Name=schedule_id, GroupName=services.settings.schedule_group)
+    answer = services.scheduler_client.get_schedule(Name=schedule_id, GroupName=services.settings.schedule_group)
     return {k: v for k, v in answer.items() if k != "ResponseMetadata"}
 
 
 def _eventbridge_names(services: Services) -> list[str]:
-    return [s["Name"] for s in services.scheduler.list_schedules()["Schedules"]]
+    return [s["Name"] for s in services.scheduler_client.list_schedules()["Schedules"]]
 
 
 def _fire_event(schedule_id: str, scheduled_time: str = "2026-11-22T10:00:00Z") -> dict[str, Any]:
@@ -114,7 +116,7 @@ def test_invalid_schedule_is_422_saying_what_is_wrong_and_writes_nothing(
 
 
 def test_eventbridge_failure_on_create_leaves_no_schedule_item_behind(api: Any, services: Services) -> None:
-    _fail(services.scheduler, "CreateSchedule")
+    _fail(services.scheduler_client, "CreateSchedule")
 
     response = api.post("/v1/schedules", json={"expression": "rate(1 hour)", "job": {"input": "x"}})
 
@@ -158,7 +160,7 @@ def test_patch_changes_the_eventbridge_schedule_and_disabling_stops_its_fires(
     disabled = api.patch(f"/v1/schedules/{schedule['id']}", json={"enabled": False}).json()
     assert disabled["enabled"] is False and disabled["next_fire_times"] == []
     assert _eventbridge(services, schedule["id"])["State"] == "DISABLED"
-    assert scheduler_handler(_fire_event(schedule["id"]), None) == {
+    assert scheduler_handler(_fire_event(schedule["id"]), CONTEXT) == {
         "outcome": "skipped", "schedule_id": schedule["id"], "reason": "schedule_disabled"}
     assert api.get(f"/v1/jobs?schedule_id={schedule['id']}").json()["data"] == []
 
@@ -172,7 +174,7 @@ def test_patch_of_the_job_alone_is_used_by_the_next_fire(api: Any, services: Ser
 
     assert response.status_code == 200 and response.json()["job"]["input"] == "new prompt"
     assert _eventbridge(services, schedule["id"]) == before  # EventBridge holds no copy of the job
-    outcome = scheduler_handler(_fire_event(schedule["id"]), None)
+    outcome = scheduler_handler(_fire_event(schedule["id"]), CONTEXT)
     assert services.store.get_job(outcome["job_id"]).request.input == "new prompt"
 
 
@@ -187,13 +189,13 @@ def test_delete_removes_the_eventbridge_schedule_and_a_late_fire_creates_nothing
     assert missing.value.response["Error"]["Code"] == "ResourceNotFoundException"
     assert api.get(f"/v1/schedules/{schedule['id']}").status_code == 404
     assert api.delete(f"/v1/schedules/{schedule['id']}").status_code == 404
-    assert scheduler_handler(_fire_event(schedule["id"]), None)["outcome"] == "skipped"
+    assert scheduler_handler(_fire_event(schedule["id"]), CONTEXT)["outcome"] == "skipped"
     assert _queued_messages(services) == 0
 
 
 def test_tenants_never_see_each_others_schedules_or_their_jobs(api: Any, scheduler_handler: Any) -> None:
     schedule = _create(api)
-    scheduler_handler(_fire_event(schedule["id"]), None)
+    scheduler_handler(_fire_event(schedule["id"]), CONTEXT)
     path = f"/v1/schedules/{schedule['id']}"
 
     for response in (api.get(path, headers=B), api.patch(path, json={"enabled": False}, headers=B),
@@ -248,21 +250,21 @@ def test_a_repeated_fire_creates_no_second_job(api: Any, services: Services, sch
     schedule = _create(api, job={"input": "hourly"})
     event = _fire_event(schedule["id"], "2026-11-22T10:00:00Z")
 
-    first = scheduler_handler(event, None)
-    again = scheduler_handler({**event, "execution_id": "another", "attempt": "2"}, None)
+    first = scheduler_handler(event, CONTEXT)
+    again = scheduler_handler({**event, "execution_id": "another", "attempt": "2"}, CONTEXT)
 
     assert first["outcome"] == "created" and again == {**first, "outcome": "duplicate"}
     jobs = api.get(f"/v1/jobs?schedule_id={schedule['id']}").json()["data"]
     assert [j["id"] for j in jobs] == [first["job_id"]] and jobs[0]["schedule_id"] == schedule["id"]
     assert _queued_messages(services) == 1
-    later = scheduler_handler(_fire_event(schedule["id"], "2026-11-22T11:00:00Z"), None)
+    later = scheduler_handler(_fire_event(schedule["id"], "2026-11-22T11:00:00Z"), CONTEXT)
     assert later["outcome"] == "created" and later["job_id"] != first["job_id"]
     listed = api.get(f"/v1/jobs?schedule_id={schedule['id']}").json()["data"]
     assert [j["id"] for j in listed] == [later["job_id"], first["job_id"]]  # newest first
 
 
 def test_a_static_schedules_event_creates_its_job_for_its_tenant(api: Any, scheduler_handler: Any) -> None:
-    outcome = scheduler_handler(load_event("scheduler_static_fire"), None)
+    outcome = scheduler_handler(load_event("scheduler_static_fire"), CONTEXT)
 
     assert outcome["outcome"] == "created" and outcome["schedule_id"] == "nightly-digest"
     (job,) = api.get("/v1/jobs?schedule_id=nightly-digest").json()["data"]
@@ -278,7 +280,7 @@ def test_a_malformed_fire_event_is_refused_and_creates_nothing(api: Any, schedul
              "job": {"input": "support tickets"}, **change}
 
     with pytest.raises(ValueError) as refused:
-        scheduler_handler(event, None)
+        scheduler_handler(event, CONTEXT)
     assert api.get("/v1/jobs").json()["data"] == []
     assert "support tickets" not in str(refused.value)  # what Lambda logs of it never holds the prompt
 
@@ -299,8 +301,8 @@ class Clock:
 def _firer(services: Services, handler: Any, clock: Clock) -> Any:
     from aijobs.local.firer import ScheduleFirer
 
-    return ScheduleFirer(scheduler=services.scheduler, targets={services.settings.scheduler_function_arn: handler},
-                         clock=clock)
+    return ScheduleFirer(scheduler=services.scheduler_client,
+                         targets={services.settings.scheduler_function_arn: handler}, clock=clock)
 
 
 def _job_ids(api: Any, schedule_id: str) -> list[str]:
@@ -427,7 +429,7 @@ def test_static_schedule_declared_in_the_template_is_created_and_fired(
     (definition,) = static_schedules(template, resources, prefix="test")
     assert definition["GroupName"] == services.settings.schedule_group
     assert definition["Target"]["RoleArn"] == services.settings.scheduler_role_arn
-    services.scheduler.create_schedule(**definition)
+    services.scheduler_client.create_schedule(**definition)
     clock = Clock()
     firer = _firer(services, scheduler_handler, clock)
     assert firer.tick() == 0

@@ -16,7 +16,8 @@ from standardwebhooks.webhooks import Webhook
 from aijobs.local.pollers import FakeLambdaContext, QueuePoller, sqs_event
 from aijobs.local.stack import UvicornThread, load_handler
 from aijobs.local.template import LocalResources
-from aijobs.models import DeliveryMessage, JobRequest
+from aijobs.models.jobs import JobRequest
+from aijobs.models.messages import DeliveryMessage
 from aijobs.services import Services
 from aijobs.webhooks.guard import CallbackGuard
 from aijobs.webhooks.sender import WebhookSender
@@ -82,7 +83,7 @@ def _submit(svc: Services, url: str, prompt: str = "hello webhook") -> str:
 
 
 def _ledger(svc: Services, job_id: str) -> list[dict[str, Any]]:
-    return [a.model_dump() for a in svc.deliveries.list_deliveries(tenant=TENANT_A, job_id=job_id)]
+    return [a.model_dump() for a in svc.outbox.list_deliveries(tenant=TENANT_A, job_id=job_id)]
 
 
 # --- the submit-time guard (the deployed stack's settings) ------------------------------------------------------
@@ -230,7 +231,9 @@ def _finish_job_and_take_its_delivery(svc: Services, handlers: tuple[Any, Any], 
 
 
 def _deliver(handler: Any, *bodies: str) -> dict[str, Any]:
-    messages = [{"MessageId": f"m{i}", "ReceiptHandle": f"r{i}", "Body": body} for i, body in enumerate(bodies)]
+    attributes = load_event("sqs_delivery")["Records"][0]["attributes"]  # as every real SQS record has them
+    messages = [{"MessageId": f"m{i}", "ReceiptHandle": f"r{i}", "Body": body, "Attributes": attributes}
+                for i, body in enumerate(bodies)]
     return dict(handler(sqs_event(messages, "arn:aws:sqs:us-east-1:123456789012:test-DeliveriesQueue"),
                         FakeLambdaContext("WebhookFunction")))
 
@@ -256,7 +259,7 @@ def test_duplicate_jobs_message_of_a_finished_job_queues_no_second_delivery(
 
 def test_webhook_lost_between_terminal_write_and_enqueue_is_queued_when_the_jobs_message_returns(
         dev: Services, handlers: tuple[Any, Any], receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
-    queue = dev.deliveries.queue
+    queue = dev.delivery_queue
     real_send = queue.send_delivery
 
     def sqs_down(*args: Any, **kwargs: Any) -> None:
@@ -280,10 +283,11 @@ def test_sender_that_died_mid_attempt_is_replaced_after_its_lease_not_before(
     parsed = DeliveryMessage.model_validate_json(message["Body"])
     job = dev.store.get_job(job_id)
     assert job is not None
-    assert dev.webhook_store.claim_attempt(parsed, job, lease_s=60)  # a sender took it and is still within its lease
+    assert dev.webhook_store.claim_attempt(parsed, event_type="job.completed", expires_at=job.expires_at,
+                                            lease_s=60)  # a sender took it and is still within its lease
     _deliver(handlers[1], message["Body"])
     assert receiver.received == []
-    dev.webhook_store._table.update_item(  # that sender died: its lease ran out
+    dev.table.update_item(  # that sender died: its lease ran out
         Key={"pk": f"JOB#{job_id}", "sk": f"DELIVERY#{parsed.webhook_id}#0001"},
         UpdateExpression="SET lease_until = :past", ExpressionAttributeValues={":past": int(time.time()) - 1})
     _deliver(handlers[1], message["Body"])
@@ -295,7 +299,7 @@ def test_next_attempt_lost_after_recording_is_queued_by_a_copy_of_the_message(
         dev: Services, handlers: tuple[Any, Any], receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
     receiver.answer(Answer(500))
     job_id, message = _finish_job_and_take_its_delivery(dev, handlers, receiver.url)
-    queue = dev.deliveries.queue
+    queue = dev.delivery_queue
     real_send = queue.send_delivery
 
     def sqs_down(*args: Any, **kwargs: Any) -> None:
@@ -338,7 +342,7 @@ def test_send_time_guard_checks_the_resolved_address_and_connects_to_it(
         reaches_receiver: bool) -> None:
     # A public-looking name that resolves to loopback (DNS rebinding): the submit-time check cannot see it.
     url = f"http://hooks.example.com:{receiver.port}/hook"
-    dev.webhook_deliverer.sender = WebhookSender(guard=CallbackGuard(allow_private=allow_private, allow_http=True),
+    dev.webhook_dispatcher.sender = WebhookSender(guard=CallbackGuard(allow_private=allow_private, allow_http=True),
                                                  resolver=_resolving_to("127.0.0.1"))
     job_id = _submit(dev, url)
     _run_all(dev, handlers)

@@ -9,7 +9,7 @@ from typing import Any
 
 from aijobs.local.pollers import FakeLambdaContext
 from aijobs.local.stack import UvicornThread
-from aijobs.models import JobRequest
+from aijobs.models.jobs import JobRequest
 from aijobs.services import Services
 from tests.helpers import load_event
 from tests.integration.conftest import TENANT_A, run_worker

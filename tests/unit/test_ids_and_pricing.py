@@ -3,7 +3,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from aijobs.ids import hash_api_key, new_api_key, new_job_id, new_ulid
-from aijobs.models import JobMessage
+from aijobs.models.messages import JobMessage
 from aijobs.pricing import estimate_cost
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from aijobs.local.firer import fire_event
 from aijobs.local.template import ROOT, LocalResources, function_environment, load_template
-from aijobs.models import Schedule, ScheduledFire
+from aijobs.models.schedules import Schedule, ScheduledFire
 from aijobs.schedules.eventbridge import target_input
 from aijobs.schedules.expressions import parse_expression, parse_timezone
 

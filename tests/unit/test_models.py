@@ -5,15 +5,15 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from aijobs.errors import InvalidRequest, MalformedRequest, PayloadTooLarge
-from aijobs.jobs import error_from_validation
-from aijobs.models import MAX_INPUT_CHARS, Job, JobMessage, JobRequest, JobStatus
+from aijobs.errors import InvalidRequest, MalformedRequest, PayloadTooLarge, from_validation_errors
+from aijobs.models.jobs import MAX_INPUT_CHARS, Job, JobRequest, JobStatus
+from aijobs.models.messages import JobMessage
 
 
 def _error_for(body: dict[str, object]) -> Exception:
     with pytest.raises(ValidationError) as caught:
         JobRequest.model_validate(body)
-    return error_from_validation(caught.value.errors())
+    return from_validation_errors(caught.value.errors())
 
 
 @pytest.mark.parametrize("body", [
@@ -63,7 +63,7 @@ def test_validation_errors_never_echo_the_prompt() -> None:
 
 
 def test_malformed_json_is_a_400() -> None:
-    error = error_from_validation([{"type": "json_invalid", "loc": ("body", 1), "msg": "JSON decode error"}])
+    error = from_validation_errors([{"type": "json_invalid", "loc": ("body", 1), "msg": "JSON decode error"}])
     assert isinstance(error, MalformedRequest) and error.status == 400
 
 

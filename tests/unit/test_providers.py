@@ -6,7 +6,7 @@ import httpx2
 import openai
 import pytest
 
-from aijobs.models import JobRequest, Message
+from aijobs.models.jobs import JobRequest, Message
 from aijobs.providers import classify_openai_error, to_messages
 
 REQUEST = httpx2.Request("POST", "http://model.invalid/v1/chat/completions")

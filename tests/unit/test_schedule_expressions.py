@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from aijobs.errors import InvalidRequest
-from aijobs.models import ScheduledFire
+from aijobs.models.schedules import ScheduledFire
 from aijobs.schedules.expressions import fire_times, parse_expression, parse_timezone
 
 # Sunday 22 November 2026, 10:00 UTC

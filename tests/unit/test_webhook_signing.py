@@ -11,9 +11,11 @@ from openai import InvalidWebhookSignatureError, OpenAI
 from pydantic import ValidationError
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from aijobs.models import DeliveryMessage, Job, JobError, JobRequest, JobStatus, Usage
+from aijobs.models.common import ErrorDetail
+from aijobs.models.jobs import Job, JobRequest, JobStatus, Usage
+from aijobs.models.messages import DeliveryMessage
+from aijobs.retry import MAX_RETRY_AFTER_S, RetrySchedule, retry_after_s
 from aijobs.settings import Settings
-from aijobs.webhooks.delivery import MAX_RETRY_AFTER_S, RetrySchedule
 from aijobs.webhooks.signing import event_payload, new_webhook_secret, signed_headers
 from tests.helpers import load_event
 
@@ -26,7 +28,7 @@ def _job(status: JobStatus = JobStatus.completed) -> Job:
                created_at=1_795_000_000, started_at=1_795_000_001, completed_at=1_795_000_002,
                output_text="Echo: secret prompt" if status == JobStatus.completed else None,
                usage=Usage(input_tokens=2, output_tokens=3, total_tokens=5) if status == JobStatus.completed else None,
-               error=JobError(type="provider_error", code="http_400", message="m", retryable=False)
+               error=ErrorDetail(type="provider_error", code="http_400", message="m", retryable=False)
                if status == JobStatus.failed else None, attempt=1)
 
 
@@ -98,12 +100,14 @@ def test_schedule_walks_its_delays_with_bounded_jitter_then_ends() -> None:
 def test_retry_after_sets_the_next_wait_up_to_a_day() -> None:
     schedule = RetrySchedule((0, 5, 300))
     assert schedule.next_delay_s(1, 120) == 120
-    assert schedule.next_delay_s(1, 10**9) == MAX_RETRY_AFTER_S
+    assert schedule.next_delay_s(1, retry_after_s({"retry-after": str(10**9)})) == MAX_RETRY_AFTER_S
 
 
-def test_retry_schedule_setting_is_comma_separated_seconds() -> None:
-    assert Settings(webhook_retry_schedule="0,1,1").webhook_retry_delays == (0, 1, 1)
-    assert Settings().webhook_retry_delays == (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
+def test_retry_schedule_setting_is_comma_separated_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings(webhook_retry_schedule="0,1,1").webhook_retry_schedule == (0, 1, 1)
+    assert Settings().webhook_retry_schedule == (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
+    monkeypatch.setenv("AIJOBS_WEBHOOK_RETRY_SCHEDULE", "0,2,5")
+    assert Settings().webhook_retry_schedule == (0, 2, 5)
     for bad in ("", "0,five", "0,-1", ",".join(["1"] * 21)):
         with pytest.raises(ValidationError):
             Settings(webhook_retry_schedule=bad)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import itertools
 
-from aijobs.worker import RetryPolicy
+from aijobs.retry import RetryPolicy
 
 
 def test_backoff_grows_with_each_attempt() -> None:

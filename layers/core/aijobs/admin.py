@@ -1,30 +1,6 @@
-"""Operator commands against a deployed stack (uses your AWS credentials and the stack's table name).
+"""``python -m aijobs.admin``: the documented entry point of the operator commands (aijobs.operator)."""
 
-    AIJOBS_JOBS_TABLE=<JobsTableName output> python -m aijobs.admin create-key --tenant acme
-"""
-
-from __future__ import annotations
-
-import argparse
-import re
-
-from aijobs.ids import new_api_key
-from aijobs.services import get_services
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m aijobs.admin")
-    commands = parser.add_subparsers(dest="command", required=True)
-    create = commands.add_parser("create-key", help="create an API key for a tenant; the key is printed once")
-    create.add_argument("--tenant", required=True)
-    args = parser.parse_args(argv)
-    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", args.tenant):
-        parser.error("--tenant must be 1-64 letters, digits, '_', '.' or '-'")
-    key = new_api_key()
-    get_services().store.put_api_key(key=key, tenant=args.tenant)
-    print(key)  # shown once; only its SHA-256 is stored
-    return 0
-
+from aijobs.operator import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, ClassVar
+
+from aijobs.models.common import ErrorDetail
 
 
 class AijobsError(Exception):
@@ -23,8 +26,8 @@ class AijobsError(Exception):
         self.retry_after = retry_after
         self.retryable = self.retryable_by_default if retryable is None else retryable
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"type": self.type, "code": self.code, "message": self.message, "retryable": self.retryable}
+    def detail(self) -> ErrorDetail:
+        return ErrorDetail(type=self.type, code=self.code, message=self.message, retryable=self.retryable)
 
 
 class InvalidRequest(AijobsError):
@@ -34,6 +37,10 @@ class InvalidRequest(AijobsError):
 
 class MalformedRequest(InvalidRequest):
     status = 400
+
+
+class MethodNotAllowed(InvalidRequest):
+    status = 405
 
 
 class AuthenticationError(AijobsError):
@@ -94,3 +101,17 @@ class ProviderRateLimited(ProviderError):
 
 class ContentFiltered(ProviderError):
     type = "content_filtered"
+
+
+def from_validation_errors(errors: Iterable[Any]) -> AijobsError:
+    """The typed error for pydantic's errors: names the fields, never echoes the input."""
+    errors = list(errors)
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return MalformedRequest("the request body is not valid JSON", code="invalid_json")
+    parts = []
+    for error in errors[:5]:
+        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
+        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+    if any(e.get("type") == "too_large" for e in errors):
+        return PayloadTooLarge("; ".join(parts), code="input_too_large")
+    return InvalidRequest("; ".join(parts), code="invalid_fields")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools.utilities.idempotency import (
@@ -14,10 +15,25 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
     IdempotencyValidationError,
 )
+from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
 
 from aijobs.errors import IdempotencyConflict, InProgressConflict, InvalidRequest
 
 MAX_KEY_LENGTH = 255
+
+
+@dataclass(frozen=True)
+class IdempotentAnswer:
+    answer: dict[str, Any]
+    replayed: bool  # the stored answer of an earlier request with the same key and body
+
+
+class _Replayed(dict[str, Any]):
+    """An answer Powertools read back from the persistence layer rather than one the operation just made."""
+
+
+def _mark_replayed(response: Any, idempotent_data: DataRecord) -> _Replayed:
+    return _Replayed(response)
 
 
 class Idempotency:
@@ -30,31 +46,26 @@ class Idempotency:
     def __init__(self, *, table_name: str, expires_after_s: int, boto3_session: Any = None) -> None:
         self._persistence = DynamoDBPersistenceLayer(table_name=table_name, boto3_session=boto3_session)
         self._config = IdempotencyConfig(event_key_jmespath="key", payload_validation_jmespath="body",
-                                         expires_after_seconds=expires_after_s)
+                                         expires_after_seconds=expires_after_s, response_hook=_mark_replayed)
+        self._once = idempotent_function(data_keyword_argument="request", persistence_store=self._persistence,
+                                         config=self._config)(self._call)
 
     def register_lambda_context(self, context: Any) -> None:
         self._config.register_lambda_context(context)
 
-    def run(self, *, scope: str, key: str, body: Any, operation: Callable[[], dict[str, Any]]
-            ) -> tuple[dict[str, Any], bool]:
-        """Returns the answer and whether it is a replay."""
+    @staticmethod
+    def _call(request: dict[str, Any], operation: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        return operation()
+
+    def run(self, *, scope: str, key: str, body: Any, operation: Callable[[], dict[str, Any]]) -> IdempotentAnswer:
         if not 0 < len(key) <= MAX_KEY_LENGTH:
             raise InvalidRequest(f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} characters",
                                  code="invalid_idempotency_key")
-        ran = False
-
-        @idempotent_function(data_keyword_argument="request", persistence_store=self._persistence,
-                             config=self._config)
-        def once(request: dict[str, Any]) -> dict[str, Any]:
-            nonlocal ran
-            ran = True
-            return operation()
-
         try:
-            answer = once(request={"key": f"{scope}#{key}", "body": body})
+            answer = self._once(request={"key": f"{scope}#{key}", "body": body}, operation=operation)
         except IdempotencyValidationError:
             raise IdempotencyConflict("this Idempotency-Key was used with another request body") from None
         except IdempotencyAlreadyInProgressError:
             raise InProgressConflict("a request with this Idempotency-Key is still in progress",
                                      code="idempotency_in_progress", retry_after=1) from None
-        return answer, not ran
+        return IdempotentAnswer(answer=dict(answer), replayed=isinstance(answer, _Replayed))

@@ -1,23 +1,16 @@
-"""Identifiers: sortable, unguessable job ids and API keys."""
+"""Identifiers: sortable, unguessable ULIDs (python-ulid) with a prefix per kind, and API keys."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-import time
 
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-
-
-def _ulid(ms: int, low_bits: int) -> str:
-    value = (ms << 80) | low_bits
-    return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
+from ulid import ULID
 
 
 def new_ulid(now_ms: int | None = None) -> str:
-    """A ULID: 48 bits of milliseconds then 80 random bits, Crockford base32, so ids sort by creation."""
-    ms = int(time.time() * 1000) if now_ms is None else now_ms
-    return _ulid(ms, secrets.randbits(80))
+    """48 bits of milliseconds then 80 random bits, Crockford base32: ids sort by creation."""
+    return str(ULID() if now_ms is None else ULID.from_timestamp(now_ms / 1000))
 
 
 def new_job_id() -> str:
@@ -27,13 +20,17 @@ def new_job_id() -> str:
 def derived_job_id(*, seed: str, at_ms: int) -> str:
     """A job id fixed by ``seed`` and a time: the same fire of a schedule always names the same job.
 
-    It sorts by ``at_ms`` like any job id; its other 80 bits come from a SHA-256 of the seed.
+    It sorts by ``at_ms`` like any job id; its other 80 bits are the start of a SHA-256 of the seed.
     """
-    return f"job_{_ulid(at_ms, int.from_bytes(hashlib.sha256(seed.encode()).digest()[:10]))}"
+    return f"job_{ULID.from_bytes(at_ms.to_bytes(6, 'big') + hashlib.sha256(seed.encode()).digest()[:10])}"
 
 
 def new_schedule_id() -> str:
     return f"sch_{new_ulid()}"
+
+
+def new_webhook_id() -> str:
+    return f"msg_{new_ulid()}"
 
 
 def new_api_key() -> str:

@@ -6,23 +6,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from pydantic import ValidationError
 
-from aijobs.errors import (
-    AijobsError,
-    InvalidRequest,
-    MalformedRequest,
-    PayloadTooLarge,
-    ServiceUnavailable,
-)
+from aijobs.clock import Clock, system_clock
+from aijobs.dynamo import Page
+from aijobs.errors import AijobsError, InvalidRequest, ServiceUnavailable, from_validation_errors
 from aijobs.ids import new_job_id
-from aijobs.models import Job, JobRequest, JobStatus
+from aijobs.models.jobs import Job, JobRequest, JobStatus, JobStatusItem
+from aijobs.observability import count, logger
 from aijobs.queues import JobQueue
 from aijobs.store import JobStore
 from aijobs.webhooks.guard import CallbackGuard
-
-logger = Logger(service="aijobs")
 
 
 @dataclass(frozen=True)
@@ -32,12 +26,13 @@ class JobService:
     default_model: str
     retention_s: int
     callbacks: CallbackGuard = field(default_factory=CallbackGuard)
+    clock: Clock = system_clock
 
     def _new_job(self, tenant: str, request: JobRequest, *, schedule_id: str | None = None,
                  job_id: str | None = None) -> Job:
         if request.callback_url is not None:
             self.callbacks.check_url(request.callback_url)  # a forbidden URL is a 422 and nothing is written
-        now = int(time.time())
+        now = int(self.clock())
         return Job(id=job_id or new_job_id(), tenant=tenant, status=JobStatus.queued,
                    model=request.model or self.default_model, request=request, created_at=now,
                    expires_at=now + self.retention_s, schedule_id=schedule_id)
@@ -59,6 +54,7 @@ class JobService:
             raise ServiceUnavailable("the job could not be queued; try again", code="enqueue_failed",
                                      retry_after=1) from None
         logger.info("job submitted", extra={"job_id": job.id, "tenant": tenant, "model": job.model})
+        count("JobsSubmitted")
         return job
 
     def submit_jobs(self, *, tenant: str, items: list[dict[str, Any]]) -> list[Job | AijobsError]:
@@ -68,7 +64,7 @@ class JobService:
             try:
                 results.append(self._new_job(tenant, JobRequest.model_validate(item)))
             except ValidationError as exc:
-                results.append(error_from_validation(exc.errors()))
+                results.append(from_validation_errors(exc.errors()))
             except InvalidRequest as exc:
                 results.append(exc)
         jobs = [r for r in results if isinstance(r, Job)]
@@ -76,11 +72,16 @@ class JobService:
         unsent = set(self.queue.send_jobs([job.id for job in jobs]))
         if unsent:
             self.store.delete_jobs(sorted(unsent))
+        count("JobsSubmitted", len(jobs) - len(unsent))
         unqueued = ServiceUnavailable("the job could not be queued; try again", code="enqueue_failed")
         return [unqueued if isinstance(r, Job) and r.id in unsent else r for r in results]
 
     def get_job(self, *, tenant: str, job_id: str, consistent: bool = False) -> Job:
         return self.store.get_tenant_job(tenant=tenant, job_id=job_id, consistent=consistent)
+
+    def list_jobs(self, *, tenant: str, status: JobStatus | None, limit: int, cursor: str | None,
+                  schedule_id: str | None = None) -> Page[Job]:
+        return self.store.list_jobs(tenant=tenant, status=status, limit=limit, cursor=cursor, schedule_id=schedule_id)
 
     def wait_for_job(self, *, tenant: str, job_id: str, timeout_s: float) -> Job:
         """Poll until the job is terminal or the time is up; returns the job as last read."""
@@ -94,20 +95,8 @@ class JobService:
             time.sleep(min(delay, remaining))
             delay = min(delay * 1.5, 0.5)
 
-    def job_statuses(self, *, tenant: str, job_ids: list[str]) -> list[tuple[str, JobStatus | None]]:
+    def job_statuses(self, *, tenant: str, job_ids: list[str]) -> list[JobStatusItem]:
+        """The status of each id, in order; unknown ids (and other tenants' ids) are ``not_found``."""
         found = self.store.get_jobs([i for i in job_ids if i.startswith("job_")])
-        return [(i, job.status if (job := found.get(i)) and job.tenant == tenant else None) for i in job_ids]
-
-
-def error_from_validation(errors: Any) -> AijobsError:
-    """The typed error for pydantic errors: names the fields, never echoes the input."""
-    errors = list(errors)
-    if any(e.get("type") == "json_invalid" for e in errors):
-        return MalformedRequest("the request body is not valid JSON", code="invalid_json")
-    parts = []
-    for error in errors[:5]:
-        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
-        parts.append(f"{where}: {error.get('msg', 'invalid')}")
-    if any(e.get("type") == "too_large" for e in errors):
-        return PayloadTooLarge("; ".join(parts), code="input_too_large")
-    return InvalidRequest("; ".join(parts), code="invalid_fields")
+        return [JobStatusItem(id=i, status=job.status if (job := found.get(i)) and job.tenant == tenant
+                              else "not_found") for i in job_ids]

@@ -1,5 +1,9 @@
 """Model providers: OpenAI or any OpenAI-compatible server through the ``openai`` SDK.
 
+Every call streams: ``stream()`` yields the output as it is made and ends with the usage and the model that
+answered; ``complete()`` folds a stream into one completion. Closing a stream early (``aclose()``) closes its HTTP
+response, so the provider stops generating.
+
 Provider failures are classified into the error taxonomy here, once: retryable ones (429, 5xx, timeouts,
 connection errors) go back to the queue; the others fail the job at once.
 """
@@ -8,25 +12,68 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Callable
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from aijobs.errors import ContentFiltered, ProviderError, ProviderRateLimited, ProviderTimeout
-from aijobs.models import JobRequest, Usage
+from aijobs.models.jobs import JobRequest, Usage
+from aijobs.retry import retry_after_s
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
 
 
 @dataclass(frozen=True)
+class Delta:
+    """A piece of output, in order."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class StreamEnd:
+    """The last event of a stream: what the call used, and which model answered (a provider may resolve an alias)."""
+
+    usage: Usage
+    model: str
+
+
+StreamEvent = Delta | StreamEnd
+
+
+@dataclass(frozen=True)
 class Completion:
     text: str
     usage: Usage
+    model: str
 
 
-class ModelProvider(Protocol):
-    async def complete(self, request: JobRequest, *, model: str) -> Completion: ...
+class ModelProvider(ABC):
+    @abstractmethod
+    def stream(self, request: JobRequest, *, model: str) -> AsyncIterator[StreamEvent]:
+        """The output as it is made, then one ``StreamEnd``; raises ``ProviderError`` on failure."""
+
+    async def complete(self, request: JobRequest, *, model: str) -> Completion:
+        """The whole output of one call, within the request's ``timeout_s``."""
+        parts: list[str] = []
+        end: StreamEnd | None = None
+        stream = self.stream(request, model=model)
+        try:
+            async with asyncio.timeout(request.timeout_s):
+                async for event in stream:
+                    if isinstance(event, Delta):
+                        parts.append(event.text)
+                    else:
+                        end = event
+        except TimeoutError:
+            raise ProviderTimeout("the model provider did not answer in time", retryable=True) from None
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]  # an async generator: closes the HTTP response
+        if end is None:
+            raise ProviderError("the model provider's answer ended early", code="bad_response", retryable=True)
+        return Completion(text="".join(parts), usage=end.usage, model=end.model)
 
 
 def to_messages(request: JobRequest) -> list[dict[str, str]]:
@@ -36,8 +83,8 @@ def to_messages(request: JobRequest) -> list[dict[str, str]]:
     return messages + [m.model_dump() for m in request.input]
 
 
-class OpenAIProvider:
-    """Chat completions through ``AsyncOpenAI``; the SDK's own retries are off, the queue retries."""
+class OpenAIProvider(ModelProvider):
+    """Streamed chat completions through ``AsyncOpenAI``; the SDK's own retries are off, the queue retries."""
 
     def __init__(self, client_factory: Callable[[], AsyncOpenAI]) -> None:
         # An async HTTP client belongs to one event loop: one client per loop (one per process in Lambda,
@@ -52,37 +99,34 @@ class OpenAIProvider:
             self._clients[loop] = self._factory()
         return self._clients[loop]
 
-    async def complete(self, request: JobRequest, *, model: str) -> Completion:
+    async def stream(self, request: JobRequest, *, model: str) -> AsyncIterator[StreamEvent]:
         import openai
 
-        params: dict[str, Any] = {"model": model, "messages": to_messages(request),
-                                  "timeout": request.timeout_s}
+        params: dict[str, Any] = {"model": model, "messages": to_messages(request), "timeout": request.timeout_s,
+                                  "stream": True, "stream_options": {"include_usage": True}}
         if request.max_output_tokens is not None:
             params["max_completion_tokens"] = request.max_output_tokens
         if request.temperature is not None:
             params["temperature"] = request.temperature
+        usage, answered_by, finish = Usage(), model, None
         try:
-            answer = await self._client().chat.completions.create(**params)
+            async with await self._client().chat.completions.create(**params) as chunks:
+                async for chunk in chunks:
+                    answered_by = chunk.model or answered_by
+                    if chunk.usage is not None:
+                        usage = Usage(input_tokens=chunk.usage.prompt_tokens,
+                                      output_tokens=chunk.usage.completion_tokens,
+                                      total_tokens=chunk.usage.total_tokens)
+                    if chunk.choices:
+                        choice = chunk.choices[0]
+                        finish = choice.finish_reason or finish
+                        if choice.delta.content:
+                            yield Delta(choice.delta.content)
         except openai.OpenAIError as exc:
             raise classify_openai_error(exc) from None
-        choice = answer.choices[0] if answer.choices else None
-        if choice is not None and choice.finish_reason == "content_filter":
+        if finish == "content_filter":
             raise ContentFiltered("the provider's content filter stopped the output", code="content_filter")
-        usage = answer.usage
-        return Completion(
-            text=(choice.message.content or "") if choice else "",
-            usage=Usage(input_tokens=usage.prompt_tokens, output_tokens=usage.completion_tokens,
-                        total_tokens=usage.total_tokens) if usage else Usage(),
-        )
-
-
-def _retry_after(exc: Any) -> int | None:
-    response = getattr(exc, "response", None)
-    value = response.headers.get("retry-after") if response is not None else None
-    try:
-        return max(0, int(float(value))) if value else None
-    except ValueError:
-        return None
+        yield StreamEnd(usage=usage, model=answered_by)
 
 
 def classify_openai_error(exc: Exception) -> ProviderError:
@@ -97,12 +141,13 @@ def classify_openai_error(exc: Exception) -> ProviderError:
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
         body_code = exc.code if isinstance(exc.code, str) else None
+        retry_after = retry_after_s(exc.response.headers)
         if status == 429:
             return ProviderRateLimited("the model provider is rate limiting", code=body_code or "http_429",
-                                       retryable=True, retry_after=_retry_after(exc))
+                                       retryable=True, retry_after=retry_after)
         if body_code == "content_filter":
             return ContentFiltered("the provider's content filter refused the request", code=body_code)
         retryable = status >= 500 or status in (408, 409)
         return ProviderError(f"the model provider answered HTTP {status}", code=body_code or f"http_{status}",
-                             retryable=retryable, retry_after=_retry_after(exc))
+                             retryable=retryable, retry_after=retry_after)
     return ProviderError("the model provider's answer could not be used", code="bad_response")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from aijobs.models import DeliveryMessage, JobMessage
+from aijobs.models.messages import DeliveryMessage, JobMessage
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

@@ -8,18 +8,20 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 
+from aijobs.clock import Clock, system_clock
 from aijobs.jobs import JobService
 from aijobs.queues import DeliveryQueue, JobQueue
 from aijobs.settings import Settings, get_settings
 from aijobs.store import JobStore, OutputBlobs
-from aijobs.webhooks.delivery import DeliveryService
+from aijobs.tenants import TenantService, TenantStore
 from aijobs.webhooks.guard import CallbackGuard
+from aijobs.webhooks.outbox import WebhookOutbox
 from aijobs.webhooks.store import WebhookStore
 
 if TYPE_CHECKING:
     from aijobs.idempotency import Idempotency
     from aijobs.schedules.service import ScheduleService
-    from aijobs.webhooks.delivery import Deliverer
+    from aijobs.webhooks.dispatcher import WebhookDispatcher
     from aijobs.worker import Worker
 
 
@@ -29,26 +31,47 @@ class Services:
 
     settings: Settings
     session: boto3.session.Session
+    clock: Clock = system_clock
+
+    # --- clients ----------------------------------------------------------------------------------
 
     @cached_property
     def dynamodb(self) -> Any:
         return self.session.resource("dynamodb")
 
     @cached_property
+    def table(self) -> Any:
+        return self.dynamodb.Table(self.settings.jobs_table)
+
+    @cached_property
     def sqs(self) -> Any:
         return self.session.client("sqs")
 
     @cached_property
+    def scheduler_client(self) -> Any:
+        return self.session.client("scheduler")
+
+    # --- stores and queues ------------------------------------------------------------------------
+
+    @cached_property
     def store(self) -> JobStore:
         blobs = OutputBlobs(bucket=self.settings.results_bucket, client_factory=lambda: self.session.client("s3"))
-        return JobStore(table_name=self.settings.jobs_table, resource=self.dynamodb,
+        return JobStore(table_name=self.settings.jobs_table, resource=self.dynamodb, clock=self.clock,
                         retention_s=self.settings.retention_s, blobs=blobs if self.settings.results_bucket else None)
 
     @cached_property
-    def jobs(self) -> JobService:
-        return JobService(store=self.store, queue=JobQueue(queue_url=self.settings.jobs_queue_url, client=self.sqs),
-                          default_model=self.settings.default_model,
-                          retention_s=self.settings.retention_s, callbacks=self.callback_guard)
+    def webhook_store(self) -> WebhookStore:
+        return WebhookStore(table=self.table, clock=self.clock)
+
+    @cached_property
+    def job_queue(self) -> JobQueue:
+        return JobQueue(queue_url=self.settings.jobs_queue_url, client=self.sqs)
+
+    @cached_property
+    def delivery_queue(self) -> DeliveryQueue:
+        return DeliveryQueue(queue_url=self.settings.deliveries_queue_url, client=self.sqs)
+
+    # --- services ---------------------------------------------------------------------------------
 
     @cached_property
     def callback_guard(self) -> CallbackGuard:
@@ -56,27 +79,31 @@ class Services:
                              allow_http=self.settings.allow_http_callbacks)
 
     @cached_property
-    def webhook_store(self) -> WebhookStore:
-        return WebhookStore(table=self.dynamodb.Table(self.settings.jobs_table))
+    def jobs(self) -> JobService:
+        return JobService(store=self.store, queue=self.job_queue, default_model=self.settings.default_model,
+                          retention_s=self.settings.retention_s, callbacks=self.callback_guard, clock=self.clock)
 
     @cached_property
-    def deliveries(self) -> DeliveryService:
-        return DeliveryService(store=self.store, ledger=self.webhook_store,
-                               queue=DeliveryQueue(queue_url=self.settings.deliveries_queue_url, client=self.sqs))
+    def tenants(self) -> TenantService:
+        return TenantService(store=TenantStore(table=self.table, clock=self.clock), secrets=self.webhook_store,
+                             key_cache_s=self.settings.api_key_cache_s,
+                             secret_overlap_s=self.settings.webhook_secret_overlap_s)
 
     @cached_property
-    def webhook_deliverer(self) -> Deliverer:
+    def outbox(self) -> WebhookOutbox:
+        return WebhookOutbox(store=self.store, ledger=self.webhook_store, queue=self.delivery_queue, clock=self.clock)
+
+    @cached_property
+    def webhook_dispatcher(self) -> WebhookDispatcher:
         # httpx is imported here: only the webhook function loads it.
-        from aijobs.webhooks.delivery import Deliverer, RetrySchedule
+        from aijobs.retry import RetrySchedule
+        from aijobs.webhooks.dispatcher import WebhookDispatcher
         from aijobs.webhooks.sender import WebhookSender
 
-        return Deliverer(store=self.store, ledger=self.webhook_store, queue=self.deliveries.queue,
-                         sender=WebhookSender(guard=self.callback_guard, timeout_s=self.settings.webhook_timeout_s),
-                         schedule=RetrySchedule(self.settings.webhook_retry_delays))
-
-    @cached_property
-    def scheduler(self) -> Any:
-        return self.session.client("scheduler")
+        return WebhookDispatcher(store=self.store, ledger=self.webhook_store, queue=self.delivery_queue,
+                                 sender=WebhookSender(guard=self.callback_guard,
+                                                      timeout_s=self.settings.webhook_timeout_s),
+                                 schedule=RetrySchedule(self.settings.webhook_retry_schedule), clock=self.clock)
 
     @cached_property
     def schedules(self) -> ScheduleService:
@@ -84,11 +111,11 @@ class Services:
         from aijobs.schedules.service import ScheduleService
         from aijobs.schedules.store import ScheduleStore
 
-        eventbridge = EventBridgeSchedules(client=self.scheduler, group_name=self.settings.schedule_group,
+        eventbridge = EventBridgeSchedules(client=self.scheduler_client, group_name=self.settings.schedule_group,
                                            function_arn=self.settings.scheduler_function_arn,
                                            role_arn=self.settings.scheduler_role_arn)
-        return ScheduleService(store=ScheduleStore(table=self.dynamodb.Table(self.settings.jobs_table)),
-                               eventbridge=eventbridge, jobs=self.jobs)
+        return ScheduleService(store=ScheduleStore(table=self.table), eventbridge=eventbridge, jobs=self.jobs,
+                               clock=self.clock)
 
     @cached_property
     def idempotency(self) -> Idempotency:
@@ -103,7 +130,8 @@ class Services:
         from openai import AsyncOpenAI
 
         from aijobs.providers import OpenAIProvider
-        from aijobs.worker import RetryPolicy, Worker
+        from aijobs.retry import RetryPolicy
+        from aijobs.worker import Worker
 
         api_key = self._model_api_key()
         base_url = self.settings.model_base_url
@@ -111,8 +139,8 @@ class Services:
         retry = RetryPolicy(max_attempts=self.settings.max_attempts,
                             base_delay_s=self.settings.retry_base_delay_s,
                             max_delay_s=self.settings.retry_max_delay_s)
-        return Worker(store=self.store, queue=self.jobs.queue, provider=provider, retry=retry,
-                      lease_s=self.settings.job_lease_s, deliveries=self.deliveries)
+        return Worker(store=self.store, provider=provider, retry=retry, lease_s=self.settings.job_lease_s,
+                      outbox=self.outbox)
 
     def _model_api_key(self) -> str:
         if self.settings.model_api_key is not None:

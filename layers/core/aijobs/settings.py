@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # API Gateway's HTTP API gives an integration 30 s at most; a synchronous wait must end well before.
 WAIT_LIMIT_S = 20
@@ -43,38 +44,37 @@ class Settings(BaseSettings):
     # Webhooks. The deployed stack keeps both switches off: https receivers on public addresses only.
     allow_private_callbacks: bool = False  # loopback and private networks (the local stack turns it on)
     allow_http_callbacks: bool = False
-    # Seconds to wait before each delivery attempt of one event, the first included.
-    webhook_retry_schedule: str = "0,5,300,1800,7200,18000,36000,36000"
+    # Seconds to wait before each delivery attempt of one event, the first included; "0,5,300" in the environment.
+    webhook_retry_schedule: Annotated[tuple[int, ...], NoDecode] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
     webhook_timeout_s: float = Field(default=15.0, gt=0, le=60)
     webhook_secret_overlap_s: int = Field(default=86_400, ge=0, le=7 * 86_400)
 
     # Local development only: "tenantA:keyA,tenantB:keyB" seeds keys in the dev stack.
     dev_api_keys: str | None = None
 
+    @field_validator("webhook_retry_schedule", mode="before")
+    @classmethod
+    def _schedule_is_seconds(cls, value: object) -> object:
+        return parse_retry_schedule(value) if isinstance(value, str) else value
+
     @field_validator("webhook_retry_schedule")
     @classmethod
-    def _schedule_is_seconds(cls, value: str) -> str:
-        parse_retry_schedule(value)
+    def _schedule_is_bounded(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not 1 <= len(value) <= 20 or any(not 0 <= d <= 86_400 for d in value):
+            raise ValueError("must hold 1-20 delays of 0-86400 seconds")
         return value
 
     @property
     def retention_s(self) -> int:
         return self.result_retention_hours * 3600
 
-    @property
-    def webhook_retry_delays(self) -> tuple[int, ...]:
-        return parse_retry_schedule(self.webhook_retry_schedule)
-
 
 def parse_retry_schedule(value: str) -> tuple[int, ...]:
-    """``"0,5,300"`` -> (0, 5, 300): the wait before each attempt (the first included); 1-20 of 0-86400 s."""
+    """``"0,5,300"`` -> (0, 5, 300): the wait before each attempt, the first included."""
     try:
-        delays = tuple(int(part) for part in value.split(","))
+        return tuple(int(part) for part in value.split(","))
     except ValueError:
         raise ValueError("must be comma-separated whole seconds, e.g. 0,5,300") from None
-    if not 1 <= len(delays) <= 20 or any(not 0 <= d <= 86_400 for d in delays):
-        raise ValueError("must hold 1-20 delays of 0-86400 seconds")
-    return delays
 
 
 @lru_cache(maxsize=1)

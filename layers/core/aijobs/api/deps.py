@@ -1,21 +1,25 @@
-"""Dependencies of the routes: the process's services and the caller's tenant."""
+"""Dependencies of the routes: the caller's tenant, the one service each route needs, and idempotency."""
 
 from __future__ import annotations
 
-import time
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any
 
-from aws_lambda_powertools import Logger
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 
 from aijobs.errors import AuthenticationError
+from aijobs.idempotency import IdempotentAnswer
+from aijobs.jobs import JobService
+from aijobs.models.tenants import Tenant
+from aijobs.observability import logger
 from aijobs.services import Services, get_services
+from aijobs.tenants import TenantService
+from aijobs.webhooks.outbox import WebhookOutbox
 
-logger = Logger(service="aijobs")
-
-# key hash -> (tenant, read at); a warm function skips the key lookup for a while
-_tenant_cache: dict[str, tuple[str, float]] = {}
-
+if TYPE_CHECKING:  # schedules load croniter: only when a schedule route runs
+    from aijobs.schedules.service import ScheduleService
 
 def services() -> Services:
     return get_services()
@@ -24,27 +28,76 @@ def services() -> Services:
 ServicesDep = Annotated[Services, Depends(services)]
 
 
-def authenticate(request: Request, svc: ServicesDep) -> str:
+def jobs_service(svc: ServicesDep) -> JobService:
+    return svc.jobs
+
+
+def tenants_service(svc: ServicesDep) -> TenantService:
+    return svc.tenants
+
+
+def webhook_outbox(svc: ServicesDep) -> WebhookOutbox:
+    return svc.outbox
+
+
+def schedule_service(svc: ServicesDep) -> Any:
+    return svc.schedules
+
+
+JobsDep = Annotated[JobService, Depends(jobs_service)]
+TenantsDep = Annotated[TenantService, Depends(tenants_service)]
+OutboxDep = Annotated[WebhookOutbox, Depends(webhook_outbox)]
+if TYPE_CHECKING:
+    SchedulesDep = Annotated[ScheduleService, Depends(schedule_service)]
+else:  # FastAPI reads the annotation at run time, where the module is not loaded yet
+    SchedulesDep = Annotated[Any, Depends(schedule_service)]
+
+
+async def authenticate(request: Request, tenants: TenantsDep) -> Tenant:
+    """The tenant of the ``Authorization: Bearer`` key; its id joins every log line of the request."""
     scheme, _, key = request.headers.get("authorization", "").partition(" ")
     key = key.strip()
     if scheme.lower() != "bearer" or not key:
         raise AuthenticationError("an API key is required: Authorization: Bearer <key>", code="missing_api_key")
-    cached = _tenant_cache.get(key)
-    if cached and time.monotonic() - cached[1] < svc.settings.api_key_cache_s:
-        tenant = cached[0]
-    else:
-        found = svc.store.tenant_for_key(key)
-        if found is None:
-            raise AuthenticationError("the API key is not valid", code="invalid_api_key")
-        tenant = found
-        _tenant_cache[key] = (tenant, time.monotonic())
-    logger.append_keys(tenant=tenant)
+    tenant = await run_in_threadpool(tenants.authenticate, key)
+    # Async, so this runs in the request's own task: the key reaches the route's thread, and no other request.
+    logger.thread_safe_append_keys(tenant=tenant.id)
     return tenant
 
 
-TenantDep = Annotated[str, Depends(authenticate)]
+TenantDep = Annotated[Tenant, Depends(authenticate)]
 
 
-def lambda_context(request: Request) -> Any:
-    """The Lambda context when running under Mangum, else None."""
-    return request.scope.get("aws.context")
+class Idempotent:
+    """A creating POST run at most once per ``Idempotency-Key`` (per tenant and operation), when the key is given."""
+
+    def __init__(self, svc: Services, request: Request, tenant: Tenant, key: str | None) -> None:
+        self._svc, self._request, self._tenant, self._key = svc, request, tenant, key
+
+    def run(self, operation: str, *, body: Any, create: Callable[[], dict[str, Any]]) -> IdempotentAnswer:
+        """``create()``'s answer, or the stored answer of an earlier request with the same key and body."""
+        if self._key is None:
+            return IdempotentAnswer(answer=create(), replayed=False)
+        idempotency = self._svc.idempotency
+        if (context := self._request.scope.get("aws.context")) is not None:
+            idempotency.register_lambda_context(context)
+        return idempotency.run(scope=f"{self._tenant.id}#{operation}", key=self._key, body=body, operation=create)
+
+
+def idempotent(svc: ServicesDep, request: Request, tenant: TenantDep,
+               idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None) -> Idempotent:
+    return Idempotent(svc, request, tenant, idempotency_key)
+
+
+IdempotentDep = Annotated[Idempotent, Depends(idempotent)]
+
+
+def created(result: IdempotentAnswer, *, status_code: int, location: str | None = None,
+            headers: dict[str, str] | None = None) -> JSONResponse:
+    """The answer of a creating POST: ``Location`` when given, ``Idempotent-Replayed: true`` on a replay."""
+    headers = dict(headers or {})
+    if location is not None:
+        headers["Location"] = location
+    if result.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return JSONResponse(result.answer, status_code=status_code, headers=headers)

@@ -1,55 +1,81 @@
-"""Errors to HTTP, in one place: every error answers the same typed body."""
+"""Errors to HTTP, in one place: every error, whatever raised it, answers the same typed body.
+
+``{"error": {type, code, message, retryable, request_id}}``, with ``Retry-After`` when the error says when,
+``WWW-Authenticate`` on 401 and ``Allow`` on 405. Anything unexpected is logged and answers a bare 500.
+"""
 
 from __future__ import annotations
 
-from aws_lambda_powertools import Logger
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
-from aijobs.errors import AijobsError, AuthenticationError, MalformedRequest, NotFound
-from aijobs.jobs import error_from_validation
+from aijobs.errors import (
+    AijobsError,
+    AuthenticationError,
+    MalformedRequest,
+    MethodNotAllowed,
+    NotFound,
+    from_validation_errors,
+)
+from aijobs.observability import logger
 
-logger = Logger(service="aijobs")
+INTERNAL = AijobsError("internal error", code="internal")
 
 
-def error_response(request: Request, error: AijobsError) -> JSONResponse:
-    body = {"error": {**error.to_dict(), "request_id": getattr(request.state, "request_id", None)}}
-    headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else {}
+def error_response(error: AijobsError, request_id: str | None, headers: dict[str, str] | None = None) -> JSONResponse:
+    body = {"error": {**error.detail().model_dump(), "request_id": request_id}}
+    headers = dict(headers or {})
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(error.retry_after)
     if error.status == 401:
         headers["WWW-Authenticate"] = "Bearer"
     return JSONResponse(body, status_code=error.status, headers=headers)
 
 
-def _from_http(exc: HTTPException) -> AijobsError:
+def unexpected(exc: BaseException) -> AijobsError:
+    """The public face of an error nobody planned for: logged here, a bare 500 for the client."""
+    logger.exception("unhandled error", exc_info=exc)
+    return INTERNAL
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route of this path answers (Starlette's 405 names only the first route of the path)."""
+    routes: list[APIRoute] = request.app.state.api_routes
+    return ", ".join(sorted({method for route in routes if route.path_regex.match(request.scope["path"])
+                             for method in route.methods or ()}))
+
+
+def _from_http(request: Request, exc: HTTPException) -> tuple[AijobsError, dict[str, str]]:
     if exc.status_code == 404:
-        return NotFound("no such route", code="route_not_found")
+        return NotFound("no such route", code="route_not_found"), {}
     if exc.status_code == 405:
-        return MalformedRequest("method not allowed on this route", code="method_not_allowed")
+        return (MethodNotAllowed(f"{request.method} is not allowed on this route", code="method_not_allowed"),
+                {"Allow": _allowed_methods(request)})
     if exc.status_code == 401:
-        return AuthenticationError(str(exc.detail))
-    return MalformedRequest(str(exc.detail), code=f"http_{exc.status_code}")
+        return AuthenticationError(str(exc.detail)), {}
+    return MalformedRequest(str(exc.detail), code=f"http_{exc.status_code}"), {}
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    def request_id(request: Request) -> str | None:
+        return getattr(request.state, "request_id", None)
+
     async def on_domain(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, AijobsError)
-        return error_response(request, exc)
+        return error_response(exc, request_id(request))
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        return error_response(request, error_from_validation(exc.errors()))
+        return error_response(from_validation_errors(exc.errors()), request_id(request))
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
-        return error_response(request, _from_http(exc))
-
-    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-        logger.exception("unhandled error")
-        return error_response(request, AijobsError("internal error", code="internal"))
+        error, headers = _from_http(request, exc)
+        return error_response(error, request_id(request), headers)
 
     app.add_exception_handler(AijobsError, on_domain)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(HTTPException, on_http)
-    app.add_exception_handler(Exception, on_unexpected)

@@ -19,13 +19,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from aws_lambda_powertools import Logger
-
 from aijobs.errors import InvalidRequest
 from aijobs.local.pollers import FakeLambdaContext, Handler
+from aijobs.observability import logger
 from aijobs.schedules.expressions import Expression, RateExpression, parse_expression, parse_timezone
-
-logger = Logger(service="aijobs-local")
 
 Clock = Callable[[], datetime]
 

@@ -14,9 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aws_lambda_powertools import Logger
-
-logger = Logger(service="aijobs-local")
+from aijobs.observability import logger
 
 Handler = Callable[[dict[str, Any], Any], Any]
 

@@ -116,14 +116,16 @@ class LocalStack:
             for name, value in function_environment(template, self.resources, function).items():
                 os.environ.setdefault(name, value)
         os.environ.update({"AIJOBS_STAGE": "local", "AIJOBS_MODEL_API_KEY_SECRET_ARN": ""})
+        # EMF metrics are CloudWatch's to read: here they would only fill the console.
+        os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
         os.environ.setdefault("AIJOBS_RETRY_BASE_DELAY_S", "1")
         self._start_model()
         from aijobs.services import get_services
 
-        store = get_services().store
+        tenants = get_services().tenants
         self.api_keys = parse_dev_keys(os.environ.get("AIJOBS_DEV_API_KEYS"))
         for key, tenant in self.api_keys.items():
-            store.put_api_key(key=key, tenant=tenant)
+            tenants.add_api_key(tenant, key)
         self._start_pollers(session, template)
         self._start_firer(session)
 

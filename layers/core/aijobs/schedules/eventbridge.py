@@ -7,13 +7,11 @@ import contextlib
 import json
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
 from aijobs.errors import AijobsError, Conflict, InvalidRequest, ServiceUnavailable
-from aijobs.models import Schedule
-
-logger = Logger(service="aijobs")
+from aijobs.models.schedules import Schedule
+from aijobs.observability import logger
 
 # EventBridge Scheduler replaces these in the target's Input at each fire.
 SCHEDULED_TIME = "<aws.scheduler.scheduled-time>"

@@ -7,32 +7,28 @@ least once) finds its job already there and creates no second one.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from aws_lambda_powertools import Logger
-
+from aijobs.clock import Clock, system_clock
+from aijobs.dynamo import Page
 from aijobs.errors import Conflict, InvalidRequest, NotFound
 from aijobs.ids import derived_job_id, new_schedule_id
 from aijobs.jobs import JobService
-from aijobs.models import (
+from aijobs.models.jobs import Job, JobRequest
+from aijobs.models.schedules import (
     MAX_SCHEDULE_FIRE_TIMES,
     FireOutcome,
-    Job,
-    JobRequest,
     Schedule,
     ScheduledFire,
     ScheduleOut,
     ScheduleRequest,
     ScheduleUpdate,
 )
+from aijobs.observability import logger
 from aijobs.schedules.eventbridge import EventBridgeSchedules
 from aijobs.schedules.expressions import AtExpression, fire_times, parse_expression, parse_timezone
 from aijobs.schedules.store import ScheduleStore
-
-logger = Logger(service="aijobs")
 
 
 def _utc(seconds: float) -> datetime:
@@ -44,7 +40,7 @@ class ScheduleService:
     store: ScheduleStore
     eventbridge: EventBridgeSchedules
     jobs: JobService
-    clock: Callable[[], float] = field(default=time.time)
+    clock: Clock = system_clock
 
     # --- the API ----------------------------------------------------------------------------------
 
@@ -72,7 +68,7 @@ class ScheduleService:
             raise NotFound("no such schedule", code="schedule_not_found")
         return schedule
 
-    def list_schedules(self, *, tenant: str, limit: int, cursor: str | None) -> tuple[list[Schedule], str | None]:
+    def list_schedules(self, *, tenant: str, limit: int, cursor: str | None) -> Page[Schedule]:
         return self.store.list_schedules(tenant=tenant, limit=limit, cursor=cursor)
 
     def update_schedule(self, *, tenant: str, schedule_id: str, update: ScheduleUpdate) -> Schedule:
@@ -117,9 +113,7 @@ class ScheduleService:
         return self.jobs.submit_job(tenant=tenant, request=schedule.job, schedule_id=schedule.id)
 
     def to_public(self, schedule: Schedule) -> ScheduleOut:
-        return ScheduleOut(id=schedule.id, expression=schedule.expression, timezone=schedule.timezone,
-                           job=schedule.job, enabled=schedule.enabled, created_at=schedule.created_at,
-                           updated_at=schedule.updated_at, next_fire_times=self.next_fire_times(schedule))
+        return schedule.to_public(next_fire_times=self.next_fire_times(schedule))
 
     def next_fire_times(self, schedule: Schedule, count: int = MAX_SCHEDULE_FIRE_TIMES) -> list[int]:
         if not schedule.enabled:

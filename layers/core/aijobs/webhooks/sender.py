@@ -20,6 +20,7 @@ from functools import lru_cache
 import httpx
 
 from aijobs.errors import InvalidRequest
+from aijobs.retry import retry_after_s
 from aijobs.webhooks.guard import CallbackGuard, CallbackTarget, IPAddress
 
 MAX_RESPONSE_BYTES = 4096
@@ -60,18 +61,6 @@ class SendResult:
     @property
     def ok(self) -> bool:
         return self.status_code is not None and 200 <= self.status_code < 300
-
-
-def _retry_after(response: httpx.Response) -> int | None:
-    value = response.headers.get("retry-after", "")
-    if value.strip().isdigit():
-        return int(value)
-    try:
-        from email.utils import parsedate_to_datetime
-
-        return max(0, int(parsedate_to_datetime(value).timestamp() - time.time()))
-    except (TypeError, ValueError):
-        return None
 
 
 class WebhookSender:
@@ -146,4 +135,4 @@ class WebhookSender:
             return result(None, "connection_error")
         status = response.status_code
         error = None if 200 <= status < 300 else f"http_{status}"
-        return result(status, error, retry_after=_retry_after(response) if status in (429, 503) else None)
+        return result(status, error, retry_after=retry_after_s(response.headers) if status in (429, 503) else None)

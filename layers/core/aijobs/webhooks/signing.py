@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from standardwebhooks.webhooks import Webhook
 
-from aijobs.models import Job, JobStatus
+from aijobs.models.jobs import Job, JobStatus
 
 SECRET_PREFIX = "whsec_"
 USER_AGENT = "aijobs-webhooks/1"

@@ -1,0 +1,190 @@
+"""The single table's layout and the helpers every store shares: keys, items, conditional writes, updates, pages.
+
+| item | pk | sk | gsi1 (pk / sk) | gsi2 (pk / sk) |
+|---|---|---|---|---|
+| job | ``JOB#<id>`` | ``JOB`` | ``TENANT#<t>`` / id | ``TENANT#<t>#SCHEDULE#<s>`` / id (scheduled jobs) |
+| delivery attempt | ``JOB#<id>`` | ``DELIVERY#<webhook id>#<attempt 0-padded>`` | | |
+| tenant | ``TENANT#<t>`` | ``TENANT`` | | |
+| signing secret | ``TENANT#<t>`` | ``WHSEC#<ulid>`` (newest last) | | |
+| API key | ``KEY#<sha256>`` | ``KEY`` | | |
+| schedule | ``SCHEDULE#<id>`` | ``SCHEDULE`` | ``SCHEDULES#<t>`` / id | |
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from botocore.exceptions import ClientError
+from pydantic import BaseModel
+
+from aijobs.errors import InvalidRequest
+
+Key = dict[str, str]
+
+TENANT_INDEX = "gsi1"  # a tenant's jobs, and (in another partition) its schedules, newest first
+SCHEDULE_INDEX = "gsi2"  # a tenant's jobs of one schedule; sparse: only scheduled jobs carry its keys
+
+
+# --- keys ---------------------------------------------------------------------------------------------------------
+
+def job_key(job_id: str) -> Key:
+    return {"pk": f"JOB#{job_id}", "sk": "JOB"}
+
+
+def delivery_key(job_id: str, webhook_id: str, attempt: int) -> Key:
+    return {"pk": f"JOB#{job_id}", "sk": f"{delivery_prefix(webhook_id)}{attempt:04d}"}
+
+
+def delivery_prefix(webhook_id: str | None = None) -> str:
+    """The sort-key prefix of a job's delivery attempts (of one event when ``webhook_id`` is given)."""
+    return f"DELIVERY#{webhook_id}#" if webhook_id else "DELIVERY#"
+
+
+def tenant_key(tenant: str) -> Key:
+    return {"pk": tenant_partition(tenant), "sk": "TENANT"}
+
+
+def tenant_partition(tenant: str) -> str:
+    """The tenant item's partition, which is also its jobs' partition of the tenant index."""
+    return f"TENANT#{tenant}"
+
+
+def secret_key(tenant: str, ulid: str) -> Key:
+    return {"pk": tenant_partition(tenant), "sk": f"{SECRET_PREFIX}{ulid}"}
+
+
+SECRET_PREFIX = "WHSEC#"
+
+
+def api_key_key(key_hash: str) -> Key:
+    return {"pk": f"KEY#{key_hash}", "sk": "KEY"}
+
+
+def schedule_key(schedule_id: str) -> Key:
+    return {"pk": f"SCHEDULE#{schedule_id}", "sk": "SCHEDULE"}
+
+
+def schedules_partition(tenant: str) -> str:
+    return f"SCHEDULES#{tenant}"
+
+
+def schedule_jobs_partition(tenant: str, schedule_id: str) -> str:
+    return f"TENANT#{tenant}#SCHEDULE#{schedule_id}"
+
+
+# --- items --------------------------------------------------------------------------------------------------------
+
+def to_attributes(value: BaseModel | Mapping[str, Any]) -> dict[str, Any]:
+    """A model (or plain mapping) as DynamoDB attributes: floats become Decimals; a model's None fields are left out."""
+    text = value.model_dump_json(exclude_none=True) if isinstance(value, BaseModel) else json.dumps(value)
+    data: dict[str, Any] = json.loads(text, parse_float=Decimal)
+    return data
+
+
+def is_condition_failure(exc: ClientError) -> bool:
+    return exc.response["Error"]["Code"] == "ConditionalCheckFailedException"
+
+
+def conditional(write: Callable[..., Any], **request: Any) -> dict[str, Any] | None:
+    """Make a conditional write: its answer, or None when its condition does not hold (other errors are raised)."""
+    try:
+        return dict(write(**request))
+    except ClientError as exc:
+        if is_condition_failure(exc):
+            return None
+        raise
+
+
+def update_request(*, set: Mapping[str, Any] | None = None, add: Mapping[str, Any] | None = None,
+                   remove: Iterable[str] = (), condition: str | None = None,
+                   values: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The arguments of an ``update_item`` that sets, adds and removes attributes by name.
+
+    Every attribute is referred to as ``#name`` (so reserved words such as ``status`` need no care), the values
+    of ``set``/``add`` as ``:set_name``/``:add_name``; ``condition`` writes ``#name`` and its own ``values``.
+
+    Examples
+    --------
+    >>> update_request(set={"status": "queued"}, remove=["lease_until"], condition="#attempt = :a", values={":a": 1})
+    ... # doctest: +NORMALIZE_WHITESPACE
+    {'UpdateExpression': 'SET #status = :set_status REMOVE #lease_until',
+     'ExpressionAttributeNames': {'#status': 'status', '#lease_until': 'lease_until', '#attempt': 'attempt'},
+     'ExpressionAttributeValues': {':set_status': 'queued', ':a': 1}, 'ConditionExpression': '#attempt = :a'}
+    """
+    clauses: list[str] = []
+    request_values: dict[str, Any] = {}
+    for verb, fields, separator in (("SET", set, " = "), ("ADD", add, " ")):
+        if fields:
+            clauses.append(f"{verb} " + ", ".join(f"#{name}{separator}:{verb.lower()}_{name}" for name in fields))
+            request_values |= {f":{verb.lower()}_{name}": _attribute(value) for name, value in fields.items()}
+    if removed := list(remove):
+        clauses.append("REMOVE " + ", ".join(f"#{name}" for name in removed))
+    expression = " ".join(clauses)
+    names = dict.fromkeys(re.findall(r"#(\w+)", f"{expression} {condition or ''}"))
+    request: dict[str, Any] = {"UpdateExpression": expression,
+                               "ExpressionAttributeNames": {f"#{name}": name for name in names}}
+    request_values |= dict(values or {})
+    if request_values:
+        request["ExpressionAttributeValues"] = request_values
+    if condition:
+        request["ConditionExpression"] = condition
+    return request
+
+
+def _attribute(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return to_attributes(value)
+    return Decimal(str(value)) if isinstance(value, float) else value
+
+
+# --- pages --------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Page[T]:
+    """One page of a list, newest first, and the cursor of the next page (None on the last one)."""
+
+    items: list[T]
+    next_cursor: str | None
+
+
+def encode_cursor(key: Mapping[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(dict(key)).encode()).decode()
+
+
+def decode_cursor(cursor: str, *, index: str, partition: str) -> dict[str, Any]:
+    """The start key a cursor holds, checked to belong to the index and partition being read."""
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except ValueError:
+        raise InvalidRequest("cursor is not valid", code="invalid_cursor") from None
+    if not isinstance(key, dict) or set(key) != {"pk", "sk", f"{index}pk", f"{index}sk"} \
+            or key[f"{index}pk"] != partition:
+        raise InvalidRequest("cursor is not valid", code="invalid_cursor")
+    return key
+
+
+def query_index(table: Any, *, index: str, partition: str, limit: int, cursor: str | None,
+                filter: Any = None) -> Page[dict[str, Any]]:
+    """A partition of an index, newest first; with a ``filter``, reads on until the page is full."""
+    from boto3.dynamodb.conditions import Key as KeyCondition
+
+    items: list[dict[str, Any]] = []
+    start = decode_cursor(cursor, index=index, partition=partition) if cursor else None
+    while True:
+        query: dict[str, Any] = {"IndexName": index, "KeyConditionExpression": KeyCondition(f"{index}pk").eq(partition),
+                                 "ScanIndexForward": False, "Limit": limit - len(items)}
+        if filter is not None:
+            query["FilterExpression"] = filter
+        if start:
+            query["ExclusiveStartKey"] = start
+        answer = table.query(**query)
+        items += answer["Items"]
+        start = answer.get("LastEvaluatedKey")
+        if not start or len(items) >= limit:
+            return Page(items, encode_cursor(start) if start else None)

@@ -1,0 +1,190 @@
+"""Jobs: the request a client sends, the job as stored and as the API shows it, batches and status queries."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
+
+from aijobs.models.common import ErrorDetail
+
+MAX_INPUT_CHARS = 100_000
+MAX_BATCH = 100
+MAX_METADATA_KEYS = 16
+
+
+class JobStatus(StrEnum):
+    queued = "queued"
+    in_progress = "in_progress"
+    completed = "completed"
+    failed = "failed"
+    cancelled = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (JobStatus.completed, JobStatus.failed, JobStatus.cancelled)
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["system", "developer", "user", "assistant"]
+    content: Annotated[str, Field(min_length=1)]
+
+
+class JobRequest(BaseModel):
+    """The body of ``POST /v1/jobs``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: Annotated[str | None, Field(min_length=1, max_length=128)] = None
+    # instructions come before input so that the size check of input sees them
+    instructions: Annotated[str | None, Field(max_length=MAX_INPUT_CHARS)] = None
+    input: str | Annotated[list[Message], Field(min_length=1, max_length=256)]
+    max_output_tokens: Annotated[int | None, Field(ge=1, le=128_000)] = None
+    temperature: Annotated[float | None, Field(ge=0, le=2)] = None
+    stream: bool = False
+    metadata: dict[str, str] = Field(default_factory=dict)
+    timeout_s: Annotated[int, Field(ge=1, le=840)] = 300
+    # Checked against server-side request forgery by the submit path (aijobs.webhooks.guard), not here:
+    # what is allowed depends on the deployment's settings.
+    callback_url: Annotated[str | None, Field(min_length=1, max_length=2048)] = None
+
+    @field_validator("input")
+    @classmethod
+    def _input_fits(cls, value: str | list[Message], info: ValidationInfo) -> str | list[Message]:
+        text = value if isinstance(value, str) else "".join(m.content for m in value)
+        if not text.strip():
+            raise ValueError("must not be empty")
+        if len(text) + len(info.data.get("instructions") or "") > MAX_INPUT_CHARS:
+            raise PydanticCustomError("too_large", "input and instructions must be at most {limit} characters "
+                                      "in all", {"limit": MAX_INPUT_CHARS})
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_is_small(cls, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > MAX_METADATA_KEYS:
+            raise ValueError(f"at most {MAX_METADATA_KEYS} keys")
+        if any(not 0 < len(k) <= 64 or len(v) > 512 for k, v in value.items()):
+            raise ValueError("keys must be 1-64 characters and values at most 512")
+        return value
+
+
+class Usage(BaseModel):
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+
+
+class Job(BaseModel):
+    """A job as stored."""
+
+    id: str
+    tenant: str
+    status: JobStatus
+    model: str
+    request: JobRequest
+    created_at: int
+    started_at: int | None = None
+    completed_at: int | None = None
+    output_text: str | None = None
+    output_key: str | None = None  # an output too large for the item, in the results bucket
+    usage: Usage | None = None
+    cost_usd: Decimal | None = None
+    error: ErrorDetail | None = None
+    attempt: int = 0
+    lease_until: int | None = None
+    expires_at: int | None = None
+    schedule_id: str | None = None  # set on the jobs a schedule creates
+    # The final event's webhook: its id (stable across retries), which terminal state it is for, whether queued.
+    webhook_event_id: str | None = None
+    webhook_event_for: str | None = None
+    webhook_enqueued: bool = False
+
+    @property
+    def terminal_instance(self) -> str:
+        """Which terminal state an event is for: an explicit retry that ends again makes a new event."""
+        return f"{self.status.value}#{self.attempt}#{self.completed_at}"
+
+    def to_public(self) -> JobOut:
+        return JobOut(
+            id=self.id,
+            status=self.status,
+            model=self.model,
+            created_at=self.created_at,
+            started_at=self.started_at,
+            completed_at=self.completed_at,
+            output=JobOutput(text=self.output_text) if self.output_text is not None else None,
+            usage=self.usage,
+            cost_usd=float(self.cost_usd) if self.cost_usd is not None else None,
+            error=self.error,
+            attempt=self.attempt,
+            metadata=self.request.metadata,
+            schedule_id=self.schedule_id,
+        )
+
+
+class JobOutput(BaseModel):
+    text: str
+
+
+class JobOut(BaseModel):
+    """A job as ``GET /v1/jobs/{id}`` answers it; timestamps are unix seconds."""
+
+    id: str
+    object: Literal["job"] = "job"
+    status: JobStatus
+    model: str
+    created_at: int
+    started_at: int | None
+    completed_at: int | None
+    output: JobOutput | None
+    usage: Usage | None
+    cost_usd: float | None
+    error: ErrorDetail | None
+    attempt: int
+    metadata: dict[str, str]
+    schedule_id: str | None = None
+
+
+class JobList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[JobOut]
+    next_cursor: str | None
+
+
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # Items are validated one by one so that one bad item does not sink the batch.
+    jobs: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class BatchItemResult(BaseModel):
+    id: str | None = None
+    status: JobStatus | None = None
+    error: ErrorDetail | None = None
+
+
+class BatchResponse(BaseModel):
+    data: list[BatchItemResult]
+
+
+class StatusRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ids: Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]],
+                   Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class JobStatusItem(BaseModel):
+    id: str
+    status: JobStatus | Literal["not_found"]
+
+
+class StatusResponse(BaseModel):
+    data: list[JobStatusItem]

@@ -1,0 +1,86 @@
+"""Tenants and their credentials: API keys (stored as SHA-256, never in clear) and webhook signing secrets.
+
+``TenantStore`` owns the tenant and API-key items; ``TenantService`` is what the API and the operator use.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from cachetools import TTLCache
+
+from aijobs.clock import Clock, system_clock
+from aijobs.dynamo import api_key_key, conditional, tenant_key
+from aijobs.errors import AuthenticationError
+from aijobs.ids import hash_api_key, new_api_key
+from aijobs.models.tenants import Tenant
+from aijobs.models.webhooks import WebhookSecret
+from aijobs.webhooks.store import WebhookStore
+
+
+class TenantStore:
+    def __init__(self, *, table: Any, clock: Clock = system_clock) -> None:
+        self._table = table
+        self._clock = clock
+
+    def create_tenant(self, tenant: str) -> bool:
+        """Create the tenant; False (and nothing written) if it exists."""
+        return conditional(self._table.put_item, Item={**tenant_key(tenant), "tenant": tenant,
+                                                       "created_at": int(self._clock())},
+                           ConditionExpression="attribute_not_exists(pk)") is not None
+
+    def put_api_key(self, *, key_hash: str, tenant: str) -> None:
+        self._table.put_item(Item={**api_key_key(key_hash), "tenant": tenant, "created_at": int(self._clock())})
+
+    def tenant_for_key(self, key_hash: str) -> Tenant | None:
+        item = self._table.get_item(Key=api_key_key(key_hash)).get("Item")
+        return Tenant(id=str(item["tenant"])) if item else None
+
+
+@dataclass
+class TenantService:
+    """API keys and signing secrets of tenants; a warm process remembers a key's tenant for ``key_cache_s``."""
+
+    store: TenantStore
+    secrets: WebhookStore
+    key_cache_s: float = 60.0
+    secret_overlap_s: int = 86_400  # how long a rotated-out secret keeps signing, unless the caller says
+    _keys: TTLCache[str, Tenant] = field(init=False, repr=False)
+    _keys_lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self._keys = TTLCache(maxsize=4096, ttl=self.key_cache_s)
+
+    def add_api_key(self, tenant: str, key: str | None = None) -> str:
+        """Store a key for the tenant (a new one unless given) and return it; only its hash is kept.
+
+        A tenant's first key creates the tenant, with its first webhook signing secret.
+        """
+        key = key or new_api_key()
+        if self.store.create_tenant(tenant):
+            self.secrets.put_secret(tenant)
+        self.store.put_api_key(key_hash=hash_api_key(key), tenant=tenant)
+        return key
+
+    def authenticate(self, key: str) -> Tenant:
+        """The tenant of an API key; ``AuthenticationError`` if the key is not valid."""
+        key_hash = hash_api_key(key)
+        with self._keys_lock:
+            tenant = self._keys.get(key_hash)
+        if tenant is None:
+            tenant = self.store.tenant_for_key(key_hash)
+            if tenant is None:
+                raise AuthenticationError("the API key is not valid", code="invalid_api_key")
+            with self._keys_lock:
+                self._keys[key_hash] = tenant
+        return tenant
+
+    def signing_secrets(self, tenant: str) -> list[WebhookSecret]:
+        """The tenant's active webhook signing secrets, newest first."""
+        return self.secrets.active_secrets(tenant)
+
+    def rotate_signing_secret(self, tenant: str, *, overlap_s: int | None = None) -> WebhookSecret:
+        """A new signing secret; the previous ones stay valid for ``overlap_s`` (default: the deployment's)."""
+        return self.secrets.rotate_secret(tenant, overlap_s=self.secret_overlap_s if overlap_s is None else overlap_s)
