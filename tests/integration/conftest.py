@@ -10,6 +10,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from aijobs.local.emulator import make_dynamodb_atomic
 from aijobs.local.stack import UvicornThread
 from aijobs.local.template import LocalResources, load_template, provision
 from aijobs.services import Services, set_services
@@ -26,6 +27,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[boto3.session.Session
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    make_dynamodb_atomic()  # conditional writes atomic, as in DynamoDB (the webhook ledger relies on it)
     with mock_aws():
         session = boto3.session.Session(region_name="us-east-1")
         yield session, provision(load_template(), session=session, prefix="test")
