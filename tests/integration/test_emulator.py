@@ -89,3 +89,53 @@ def test_racing_conditional_puts_through_the_local_stacks_moto_server_let_exactl
 
     assert outcomes == EXACTLY_ONE
 
+
+# --- the per-test reset of the moto world (tests/integration/conftest.py) -----------------------------------------
+
+
+def _world(session: boto3.session.Session, resources: LocalResources, template: dict[str, Any]) -> dict[str, Any]:
+    """What a test can observe of the template's resources."""
+    dynamodb, sqs, s3, scheduler = (session.client(name) for name in ("dynamodb", "sqs", "s3", "scheduler"))
+    kinds = {logical_id: resource["Type"] for logical_id, resource in template["Resources"].items()}
+    counts = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+              "ApproximateNumberOfMessagesDelayed"]
+    return {
+        "items": {r: dynamodb.scan(TableName=resources.refs[r], ConsistentRead=True)["Count"]
+                  for r, kind in kinds.items() if kind == "AWS::DynamoDB::Table"},
+        "messages": {r: sqs.get_queue_attributes(QueueUrl=resources.refs[r], AttributeNames=counts)["Attributes"]
+                     for r, kind in kinds.items() if kind == "AWS::SQS::Queue"},
+        "objects": {r: s3.list_objects_v2(Bucket=resources.refs[r])["KeyCount"]
+                    for r, kind in kinds.items() if kind == "AWS::S3::Bucket"},
+        "schedules": sorted((s["GroupName"], s["Name"]) for s in scheduler.list_schedules()["Schedules"]),
+        "groups": sorted(g["Name"] for g in scheduler.list_schedule_groups()["ScheduleGroups"]),
+    }
+
+
+def test_the_reset_leaves_no_trace_of_what_a_test_did(aws: tuple[boto3.session.Session, LocalResources],
+                                                     moto_world: Any, template: dict[str, Any]) -> None:
+    session, resources = aws
+    fresh = _world(session, resources, template)
+    assert set(fresh["items"].values()) == {0} and set(fresh["objects"].values()) == {0}
+    assert all(set(counts.values()) == {"0"} for counts in fresh["messages"].values())
+    assert fresh["schedules"] == [] and resources.refs["ScheduleGroup"] in fresh["groups"]
+    dynamodb, sqs, scheduler = session.client("dynamodb"), session.client("sqs"), session.client("scheduler")
+    for logical_id in fresh["items"]:
+        dynamodb.put_item(TableName=resources.refs[logical_id], Item={
+            key["AttributeName"]: {"S": "x"} for key in template["Resources"][logical_id]["Properties"]["KeySchema"]})
+    for logical_id in fresh["messages"]:
+        url = resources.refs[logical_id]
+        sqs.send_message(QueueUrl=url, MessageBody="visible")
+        sqs.send_message(QueueUrl=url, MessageBody="delayed", DelaySeconds=900)
+        sqs.send_message(QueueUrl=url, MessageBody="in flight")
+        sqs.receive_message(QueueUrl=url, VisibilityTimeout=900)
+    session.client("s3").put_object(Bucket=resources.refs["ResultsBucket"], Key="outputs/x/1", Body=b"x")
+    target = {"Arn": resources.arns["SchedulerFunction"], "RoleArn": resources.arns["SchedulerInvokeRole"]}
+    scheduler.create_schedule_group(Name="a-test-group")
+    for group in (resources.refs["ScheduleGroup"], "a-test-group", "default"):
+        scheduler.create_schedule(Name="s", GroupName=group, ScheduleExpression="rate(1 hour)",
+                                  FlexibleTimeWindow={"Mode": "OFF"}, Target=target)
+    assert _world(session, resources, template) != fresh
+
+    moto_world.reset()
+
+    assert _world(session, resources, template) == fresh
