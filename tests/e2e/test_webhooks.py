@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +14,6 @@ from standardwebhooks.webhooks import Webhook
 from tests.e2e.conftest import KEYS, Stack, start_stack, stop_stack
 from tests.helpers import eventually
 from tests.receiver import Answer, Receiver
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver().start()
-    yield server
-    server.stop()
 
 
 def _ledger(client: httpx.Client, job_id: str) -> list[dict[str, Any]]:

@@ -1,34 +1,91 @@
-"""Integration: handlers and services in-process against moto, with the resources of template.yaml."""
+"""Integration: handlers and services in-process against moto, with the resources of template.yaml.
+
+moto is started and the template provisioned once for the package (``moto_world``); each test's ``aws`` puts
+that world back as it was just after provisioning (``reset``: empty tables, queues, bucket, no schedules but
+the template's) and hands the test a boto3 session of its own, so hooks a test registers cannot outlive it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
+import botocore.session
 import pytest
 from moto import mock_aws
 
+from aijobs.local.emulator import make_dynamodb_atomic
 from aijobs.local.stack import UvicornThread
-from aijobs.local.template import LocalResources, load_template, provision
+from aijobs.local.template import LocalResources, provision, reset
 from aijobs.services import Services, set_services
 from aijobs.settings import Settings
 
 TENANT_A, KEY_A = "tenant-a", "aj_test_key_a"
 TENANT_B, KEY_B = "tenant-b", "aj_test_key_b"
+PREFIX = "test"
+AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+           # moto, like SQS, refuses to purge a queue twice within 60 s; the per-test reset purges every test
+           "MOTO_SQS_ENFORCE_STRICT_QUEUE_PURGE_BEHAVIOUR": "false"}
+
+
+def _aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in AWS_ENV.items():
+        monkeypatch.setenv(name, value)
+
+
+def _session(loader: Any) -> boto3.session.Session:
+    core = botocore.session.get_session()
+    core.register_component("data_loader", loader)  # shared: parsing the models again costs ~0.2 s a session
+    session = boto3.session.Session(botocore_session=core, region_name="us-east-1")
+    paths = core.get_component("data_loader").search_paths  # boto3 adds its data path once a session: keep one
+    paths[:] = list(dict.fromkeys(paths))
+    return session
+
+
+@dataclass
+class MotoWorld:
+    """moto with the template's resources, for the whole package. Its own session is never handed to a test."""
+
+    template: dict[str, Any]
+    resources: LocalResources
+    loader: Any  # botocore's data loader, shared by every session made here
+    clients: dict[str, Any] = field(default_factory=dict)
+
+    def new_session(self) -> boto3.session.Session:
+        return _session(self.loader)
+
+    def client(self, service_name: str) -> Any:
+        if service_name not in self.clients:
+            self.clients[service_name] = self.new_session().client(service_name)  # type: ignore[call-overload]
+        return self.clients[service_name]
+
+    def reset(self) -> None:
+        """Back to just provisioned (see ``aijobs.local.template.reset``), with the clients kept here."""
+        reset(self.template, self.resources, session=self, prefix=PREFIX)
+
+
+@pytest.fixture(scope="package")
+def moto_world(template: dict[str, Any]) -> Iterator[MotoWorld]:
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        _aws_environment(monkeypatch)
+        make_dynamodb_atomic()  # conditional writes atomic, as in DynamoDB (the webhook ledger relies on it)
+        with mock_aws():
+            loader = botocore.session.get_session().get_component("data_loader")
+            resources = provision(template, session=_session(loader), prefix=PREFIX)
+            yield MotoWorld(template=template, resources=resources, loader=loader)
 
 
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[boto3.session.Session, LocalResources]]:
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    with mock_aws():
-        session = boto3.session.Session(region_name="us-east-1")
-        yield session, provision(load_template(), session=session, prefix="test")
+def aws(moto_world: MotoWorld, monkeypatch: pytest.MonkeyPatch) -> tuple[boto3.session.Session, LocalResources]:
+    """A fresh world: the template's resources, empty, and a boto3 session of this test's own."""
+    _aws_environment(monkeypatch)
+    moto_world.reset()
+    return moto_world.new_session(), moto_world.resources
 
 
 def make_settings(resources: LocalResources, model_url: str, **overrides: Any) -> Settings:

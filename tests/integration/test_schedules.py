@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -410,10 +411,10 @@ def test_firer_invokes_a_failing_target_again_with_the_same_scheduled_time(
 
 
 def test_static_schedule_declared_in_the_template_is_created_and_fired(
-        api: Any, services: Services, scheduler_handler: Any) -> None:
-    from aijobs.local.template import LocalResources, load_template, static_schedules
+        api: Any, services: Services, scheduler_handler: Any, template: dict[str, Any]) -> None:
+    from aijobs.local.template import LocalResources, static_schedules
 
-    template = load_template()
+    template = copy.deepcopy(template)
     template["Resources"]["SchedulerFunction"]["Properties"]["Events"] = {"NightlyDigest": {
         "Type": "ScheduleV2", "Properties": {
             "ScheduleExpression": "cron(0 2 * * ? *)", "ScheduleExpressionTimezone": "Europe/Paris",

@@ -29,13 +29,6 @@ DEV_SETTINGS = {"allow_private_callbacks": True, "allow_http_callbacks": True, "
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def dev(aws: tuple[boto3.session.Session, LocalResources], fake_model: UvicornThread) -> Iterator[Services]:
     """Services as the local stack runs them: receivers on 127.0.0.1 over http, retries without waiting."""
     with installed_services(aws, fake_model, **DEV_SETTINGS) as svc:

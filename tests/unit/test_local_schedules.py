@@ -6,6 +6,7 @@ import json
 import re
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from aijobs.local.firer import fire_event
 from aijobs.local.template import ROOT, LocalResources, function_environment, load_template
@@ -14,12 +15,12 @@ from aijobs.schedules.eventbridge import target_input
 from aijobs.schedules.expressions import parse_expression, parse_timezone
 
 
-def test_api_environment_names_the_local_schedule_group_function_and_role() -> None:
+def test_api_environment_names_the_local_schedule_group_function_and_role(template: dict[str, Any]) -> None:
     created = LocalResources(refs={"ScheduleGroup": "local-ScheduleGroup"}, arns={
         "SchedulerFunction": "arn:aws:lambda:us-east-1:123456789012:function:local-SchedulerFunction",
         "SchedulerInvokeRole": "arn:aws:iam::123456789012:role/local-SchedulerInvokeRole"})
 
-    env = function_environment(load_template(), created, "ApiFunction")
+    env = function_environment(template, created, "ApiFunction")
 
     assert env["AIJOBS_SCHEDULE_GROUP"] == "local-ScheduleGroup"
     assert env["AIJOBS_SCHEDULER_FUNCTION_ARN"] == created.arns["SchedulerFunction"]
@@ -39,7 +40,8 @@ def test_a_local_fire_is_the_targets_input_with_the_context_attributes_filled_in
     assert len(event["execution_id"]) == 16 and "<aws." not in json.dumps(event)
 
 
-def test_the_documented_static_schedule_is_a_valid_fire_for_the_stacks_group_and_role(tmp_path: Path) -> None:
+def test_the_documented_static_schedule_is_a_valid_fire_for_the_stacks_group_and_role(
+        tmp_path: Path, template: dict[str, Any]) -> None:
     docs = (ROOT / "docs" / "schedules.md").read_text()
     (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", docs, re.DOTALL) if "Type: ScheduleV2" in b]
     (tmp_path / "snippet.yaml").write_text(block)
@@ -50,7 +52,7 @@ def test_the_documented_static_schedule_is_a_valid_fire_for_the_stacks_group_and
     assert event["Type"] == "ScheduleV2"
     assert properties["GroupName"] == {"Ref": "ScheduleGroup"}
     assert properties["RoleArn"] == {"Fn::GetAtt": ["SchedulerInvokeRole", "Arn"]}
-    assert set(load_template()["Resources"]) >= {"SchedulerFunction", "ScheduleGroup", "SchedulerInvokeRole"}
+    assert set(template["Resources"]) >= {"SchedulerFunction", "ScheduleGroup", "SchedulerInvokeRole"}
     parse_expression(properties["ScheduleExpression"])
     parse_timezone(properties["ScheduleExpressionTimezone"])
     fire = ScheduledFire.model_validate_json(

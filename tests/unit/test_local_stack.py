@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from aijobs.local.fake_model import _directives, _reply_words
 from aijobs.local.stack import parse_dev_keys
-from aijobs.local.template import ROOT, LocalResources, function_environment, load_template, sqs_sources
+from aijobs.local.template import ROOT, LocalResources, function_environment, sqs_sources
 
 
-def test_function_environment_resolves_refs_to_the_local_resources() -> None:
+def test_function_environment_resolves_refs_to_the_local_resources(template: dict[str, Any]) -> None:
     created = LocalResources(refs={"JobsTable": "t-jobs", "IdempotencyTable": "t-idem", "JobsQueue": "http://q"})
-    env = function_environment(load_template(), created, "WorkerFunction")
+    env = function_environment(template, created, "WorkerFunction")
     assert env["AIJOBS_JOBS_TABLE"] == "t-jobs"
     assert env["AIJOBS_JOBS_QUEUE_URL"] == "http://q"
     assert env["AIJOBS_DEFAULT_MODEL"] == "gpt-4o-mini"  # the parameter's default
@@ -40,9 +42,9 @@ def test_fake_model_reply_echoes_the_input_and_honours_lengths() -> None:
     assert _reply_words("a b c d", None, 2) == (["Echo:", "a"], "length")
 
 
-def test_the_local_stack_polls_every_sqs_event_source_of_the_template() -> None:
-    sources = {(s.function, s.queue) for s in sqs_sources(load_template())}
+def test_the_local_stack_polls_every_sqs_event_source_of_the_template(template: dict[str, Any]) -> None:
+    sources = {(s.function, s.queue) for s in sqs_sources(template)}
     assert {("WorkerFunction", "JobsQueue"), ("WebhookFunction", "DeliveriesQueue")} <= sources
-    for source in sqs_sources(load_template()):
+    for source in sqs_sources(template):
         app = (ROOT / "functions" / source.code_dir / "app.py").read_text()
         assert f"def {source.handler}(" in app and source.batch_size >= 10

@@ -9,15 +9,8 @@ from typing import Any
 
 import pytest
 
-from aijobs.local.template import load_template
-
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = ROOT / "template.yaml"
-
-
-@pytest.fixture(scope="module")
-def template() -> dict[str, Any]:
-    return load_template(TEMPLATE_PATH)
 
 
 def _resources(template: dict[str, Any], type_: str) -> dict[str, dict[str, Any]]:

@@ -8,14 +8,7 @@ from typing import Any
 
 import pytest
 
-from aijobs.local.template import load_template
-
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def template() -> dict[str, Any]:
-    return load_template(ROOT / "template.yaml")
 
 
 def _resource(template: dict[str, Any], name: str) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import logging
 import os
 import secrets
 import socket
@@ -17,6 +16,7 @@ from typing import Any
 import boto3
 import uvicorn
 
+from aijobs.local.emulator import start_moto_server
 from aijobs.local.fake_model import create_fake_model
 from aijobs.local.firer import ScheduleFirer
 from aijobs.local.pollers import QueuePoller
@@ -95,11 +95,7 @@ class LocalStack:
     api_keys: dict[str, str] = field(default_factory=dict)
 
     def start(self) -> None:
-        from moto.server import ThreadedMotoServer
-
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
-        self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        self.moto.start()
+        self.moto = start_moto_server()  # its conditional writes atomic, as DynamoDB's are
         host, port = self.moto.get_host_and_port()
         os.environ.update({
             "AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "local",

@@ -100,6 +100,59 @@ def provision(template: dict[str, Any], *, session: Any, prefix: str) -> LocalRe
     return created
 
 
+def reset(template: dict[str, Any], created: LocalResources, *, session: Any, prefix: str) -> None:
+    """Put what ``provision`` created back as it was just after provisioning, in a few calls.
+
+    Every table, queue (dead-letter queues included) and bucket is emptied; the schedules of every group are
+    deleted, then the template's static schedules created again; schedule groups it did not create are deleted.
+    Queues are purged: against moto that needs ``MOTO_SQS_ENFORCE_STRICT_QUEUE_PURGE_BEHAVIOUR=false`` (moto,
+    like SQS, refuses a second purge of a queue within 60 s by default). ``session`` is anything with
+    ``client(service_name)``: a caller that resets often can hand it clients it keeps.
+    """
+    dynamodb, sqs, s3 = session.client("dynamodb"), session.client("sqs"), session.client("s3")
+    for logical_id, resource in template.get("Resources", {}).items():
+        if resource["Type"] == "AWS::DynamoDB::Table":
+            keys = [k["AttributeName"] for k in resource["Properties"]["KeySchema"]]
+            _empty_table(dynamodb, created.refs[logical_id], keys)
+        elif resource["Type"] == "AWS::SQS::Queue":
+            sqs.purge_queue(QueueUrl=created.refs[logical_id])
+        elif resource["Type"] == "AWS::S3::Bucket":
+            _empty_bucket(s3, created.refs[logical_id])
+    scheduler = session.client("scheduler")
+    for page in scheduler.get_paginator("list_schedules").paginate():
+        for schedule in page["Schedules"]:
+            scheduler.delete_schedule(Name=schedule["Name"], GroupName=schedule["GroupName"])
+    ours = {created.refs[logical_id] for logical_id, resource in template.get("Resources", {}).items()
+            if resource["Type"] == "AWS::Scheduler::ScheduleGroup"}
+    for page in scheduler.get_paginator("list_schedule_groups").paginate():
+        for group in page["ScheduleGroups"]:
+            if group["Name"] not in ours and group["Name"] != "default":
+                scheduler.delete_schedule_group(Name=group["Name"])
+    for definition in static_schedules(template, created, prefix=prefix):
+        scheduler.create_schedule(**definition)
+
+
+def _empty_table(dynamodb: Any, table: str, keys: list[str]) -> None:
+    names = {f"#k{i}": key for i, key in enumerate(keys)}
+    for page in dynamodb.get_paginator("scan").paginate(TableName=table, ConsistentRead=True,
+                                                         ProjectionExpression=", ".join(names),
+                                                         ExpressionAttributeNames=names):
+        items = page["Items"]
+        for start in range(0, len(items), 25):
+            requests = [{"DeleteRequest": {"Key": item}} for item in items[start:start + 25]]
+            while requests:
+                answer = dynamodb.batch_write_item(RequestItems={table: requests})
+                requests = answer.get("UnprocessedItems", {}).get(table, [])
+
+
+def _empty_bucket(s3: Any, bucket: str) -> None:
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+        objects = [{"Key": v["Key"], "VersionId": v["VersionId"]}
+                   for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+        if objects:
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True})
+
+
 def static_schedules(template: dict[str, Any], created: LocalResources, *, prefix: str) -> list[dict[str, Any]]:
     """The EventBridge schedules that the functions' ScheduleV2 events declare, as SAM would create them."""
     schedules = []

@@ -1,0 +1,141 @@
+"""The emulator's DynamoDB applies each request atomically, as DynamoDB does: of racing conditional writes
+to one item, exactly one succeeds (aijobs.local.emulator), in-process and in the local stack's moto server."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from aijobs.local.emulator import start_moto_server
+from aijobs.local.template import LocalResources
+
+WRITERS = 8
+
+
+@pytest.fixture
+def slow_conditions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Widen moto's gap between reading an item and writing it, so that unserialized writes overlap every time."""
+    from moto.dynamodb.models import table
+
+    real = table.get_filter_expression
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.02)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(table, "get_filter_expression", slow)
+
+
+def _race(client: Any, table: str, key: dict[str, Any]) -> list[str]:
+    """WRITERS threads put the same new item at once, each on condition that it does not exist yet."""
+    start = threading.Barrier(WRITERS)
+
+    def put(writer: int) -> str:
+        start.wait(timeout=10)
+        try:
+            client.put_item(TableName=table, Item={**key, "writer": {"N": str(writer)}},
+                            ConditionExpression="attribute_not_exists(pk)")
+        except ClientError as exc:
+            return str(exc.response["Error"]["Code"])
+        return "written"
+
+    with ThreadPoolExecutor(WRITERS) as pool:
+        return sorted(pool.map(put, range(WRITERS), timeout=30))
+
+
+EXACTLY_ONE = ["ConditionalCheckFailedException"] * (WRITERS - 1) + ["written"]
+
+
+def test_racing_conditional_puts_of_one_item_let_exactly_one_win(
+        aws: tuple[boto3.session.Session, LocalResources], slow_conditions: None) -> None:
+    session, resources = aws
+    client = session.client("dynamodb")
+
+    outcomes = _race(client, resources.refs["JobsTable"], {"pk": {"S": "RACE#1"}, "sk": {"S": "RACE"}})
+
+    assert outcomes == EXACTLY_ONE
+
+
+@pytest.fixture
+def moto_server_table() -> Iterator[tuple[Any, str]]:
+    """A table in moto served over HTTP, as ``make run`` starts it (in another region than the moto world's)."""
+    server = start_moto_server()
+    host, port = server.get_host_and_port()
+    client = boto3.client("dynamodb", endpoint_url=f"http://{host}:{port}", region_name="eu-west-1",
+                          aws_access_key_id="local", aws_secret_access_key="local")
+    name = "emulator-race"
+    client.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
+                        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
+    try:
+        yield client, name
+    finally:
+        client.delete_table(TableName=name)  # moto's data is process-wide: leave none behind
+        server.stop()
+
+
+def test_racing_conditional_puts_through_the_local_stacks_moto_server_let_exactly_one_win(
+        moto_server_table: tuple[Any, str], slow_conditions: None) -> None:
+    client, table = moto_server_table
+
+    outcomes = _race(client, table, {"pk": {"S": "RACE#1"}})
+
+    assert outcomes == EXACTLY_ONE
+
+
+# --- the per-test reset of the moto world (tests/integration/conftest.py) -----------------------------------------
+
+
+def _world(session: boto3.session.Session, resources: LocalResources, template: dict[str, Any]) -> dict[str, Any]:
+    """What a test can observe of the template's resources."""
+    dynamodb, sqs, s3, scheduler = (session.client(name) for name in ("dynamodb", "sqs", "s3", "scheduler"))
+    kinds = {logical_id: resource["Type"] for logical_id, resource in template["Resources"].items()}
+    counts = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+              "ApproximateNumberOfMessagesDelayed"]
+    return {
+        "items": {r: dynamodb.scan(TableName=resources.refs[r], ConsistentRead=True)["Count"]
+                  for r, kind in kinds.items() if kind == "AWS::DynamoDB::Table"},
+        "messages": {r: sqs.get_queue_attributes(QueueUrl=resources.refs[r], AttributeNames=counts)["Attributes"]
+                     for r, kind in kinds.items() if kind == "AWS::SQS::Queue"},
+        "objects": {r: s3.list_objects_v2(Bucket=resources.refs[r])["KeyCount"]
+                    for r, kind in kinds.items() if kind == "AWS::S3::Bucket"},
+        "schedules": sorted((s["GroupName"], s["Name"]) for s in scheduler.list_schedules()["Schedules"]),
+        "groups": sorted(g["Name"] for g in scheduler.list_schedule_groups()["ScheduleGroups"]),
+    }
+
+
+def test_the_reset_leaves_no_trace_of_what_a_test_did(aws: tuple[boto3.session.Session, LocalResources],
+                                                     moto_world: Any, template: dict[str, Any]) -> None:
+    session, resources = aws
+    fresh = _world(session, resources, template)
+    assert set(fresh["items"].values()) == {0} and set(fresh["objects"].values()) == {0}
+    assert all(set(counts.values()) == {"0"} for counts in fresh["messages"].values())
+    assert fresh["schedules"] == [] and resources.refs["ScheduleGroup"] in fresh["groups"]
+    dynamodb, sqs, scheduler = session.client("dynamodb"), session.client("sqs"), session.client("scheduler")
+    for logical_id in fresh["items"]:
+        dynamodb.put_item(TableName=resources.refs[logical_id], Item={
+            key["AttributeName"]: {"S": "x"} for key in template["Resources"][logical_id]["Properties"]["KeySchema"]})
+    for logical_id in fresh["messages"]:
+        url = resources.refs[logical_id]
+        sqs.send_message(QueueUrl=url, MessageBody="visible")
+        sqs.send_message(QueueUrl=url, MessageBody="delayed", DelaySeconds=900)
+        sqs.send_message(QueueUrl=url, MessageBody="in flight")
+        sqs.receive_message(QueueUrl=url, VisibilityTimeout=900)
+    session.client("s3").put_object(Bucket=resources.refs["ResultsBucket"], Key="outputs/x/1", Body=b"x")
+    target = {"Arn": resources.arns["SchedulerFunction"], "RoleArn": resources.arns["SchedulerInvokeRole"]}
+    scheduler.create_schedule_group(Name="a-test-group")
+    for group in (resources.refs["ScheduleGroup"], "a-test-group", "default"):
+        scheduler.create_schedule(Name="s", GroupName=group, ScheduleExpression="rate(1 hour)",
+                                  FlexibleTimeWindow={"Mode": "OFF"}, Target=target)
+    assert _world(session, resources, template) != fresh
+
+    moto_world.reset()
+
+    assert _world(session, resources, template) == fresh
