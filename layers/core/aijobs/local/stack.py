@@ -9,6 +9,7 @@ import socket
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -114,6 +115,7 @@ class LocalStack:
         os.environ.update({"AIJOBS_STAGE": "local", "AIJOBS_MODEL_API_KEY_SECRET_ARN": ""})
         # EMF metrics are CloudWatch's to read: here they would only fill the console.
         os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+        warnings.filterwarnings("ignore", "No application metrics to publish")
         os.environ.setdefault("AIJOBS_RETRY_BASE_DELAY_S", "1")
         self._start_model()
         from aijobs.services import get_services
