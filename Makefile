@@ -16,9 +16,11 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(PY) -m aijobs.local
 
-# unit, integration (moto; includes `sam validate --lint` and `sam build`) and e2e (the local stack), one run
+# unit, integration (moto; includes `sam validate --lint` and `sam build`) and e2e (the local stack), one run on
+# PYTEST_WORKERS processes (pytest-xdist; worksteal evens out the long SAM and e2e tests; 0: one process)
+PYTEST_WORKERS ?= 2
 test: lint
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal tests
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

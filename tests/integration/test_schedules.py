@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError
 
 from aijobs.local.pollers import FakeLambdaContext
 from aijobs.services import Services
+from tests.faults import client_error, fail_calls
 from tests.helpers import load_event
 from tests.integration.conftest import KEY_B, TENANT_A, run_worker
 
@@ -49,13 +50,8 @@ def _queued_messages(services: Services) -> int:
 
 
 def _fail(service_client: Any, operation: str, code: str = "ThrottlingException") -> None:
-    """Make every call of one operation fail as AWS would answer it."""
-
-    def fail(**_: Any) -> None:
-        raise ClientError({"Error": {"Code": code, "Message": "injected failure"}}, operation)
-
-    service_client.meta.events.register(f"before-call.{service_client.meta.service_model.service_name}.{operation}",
-                                        fail)
+    """Make every call of one operation fail as AWS would answer it (for this test's client only)."""
+    fail_calls(service_client, operation, error=lambda name: client_error(code, name))
 
 
 @pytest.fixture

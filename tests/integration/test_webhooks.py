@@ -21,6 +21,7 @@ from aijobs.models.messages import DeliveryMessage
 from aijobs.services import Services
 from aijobs.webhooks.guard import CallbackGuard
 from aijobs.webhooks.sender import WebhookSender
+from tests.faults import sqs_down
 from tests.helpers import load_event
 from tests.integration.conftest import KEY_B, TENANT_A, api_client, installed_services, run_worker
 from tests.receiver import Answer, Receiver
@@ -251,19 +252,12 @@ def test_duplicate_jobs_message_of_a_finished_job_queues_no_second_delivery(
 
 
 def test_webhook_lost_between_terminal_write_and_enqueue_is_queued_when_the_jobs_message_returns(
-        dev: Services, handlers: tuple[Any, Any], receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
-    queue = dev.delivery_queue
-    real_send = queue.send_delivery
-
-    def sqs_down(*args: Any, **kwargs: Any) -> None:
-        raise ConnectionError("SQS is unreachable")
-
-    monkeypatch.setattr(queue, "send_delivery", sqs_down)
-    job_id = _submit(dev, receiver.url)
-    assert len(run_worker(dev, handlers[0])["batchItemFailures"]) == 1  # the jobs message is kept
-    assert dev.store.get_job(job_id).status == "completed"  # type: ignore[union-attr]
-    assert receiver.received == []
-    monkeypatch.setattr(queue, "send_delivery", real_send)
+        dev: Services, handlers: tuple[Any, Any], receiver: Receiver) -> None:
+    with sqs_down(dev, queue_url=dev.settings.deliveries_queue_url):
+        job_id = _submit(dev, receiver.url)
+        assert len(run_worker(dev, handlers[0])["batchItemFailures"]) == 1  # the jobs message is kept
+        assert dev.store.get_job(job_id).status == "completed"  # type: ignore[union-attr]
+        assert receiver.received == []
     dev.jobs.queue.send_job(job_id)  # the kept message, back after its short visibility delay
     _run_all(dev, handlers)
     assert len(receiver.received) == 1
@@ -289,18 +283,11 @@ def test_sender_that_died_mid_attempt_is_replaced_after_its_lease_not_before(
 
 
 def test_next_attempt_lost_after_recording_is_queued_by_a_copy_of_the_message(
-        dev: Services, handlers: tuple[Any, Any], receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+        dev: Services, handlers: tuple[Any, Any], receiver: Receiver) -> None:
     receiver.answer(Answer(500))
     job_id, message = _finish_job_and_take_its_delivery(dev, handlers, receiver.url)
-    queue = dev.delivery_queue
-    real_send = queue.send_delivery
-
-    def sqs_down(*args: Any, **kwargs: Any) -> None:
-        raise ConnectionError("SQS is unreachable")
-
-    monkeypatch.setattr(queue, "send_delivery", sqs_down)
-    assert len(_deliver(handlers[1], message["Body"])["batchItemFailures"]) == 1
-    monkeypatch.setattr(queue, "send_delivery", real_send)
+    with sqs_down(dev, queue_url=dev.settings.deliveries_queue_url):
+        assert len(_deliver(handlers[1], message["Body"])["batchItemFailures"]) == 1
     _deliver(handlers[1], message["Body"])  # SQS hands the failed message back
     _run_all(dev, handlers)
     assert len(receiver.received) == 2

@@ -1,0 +1,72 @@
+"""AWS faults injected through botocore's event hooks: the code under test makes its real calls and gets the
+exceptions botocore would raise, without a mock of our own objects."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from botocore.exceptions import ClientError, EndpointConnectionError
+
+from aijobs.services import Services
+
+SQS_SENDS = ("SendMessage", "SendMessageBatch")
+
+
+def unreachable(client: Any) -> Exception:
+    """What botocore raises when the service's endpoint cannot be reached (after its own retries)."""
+    return EndpointConnectionError(endpoint_url=client.meta.endpoint_url)
+
+
+def client_error(code: str, operation: str) -> Exception:
+    """An error answer of the service, e.g. ``ThrottlingException`` or ``InternalServerError``."""
+    return ClientError({"Error": {"Code": code, "Message": "injected failure"}}, operation)
+
+
+def fail_calls(client: Any, *operations: str, error: Callable[[str], Exception],
+               when: Callable[[dict[str, Any]], bool] = lambda params: True) -> Callable[[], None]:
+    """Make the client's calls of ``operations`` raise ``error(operation)`` while ``when(params)`` holds.
+
+    The hook runs before the request is built, on the call's own parameters. Returns the function that
+    removes the hooks; the client is otherwise untouched.
+    """
+    service = client.meta.service_model.service_id.hyphenize()
+    handlers = []
+    for operation in operations:
+        def fail(params: dict[str, Any], operation: str = operation, **_: Any) -> None:
+            if when(params):
+                raise error(operation)
+
+        event = f"before-parameter-build.{service}.{operation}"
+        client.meta.events.register(event, fail)
+        handlers.append((event, fail))
+
+    def remove() -> None:
+        for event, handler in handlers:
+            client.meta.events.unregister(event, handler)
+
+    return remove
+
+
+@contextmanager
+def sqs_down(services: Services, *, queue_url: str | None = None,
+             error: Callable[[str], Exception] | None = None) -> Iterator[None]:
+    """SQS cannot be reached for sends (to ``queue_url`` only, if given) until the block ends.
+
+    The hooks go on the services' SQS client, which every queue of ``services`` sends with. Not on the
+    session: a client made from it inside the block would keep a copy of them after the block.
+    ``error`` defaults to the ``EndpointConnectionError`` of an endpoint that cannot be reached.
+
+    Examples
+    --------
+    >>> with sqs_down(services, queue_url=services.settings.deliveries_queue_url):
+    ...     run_worker(services, worker_handler)  # the job completes; its webhook cannot be queued
+    """
+    client = services.sqs
+    remove = fail_calls(client, *SQS_SENDS, error=error or (lambda operation: unreachable(client)),
+                        when=lambda params: queue_url is None or params.get("QueueUrl") == queue_url)
+    try:
+        yield
+    finally:
+        remove()
