@@ -27,3 +27,17 @@ def eventually[T](probe: Callable[[], T | None], *, timeout_s: float = 15, inter
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout_s} s")
         time.sleep(interval_s)
+
+
+class MovableClock:
+    """The real time plus however far a test has moved it on: what the services read "now" from in tests, so that
+    a lease, a job or a secret expires by ``advance`` rather than by editing items."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds

@@ -22,6 +22,7 @@ from aijobs.local.stack import UvicornThread
 from aijobs.local.template import LocalResources, provision, reset
 from aijobs.services import Services, set_services
 from aijobs.settings import Settings
+from tests.helpers import MovableClock
 
 TENANT_A, KEY_A = "tenant-a", "aj_test_key_a"
 TENANT_B, KEY_B = "tenant-b", "aj_test_key_b"
@@ -102,9 +103,13 @@ def make_settings(resources: LocalResources, model_url: str, **overrides: Any) -
 @contextmanager
 def installed_services(aws: tuple[boto3.session.Session, LocalResources], fake_model: UvicornThread,
                        **overrides: Any) -> Iterator[Services]:
-    """Services on moto with tenants A and B, installed as the process's services while the test runs."""
+    """Services on moto with tenants A and B, installed as the process's services while the test runs.
+
+    Their clock is a ``MovableClock``: ``svc.clock.advance(s)`` moves the time every store and service reads.
+    """
     session, resources = aws
-    svc = Services(settings=make_settings(resources, fake_model.url, **overrides), session=session)
+    svc = Services(settings=make_settings(resources, fake_model.url, **overrides), session=session,
+                   clock=MovableClock())
     svc.tenants.add_api_key(TENANT_A, KEY_A)
     svc.tenants.add_api_key(TENANT_B, KEY_B)
     set_services(svc)
