@@ -4,20 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
-from aws_lambda_powertools.utilities.idempotency.exceptions import (
-    IdempotencyAlreadyInProgressError,
-    IdempotencyValidationError,
-)
-from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
+from typing import TYPE_CHECKING, Any
 
 from aijobs.errors import IdempotencyConflict, InProgressConflict, InvalidRequest
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
 
 MAX_KEY_LENGTH = 255
 
@@ -44,6 +36,13 @@ class Idempotency:
     """
 
     def __init__(self, *, table_name: str, expires_after_s: int, boto3_session: Any = None) -> None:
+        # Loaded with the first Idempotency-Key, not with the API: most requests carry none.
+        from aws_lambda_powertools.utilities.idempotency import (
+            DynamoDBPersistenceLayer,
+            IdempotencyConfig,
+            idempotent_function,
+        )
+
         self._persistence = DynamoDBPersistenceLayer(table_name=table_name, boto3_session=boto3_session)
         self._config = IdempotencyConfig(event_key_jmespath="key", payload_validation_jmespath="body",
                                          expires_after_seconds=expires_after_s, response_hook=_mark_replayed)
@@ -58,6 +57,11 @@ class Idempotency:
         return operation()
 
     def run(self, *, scope: str, key: str, body: Any, operation: Callable[[], dict[str, Any]]) -> IdempotentAnswer:
+        from aws_lambda_powertools.utilities.idempotency.exceptions import (
+            IdempotencyAlreadyInProgressError,
+            IdempotencyValidationError,
+        )
+
         if not 0 < len(key) <= MAX_KEY_LENGTH:
             raise InvalidRequest(f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} characters",
                                  code="invalid_idempotency_key")
