@@ -78,7 +78,7 @@ def heaviest_packages(function: str, top: int = 6) -> dict[str, float]:
     return {name: round(ms, 1) for name, ms in sorted(totals.items(), key=lambda kv: -kv[1])[:top]}
 
 
-def measure(runs: int = 5) -> dict[str, Any]:
+def measure(runs: int = 11) -> dict[str, Any]:
     """Median import ms of each handler and of ``import boto3`` over ``runs`` fresh processes each."""
     cases: dict[str, tuple[str | None, str]] = {"boto3": (None, "import boto3")}
     for function in FUNCTIONS:
