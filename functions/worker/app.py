@@ -13,5 +13,6 @@ services = get_services()  # settings validated at cold start; clients are made 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return process_batch(event, context, body=JobMessage, run=lambda message: services.worker.run(message.job_id),
+    return process_batch(event, context, body=JobMessage,
+                         run=lambda message: services.worker.run(message.job_id, sent_at=message.sent_at),
                          redeliver_in=services.job_queue.delay_redelivery)

@@ -199,8 +199,6 @@ def test_submit_while_sqs_is_down_is_503_and_leaves_no_job(api: Any, services: S
     assert api.get("/v1/jobs").json()["data"] == [] and _queued_messages(services) == 0
 
 
-@pytest.mark.xfail(strict=True, reason="submit_jobs counts as unsent only the entries SendMessageBatch answers "
-                                       "Failed: when the call itself raises, the jobs stay stored, unqueued (500)")
 def test_batch_submit_while_sqs_is_down_leaves_no_job(api: Any, services: Services) -> None:
     with sqs_down(services):
         response = api.post("/v1/jobs/batch", json={"jobs": [{"input": "a"}, {"input": "b"}]})

@@ -46,8 +46,9 @@ def test_duplicate_delivery_runs_the_model_once(services: Services, worker_handl
     event["Records"][0]["body"] = json.dumps({"job_id": job_id})
     twice = {"Records": [event["Records"][0], {**event["Records"][0], "messageId": "second-copy"}]}
     before = _calls(fake_model)
-    assert worker_handler(twice, FakeLambdaContext("WorkerFunction"))["batchItemFailures"] == []
-    assert worker_handler(event, FakeLambdaContext("WorkerFunction"))["batchItemFailures"] == []
+    # The copy that finds the job running is kept until the running attempt's lease ends, never dropped.
+    assert len(worker_handler(twice, FakeLambdaContext("WorkerFunction"))["batchItemFailures"]) == 1
+    assert worker_handler(event, FakeLambdaContext("WorkerFunction"))["batchItemFailures"] == []  # finished: done
     assert _calls(fake_model) - before == 1
     assert _job(services, job_id)["status"] == "completed"
 
@@ -80,7 +81,7 @@ def test_retryable_errors_fail_the_job_after_max_attempts(services: Services, wo
         run_worker(services, worker_handler)
     job = _job(services, job_id)
     assert job["status"] == "failed" and job["attempt"] == services.settings.max_attempts
-    assert job["error"] == {"type": "provider_error", "code": "http_503", "retryable": True,
+    assert job["error"] == {"type": "provider_error", "code": "http_503", "retryable": False,  # final: it ran out
                             "message": "the model provider answered HTTP 503"}
     assert run_worker(services, worker_handler)["received"] == 0  # nothing left on the queue
 

@@ -135,23 +135,25 @@ def test_tables_expire_items_and_keep_point_in_time_recovery(
     assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
 
 
-def test_jobs_table_has_the_single_table_keys_tenant_index_and_schedule_index(template: dict[str, Any]) -> None:
+def test_jobs_table_has_the_single_table_keys_tenant_index_schedule_index_and_sweep_index(
+        template: dict[str, Any]) -> None:
     properties = template["Resources"]["JobsTable"]["Properties"]
-    gsi1, gsi2 = properties["GlobalSecondaryIndexes"]
+    gsi1, gsi2, gsi3 = properties["GlobalSecondaryIndexes"]
 
     assert properties["KeySchema"] == [
         {"AttributeName": "pk", "KeyType": "HASH"},
         {"AttributeName": "sk", "KeyType": "RANGE"},
     ]
-    for n, gsi in ((1, gsi1), (2, gsi2)):
+    for n, gsi in ((1, gsi1), (2, gsi2), (3, gsi3)):
         assert gsi["IndexName"] == f"gsi{n}"
         assert gsi["KeySchema"] == [
             {"AttributeName": f"gsi{n}pk", "KeyType": "HASH"},
             {"AttributeName": f"gsi{n}sk", "KeyType": "RANGE"},
         ]
-        assert gsi["Projection"] == {"ProjectionType": "ALL"}
+    assert gsi1["Projection"] == gsi2["Projection"] == {"ProjectionType": "ALL"}
+    assert gsi3["Projection"] == {"ProjectionType": "KEYS_ONLY"}  # the sweeper reads the job itself
     defined = {a["AttributeName"] for a in properties["AttributeDefinitions"]}
-    assert defined == {"pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk"}
+    assert defined == {"pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "gsi3pk", "gsi3sk"}
 
 
 def test_every_function_is_told_its_tables_and_queue(template: dict[str, Any]) -> None:

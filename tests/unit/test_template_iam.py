@@ -12,7 +12,7 @@ from aijobs.local.template import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 
-FUNCTIONS = ["ApiFunction", "WorkerFunction", "WebhookFunction", "SchedulerFunction"]
+FUNCTIONS = ["ApiFunction", "WorkerFunction", "WebhookFunction", "SchedulerFunction", "SweeperFunction"]
 JOBS_TABLE = {"Fn::GetAtt": ["JobsTable", "Arn"]}
 IDEMPOTENCY_TABLE = {"Fn::GetAtt": ["IdempotencyTable", "Arn"]}
 
@@ -107,6 +107,7 @@ def test_an_index_arn_only_ever_allows_query(template: dict[str, Any], function:
     ("WorkerFunction", set()),
     ("WebhookFunction", set()),  # its Queries (signing secrets) are by primary key
     ("SchedulerFunction", set()),
+    ("SweeperFunction", {"gsi3"}),  # the due entries of the sweep index
 ])
 def test_only_functions_that_query_an_index_get_its_arn(
         template: dict[str, Any], function: str, indexes: set[str]) -> None:
@@ -146,6 +147,9 @@ GRANTS: dict[str, dict[str, set[str]]] = {
     "WebhookFunction": {_key(JOBS_TABLE): {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
                                            "dynamodb:Query"}},
     "SchedulerFunction": {_key(JOBS_TABLE): {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:BatchWriteItem"}},
+    # the job read before a repair; its sweep entry moved or removed, a dead letter's job failed, webhook marks
+    "SweeperFunction": {_key(JOBS_TABLE): {"dynamodb:GetItem", "dynamodb:UpdateItem"},
+                        _key(_index("gsi3")): {"dynamodb:Query"}},
 }
 
 
@@ -162,7 +166,7 @@ def test_worker_moves_jobs_by_key_and_cannot_create_delete_or_read_in_bulk(templ
                           "dynamodb:BatchWriteItem", "dynamodb:BatchGetItem"}
 
 
-@pytest.mark.parametrize("function", ["WorkerFunction", "WebhookFunction", "SchedulerFunction"])
+@pytest.mark.parametrize("function", ["WorkerFunction", "WebhookFunction", "SchedulerFunction", "SweeperFunction"])
 def test_only_the_api_touches_the_idempotency_table(template: dict[str, Any], function: str) -> None:
     assert "IdempotencyTable" not in json.dumps(_policies(template, function))
 

@@ -3,6 +3,10 @@
 | item | pk | sk | gsi1 (pk / sk) | gsi2 (pk / sk) |
 |---|---|---|---|---|
 | job | ``JOB#<id>`` | ``JOB`` | ``TENANT#<t>`` / id | ``TENANT#<t>#SCHEDULE#<s>`` / id (scheduled jobs) |
+
+A job the sweeper must look at (one that runs, waits for a retry, or waits for its webhook to be queued) is also in
+gsi3, the sweep index: ``SWEEP#<shard>`` / ``<due, 10 digits>#<id>``, keys only; a job leaves it when nothing
+about it can get stuck any more.
 | delivery attempt | ``JOB#<id>`` | ``DELIVERY#<webhook id>#<attempt 0-padded>`` | | |
 | tenant | ``TENANT#<t>`` | ``TENANT`` | | |
 | signing secret | ``TENANT#<t>`` | ``WHSEC#<ulid>`` (newest last) | | |
@@ -15,6 +19,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -29,6 +34,9 @@ Key = dict[str, str]
 
 TENANT_INDEX = "gsi1"  # a tenant's jobs, and (in another partition) its schedules, newest first
 SCHEDULE_INDEX = "gsi2"  # a tenant's jobs of one schedule; sparse: only scheduled jobs carry its keys
+SWEEP_INDEX = "gsi3"  # jobs the sweeper must look at, by when; sparse
+SWEEP_SHARDS = 8  # spreads the index's writes over partitions; the sweeper reads every shard
+SWEEP_KEYS = ("gsi3pk", "gsi3sk")
 
 
 # --- keys ---------------------------------------------------------------------------------------------------------
@@ -78,6 +86,15 @@ def schedule_jobs_partition(tenant: str, schedule_id: str) -> str:
     return f"TENANT#{tenant}#SCHEDULE#{schedule_id}"
 
 
+def sweep_partition(shard: int) -> str:
+    return f"SWEEP#{shard}"
+
+
+def sweep_keys(job_id: str, due: int) -> dict[str, str]:
+    """The sweep index's keys of a job the sweeper must look at from ``due`` (unix seconds) on."""
+    return {"gsi3pk": sweep_partition(zlib.crc32(job_id.encode()) % SWEEP_SHARDS), "gsi3sk": f"{due:010d}#{job_id}"}
+
+
 # --- items --------------------------------------------------------------------------------------------------------
 
 def to_attributes(value: BaseModel | Mapping[str, Any]) -> dict[str, Any]:
@@ -85,6 +102,16 @@ def to_attributes(value: BaseModel | Mapping[str, Any]) -> dict[str, Any]:
     text = value.model_dump_json(exclude_none=True) if isinstance(value, BaseModel) else json.dumps(value)
     data: dict[str, Any] = json.loads(text, parse_float=Decimal)
     return data
+
+
+def from_low_level(item: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """An item in DynamoDB's wire format (as a failed condition returns it) as the resource API's plain values."""
+    from boto3.dynamodb.types import TypeDeserializer
+
+    if not item:
+        return None
+    deserializer = TypeDeserializer()
+    return {name: deserializer.deserialize(value) for name, value in item.items()}
 
 
 def is_condition_failure(exc: ClientError) -> bool:

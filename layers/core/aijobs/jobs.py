@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,7 +11,7 @@ from pydantic import ValidationError
 
 from aijobs.clock import Clock, system_clock
 from aijobs.dynamo import Page
-from aijobs.errors import AijobsError, InvalidRequest, ServiceUnavailable, from_validation_errors
+from aijobs.errors import AijobsError, Conflict, InvalidRequest, ServiceUnavailable, from_validation_errors
 from aijobs.ids import new_job_id
 from aijobs.models.jobs import Job, JobRequest, JobStatus, JobStatusItem
 from aijobs.observability import count, logger
@@ -39,26 +40,27 @@ class JobService:
 
     def submit_job(self, *, tenant: str, request: JobRequest, schedule_id: str | None = None,
                    job_id: str | None = None) -> Job:
-        """Store a queued job, then enqueue it. If the enqueue fails the job is removed: nothing half-written.
+        """Send a job's message, then store the job as queued: nothing is stored that would never run.
 
-        A schedule passes its ``schedule_id``, and for a fire a ``job_id`` derived from the scheduled time: if
-        that job exists already, ``Conflict`` (``job_exists``) is raised before anything is written or sent.
+        A message whose job could not be stored finds no job and is dropped by the worker. A schedule passes its
+        ``schedule_id``, and for a fire a ``job_id`` derived from the scheduled time: if that job exists already
+        (the fire was delivered again), ``Conflict`` (``job_exists``) is raised and nothing is sent.
         """
         job = self._new_job(tenant, request, schedule_id=schedule_id, job_id=job_id)
-        self.store.put_new_job(job)
-        try:
-            self.queue.send_job(job.id)
-        except Exception:
-            logger.exception("enqueue failed", extra={"job_id": job.id})
-            self.store.delete_jobs([job.id])
-            raise ServiceUnavailable("the job could not be queued; try again", code="enqueue_failed",
-                                     retry_after=1) from None
+        if job_id is not None and self.store.get_job(job_id, consistent=True) is not None:
+            raise Conflict("a job with this id exists", code="job_exists")
+        self._enqueue([job])
+        self._store([job])
         logger.info("job submitted", extra={"job_id": job.id, "tenant": tenant, "model": job.model})
         count("JobsSubmitted")
         return job
 
     def submit_jobs(self, *, tenant: str, items: list[dict[str, Any]]) -> list[Job | AijobsError]:
-        """Validate each item on its own; store the valid ones with batch writes and enqueue them in batches."""
+        """Validate each item on its own; send the valid ones' messages in batches, then store them in batches.
+
+        All or nothing: if any message cannot be sent, or the jobs cannot be stored, no job is stored and the
+        whole batch is a retryable 503 (a retry with the same ``Idempotency-Key`` then runs afresh).
+        """
         results: list[Job | AijobsError] = []
         for item in items:
             try:
@@ -68,13 +70,37 @@ class JobService:
             except InvalidRequest as exc:
                 results.append(exc)
         jobs = [r for r in results if isinstance(r, Job)]
-        self.store.put_new_jobs(jobs)
-        unsent = set(self.queue.send_jobs([job.id for job in jobs]))
-        if unsent:
-            self.store.delete_jobs(sorted(unsent))
-        count("JobsSubmitted", len(jobs) - len(unsent))
-        unqueued = ServiceUnavailable("the job could not be queued; try again", code="enqueue_failed")
-        return [unqueued if isinstance(r, Job) and r.id in unsent else r for r in results]
+        if jobs:
+            self._enqueue(jobs)
+            self._store(jobs)
+            count("JobsSubmitted", len(jobs))
+        return results
+
+    def _enqueue(self, jobs: list[Job]) -> None:
+        try:
+            if len(jobs) == 1:
+                self.queue.send_job(jobs[0].id)
+            else:
+                self.queue.send_jobs([job.id for job in jobs])
+        except Exception:
+            logger.exception("enqueue failed: nothing stored", extra={"jobs": len(jobs)})
+            raise ServiceUnavailable("the job could not be queued; try again", code="enqueue_failed",
+                                     retry_after=1) from None
+
+    def _store(self, jobs: list[Job]) -> None:
+        try:
+            if len(jobs) == 1:
+                self.store.put_new_job(jobs[0])
+            else:
+                self.store.put_new_jobs(jobs)
+        except Conflict:
+            raise  # another delivery of the same schedule fire stored it first; its message is harmless
+        except Exception:
+            logger.exception("jobs not stored: their messages will find no job", extra={"jobs": len(jobs)})
+            with contextlib.suppress(Exception):  # a batch may be stored in part: take back what was
+                self.store.delete_jobs([job.id for job in jobs])
+            raise ServiceUnavailable("the job could not be stored; try again", code="store_failed",
+                                     retry_after=1) from None
 
     def get_job(self, *, tenant: str, job_id: str, consistent: bool = False) -> Job:
         return self.store.get_tenant_job(tenant=tenant, job_id=job_id, consistent=consistent)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from aijobs.clock import Clock, system_clock
 from aijobs.models.messages import DeliveryMessage, JobMessage
 
 if TYPE_CHECKING:
@@ -22,20 +23,24 @@ class _Queue:
 
 
 class JobQueue(_Queue):
-    def send_job(self, job_id: str) -> None:
-        self._client.send_message(QueueUrl=self._url, MessageBody=JobMessage(job_id=job_id).model_dump_json())
+    def __init__(self, *, queue_url: str, client: SQSClient, clock: Clock = system_clock) -> None:
+        super().__init__(queue_url=queue_url, client=client)
+        self._clock = clock
 
-    def send_jobs(self, job_ids: list[str]) -> list[str]:
-        """Send in batches of ten; returns the ids whose message could not be sent."""
-        failed: list[str] = []
+    def _body(self, job_id: str) -> str:
+        return JobMessage(job_id=job_id, sent_at=self._clock()).model_dump_json()
+
+    def send_job(self, job_id: str) -> None:
+        self._client.send_message(QueueUrl=self._url, MessageBody=self._body(job_id))
+
+    def send_jobs(self, job_ids: list[str]) -> None:
+        """Send in batches of ten; raises at the first message that is not sent (those before it are)."""
         for start in range(0, len(job_ids), 10):
             chunk = job_ids[start:start + 10]
             answer = self._client.send_message_batch(QueueUrl=self._url, Entries=[
-                {"Id": str(i), "MessageBody": JobMessage(job_id=job_id).model_dump_json()}
-                for i, job_id in enumerate(chunk)
-            ])
-            failed += [chunk[int(entry["Id"])] for entry in answer.get("Failed", [])]
-        return failed
+                {"Id": str(i), "MessageBody": self._body(job_id)} for i, job_id in enumerate(chunk)])
+            if answer.get("Failed"):
+                raise RuntimeError(f"{len(answer['Failed'])} of {len(chunk)} messages were not sent")
 
 
 # SQS delays a message by 15 minutes at most; longer waits are chained (the message carries its due time).

@@ -49,15 +49,17 @@ def _number(value: str | None) -> float | None:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """The worker's backoff on retryable provider errors: exponential with jitter, at least the peer's wish."""
+    """The worker's backoff on retryable provider errors: exponential with jitter up to ``max_delay_s``, and never
+    sooner than the provider asked; a provider that asks for more than ``max_retry_after_s`` fails the job."""
 
     max_attempts: int
     base_delay_s: float
     max_delay_s: int
+    max_retry_after_s: int = 3600
 
     def delay_s(self, attempt: int, retry_after: int | None) -> int:
-        backoff = self.base_delay_s * 2 ** (attempt - 1) * random.uniform(1.0, 1.25)
-        return int(min(self.max_delay_s, max(backoff, retry_after or 0)))
+        backoff = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1) * random.uniform(1.0, 1.25))
+        return int(max(backoff, retry_after or 0))
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from aijobs.webhooks.store import WebhookStore
 if TYPE_CHECKING:
     from aijobs.idempotency import Idempotency
     from aijobs.schedules.service import ScheduleService
+    from aijobs.sweeper import Sweeper
     from aijobs.webhooks.dispatcher import WebhookDispatcher
     from aijobs.worker import Worker
 
@@ -57,7 +58,8 @@ class Services:
     def store(self) -> JobStore:
         blobs = OutputBlobs(bucket=self.settings.results_bucket, client_factory=lambda: self.session.client("s3"))
         return JobStore(table_name=self.settings.jobs_table, resource=self.dynamodb, clock=self.clock,
-                        retention_s=self.settings.retention_s, blobs=blobs if self.settings.results_bucket else None)
+                        retention_s=self.settings.retention_s, blobs=blobs if self.settings.results_bucket else None,
+                        sweep_grace_s=self.settings.sweep_grace_s)
 
     @cached_property
     def webhook_store(self) -> WebhookStore:
@@ -65,7 +67,7 @@ class Services:
 
     @cached_property
     def job_queue(self) -> JobQueue:
-        return JobQueue(queue_url=self.settings.jobs_queue_url, client=self.sqs)
+        return JobQueue(queue_url=self.settings.jobs_queue_url, client=self.sqs, clock=self.clock)
 
     @cached_property
     def delivery_queue(self) -> DeliveryQueue:
@@ -138,9 +140,20 @@ class Services:
         provider = OpenAIProvider(lambda: AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0))
         retry = RetryPolicy(max_attempts=self.settings.max_attempts,
                             base_delay_s=self.settings.retry_base_delay_s,
-                            max_delay_s=self.settings.retry_max_delay_s)
+                            max_delay_s=self.settings.retry_max_delay_s,
+                            max_retry_after_s=self.settings.retry_after_max_s)
         return Worker(store=self.store, provider=provider, retry=retry, lease_s=self.settings.job_lease_s,
-                      outbox=self.outbox)
+                      outbox=self.outbox, clock=self.clock)
+
+    @cached_property
+    def sweeper(self) -> Sweeper:
+        from aijobs.sweeper import DeadLetters, Sweeper
+
+        dead_letters = DeadLetters(queue_url=self.settings.jobs_dead_letter_queue_url, client=self.sqs)
+        return Sweeper(store=self.store, queue=self.job_queue, outbox=self.outbox,
+                       dead_letters=dead_letters if self.settings.jobs_dead_letter_queue_url else None,
+                       resend_after_s=self.settings.sweep_resend_after_s, limit=self.settings.sweep_limit,
+                       clock=self.clock)
 
     def _model_api_key(self) -> str:
         if self.settings.model_api_key is not None:

@@ -19,6 +19,7 @@ class Settings(BaseSettings):
     jobs_table: str = "aijobs-jobs"
     idempotency_table: str = "aijobs-idempotency"
     jobs_queue_url: str = ""
+    jobs_dead_letter_queue_url: str = ""
     deliveries_queue_url: str = ""
     results_bucket: str = ""
     region: str | None = None
@@ -32,7 +33,14 @@ class Settings(BaseSettings):
     max_attempts: int = Field(default=4, ge=1, le=9)
     retry_base_delay_s: float = Field(default=2.0, ge=0)
     retry_max_delay_s: int = Field(default=300, ge=0, le=43_200)
+    # The longest a provider's Retry-After is waited for (SQS hides a message 12 h at most); beyond, the job fails.
+    retry_after_max_s: int = Field(default=3600, ge=0, le=43_200)
     job_lease_s: int = Field(default=900, ge=30)
+    # The sweeper: how long past its due a job may be before it is repaired, how long after a repair it is looked
+    # at again, and how many jobs (per index shard) and dead letters one run reads at most.
+    sweep_grace_s: int = Field(default=60, ge=0)
+    sweep_resend_after_s: int = Field(default=300, ge=1)
+    sweep_limit: int = Field(default=200, ge=1, le=1000)
     idempotency_ttl_s: int = Field(default=86_400, ge=60)
     api_key_cache_s: float = Field(default=60.0, ge=0)
 

@@ -7,21 +7,32 @@ marks of the final event's webhook hold the terminal state they were made for.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.conditions import Attr
+from boto3.dynamodb.conditions import Key as KeyCondition
+from botocore.exceptions import ClientError
+from pydantic import ValidationError
 
 from aijobs.clock import Clock, system_clock
 from aijobs.dynamo import (
     SCHEDULE_INDEX,
+    SWEEP_INDEX,
+    SWEEP_KEYS,
+    SWEEP_SHARDS,
     TENANT_INDEX,
     Page,
     conditional,
+    from_low_level,
+    is_condition_failure,
     job_key,
     query_index,
     schedule_jobs_partition,
+    sweep_keys,
+    sweep_partition,
     tenant_partition,
     to_attributes,
     update_request,
@@ -29,7 +40,7 @@ from aijobs.dynamo import (
 from aijobs.errors import Conflict, NotFound
 from aijobs.ids import new_webhook_id
 from aijobs.models.common import ErrorDetail
-from aijobs.models.jobs import Job, JobStatus, Usage
+from aijobs.models.jobs import Job, JobRequest, JobStatus, Usage
 from aijobs.models.webhooks import FinalEvent
 
 if TYPE_CHECKING:
@@ -37,6 +48,37 @@ if TYPE_CHECKING:
 
 # Outputs over this many bytes go to the results bucket; the item keeps their key.
 INLINE_OUTPUT_BYTES = 100_000
+UNREADABLE = ErrorDetail(type="internal", code="job_unreadable", retryable=False,
+                         message="the job was stored in a form this version of aijobs cannot read")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claim's result: the job when it was claimed, else the job as it is (None: there is no such job)."""
+
+    job: Job | None
+    current: Job | None
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def read_job(item: dict[str, Any]) -> Job:
+    """A stored job; one this version cannot read (written by an older or newer one) reads as failed with
+    ``job_unreadable``, with what can be read of it, so that it is a typed error and never a crash."""
+    try:
+        return Job.model_validate(item)
+    except ValidationError:
+        return Job.model_construct(
+            id=str(item.get("id") or str(item.get("pk", "")).removeprefix("JOB#")), tenant=str(item.get("tenant", "")),
+            status=JobStatus.failed,
+            model=str(item.get("model") or "unknown"), request=JobRequest.model_construct(input=""),
+            created_at=int(_number(item.get("created_at"))), attempt=int(_number(item.get("attempt"))),
+            expires_at=int(_number(item["expires_at"])) if "expires_at" in item else None, error=UNREADABLE)
 
 
 def _to_item(job: Job) -> dict[str, Any]:
@@ -67,12 +109,13 @@ class OutputBlobs:
 
 class JobStore:
     def __init__(self, *, table_name: str, resource: DynamoDBServiceResource, retention_s: int,
-                 blobs: OutputBlobs | None = None, clock: Clock = system_clock) -> None:
+                 blobs: OutputBlobs | None = None, clock: Clock = system_clock, sweep_grace_s: int = 60) -> None:
         self._resource = resource
         self._table = resource.Table(table_name)
         self._retention_s = retention_s
         self._blobs = blobs
         self._clock = clock
+        self._grace_s = sweep_grace_s  # how long past its due a job may be before the sweeper repairs it
 
     def _now(self) -> int:
         return int(self._clock())
@@ -97,9 +140,11 @@ class JobStore:
 
     # --- reads ------------------------------------------------------------------------------------
 
-    def get_job(self, job_id: str, *, consistent: bool = False) -> Job | None:
+    def get_job(self, job_id: str, *, consistent: bool = False, with_output: bool = True) -> Job | None:
+        """The job, None if there is none (or it has expired); ``with_output=False`` leaves an output kept in S3
+        unread (its ``output_text`` is then None), for readers that only need the job's state."""
         item = self._table.get_item(Key=job_key(job_id), ConsistentRead=consistent).get("Item")
-        return self._live(item)
+        return self._live(item, with_output=with_output)
 
     def get_tenant_job(self, *, tenant: str, job_id: str, consistent: bool = False) -> Job:
         """The tenant's job; another tenant's job does not exist for this one (404, never 403)."""
@@ -131,29 +176,47 @@ class JobStore:
                            filter=Attr("status").eq(status.value) if status is not None else None)
         return Page([job for item in page.items if (job := self._live(item))], page.next_cursor)
 
-    def _live(self, item: dict[str, Any] | None) -> Job | None:
+    def _live(self, item: dict[str, Any] | None, *, with_output: bool = True) -> Job | None:
         # TTL deletes lazily: an expired item that is still there is treated as gone.
-        if not item or ("expires_at" in item and int(item["expires_at"]) < self._now()):
+        if not item or ("expires_at" in item and _number(item["expires_at"]) < self._now()):
             return None
-        job = Job.model_validate(item)
-        if job.output_key and self._blobs is not None:  # read back transparently
+        job = read_job(item)
+        if with_output and job.output_key and self._blobs is not None:  # read back transparently
             job.output_text = self._blobs.get(job.output_key)
         return job
 
     # --- the run: claim, then one outcome ---------------------------------------------------------
 
-    def claim_job(self, job_id: str, *, lease_s: int) -> Job | None:
-        """Move a queued job (or one whose worker's lease ran out) to in_progress; None if not claimable."""
+    def claim_job(self, job_id: str, *, lease_s: int) -> Claim:
+        """Move a queued job to in_progress under a lease; when it is not queued, what it is instead."""
+        return self._claim(job_id, lease_s=lease_s, condition="#status = :queued",
+                           values={":queued": JobStatus.queued.value})
+
+    def take_over(self, job_id: str, *, lease_s: int) -> Claim:
+        """Claim an in_progress job whose worker's lease ran out (that worker died)."""
+        return self._claim(job_id, lease_s=lease_s, condition="#status = :running AND #lease_until < :now",
+                           values={":running": JobStatus.in_progress.value, ":now": self._now()})
+
+    def _claim(self, job_id: str, *, lease_s: int, condition: str, values: dict[str, Any]) -> Claim:
         now = self._now()
-        answer = conditional(
-            self._table.update_item, Key=job_key(job_id), ReturnValues="ALL_NEW",
+        lease_until = now + lease_s
+        try:
+            answer = self._table.update_item(
+                Key=job_key(job_id), ReturnValues="ALL_NEW", ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 **update_request(set={"status": JobStatus.in_progress.value, "started_at": now,
-                                      "lease_until": now + lease_s}, add={"attempt": 1},
-                                 condition="attribute_exists(pk) AND (#status = :queued OR (#status = :running "
-                                           "AND #lease_until < :now))",
-                                 values={":queued": JobStatus.queued.value, ":running": JobStatus.in_progress.value,
-                                     ":now": now}))
-        return Job.model_validate(answer["Attributes"]) if answer else None
+                                      "lease_until": lease_until, **sweep_keys(job_id, lease_until)},
+                                 add={"attempt": 1}, condition=f"attribute_exists(pk) AND {condition}",
+                                 values=values))
+        except ClientError as exc:
+            if not is_condition_failure(exc):
+                raise
+            return Claim(job=None, current=self._live(from_low_level(exc.response.get("Item")), with_output=False))
+        item = answer["Attributes"]
+        job = read_job(item)
+        if job.error is not None and job.error.code == UNREADABLE.code:
+            # Written by another version of aijobs: it can never run here. It fails now, for good.
+            return Claim(job=None, current=self._fail_unreadable(item))
+        return Claim(job=job, current=job)
 
     def complete_job(self, job: Job, *, output_text: str, usage: Usage, cost_usd: Decimal | None) -> bool:
         output: dict[str, Any]
@@ -168,25 +231,71 @@ class JobStore:
                             remove=("error", stale))
 
     def fail_job(self, job: Job, error: ErrorDetail) -> bool:
+        """Fail the job this worker holds the claim of."""
         return self._finish(job, JobStatus.failed, {"error": error})
 
-    def requeue_job(self, job: Job, error: ErrorDetail) -> bool:
-        """Hand an in_progress job back to the queue after a retryable failure."""
-        return self._transition(job, set={"status": JobStatus.queued.value, "error": error}, remove=("lease_until",))
+    def fail_stuck_job(self, job: Job, error: ErrorDetail) -> bool:
+        """Fail a job nobody runs (its message reached the dead-letter queue), if it is still as read."""
+        return self._finish(job, JobStatus.failed, {"error": error}, expected=job.status)
 
-    def _finish(self, job: Job, status: JobStatus, fields: dict[str, Any], remove: tuple[str, ...] = ()) -> bool:
+    def requeue_job(self, job: Job, error: ErrorDetail, *, retry_at: int) -> bool:
+        """Hand an in_progress job back to the queue after a retryable failure; its message returns at ``retry_at``.
+
+        Should the message not return, the sweeper sends it again once ``retry_at`` is past by the grace.
+        """
+        return self._transition(job, set={"status": JobStatus.queued.value, "error": error,
+                                          **sweep_keys(job.id, retry_at + self._grace_s)}, remove=("lease_until",))
+
+    def _finish(self, job: Job, status: JobStatus, fields: dict[str, Any], remove: tuple[str, ...] = (),
+                expected: JobStatus = JobStatus.in_progress) -> bool:
         now = self._now()
+        # A job with a callback stays in the sweep index until its webhook is queued; any other leaves it.
+        sweep = sweep_keys(job.id, now + self._grace_s) if job.request.callback_url else {}
         return self._transition(job, set={"status": status.value, "completed_at": now,
-                                          "expires_at": now + self._retention_s, **fields},
-                                remove=("lease_until", *remove))
+                                          "expires_at": now + self._retention_s, **fields, **sweep},
+                                remove=("lease_until", *remove, *(() if sweep else SWEEP_KEYS)), expected=expected)
 
-    def _transition(self, job: Job, *, set: dict[str, Any], remove: tuple[str, ...]) -> bool:
-        # Only the worker holding this attempt's claim may move the job on.
+    def _transition(self, job: Job, *, set: dict[str, Any], remove: tuple[str, ...],
+                    expected: JobStatus = JobStatus.in_progress) -> bool:
+        # Only the worker holding this attempt's claim (or the sweeper, for a job as it read it) moves the job on.
         return conditional(self._table.update_item, Key=job_key(job.id),
                            **update_request(set={k: v for k, v in set.items() if v is not None}, remove=remove,
-                                            condition="#status = :running AND #attempt = :attempt",
-                                            values={":running": JobStatus.in_progress.value,
+                                            condition="#status = :expected AND #attempt = :attempt",
+                                            values={":expected": expected.value,
                                                     ":attempt": job.attempt})) is not None
+
+    def _fail_unreadable(self, item: dict[str, Any]) -> Job | None:
+        now = self._now()
+        conditional(self._table.update_item, Key={"pk": item["pk"], "sk": item["sk"]},
+                    **update_request(set={"status": JobStatus.failed.value, "error": UNREADABLE, "completed_at": now,
+                                          "expires_at": now + self._retention_s},
+                                     remove=("lease_until", *SWEEP_KEYS),
+                                     condition="#attempt = :attempt", values={":attempt": item.get("attempt")}))
+        return self._live(self._table.get_item(Key={"pk": item["pk"], "sk": item["sk"]},
+                                               ConsistentRead=True).get("Item"), with_output=False)
+
+    # --- the sweep index --------------------------------------------------------------------------
+
+    def due_for_sweep(self, *, limit: int) -> list[str]:
+        """Ids of the jobs the sweeper should look at now, soonest due first, at most ``limit`` (per shard)."""
+        now = f"{self._now():010d}~"  # "~" sorts after "#<id>": every job due up to this second
+        ids: list[str] = []
+        for shard in range(SWEEP_SHARDS):
+            due = KeyCondition("gsi3pk").eq(sweep_partition(shard)) & KeyCondition("gsi3sk").lte(now)
+            answer = self._table.query(IndexName=SWEEP_INDEX, KeyConditionExpression=due, Limit=limit)
+            ids += [str(item["gsi3sk"]).split("#", 1)[1] for item in answer["Items"]]
+        return ids
+
+    def sweep_later(self, job: Job, *, due: int) -> None:
+        """Look at the job again at ``due`` (it was looked at, and is not due yet or was just repaired)."""
+        conditional(self._table.update_item, Key=job_key(job.id),
+                    **update_request(set=sweep_keys(job.id, due), condition="#status = :status",
+                                     values={":status": job.status.value}))
+
+    def forget_sweep(self, job_id: str) -> None:
+        """Nothing about the job can get stuck any more: out of the sweep index."""
+        conditional(self._table.update_item, Key=job_key(job_id),
+                    **update_request(remove=SWEEP_KEYS, condition="attribute_exists(pk)"))
 
     # --- the final event's webhook ----------------------------------------------------------------
 
@@ -216,5 +325,5 @@ class JobStore:
     def mark_webhook_enqueued(self, job_id: str, webhook_id: str) -> None:
         # The condition fails only when the job moved on to another event: then there is nothing to mark.
         conditional(self._table.update_item, Key=job_key(job_id),
-                    **update_request(set={"webhook_enqueued": True}, condition="#webhook_event_id = :id",
-                                     values={":id": webhook_id}))
+                    **update_request(set={"webhook_enqueued": True}, remove=SWEEP_KEYS,
+                                     condition="#webhook_event_id = :id", values={":id": webhook_id}))

@@ -2,15 +2,28 @@
 
 It never sees SQS: ``run(job_id)`` answers an ``Outcome`` and sqs_batch.py applies it to the message. Many jobs
 run concurrently on one event loop; DynamoDB and SQS calls (boto3, blocking) go to threads so they never hold it.
+
+What the worker promises, whatever fails (the sweeper covers what a dead process cannot):
+- a job runs at most once per attempt: claims are conditional, and a duplicate message of a running job waits
+  for its lease instead of being dropped;
+- a job whose worker died is taken over once its lease has run out, and runs alone, after the other jobs of its
+  batch, so that a job that kills the process costs only its own attempts;
+- every job ends within ``max_attempts``; a failed job's error is final (``retryable: false``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
+import time
+import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
+from aijobs.clock import Clock, system_clock
 from aijobs.errors import AijobsError, ProviderError
-from aijobs.models.jobs import Job
+from aijobs.models.jobs import Job, JobStatus
 from aijobs.observability import count, log_context, logger
 from aijobs.outcomes import DONE, Outcome, RetryIn
 from aijobs.pricing import estimate_cost
@@ -21,60 +34,138 @@ from aijobs.store import JobStore
 if TYPE_CHECKING:
     from aijobs.webhooks.outbox import WebhookOutbox
 
-# When a finished job's webhook could not be queued, its jobs message comes back this soon to try again.
-WEBHOOK_ENQUEUE_RETRY_S = 10
-
 ATTEMPTS_EXHAUSTED = AijobsError("the job did not finish within its attempts", code="attempts_exhausted")
+# A message can reach the worker before its job is stored (the message is sent first): it is tried again this
+# long after it was sent before the job counts as never stored.
+MISSING_JOB_GRACE_S = 30
+# A duplicate message of a running job comes back this long after the running attempt's lease ends.
+LEASE_MARGIN_S = 5
+
+
+class _Isolation:
+    """Per event loop: a job taken over from a dead worker waits until the batch's other jobs are done, then runs
+    alone, one at a time; if it kills the process again, nothing else is lost with it."""
+
+    def __init__(self) -> None:
+        self.ordinary = 0
+        self.idle = asyncio.Condition()
+        self.alone = asyncio.Lock()
+        self.started = time.monotonic()
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        if self.ordinary == 0:
+            self.started = time.monotonic()  # a new batch
+        self.ordinary += 1
+        try:
+            yield
+        finally:
+            self.ordinary -= 1
+            async with self.idle:
+                self.idle.notify_all()
+
+    @asynccontextmanager
+    async def isolated(self) -> AsyncIterator[None]:
+        async with self.idle:
+            await self.idle.wait_for(lambda: self.ordinary == 0)
+        async with self.alone:
+            yield
 
 
 class Worker:
     def __init__(self, *, store: JobStore, provider: ModelProvider, retry: RetryPolicy, lease_s: int,
-                 outbox: WebhookOutbox | None = None) -> None:
+                 outbox: WebhookOutbox | None = None, clock: Clock = system_clock) -> None:
         self.store = store
         self.provider = provider
         self.retry = retry
         self.lease_s = lease_s
         self.outbox = outbox
+        self.clock = clock
+        self._isolations: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Isolation] = (
+            weakref.WeakKeyDictionary())
 
-    async def run(self, job_id: str) -> Outcome:
-        """Claim the job and run it; a job that is not claimable (a duplicate delivery, or finished) is left alone."""
-        job = await asyncio.to_thread(self.store.claim_job, job_id, lease_s=self.lease_s)
-        if job is None:
-            logger.info("job not claimable: duplicate delivery or finished", extra={"job_id": job_id})
+    def _isolation(self) -> _Isolation:
+        loop = asyncio.get_running_loop()
+        if loop not in self._isolations:
+            self._isolations[loop] = _Isolation()
+        return self._isolations[loop]
+
+    async def run(self, job_id: str, *, sent_at: float | None = None) -> Outcome:
+        """Claim the job and run it; ``sent_at`` is when its message was sent (a message may arrive first)."""
+        isolation = self._isolation()
+        async with isolation.running():
+            claim = await asyncio.to_thread(self.store.claim_job, job_id, lease_s=self.lease_s)
+            if claim.job is not None:
+                return await self._run_claimed(claim.job)
+        current = claim.current
+        if current is None:
+            return self._missing(job_id, sent_at)
+        if current.status.is_terminal:
             # A finished job whose webhook was never queued (the enqueue failed, or the worker died) gets it now.
-            return await self._queue_webhook(job_id)
-        with log_context(job_id=job.id, tenant=job.tenant, attempt=job.attempt):
-            return await self._run_claimed(job)
+            return await self._queue_webhook(current.id)
+        left = (current.lease_until or 0) - self.clock()
+        if current.status is JobStatus.in_progress and left >= 0:
+            logger.info("job running elsewhere: its message waits for the lease", extra={"job_id": job_id})
+            return RetryIn(math.ceil(left) + LEASE_MARGIN_S)
+        return await self._take_over(current, isolation)
+
+    async def _take_over(self, current: Job, isolation: _Isolation) -> Outcome:
+        with log_context(job_id=current.id, tenant=current.tenant):
+            logger.warning("job's worker died: taking it over, alone", extra={"attempt": current.attempt})
+            async with isolation.isolated():
+                if time.monotonic() - isolation.started + current.request.timeout_s + 60 > self.lease_s:
+                    return RetryIn(0)  # not enough of this invocation left to run it alone: in the next one
+                claim = await asyncio.to_thread(self.store.take_over, current.id, lease_s=self.lease_s)
+                if claim.job is None:
+                    return RetryIn(LEASE_MARGIN_S)  # someone else took it: look again shortly
+                return await self._run_claimed(claim.job)
+
+    def _missing(self, job_id: str, sent_at: float | None) -> Outcome:
+        age = self.clock() - sent_at if sent_at is not None else math.inf
+        if age < MISSING_JOB_GRACE_S:
+            # Stored a moment after the message was sent, as a rule: look again soon, then less and less often
+            # (1, 2, 4... s: a few receives, far from the dead-letter queue's count).
+            return RetryIn(max(1, min(math.ceil(age), math.ceil(MISSING_JOB_GRACE_S - age))))
+        logger.info("message of a job that does not exist: never stored, or expired", extra={"job_id": job_id})
+        return DONE
 
     async def _run_claimed(self, job: Job) -> Outcome:
-        if job.attempt > self.retry.max_attempts:  # the worker died on every attempt so far
-            return await self._fail(job, ATTEMPTS_EXHAUSTED)
-        try:
-            completion = await self.provider.complete(job.request, model=job.model)
-        except ProviderError as exc:
-            return await self._provider_failed(job, exc)
-        usage = completion.usage
-        cost = estimate_cost(job.model, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
-        if not await asyncio.to_thread(self.store.complete_job, job, output_text=completion.text, usage=usage,
-                                       cost_usd=cost):
-            logger.info("job outcome dropped: claim lost")
-            return DONE
-        logger.info("job completed", extra={"output_tokens": usage.output_tokens})
-        count("JobsCompleted")
-        return await self._finished(job)
+        with log_context(job_id=job.id, tenant=job.tenant, attempt=job.attempt):
+            if job.attempt > self.retry.max_attempts:  # the worker died on every attempt so far
+                return await self._fail(job, ATTEMPTS_EXHAUSTED)
+            try:
+                completion = await self.provider.complete(job.request, model=job.model)
+            except ProviderError as exc:
+                return await self._provider_failed(job, exc)
+            usage = completion.usage
+            cost = estimate_cost(job.model, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
+            if not await asyncio.to_thread(self.store.complete_job, job, output_text=completion.text, usage=usage,
+                                           cost_usd=cost):
+                logger.info("job outcome dropped: claim lost")
+                return DONE
+            logger.info("job completed", extra={"output_tokens": usage.output_tokens})
+            count("JobsCompleted")
+            return await self._finished(job)
 
     async def _provider_failed(self, job: Job, exc: ProviderError) -> Outcome:
+        log = {"error_type": exc.type, "error_code": exc.code}
+        if exc.retryable and exc.retry_after is not None and exc.retry_after > self.retry.max_retry_after_s:
+            return await self._fail(job, type(exc)(
+                f"the model provider asked to wait {exc.retry_after} s, more than the "
+                f"{self.retry.max_retry_after_s} s this deployment waits", code="retry_after_too_long"))
         if not exc.retryable or job.attempt >= self.retry.max_attempts:
             return await self._fail(job, exc)
         delay = self.retry.delay_s(job.attempt, exc.retry_after)
-        if not await asyncio.to_thread(self.store.requeue_job, job, exc.detail()):
+        if not await asyncio.to_thread(self.store.requeue_job, job, exc.detail(),
+                                       retry_at=int(self.clock()) + delay):
             return DONE  # the claim was lost: another worker has the job
-        logger.warning("job will be retried", extra={"error_type": exc.type, "error_code": exc.code, "delay_s": delay})
+        logger.warning("job will be retried", extra={**log, "delay_s": delay})
         count("ProviderRetries")
         return RetryIn(delay)
 
     async def _fail(self, job: Job, error: AijobsError) -> Outcome:
-        if not await asyncio.to_thread(self.store.fail_job, job, error.detail()):
+        final = error.detail().model_copy(update={"retryable": False})  # a failed job never runs again
+        if not await asyncio.to_thread(self.store.fail_job, job, final):
             return DONE
         logger.warning("job failed", extra={"error_type": error.type, "error_code": error.code})
         count("JobsFailed", error_type=error.type)
@@ -84,12 +175,12 @@ class Worker:
         return await self._queue_webhook(job.id) if job.request.callback_url else DONE
 
     async def _queue_webhook(self, job_id: str) -> Outcome:
-        """Queue a finished job's webhook (a no-op when queued already); if that fails, the message comes back."""
+        """Queue a finished job's webhook (a no-op when queued already); if that fails, the sweeper queues it."""
         if self.outbox is None:
             return DONE
         try:
             await asyncio.to_thread(self.outbox.enqueue_final_event, job_id)
         except Exception:
-            logger.exception("webhook not queued; the jobs message will come back for it", extra={"job_id": job_id})
-            return RetryIn(WEBHOOK_ENQUEUE_RETRY_S)
+            # Not the jobs message's business: holding it would only walk it to the dead-letter queue.
+            logger.exception("webhook not queued; the sweeper will queue it", extra={"job_id": job_id})
         return DONE

@@ -159,3 +159,33 @@ def fire_event(definition: dict[str, Any], scheduled: datetime, *, attempt: int)
         text = text.replace(keyword, value)
     event: dict[str, Any] = json.loads(text)
     return event
+
+
+class RuleFirer:
+    """An EventBridge rule with a rate, for the local stack: invokes its target every ``interval_s``."""
+
+    def __init__(self, *, name: str, handler: Handler, interval_s: float) -> None:
+        self._name = name
+        self._handler = handler
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"RuleFirer-{name}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            self.fire()
+
+    def fire(self) -> None:
+        event = {"version": "0", "id": uuid.uuid4().hex, "detail-type": "Scheduled Event", "source": "aws.events",
+                 "time": utc_now().strftime("%Y-%m-%dT%H:%M:%SZ"), "region": "us-east-1", "resources": [], "detail": {}}
+        try:
+            self._handler(event, FakeLambdaContext(self._name))
+        except Exception:  # EventBridge would retry; the next period is soon enough
+            logger.exception("rule target failed", extra={"function": self._name})

@@ -19,7 +19,7 @@ import uvicorn
 
 from aijobs.local.emulator import start_moto_server
 from aijobs.local.fake_model import create_fake_model
-from aijobs.local.firer import ScheduleFirer
+from aijobs.local.firer import RuleFirer, ScheduleFirer
 from aijobs.local.pollers import QueuePoller
 from aijobs.local.template import (
     ROOT,
@@ -27,6 +27,7 @@ from aijobs.local.template import (
     function_environment,
     load_template,
     provision,
+    rate_rules,
     sqs_sources,
 )
 
@@ -92,6 +93,7 @@ class LocalStack:
     fake_model: UvicornThread | None = None
     pollers: list[QueuePoller] = field(default_factory=list)
     firer: ScheduleFirer | None = None
+    rules: list[RuleFirer] = field(default_factory=list)
     resources: LocalResources | None = None
     api_keys: dict[str, str] = field(default_factory=dict)
 
@@ -109,7 +111,8 @@ class LocalStack:
         for name, value in LOCAL_WEBHOOK_DEFAULTS.items():
             os.environ.setdefault(name, value)
         # The functions see the environment the template gives them; the developer's own settings win.
-        for function in ("ApiFunction", "WorkerFunction", "WebhookFunction", "SchedulerFunction"):
+        functions = [name for name, r in template["Resources"].items() if r["Type"] == "AWS::Serverless::Function"]
+        for function in functions:
             for name, value in function_environment(template, self.resources, function).items():
                 os.environ.setdefault(name, value)
         os.environ.update({"AIJOBS_STAGE": "local", "AIJOBS_MODEL_API_KEY_SECRET_ARN": ""})
@@ -126,6 +129,7 @@ class LocalStack:
             tenants.add_api_key(tenant, key)
         self._start_pollers(session, template)
         self._start_firer(session)
+        self._start_rules(template)
 
     def _start_model(self) -> None:
         real_key = self.env.get("OPENAI_API_KEY") or self.env.get("AIJOBS_MODEL_API_KEY")
@@ -160,7 +164,18 @@ class LocalStack:
             self.resources.arns["SchedulerFunction"]: load_handler("scheduler", "lambda_handler")})
         self.firer.start()
 
+    def _start_rules(self, template: dict[str, Any]) -> None:
+        """What EventBridge rules do in AWS (the sweeper's rate(5 minutes)); AIJOBS_LOCAL_SWEEP_INTERVAL_S sets it."""
+        override = self.env.get("AIJOBS_LOCAL_SWEEP_INTERVAL_S")
+        self.rules = [RuleFirer(name=rule.function, handler=load_handler(rule.code_dir, rule.handler),
+                                interval_s=float(override) if override else rule.interval_s)
+                      for rule in rate_rules(template)]
+        for rule in self.rules:
+            rule.start()
+
     def stop(self) -> None:
+        for rule in self.rules:
+            rule.stop()
         if self.firer:
             self.firer.stop()
         for poller in self.pollers:

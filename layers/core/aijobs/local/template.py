@@ -249,3 +249,32 @@ def sqs_sources(template: dict[str, Any]) -> list[QueueSource]:
                     code_dir=Path(props["CodeUri"]).name, handler=props["Handler"].split(".", 1)[1],
                     batch_size=int(event["Properties"].get("BatchSize", 10))))
     return sources
+
+
+@dataclass(frozen=True)
+class RateRule:
+    """A function's EventBridge rule (a SAM ``Schedule`` event with ``rate(...)``): what the local stack runs itself."""
+
+    function: str  # logical id
+    code_dir: str
+    handler: str
+    interval_s: int
+
+
+def rate_rules(template: dict[str, Any]) -> list[RateRule]:
+    """Every function's ``Schedule`` event with a rate expression (EventBridge rules, which moto never fires)."""
+    from aijobs.schedules.expressions import RateExpression, parse_expression
+
+    rules = []
+    for logical_id, resource in template["Resources"].items():
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        props = resource["Properties"]
+        for event in props.get("Events", {}).values():
+            if event["Type"] == "Schedule":
+                expression = parse_expression(event["Properties"]["Schedule"])
+                assert isinstance(expression, RateExpression), "the local stack runs rate() rules only"
+                rules.append(RateRule(function=logical_id, code_dir=Path(props["CodeUri"]).name,
+                                      handler=props["Handler"].split(".", 1)[1],
+                                      interval_s=int(expression.period.total_seconds())))
+    return rules

@@ -15,6 +15,7 @@ class JobMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     job_id: Annotated[str, Field(pattern=JOB_ID_PATTERN)]
+    sent_at: float | None = None  # unix seconds; the message is sent before its job is stored
 
 
 class DeliveryMessage(BaseModel):

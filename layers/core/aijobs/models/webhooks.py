@@ -22,7 +22,8 @@ class DeliveryAttempt(BaseModel):
     event_type: str
     attempt: int
     at: int
-    outcome: Literal["sending", "delivered", "retrying", "failed", "stopped"]
+    # abandoned: its sender died mid-attempt (the receiver may have got it); a takeover of the attempt follows
+    outcome: Literal["sending", "delivered", "retrying", "failed", "stopped", "abandoned"]
     status_code: int | None = None
     duration_ms: int | None = None
     error: str | None = None

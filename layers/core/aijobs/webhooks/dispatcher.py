@@ -57,9 +57,9 @@ class WebhookDispatcher:
         if job is None or job.webhook_event_id != message.webhook_id or not job.request.callback_url:
             logger.info("webhook dropped: the job is gone or has another final event")
             return
-        token = await asyncio.to_thread(self.ledger.claim_attempt, message, event_type=event_type(job),
+        claim = await asyncio.to_thread(self.ledger.claim_attempt, message, event_type=event_type(job),
                                         expires_at=job.expires_at, lease_s=ATTEMPT_LEASE_S)
-        if token is None:
+        if claim is None:
             logger.info("webhook attempt already made: duplicate message")
             await asyncio.to_thread(self._continue_chain, message)
             return
@@ -71,7 +71,7 @@ class WebhookDispatcher:
         outcome, delay_s = self._decide(message, sent)
         next_at = int(self.clock()) + delay_s if delay_s is not None else None
         recorded = await asyncio.to_thread(
-            self.ledger.record_attempt, message, token=token, outcome=outcome, status_code=sent.status_code,
+            self.ledger.record_attempt, message, claim=claim, outcome=outcome, status_code=sent.status_code,
             duration_ms=sent.duration_ms, error=sent.error, next_attempt_at=next_at)
         result = {"outcome": outcome, "status_code": sent.status_code, "error": sent.error,
                   "duration_ms": sent.duration_ms}

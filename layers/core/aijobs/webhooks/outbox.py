@@ -30,7 +30,7 @@ class WebhookOutbox:
         Safe to call again and again (the worker calls it on every duplicate message of a finished job, which
         is how a delivery lost between the terminal write and the enqueue is made good).
         """
-        job = self.store.get_job(job_id, consistent=True)
+        job = self.store.get_job(job_id, consistent=True, with_output=False)
         if job is None or not job.status.is_terminal or not job.request.callback_url:
             return False
         event = self.store.mark_final_event(job)

@@ -6,6 +6,7 @@ The job item's webhook marks (which final event it has, whether that event is qu
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from typing import Any
 
 from boto3.dynamodb.conditions import Key
@@ -25,6 +26,14 @@ from aijobs.ids import new_ulid
 from aijobs.models.messages import DeliveryMessage
 from aijobs.models.webhooks import DeliveryAttempt, WebhookSecret
 from aijobs.webhooks.signing import new_webhook_secret
+
+
+@dataclass(frozen=True)
+class AttemptClaim:
+    """An attempt this sender holds: its ledger row, and the token that proves it."""
+
+    sk: str
+    token: str
 
 
 class WebhookStore:
@@ -72,39 +81,63 @@ class WebhookStore:
     # --- the delivery ledger ----------------------------------------------------------------------
 
     def claim_attempt(self, message: DeliveryMessage, *, event_type: str, expires_at: int | None,
-                      lease_s: int) -> str | None:
-        """Record an attempt as in flight; None if it exists already (a duplicate message) and its lease holds.
+                      lease_s: int) -> AttemptClaim | None:
+        """Record an attempt as in flight; None if it is made already (a duplicate message) or in flight.
 
-        An attempt whose sender died keeps its lease only so long: then the next copy of the message takes it over.
+        An attempt whose sender died keeps its lease only so long: then the next copy of the message takes it
+        over, and the ledger keeps both rows (the first one ``abandoned``: its receiver may have got the event).
         The attempt expires with its job (``expires_at``).
         """
         now = self._now()
-        token = secrets.token_hex(8)
-        item = {**delivery_key(message.job_id, message.webhook_id, message.attempt), "webhook_id": message.webhook_id,
-                "event_type": event_type, "attempt": message.attempt, "first_attempt": message.first_attempt,
-                "at": now, "outcome": "sending", "lease_until": now + lease_s, "token": token}
+        row = {"webhook_id": message.webhook_id, "event_type": event_type, "attempt": message.attempt,
+               "first_attempt": message.first_attempt, "at": now, "outcome": "sending", "lease_until": now + lease_s}
         if expires_at is not None:
-            item["expires_at"] = expires_at
-        claimed = conditional(
-            self._table.put_item, Item=item,
-            ConditionExpression="attribute_not_exists(pk) OR (outcome = :sending AND lease_until < :now)",
-            ExpressionAttributeValues={":sending": "sending", ":now": now})
-        return token if claimed is not None else None
+            row["expires_at"] = expires_at
+        key = delivery_key(message.job_id, message.webhook_id, message.attempt)
+        if (claim := self._put_attempt(key, row)) is not None:
+            return claim
+        latest = self._latest(message.job_id, message.webhook_id, message.attempt)
+        if latest is None or latest["outcome"] != "sending" or int(latest.get("lease_until", 0)) >= now:
+            return None  # made already, or its sender is still within its lease
+        abandoned = conditional(self._table.update_item, Key={"pk": latest["pk"], "sk": latest["sk"]},
+                                **update_request(set={"outcome": "abandoned", "error": "sender_lost"},
+                                                 remove=("lease_until", "token"),
+                                                 condition="#outcome = :sending AND #token = :token",
+                                                 values={":sending": "sending", ":token": latest["token"]}))
+        if abandoned is None:
+            return None  # another copy took it over first
+        retake = int(str(latest["sk"])[len(key["sk"]) + 1:] or 0) + 1  # the attempt's row, then #01, #02...
+        return self._put_attempt({**key, "sk": f"{key['sk']}#{retake:02d}"}, row)
 
-    def record_attempt(self, message: DeliveryMessage, *, token: str, outcome: str, status_code: int | None,
-                       duration_ms: int, error: str | None, next_attempt_at: int | None) -> bool:
+    def _put_attempt(self, key: dict[str, str], row: dict[str, Any]) -> AttemptClaim | None:
+        token = secrets.token_hex(8)
+        put = conditional(self._table.put_item, Item={**key, **row, "token": token},
+                          ConditionExpression="attribute_not_exists(pk)")
+        return AttemptClaim(sk=key["sk"], token=token) if put is not None else None
+
+    def _latest(self, job_id: str, webhook_id: str, attempt: int) -> dict[str, Any] | None:
+        """The last row of one attempt (the attempt itself, or its latest takeover)."""
+        answer = self._table.query(
+            KeyConditionExpression=Key("pk").eq(job_key(job_id)["pk"])
+            & Key("sk").begins_with(delivery_key(job_id, webhook_id, attempt)["sk"]),
+            ScanIndexForward=False, Limit=1, ConsistentRead=True)
+        return dict(answer["Items"][0]) if answer["Items"] else None
+
+    def record_attempt(self, message: DeliveryMessage, *, claim: AttemptClaim, outcome: str,
+                       status_code: int | None, duration_ms: int, error: str | None,
+                       next_attempt_at: int | None) -> bool:
         """Write an attempt's result; False if another sender took the attempt over meanwhile."""
         result = {"outcome": outcome, "duration_ms": duration_ms, "status_code": status_code, "error": error,
                   "next_attempt_at": next_attempt_at}
-        return conditional(self._table.update_item,
-                           Key=delivery_key(message.job_id, message.webhook_id, message.attempt),
+        return conditional(self._table.update_item, Key={"pk": job_key(message.job_id)["pk"], "sk": claim.sk},
                            **update_request(set={k: v for k, v in result.items() if v is not None},
                                             remove=("lease_until", "token"), condition="#token = :token",
-                                            values={":token": token})) is not None
+                                            values={":token": claim.token})) is not None
 
     def get_attempt(self, job_id: str, webhook_id: str, attempt: int) -> DeliveryAttempt | None:
-        item = self._table.get_item(Key=delivery_key(job_id, webhook_id, attempt), ConsistentRead=True).get("Item")
-        return DeliveryAttempt.model_validate(item) if item else None
+        """The attempt as it stands (its latest takeover, if it was taken over)."""
+        latest = self._latest(job_id, webhook_id, attempt)
+        return DeliveryAttempt.model_validate(latest) if latest else None
 
     def list_attempts(self, job_id: str) -> list[DeliveryAttempt]:
         """Every attempt of every event of the job, oldest first."""

@@ -1,0 +1,126 @@
+"""The sweeper: every few minutes, repairs what a dead process or a lost message left behind.
+
+- a job ``in_progress`` past its lease (its worker died): its message is sent again, and the next worker takes it
+  over (claims are conditional, so a message that turns out to be a duplicate is harmless);
+- a job ``queued`` for a retry whose message did not come back: its message is sent again;
+- a finished job whose webhook was never queued (the deliveries queue refused it): the webhook is queued;
+- a job whose message reached the jobs dead-letter queue: it fails with ``dead_lettered``, and its webhook goes out.
+
+It reads only what is due: the sparse sweep index (dynamo.py), at most ``limit`` jobs per shard and run, and
+the dead-letter queue, at most ``limit`` messages per run. A job stays in the index while something about it can
+still get stuck; a repair moves its due time on, so a job is never repaired twice in one period.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from aijobs.clock import Clock, system_clock
+from aijobs.models.common import ErrorDetail
+from aijobs.models.jobs import Job, JobStatus
+from aijobs.models.messages import JobMessage
+from aijobs.observability import count, logger
+from aijobs.queues import JobQueue
+from aijobs.store import JobStore
+from aijobs.webhooks.outbox import WebhookOutbox
+
+DEAD_LETTERED = ErrorDetail(type="internal", code="dead_lettered", retryable=False,
+                            message="the job's message could not be processed and was set aside")
+# How long a message the sweeper has read stays hidden in the dead-letter queue (it is kept for the operator).
+DEAD_LETTER_HIDE_S = 6 * 3600
+
+
+class SweepReport(BaseModel):
+    """What one run repaired."""
+
+    looked_at: int = 0
+    resent: int = 0
+    webhooks_queued: int = 0
+    dead_lettered: int = 0
+    cleared: int = 0
+
+
+@dataclass
+class DeadLetters:
+    """The jobs dead-letter queue, as the sweeper reads it: messages stay there for the operator."""
+
+    queue_url: str
+    client: Any
+
+    def receive(self, *, limit: int) -> list[str]:
+        bodies: list[str] = []
+        while len(bodies) < limit:
+            messages = self.client.receive_message(
+                QueueUrl=self.queue_url, MaxNumberOfMessages=min(10, limit - len(bodies)),
+                VisibilityTimeout=DEAD_LETTER_HIDE_S, WaitTimeSeconds=0).get("Messages", [])
+            if not messages:
+                break
+            bodies += [m["Body"] for m in messages]
+        return bodies
+
+
+@dataclass
+class Sweeper:
+    store: JobStore
+    queue: JobQueue
+    outbox: WebhookOutbox
+    dead_letters: DeadLetters | None
+    resend_after_s: int  # after a repair, how long before the sweeper looks at the job again
+    limit: int = 200
+    clock: Clock = system_clock
+    report: SweepReport = field(default_factory=SweepReport)
+
+    def sweep(self) -> SweepReport:
+        self.report = SweepReport()
+        if self.dead_letters is not None:
+            for body in self.dead_letters.receive(limit=self.limit):
+                self._dead_lettered(body)
+        for job_id in self.store.due_for_sweep(limit=self.limit):
+            self.report.looked_at += 1
+            job = self.store.get_job(job_id, consistent=True, with_output=False)
+            if job is None:
+                continue  # expired: the item and its index entry go with TTL
+            self._repair(job)
+        for name, value in self.report.model_dump().items():
+            if value and name != "looked_at":
+                count(f"Sweeper{name.title().replace('_', '')}", value)
+        logger.info("sweep done", extra=self.report.model_dump())
+        return self.report
+
+    def _repair(self, job: Job) -> None:
+        now = int(self.clock())
+        log = {"job_id": job.id, "status": job.status.value, "attempt": job.attempt}
+        if job.status is JobStatus.in_progress and (job.lease_until or 0) >= now:
+            self.store.sweep_later(job, due=job.lease_until or now)  # still running: look again when its lease ends
+        elif not job.status.is_terminal:
+            # Its worker died (in_progress past the lease), or its retry's message never came back (queued).
+            self.queue.send_job(job.id)
+            self.store.sweep_later(job, due=now + self.resend_after_s)
+            self.report.resent += 1
+            logger.warning("stuck job sent again", extra=log)
+        elif job.request.callback_url and not job.webhook_enqueued:
+            if self.outbox.enqueue_final_event(job.id):
+                self.report.webhooks_queued += 1
+                logger.warning("lost webhook queued", extra=log)
+        else:
+            self.store.forget_sweep(job.id)
+            self.report.cleared += 1
+
+    def _dead_lettered(self, body: str) -> None:
+        try:
+            job_id = JobMessage.model_validate_json(body).job_id
+        except ValidationError:
+            return  # poison with no job: the operator's
+        job = self.store.get_job(job_id, consistent=True, with_output=False)
+        if job is None or job.status.is_terminal:
+            return
+        if job.status is JobStatus.in_progress and (job.lease_until or 0) >= self.clock():
+            return  # a worker runs it: the dead letter was a copy of its message
+        if self.store.fail_stuck_job(job, DEAD_LETTERED):
+            self.report.dead_lettered += 1
+            logger.error("dead-lettered job failed", extra={"job_id": job.id, "attempt": job.attempt})
+            if job.request.callback_url:
+                self.outbox.enqueue_final_event(job.id)
