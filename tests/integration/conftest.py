@@ -93,6 +93,7 @@ def make_settings(resources: LocalResources, model_url: str, **overrides: Any) -
     return Settings(
         jobs_table=resources.refs["JobsTable"], idempotency_table=resources.refs["IdempotencyTable"],
         jobs_queue_url=resources.refs["JobsQueue"], deliveries_queue_url=resources.refs["DeliveriesQueue"],
+        jobs_dead_letter_queue_url=resources.refs["JobsDeadLetterQueue"],
         results_bucket=resources.refs["ResultsBucket"],
         schedule_group=resources.refs["ScheduleGroup"], scheduler_function_arn=resources.arns["SchedulerFunction"],
         scheduler_role_arn=resources.arns["SchedulerInvokeRole"],

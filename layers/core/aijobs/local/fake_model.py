@@ -3,6 +3,7 @@
 Directives in the prompt drive tests:
 ``[[delay_ms=N]]`` latency before answering; ``[[fail=CODE]]`` answer that HTTP status every time;
 ``[[fail=CODE,times=K]]`` fail the first K calls for the same request, then succeed;
+``[[retry_after=V]]`` / ``[[retry_after_ms=V]]`` send that ``Retry-After`` / ``retry-after-ms`` with a failure;
 ``[[tokens=N]]`` make the output exactly N tokens (words) long.
 The reply is ``Echo: `` followed by the text of the last user message.
 """
@@ -21,7 +22,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-_DIRECTIVE = re.compile(r"\[\[(delay_ms|fail|tokens)=([^\]]+)\]\]")
+_DIRECTIVE = re.compile(r"\[\[(delay_ms|fail|tokens|retry_after|retry_after_ms)=([^\]]+)\]\]")
 _FILLER = ["lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit"]
 
 
@@ -81,8 +82,9 @@ async def _answer(body: dict[str, Any], text: str, user_text: str, request_hash:
     if "fail" in found:
         code, _, times = found["fail"].partition(",times=")
         if not times or calls[request_hash] <= int(times):
+            headers = {name.replace("_", "-"): found[name] for name in ("retry_after", "retry_after_ms") if name in found}
             return JSONResponse({"error": {"message": "fake failure", "type": "fake_error",
-                                           "code": None, "param": None}}, status_code=int(code))
+                                           "code": None, "param": None}}, status_code=int(code), headers=headers)
     cap = body.get("max_completion_tokens") or body.get("max_tokens")
     words, finish = _reply_words(user_text, int(found["tokens"]) if "tokens" in found else None, cap)
     usage = {"prompt_tokens": len(text.split()), "completion_tokens": len(words),
