@@ -81,8 +81,9 @@ def stop_stack(process: subprocess.Popen[bytes]) -> int:
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    # Webhook retries a second apart, so a receiver that is down for a few attempts is tested in seconds.
+    # Webhook retries a second apart, so a receiver that is down for a few attempts is tested in seconds; the
+    # sweeper every second rather than every 5 minutes.
     process, running = start_stack(tmp_path_factory.mktemp("stack") / "stack.log",
-                                   AIJOBS_WEBHOOK_RETRY_SCHEDULE="0,1,1,1,1")
+                                   AIJOBS_WEBHOOK_RETRY_SCHEDULE="0,1,1,1,1", AIJOBS_LOCAL_SWEEP_INTERVAL_S="1")
     yield running
     stop_stack(process)
