@@ -259,8 +259,8 @@ def test_webhook_lost_between_terminal_write_and_enqueue_is_queued_by_the_sweepe
         assert run_worker(dev, handlers[0])["batchItemFailures"] == []
         assert dev.store.get_job(job_id).status == "completed"  # type: ignore[union-attr]
         assert receiver.received == []
-    assert dev.sweeper.sweep().webhooks_queued == 0  # not due yet: the grace lets a slow enqueue finish
-    dev.clock.advance(dev.settings.sweep_grace_s + 1)  # type: ignore[attr-defined]
+    assert dev.sweeper.sweep().webhooks_queued == 0  # not due yet: the job is looked at when its lease ends
+    dev.clock.advance(dev.settings.job_lease_s + 1)  # type: ignore[attr-defined]
     assert dev.sweeper.sweep().webhooks_queued == 1
     _run_all(dev, handlers)
     assert len(receiver.received) == 1

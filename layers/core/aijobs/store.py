@@ -249,11 +249,16 @@ class JobStore:
     def _finish(self, job: Job, status: JobStatus, fields: dict[str, Any], remove: tuple[str, ...] = (),
                 expected: JobStatus = JobStatus.in_progress) -> bool:
         now = self._now()
-        # A job with a callback stays in the sweep index until its webhook is queued; any other leaves it.
-        sweep = sweep_keys(job.id, now + self._grace_s) if job.request.callback_url else {}
+        # A job with a callback stays in the sweep index until its webhook is queued (a claimed one is there, due
+        # at its lease's end: should the webhook be lost, the sweeper queues it then); any other job leaves it.
+        sweep, drop = {}, SWEEP_KEYS
+        if job.request.callback_url:
+            drop = ()
+            if expected is not JobStatus.in_progress:  # not ended by its worker: it may not be in the index
+                sweep = sweep_keys(job.id, now + self._grace_s)
         return self._transition(job, set={"status": status.value, "completed_at": now,
                                           "expires_at": now + self._retention_s, **fields, **sweep},
-                                remove=("lease_until", *remove, *(() if sweep else SWEEP_KEYS)), expected=expected)
+                                remove=("lease_until", *remove, *drop), expected=expected)
 
     def _transition(self, job: Job, *, set: dict[str, Any], remove: tuple[str, ...],
                     expected: JobStatus = JobStatus.in_progress) -> bool:
