@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
 
-from aijobs.api.deps import IdempotentDep, JobsDep, TenantDep, created
+from aijobs.api.deps import CursorDep, IdempotentDep, JobId, JobsDep, TenantDep, created
 from aijobs.errors import AijobsError
 from aijobs.models.jobs import (
     BatchItemResult,
@@ -32,7 +32,9 @@ _PREFER_WAIT = re.compile(r"(?:^|[;,\s])wait\s*=\s*(\d+)", re.IGNORECASE)
 def requested_wait(prefer: str | None, wait: int | None) -> int:
     """Seconds to wait from ``Prefer: wait=N`` or ``?wait=N``, capped to fit API Gateway's timeout."""
     if wait is None and prefer and (match := _PREFER_WAIT.search(prefer)):
-        wait = int(match.group(1))
+        digits = match.group(1).lstrip("0") or "0"
+        # Past a few digits it is over the limit anyway (and int() refuses 4,300 digits and more).
+        wait = int(digits) if len(digits) <= 6 else WAIT_LIMIT_S
     return min(wait or 0, WAIT_LIMIT_S)
 
 
@@ -54,9 +56,8 @@ def submit_job(body: JobRequest, tenant: TenantDep, jobs: JobsDep, idempotent: I
 
 
 @router.get("", response_model=JobList)
-def list_jobs(tenant: TenantDep, jobs: JobsDep, status: JobStatus | None = None,
+def list_jobs(tenant: TenantDep, jobs: JobsDep, cursor: CursorDep, status: JobStatus | None = None,
               limit: Annotated[int, Query(ge=1, le=100)] = 20,
-              cursor: Annotated[str | None, Query(max_length=2048)] = None,
               schedule_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None) -> JobList:
     """The caller's jobs, newest first; `schedule_id` keeps those one of its schedules created."""
     page = jobs.list_jobs(tenant=tenant.id, status=status, limit=limit, cursor=cursor, schedule_id=schedule_id)
@@ -83,6 +84,6 @@ def job_statuses(body: StatusRequest, tenant: TenantDep, jobs: JobsDep) -> Statu
 
 
 @router.get("/{job_id}", response_model=JobOut)
-def get_job(job_id: str, tenant: TenantDep, jobs: JobsDep) -> JobOut:
+def get_job(job_id: JobId, tenant: TenantDep, jobs: JobsDep) -> JobOut:
     """A job: status, output, usage, cost, error, attempt, timestamps."""
     return jobs.get_job(tenant=tenant.id, job_id=job_id).to_public()

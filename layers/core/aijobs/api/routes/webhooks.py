@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from aijobs.api.deps import IdempotentDep, OutboxDep, TenantDep, TenantsDep, created
+from aijobs.api.deps import IdempotentDep, JobId, OutboxDep, TenantDep, TenantsDep, created
 from aijobs.models.webhooks import DeliveryList, Redelivery, RotateSecretRequest, WebhookSecret, WebhookSecretList
 
 secrets_router = APIRouter(prefix="/v1/webhook-secrets", tags=["webhooks"])
@@ -28,13 +28,13 @@ def rotate_webhook_secret(tenant: TenantDep, tenants: TenantsDep, idempotent: Id
 
 
 @deliveries_router.get("", response_model=DeliveryList)
-def list_deliveries(job_id: str, tenant: TenantDep, outbox: OutboxDep) -> DeliveryList:
+def list_deliveries(job_id: JobId, tenant: TenantDep, outbox: OutboxDep) -> DeliveryList:
     """Every webhook delivery attempt of the job, oldest first."""
     return DeliveryList(data=outbox.list_deliveries(tenant=tenant.id, job_id=job_id))
 
 
 @deliveries_router.post("/redeliver", status_code=202, response_model=Redelivery)
-def redeliver(job_id: str, tenant: TenantDep, outbox: OutboxDep, idempotent: IdempotentDep) -> JSONResponse:
+def redeliver(job_id: JobId, tenant: TenantDep, outbox: OutboxDep, idempotent: IdempotentDep) -> JSONResponse:
     """Send the job's final event again (same `webhook-id`), with a fresh run of the retry schedule."""
     return created(idempotent.run("redeliver", body={"job_id": job_id}, create=lambda: (
         outbox.redeliver(tenant=tenant.id, job_id=job_id).model_dump(mode="json"))), status_code=202)
