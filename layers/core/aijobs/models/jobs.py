@@ -49,7 +49,9 @@ class JobRequest(BaseModel):
     model: Annotated[str | None, Field(min_length=1, max_length=128)] = None
     # instructions come before input so that the size check of input sees them
     instructions: Annotated[str | None, Field(max_length=MAX_INPUT_CHARS)] = None
-    input: str | Annotated[list[Message], Field(min_length=1, max_length=256)]
+    # The limits of a text input are documented, and checked with the instructions by _input_fits.
+    input: (Annotated[str, Field(json_schema_extra={"minLength": 1, "maxLength": MAX_INPUT_CHARS})]
+            | Annotated[list[Message], Field(min_length=1, max_length=256)])
     max_output_tokens: Annotated[int | None, Field(ge=1, le=128_000)] = None
     temperature: Annotated[float | None, Field(ge=0, le=2)] = None
     stream: bool = False

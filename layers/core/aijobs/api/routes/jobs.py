@@ -10,6 +10,7 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
 
 from aijobs.api.deps import CursorDep, IdempotentDep, JobId, JobsDep, TenantDep, created
+from aijobs.api.responses import errors
 from aijobs.errors import AijobsError
 from aijobs.models.jobs import (
     BatchItemResult,
@@ -24,7 +25,7 @@ from aijobs.models.jobs import (
 )
 from aijobs.settings import WAIT_LIMIT_S
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=errors(401, 500))
 
 _PREFER_WAIT = re.compile(r"(?:^|[;,\s])wait\s*=\s*(\d+)", re.IGNORECASE)
 
@@ -39,7 +40,8 @@ def requested_wait(prefer: str | None, wait: int | None) -> int:
 
 
 @router.post("", status_code=202, response_model=JobOut,
-             responses={200: {"model": JobOut, "description": "Finished within the requested wait"}})
+             responses={200: {"model": JobOut, "description": "Finished within the requested wait"},
+                        **errors(400, 409, 413, 422, 503)})
 def submit_job(body: JobRequest, tenant: TenantDep, jobs: JobsDep, idempotent: IdempotentDep,
                prefer: Annotated[str | None, Header()] = None,
                wait: Annotated[int | None, Query(ge=0, le=3600)] = None) -> JSONResponse:
@@ -55,7 +57,7 @@ def submit_job(body: JobRequest, tenant: TenantDep, jobs: JobsDep, idempotent: I
                    headers={"Preference-Applied": f"wait={seconds}"})
 
 
-@router.get("", response_model=JobList)
+@router.get("", response_model=JobList, responses=errors(422))
 def list_jobs(tenant: TenantDep, jobs: JobsDep, cursor: CursorDep, status: JobStatus | None = None,
               limit: Annotated[int, Query(ge=1, le=100)] = 20,
               schedule_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None) -> JobList:
@@ -64,7 +66,7 @@ def list_jobs(tenant: TenantDep, jobs: JobsDep, cursor: CursorDep, status: JobSt
     return JobList(data=[job.to_public() for job in page.items], next_cursor=page.next_cursor)
 
 
-@router.post("/batch", status_code=202, response_model=BatchResponse)
+@router.post("/batch", status_code=202, response_model=BatchResponse, responses=errors(400, 409, 413, 422))
 def submit_batch(body: BatchRequest, tenant: TenantDep, jobs: JobsDep, idempotent: IdempotentDep) -> JSONResponse:
     """Submit up to 100 jobs; each item answers its job id and status, or its own error."""
 
@@ -77,13 +79,13 @@ def submit_batch(body: BatchRequest, tenant: TenantDep, jobs: JobsDep, idempoten
     return created(idempotent.run("submit_batch", body=body.model_dump(mode="json"), create=create), status_code=202)
 
 
-@router.post("/status", response_model=StatusResponse)
+@router.post("/status", response_model=StatusResponse, responses=errors(400, 413, 422))
 def job_statuses(body: StatusRequest, tenant: TenantDep, jobs: JobsDep) -> StatusResponse:
     """The status of many jobs at once; unknown ids (and other tenants' ids) answer `not_found`."""
     return StatusResponse(data=jobs.job_statuses(tenant=tenant.id, job_ids=body.ids))
 
 
-@router.get("/{job_id}", response_model=JobOut)
+@router.get("/{job_id}", response_model=JobOut, responses=errors(404, 422))
 def get_job(job_id: JobId, tenant: TenantDep, jobs: JobsDep) -> JobOut:
     """A job: status, output, usage, cost, error, attempt, timestamps."""
     return jobs.get_job(tenant=tenant.id, job_id=job_id).to_public()
