@@ -103,6 +103,13 @@ class ContentFiltered(ProviderError):
     type = "content_filtered"
 
 
+def _location(part: object) -> str:
+    """One step of an error's location. A key the client chose (an unknown field, a metadata key) is named only
+    when it is short printable text: anything else would echo input, or be unencodable (a lone surrogate)."""
+    text = str(part)
+    return text if len(text) <= 64 and text.isprintable() else "<key>"  # lone surrogates are not printable
+
+
 def from_validation_errors(errors: Iterable[Any]) -> AijobsError:
     """The typed error for pydantic's errors: names the fields, never echoes the input."""
     errors = list(errors)
@@ -110,7 +117,7 @@ def from_validation_errors(errors: Iterable[Any]) -> AijobsError:
         return MalformedRequest("the request body is not valid JSON", code="invalid_json")
     parts = []
     for error in errors[:5]:
-        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
+        where = ".".join(_location(p) for p in error.get("loc", ()) if p != "body") or "body"
         parts.append(f"{where}: {error.get('msg', 'invalid')}")
     if any(e.get("type") == "too_large" for e in errors):
         return PayloadTooLarge("; ".join(parts), code="input_too_large")

@@ -20,13 +20,14 @@ from aijobs.errors import (
     NotFound,
     from_validation_errors,
 )
+from aijobs.models.common import ErrorBody, ErrorResponse
 from aijobs.observability import logger
 
 INTERNAL = AijobsError("internal error", code="internal")
 
 
 def error_response(error: AijobsError, request_id: str | None, headers: dict[str, str] | None = None) -> JSONResponse:
-    body = {"error": {**error.detail().model_dump(), "request_id": request_id}}
+    body = ErrorResponse(error=ErrorBody(**error.detail().model_dump(), request_id=request_id)).model_dump()
     headers = dict(headers or {})
     if error.retry_after is not None:
         headers["Retry-After"] = str(error.retry_after)

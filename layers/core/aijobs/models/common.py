@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
+from pydantic_core import PydanticCustomError
 
 
 class ErrorDetail(BaseModel):
     """An error as clients see it: in an error response, a failed job, a batch item (the taxonomy of errors.py)."""
 
-    type: str
-    code: str
-    message: str
-    retryable: bool
+    type: str = Field(description="The kind of error, e.g. invalid_request, not_found, conflict, internal")
+    code: str = Field(description="What exactly went wrong, e.g. invalid_fields, job_not_found")
+    message: str = Field(description="For people: what is wrong, naming any fields at fault; never repeats input")
+    retryable: bool = Field(description="Whether the same request may succeed later (after Retry-After, if given)")
+
+
+class ErrorBody(ErrorDetail):
+    request_id: str | None = Field(description="The request's id, also in the X-Request-Id header")
+
+
+class ErrorResponse(BaseModel):
+    """The body of every error response, whatever the status."""
+
+    error: ErrorBody
+
+
+def unicode_text(value: str) -> str:
+    """``value`` if it can be stored and sent as UTF-8: JSON's ``\\ud800`` escapes can make lone surrogates,
+    which DynamoDB, SQS and every JSON encoder refuse."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PydanticCustomError("string_unicode", "must be valid Unicode text (it holds a lone surrogate)") from None
+    return value

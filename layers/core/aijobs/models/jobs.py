@@ -6,12 +6,18 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from aijobs.models.common import ErrorDetail
+from aijobs.models.common import ErrorDetail, unicode_text
 
 MAX_INPUT_CHARS = 100_000
+# A job item (the request and an inline output of up to 100 KB) must stay under DynamoDB's 400 KB. A single POST
+# cannot come near it (its body stops at 256 KB; the slack covers the defaults a stored request spells out), but a
+# batch item could (100,000 four-byte characters), and would fail the whole batch write.
+MAX_REQUEST_BYTES = 260 * 1024
+# DynamoDB holds no number of magnitude below 1e-130; no model tells a temperature apart at this precision.
+TEMPERATURE_DECIMALS = 6
 MAX_BATCH = 100
 MAX_METADATA_KEYS = 16
 
@@ -43,7 +49,9 @@ class JobRequest(BaseModel):
     model: Annotated[str | None, Field(min_length=1, max_length=128)] = None
     # instructions come before input so that the size check of input sees them
     instructions: Annotated[str | None, Field(max_length=MAX_INPUT_CHARS)] = None
-    input: str | Annotated[list[Message], Field(min_length=1, max_length=256)]
+    # The limits of a text input are documented, and checked with the instructions by _input_fits.
+    input: (Annotated[str, Field(json_schema_extra={"minLength": 1, "maxLength": MAX_INPUT_CHARS})]
+            | Annotated[list[Message], Field(min_length=1, max_length=256)])
     max_output_tokens: Annotated[int | None, Field(ge=1, le=128_000)] = None
     temperature: Annotated[float | None, Field(ge=0, le=2)] = None
     stream: bool = False
@@ -56,13 +64,18 @@ class JobRequest(BaseModel):
     @field_validator("input")
     @classmethod
     def _input_fits(cls, value: str | list[Message], info: ValidationInfo) -> str | list[Message]:
-        text = value if isinstance(value, str) else "".join(m.content for m in value)
+        text = unicode_text(value if isinstance(value, str) else "".join(m.content for m in value))
         if not text.strip():
             raise ValueError("must not be empty")
         if len(text) + len(info.data.get("instructions") or "") > MAX_INPUT_CHARS:
             raise PydanticCustomError("too_large", "input and instructions must be at most {limit} characters "
                                       "in all", {"limit": MAX_INPUT_CHARS})
         return value
+
+    @field_validator("temperature")
+    @classmethod
+    def _temperature_to_precision(cls, value: float | None) -> float | None:
+        return None if value is None else round(value, TEMPERATURE_DECIMALS) + 0.0  # + 0.0: no -0.0
 
     @field_validator("metadata")
     @classmethod
@@ -71,7 +84,17 @@ class JobRequest(BaseModel):
             raise ValueError(f"at most {MAX_METADATA_KEYS} keys")
         if any(not 0 < len(k) <= 64 or len(v) > 512 for k, v in value.items()):
             raise ValueError("keys must be 1-64 characters and values at most 512")
+        for key, item in value.items():
+            unicode_text(key)
+            unicode_text(item)
         return value
+
+    @model_validator(mode="after")
+    def _fits_an_item(self) -> JobRequest:
+        if len(self.model_dump_json().encode()) > MAX_REQUEST_BYTES:
+            raise PydanticCustomError("too_large", "a job request must be at most {limit} bytes as JSON (UTF-8)",
+                                      {"limit": MAX_REQUEST_BYTES})
+        return self
 
 
 class Usage(BaseModel):

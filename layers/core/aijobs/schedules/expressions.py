@@ -19,10 +19,10 @@ from croniter import CroniterBadDateError, croniter
 from aijobs.errors import InvalidRequest
 
 MAX_RATE_VALUE = 1_000_000
-_RATE = re.compile(r"rate\((\d+) ([a-z]+)\)")
+_RATE = re.compile(r"rate\(([0-9]+) ([a-z]+)\)")
 _RATE_UNITS = {"minute": 60, "hour": 3600, "day": 86_400}
 _CRON = re.compile(r"cron\((.*)\)")
-_AT = re.compile(r"at\((\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})\)")
+_AT = re.compile(r"at\(([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})\)")
 _MONTHS = {name: i for i, name in enumerate(("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT",
                                              "NOV", "DEC"), 1)}
 _DAYS = {name: i for i, name in enumerate(("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"), 1)}
@@ -30,6 +30,11 @@ _DAYS = {name: i for i, name in enumerate(("SUN", "MON", "TUE", "WED", "THU", "F
 
 def _invalid(message: str) -> InvalidRequest:
     return InvalidRequest(message, code="invalid_expression")
+
+
+def _is_number(text: str) -> bool:
+    # str.isdigit() also holds for digits int() cannot read, such as superscripts
+    return text.isascii() and text.isdigit()
 
 
 @dataclass(frozen=True)
@@ -46,7 +51,7 @@ class _Field:
     def value(self, token: str) -> int:
         number = self.names.get(token) if self.names else None
         if number is None:
-            if not token.isdigit():
+            if not _is_number(token):
                 raise _invalid(f"cron {self.name}: {token!r} is not a value; use {self.describe()}")
             number = int(token)
         if not self.low <= number <= self.high:
@@ -60,7 +65,7 @@ class _Field:
             base, slash, step_text = item.partition("/")
             step = 1
             if slash:
-                if not step_text.isdigit() or int(step_text) < 1:
+                if not _is_number(step_text) or int(step_text) < 1:
                     raise _invalid(f"cron {self.name}: the increment in {item!r} must be a positive whole number")
                 step = int(step_text)
             if base == "*":
@@ -93,7 +98,10 @@ class RateExpression:
         # A rate schedule fires when it is armed (created, changed or enabled), then every period.
         if after < anchor:
             return anchor
-        return anchor + ((after - anchor) // self.period + 1) * self.period
+        try:
+            return anchor + ((after - anchor) // self.period + 1) * self.period
+        except OverflowError:  # past the year 9999: no fire time to tell
+            return None
 
 
 @dataclass(frozen=True)
@@ -182,9 +190,12 @@ def _parse_at(text: str) -> AtExpression:
     if not match:
         raise _invalid("a one-time expression looks like at(2030-01-31T09:30:00)")
     try:
-        return AtExpression(wall_time=datetime.fromisoformat(match.group(1)))
+        wall_time = datetime.fromisoformat(match.group(1))
     except ValueError:
         raise _invalid(f"at({match.group(1)}) is not a real date and time") from None
+    if not _YEAR.low <= wall_time.year <= _YEAR.high:  # the years cron takes; later ones overflow in some zones
+        raise _invalid(f"at(...): the year must be {_YEAR.describe()}")
+    return AtExpression(wall_time=wall_time)
 
 
 def _parse_cron(text: str) -> CronExpression:
@@ -227,7 +238,7 @@ def _day_of_week(text: str) -> str:
         return "6"  # the last day of the week: Saturday
     if "#" in text:
         day, _, nth = text.partition("#")
-        if "," in text or not nth.isdigit() or not 1 <= int(nth) <= 5:
+        if "," in text or not _is_number(nth) or not 1 <= int(nth) <= 5:
             raise _invalid(f"cron day-of-week: {text!r} must look like 6#3 (the third Friday), alone in the field")
         return f"{_DAY_OF_WEEK.value(day) - 1}#{nth}"
     if text.endswith("L"):
@@ -238,7 +249,7 @@ def _day_of_week(text: str) -> str:
     items = []
     for item in text.split(","):
         base, slash, step = item.partition("/")
-        base = "-".join(str(int(part) - 1) if part.isdigit() else part for part in base.split("-"))
+        base = "-".join(str(int(part) - 1) if _is_number(part) else part for part in base.split("-"))
         items.append(base + slash + step)
     return ",".join(items)
 

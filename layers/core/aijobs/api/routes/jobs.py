@@ -9,7 +9,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
 
-from aijobs.api.deps import IdempotentDep, JobsDep, TenantDep, created
+from aijobs.api.deps import CursorDep, IdempotentDep, JobId, JobsDep, TenantDep, created
+from aijobs.api.responses import errors
 from aijobs.errors import AijobsError
 from aijobs.models.jobs import (
     BatchItemResult,
@@ -24,7 +25,7 @@ from aijobs.models.jobs import (
 )
 from aijobs.settings import WAIT_LIMIT_S
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=errors(401, 500))
 
 _PREFER_WAIT = re.compile(r"(?:^|[;,\s])wait\s*=\s*(\d+)", re.IGNORECASE)
 
@@ -32,12 +33,15 @@ _PREFER_WAIT = re.compile(r"(?:^|[;,\s])wait\s*=\s*(\d+)", re.IGNORECASE)
 def requested_wait(prefer: str | None, wait: int | None) -> int:
     """Seconds to wait from ``Prefer: wait=N`` or ``?wait=N``, capped to fit API Gateway's timeout."""
     if wait is None and prefer and (match := _PREFER_WAIT.search(prefer)):
-        wait = int(match.group(1))
+        digits = match.group(1).lstrip("0") or "0"
+        # Past a few digits it is over the limit anyway (and int() refuses 4,300 digits and more).
+        wait = int(digits) if len(digits) <= 6 else WAIT_LIMIT_S
     return min(wait or 0, WAIT_LIMIT_S)
 
 
 @router.post("", status_code=202, response_model=JobOut,
-             responses={200: {"model": JobOut, "description": "Finished within the requested wait"}})
+             responses={200: {"model": JobOut, "description": "Finished within the requested wait"},
+                        **errors(400, 409, 413, 422, 503)})
 def submit_job(body: JobRequest, tenant: TenantDep, jobs: JobsDep, idempotent: IdempotentDep,
                prefer: Annotated[str | None, Header()] = None,
                wait: Annotated[int | None, Query(ge=0, le=3600)] = None) -> JSONResponse:
@@ -53,17 +57,16 @@ def submit_job(body: JobRequest, tenant: TenantDep, jobs: JobsDep, idempotent: I
                    headers={"Preference-Applied": f"wait={seconds}"})
 
 
-@router.get("", response_model=JobList)
-def list_jobs(tenant: TenantDep, jobs: JobsDep, status: JobStatus | None = None,
+@router.get("", response_model=JobList, responses=errors(422))
+def list_jobs(tenant: TenantDep, jobs: JobsDep, cursor: CursorDep, status: JobStatus | None = None,
               limit: Annotated[int, Query(ge=1, le=100)] = 20,
-              cursor: Annotated[str | None, Query(max_length=2048)] = None,
               schedule_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None) -> JobList:
     """The caller's jobs, newest first; `schedule_id` keeps those one of its schedules created."""
     page = jobs.list_jobs(tenant=tenant.id, status=status, limit=limit, cursor=cursor, schedule_id=schedule_id)
     return JobList(data=[job.to_public() for job in page.items], next_cursor=page.next_cursor)
 
 
-@router.post("/batch", status_code=202, response_model=BatchResponse)
+@router.post("/batch", status_code=202, response_model=BatchResponse, responses=errors(400, 409, 413, 422))
 def submit_batch(body: BatchRequest, tenant: TenantDep, jobs: JobsDep, idempotent: IdempotentDep) -> JSONResponse:
     """Submit up to 100 jobs; each item answers its job id and status, or its own error."""
 
@@ -76,13 +79,13 @@ def submit_batch(body: BatchRequest, tenant: TenantDep, jobs: JobsDep, idempoten
     return created(idempotent.run("submit_batch", body=body.model_dump(mode="json"), create=create), status_code=202)
 
 
-@router.post("/status", response_model=StatusResponse)
+@router.post("/status", response_model=StatusResponse, responses=errors(400, 413, 422))
 def job_statuses(body: StatusRequest, tenant: TenantDep, jobs: JobsDep) -> StatusResponse:
     """The status of many jobs at once; unknown ids (and other tenants' ids) answer `not_found`."""
     return StatusResponse(data=jobs.job_statuses(tenant=tenant.id, job_ids=body.ids))
 
 
-@router.get("/{job_id}", response_model=JobOut)
-def get_job(job_id: str, tenant: TenantDep, jobs: JobsDep) -> JobOut:
+@router.get("/{job_id}", response_model=JobOut, responses=errors(404, 422))
+def get_job(job_id: JobId, tenant: TenantDep, jobs: JobsDep) -> JobOut:
     """A job: status, output, usage, cost, error, attempt, timestamps."""
     return jobs.get_job(tenant=tenant.id, job_id=job_id).to_public()

@@ -7,14 +7,15 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
-from aijobs.api.deps import IdempotentDep, SchedulesDep, TenantDep, created
+from aijobs.api.deps import CursorDep, IdempotentDep, ScheduleId, SchedulesDep, TenantDep, created
+from aijobs.api.responses import errors
 from aijobs.models.jobs import JobOut
 from aijobs.models.schedules import ScheduleList, ScheduleOut, ScheduleRequest, ScheduleUpdate
 
-router = APIRouter(prefix="/v1/schedules", tags=["schedules"])
+router = APIRouter(prefix="/v1/schedules", tags=["schedules"], responses=errors(401, 500))
 
 
-@router.post("", status_code=201, response_model=ScheduleOut)
+@router.post("", status_code=201, response_model=ScheduleOut, responses=errors(400, 409, 413, 422, 503))
 def create_schedule(body: ScheduleRequest, tenant: TenantDep, schedules: SchedulesDep,
                     idempotent: IdempotentDep) -> JSONResponse:
     """Create a schedule: its job is submitted at every fire of `expression`, read in `timezone`."""
@@ -23,35 +24,36 @@ def create_schedule(body: ScheduleRequest, tenant: TenantDep, schedules: Schedul
     return created(result, status_code=201, location=f"/v1/schedules/{result.answer['id']}")
 
 
-@router.get("", response_model=ScheduleList)
-def list_schedules(tenant: TenantDep, schedules: SchedulesDep, limit: Annotated[int, Query(ge=1, le=100)] = 20,
-                   cursor: Annotated[str | None, Query(max_length=2048)] = None) -> ScheduleList:
+@router.get("", response_model=ScheduleList, responses=errors(422))
+def list_schedules(tenant: TenantDep, schedules: SchedulesDep, cursor: CursorDep,
+                   limit: Annotated[int, Query(ge=1, le=100)] = 20) -> ScheduleList:
     """The caller's schedules, newest first."""
     page = schedules.list_schedules(tenant=tenant.id, limit=limit, cursor=cursor)
     return ScheduleList(data=[schedules.to_public(s) for s in page.items], next_cursor=page.next_cursor)
 
 
-@router.get("/{schedule_id}", response_model=ScheduleOut)
-def get_schedule(schedule_id: str, tenant: TenantDep, schedules: SchedulesDep) -> ScheduleOut:
+@router.get("/{schedule_id}", response_model=ScheduleOut, responses=errors(404, 422))
+def get_schedule(schedule_id: ScheduleId, tenant: TenantDep, schedules: SchedulesDep) -> ScheduleOut:
     """A schedule, with its next fire times."""
     return schedules.to_public(schedules.get_schedule(tenant=tenant.id, schedule_id=schedule_id))
 
 
-@router.patch("/{schedule_id}", response_model=ScheduleOut)
-def update_schedule(schedule_id: str, body: ScheduleUpdate, tenant: TenantDep, schedules: SchedulesDep) -> ScheduleOut:
+@router.patch("/{schedule_id}", response_model=ScheduleOut, responses=errors(400, 404, 409, 413, 422, 503))
+def update_schedule(schedule_id: ScheduleId, body: ScheduleUpdate, tenant: TenantDep,
+                    schedules: SchedulesDep) -> ScheduleOut:
     """Change a schedule's expression, timezone, job or enabled; the fields left out stay as they are."""
     return schedules.to_public(schedules.update_schedule(tenant=tenant.id, schedule_id=schedule_id, update=body))
 
 
-@router.delete("/{schedule_id}", status_code=204, response_class=Response)
-def delete_schedule(schedule_id: str, tenant: TenantDep, schedules: SchedulesDep) -> Response:
+@router.delete("/{schedule_id}", status_code=204, response_class=Response, responses=errors(404, 422, 503))
+def delete_schedule(schedule_id: ScheduleId, tenant: TenantDep, schedules: SchedulesDep) -> Response:
     """Delete a schedule; it fires no more. The jobs it created stay."""
     schedules.delete_schedule(tenant=tenant.id, schedule_id=schedule_id)
     return Response(status_code=204)
 
 
-@router.post("/{schedule_id}/run", status_code=202, response_model=JobOut)
-def run_schedule(schedule_id: str, tenant: TenantDep, schedules: SchedulesDep,
+@router.post("/{schedule_id}/run", status_code=202, response_model=JobOut, responses=errors(404, 409, 422, 503))
+def run_schedule(schedule_id: ScheduleId, tenant: TenantDep, schedules: SchedulesDep,
                  idempotent: IdempotentDep) -> JSONResponse:
     """Fire the schedule now, enabled or not: 202 with the new job."""
     result = idempotent.run("run_schedule", body={"schedule_id": schedule_id}, create=lambda: (

@@ -5,11 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from aijobs.api.deps import IdempotentDep, OutboxDep, TenantDep, TenantsDep, created
+from aijobs.api.deps import IdempotentDep, JobId, OutboxDep, TenantDep, TenantsDep, created
+from aijobs.api.responses import errors
 from aijobs.models.webhooks import DeliveryList, Redelivery, RotateSecretRequest, WebhookSecret, WebhookSecretList
 
-secrets_router = APIRouter(prefix="/v1/webhook-secrets", tags=["webhooks"])
-deliveries_router = APIRouter(prefix="/v1/jobs/{job_id}/deliveries", tags=["webhooks"])
+secrets_router = APIRouter(prefix="/v1/webhook-secrets", tags=["webhooks"], responses=errors(401, 500))
+deliveries_router = APIRouter(prefix="/v1/jobs/{job_id}/deliveries", tags=["webhooks"],
+                              responses=errors(401, 404, 422, 500))
 
 
 @secrets_router.get("", response_model=WebhookSecretList)
@@ -18,7 +20,7 @@ def list_webhook_secrets(tenant: TenantDep, tenants: TenantsDep) -> WebhookSecre
     return WebhookSecretList(data=tenants.signing_secrets(tenant.id))
 
 
-@secrets_router.post("/rotate", status_code=201, response_model=WebhookSecret)
+@secrets_router.post("/rotate", status_code=201, response_model=WebhookSecret, responses=errors(400, 409, 413, 422))
 def rotate_webhook_secret(tenant: TenantDep, tenants: TenantsDep, idempotent: IdempotentDep,
                           body: RotateSecretRequest | None = None) -> JSONResponse:
     """A new signing secret; the previous ones stay valid for `overlap_s` (default 24 h), then expire."""
@@ -28,13 +30,13 @@ def rotate_webhook_secret(tenant: TenantDep, tenants: TenantsDep, idempotent: Id
 
 
 @deliveries_router.get("", response_model=DeliveryList)
-def list_deliveries(job_id: str, tenant: TenantDep, outbox: OutboxDep) -> DeliveryList:
+def list_deliveries(job_id: JobId, tenant: TenantDep, outbox: OutboxDep) -> DeliveryList:
     """Every webhook delivery attempt of the job, oldest first."""
     return DeliveryList(data=outbox.list_deliveries(tenant=tenant.id, job_id=job_id))
 
 
-@deliveries_router.post("/redeliver", status_code=202, response_model=Redelivery)
-def redeliver(job_id: str, tenant: TenantDep, outbox: OutboxDep, idempotent: IdempotentDep) -> JSONResponse:
+@deliveries_router.post("/redeliver", status_code=202, response_model=Redelivery, responses=errors(409))
+def redeliver(job_id: JobId, tenant: TenantDep, outbox: OutboxDep, idempotent: IdempotentDep) -> JSONResponse:
     """Send the job's final event again (same `webhook-id`), with a fresh run of the retry schedule."""
     return created(idempotent.run("redeliver", body={"job_id": job_id}, create=lambda: (
         outbox.redeliver(tenant=tenant.id, job_id=job_id).model_dump(mode="json"))), status_code=202)

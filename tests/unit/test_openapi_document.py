@@ -1,0 +1,67 @@
+"""The OpenAPI document lists every status each route can answer, each error with the one typed body."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from aijobs.api import create_app
+
+DOCUMENT = create_app().openapi()
+OPERATIONS = {f"{method.upper()} {path}": operation for path, operations in DOCUMENT["paths"].items()
+              for method, operation in operations.items()}
+ERROR_BODY = {"$ref": "#/components/schemas/ErrorResponse"}
+
+
+def _statuses(operation: dict[str, Any]) -> set[int]:
+    return {int(status) for status in operation["responses"]}
+
+
+@pytest.mark.parametrize(("operation", "statuses"), [
+    ("GET /healthz", {200}),
+    ("POST /v1/jobs", {200, 202, 400, 401, 409, 413, 422, 500, 503}),
+    ("GET /v1/jobs", {200, 401, 422, 500}),
+    ("POST /v1/jobs/batch", {202, 400, 401, 409, 413, 422, 500}),
+    ("POST /v1/jobs/status", {200, 400, 401, 413, 422, 500}),
+    ("GET /v1/jobs/{job_id}", {200, 401, 404, 422, 500}),
+    ("POST /v1/schedules", {201, 400, 401, 409, 413, 422, 500, 503}),
+    ("GET /v1/schedules", {200, 401, 422, 500}),
+    ("GET /v1/schedules/{schedule_id}", {200, 401, 404, 422, 500}),
+    ("PATCH /v1/schedules/{schedule_id}", {200, 400, 401, 404, 409, 413, 422, 500, 503}),
+    ("DELETE /v1/schedules/{schedule_id}", {204, 401, 404, 422, 500, 503}),
+    ("POST /v1/schedules/{schedule_id}/run", {202, 401, 404, 409, 422, 500, 503}),
+    ("GET /v1/webhook-secrets", {200, 401, 500}),
+    ("POST /v1/webhook-secrets/rotate", {201, 400, 401, 409, 413, 422, 500}),
+    ("GET /v1/jobs/{job_id}/deliveries", {200, 401, 404, 422, 500}),
+    ("POST /v1/jobs/{job_id}/deliveries/redeliver", {202, 401, 404, 409, 422, 500}),
+])
+def test_each_route_documents_the_statuses_it_can_answer(operation: str, statuses: set[int]) -> None:
+    assert _statuses(OPERATIONS[operation]) == statuses
+
+
+def test_every_route_is_in_the_table_above() -> None:
+    assert len(OPERATIONS) == 16
+
+
+@pytest.mark.parametrize("operation", sorted(OPERATIONS))
+def test_every_error_status_has_the_typed_error_body(operation: str) -> None:
+    for status, response in OPERATIONS[operation]["responses"].items():
+        if int(status) >= 400:
+            assert response["content"] == {"application/json": {"schema": ERROR_BODY}}, status
+
+
+def test_fastapis_validation_error_body_which_the_api_never_sends_is_not_documented() -> None:
+    assert not {"HTTPValidationError", "ValidationError"} & set(DOCUMENT["components"]["schemas"])
+
+
+def test_the_error_body_is_the_one_api_errors_sends() -> None:
+    schemas = DOCUMENT["components"]["schemas"]
+    assert schemas["ErrorResponse"]["required"] == ["error"]
+    assert set(schemas["ErrorBody"]["required"]) == {"type", "code", "message", "retryable", "request_id"}
+
+
+def test_errors_that_say_when_to_retry_document_retry_after_and_401_www_authenticate() -> None:
+    submit = OPERATIONS["POST /v1/jobs"]["responses"]
+    assert "Retry-After" in submit["409"]["headers"] and "Retry-After" in submit["503"]["headers"]
+    assert "WWW-Authenticate" in submit["401"]["headers"]
