@@ -186,13 +186,16 @@ def encode_cursor(key: Mapping[str, Any]) -> str:
 
 def decode_cursor(cursor: str, *, index: str, partition: str) -> dict[str, Any]:
     """The start key a cursor holds, checked to belong to the index and partition being read."""
+    invalid = InvalidRequest("cursor is not valid", code="invalid_cursor")
     try:
         key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-    except ValueError:
-        raise InvalidRequest("cursor is not valid", code="invalid_cursor") from None
+    except (ValueError, RecursionError):  # binascii.Error and UnicodeDecodeError are ValueErrors
+        raise invalid from None
+    # Beyond being ours, what DynamoDB would refuse with an error of its own: a flat object of short text.
     if not isinstance(key, dict) or set(key) != {"pk", "sk", f"{index}pk", f"{index}sk"} \
-            or key[f"{index}pk"] != partition:
-        raise InvalidRequest("cursor is not valid", code="invalid_cursor")
+            or key[f"{index}pk"] != partition or not all(
+                isinstance(v, str) and v.isprintable() and 0 < len(v.encode()) <= 1024 for v in key.values()):
+        raise invalid
     return key
 
 

@@ -82,7 +82,8 @@ async def _answer(body: dict[str, Any], text: str, user_text: str, request_hash:
     if "fail" in found:
         code, _, times = found["fail"].partition(",times=")
         if not times or calls[request_hash] <= int(times):
-            headers = {name.replace("_", "-"): found[name] for name in ("retry_after", "retry_after_ms") if name in found}
+            headers = {name.replace("_", "-"): found[name] for name in ("retry_after", "retry_after_ms")
+                       if name in found}
             return JSONResponse({"error": {"message": "fake failure", "type": "fake_error",
                                            "code": None, "param": None}}, status_code=int(code), headers=headers)
     cap = body.get("max_completion_tokens") or body.get("max_tokens")

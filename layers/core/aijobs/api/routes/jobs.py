@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
 
-from aijobs.api.deps import CursorDep, IdempotentDep, JobId, JobsDep, TenantDep, created
+from aijobs.api.deps import Cursor, IdempotentDep, JobId, JobsDep, TenantDep, created
 from aijobs.api.responses import errors
 from aijobs.errors import AijobsError
 from aijobs.models.jobs import (
@@ -58,7 +58,7 @@ def submit_job(body: JobRequest, tenant: TenantDep, jobs: JobsDep, idempotent: I
 
 
 @router.get("", response_model=JobList, responses=errors(422))
-def list_jobs(tenant: TenantDep, jobs: JobsDep, cursor: CursorDep, status: JobStatus | None = None,
+def list_jobs(tenant: TenantDep, jobs: JobsDep, cursor: Cursor = None, status: JobStatus | None = None,
               limit: Annotated[int, Query(ge=1, le=100)] = 20,
               schedule_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None) -> JobList:
     """The caller's jobs, newest first; `schedule_id` keeps those one of its schedules created."""

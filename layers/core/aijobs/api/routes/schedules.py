@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
-from aijobs.api.deps import CursorDep, IdempotentDep, ScheduleId, SchedulesDep, TenantDep, created
+from aijobs.api.deps import Cursor, IdempotentDep, ScheduleId, SchedulesDep, TenantDep, created
 from aijobs.api.responses import errors
 from aijobs.models.jobs import JobOut
 from aijobs.models.schedules import ScheduleList, ScheduleOut, ScheduleRequest, ScheduleUpdate
@@ -25,7 +25,7 @@ def create_schedule(body: ScheduleRequest, tenant: TenantDep, schedules: Schedul
 
 
 @router.get("", response_model=ScheduleList, responses=errors(422))
-def list_schedules(tenant: TenantDep, schedules: SchedulesDep, cursor: CursorDep,
+def list_schedules(tenant: TenantDep, schedules: SchedulesDep, cursor: Cursor = None,
                    limit: Annotated[int, Query(ge=1, le=100)] = 20) -> ScheduleList:
     """The caller's schedules, newest first."""
     page = schedules.list_schedules(tenant=tenant.id, limit=limit, cursor=cursor)
