@@ -181,12 +181,14 @@ class Report:
                 for name in ("accepted", "requests", "tries")}
 
     def summary(self) -> dict[str, Any]:
+        seconds, simulated = self.recovery.seconds, self.simulated_s
         return {"family": self.family, "variant": self.variant, "submitted": self.submitted, "lost": self.lost,
                 "doubled": self.doubled, "model_calls_per_job": round(self.calls_per_job, 2),
-                "webhooks_per_event": self.per_event("delivered"), "refused_webhooks_per_event":
-                self.per_event("refused"), "recover_s": self.recovery.seconds,
+                "webhooks_per_event": self.per_event("delivered"),
+                "refused_webhooks_per_event": self.per_event("refused"),
+                "recover_s": round(seconds, 1) if seconds is not None else None,
                 "recover_formula": self.recovery.formula,
-                "simulated_s": round(self.simulated_s) if self.simulated_s is not None else None,
+                "simulated_s": round(simulated) if simulated is not None else None,
                 "notes": self.notes, "violations": self.violations}
 
 
