@@ -44,7 +44,7 @@ def _lifecycle_block(measured: dict[str, Any]) -> dict[str, Any]:
 
 
 def collect() -> dict[str, Any]:
-    from bench import capacity, cost, imports, lifecycle
+    from bench import capacity, cost, imports, lifecycle, reliability
 
     started = time.perf_counter()
     imported = imports.measure()
@@ -59,6 +59,9 @@ def collect() -> dict[str, Any]:
     batch = measured["batch"]
     costs = cost.per_million_jobs(totals=totals, api_ms=api_ms, worker_ms=measured["worker_ms"],
                                   batch_ratio=batch["ratio"], batch=batch["jobs"])
+    faults = reliability.measure()
+    if broken := reliability.failures(faults):
+        raise SystemExit("FAIL: a fault lost or doubled a job:\n  " + "\n  ".join(broken))
     return {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "source": _source(),
@@ -80,6 +83,7 @@ def collect() -> dict[str, Any]:
         "worker_batch10_ratio": round(batch["ratio"], 3),
         "worker_batch": {k: round(v, 3) if isinstance(v, float) else v for k, v in batch.items()},
         "capacity_rules": capacity.CAPACITY_RULES,
+        "reliability": faults,
         "bench_seconds": round(time.perf_counter() - started, 1),
     }
 
@@ -93,6 +97,8 @@ def _row(*cells: Any, widths: tuple[int, ...]) -> str:
 
 
 def render(r: dict[str, Any]) -> str:
+    from bench import reliability
+
     commit = (r["source"]["commit"] or "unknown")[:10]
     dirty = len(r["source"]["uncommitted_code_changes"])
     header = (f"aijobs bench: commit {commit}{f' + {dirty} uncommitted code files' if dirty else ''}, "
@@ -102,7 +108,7 @@ def render(r: dict[str, Any]) -> str:
              f"  1 job {b['one_job_s']:.3f} s, {b['jobs']} jobs {b['ten_jobs_s']:.3f} s: "
              f"worker_batch10_ratio {r['worker_batch10_ratio']:.2f}"]
     sections = [[header], _render_imports(r), _render_lifecycle(r), _render_cost(r), batch,
-                [f"wrote {OUTPUT.relative_to(ROOT)} in {r['bench_seconds']} s"]]
+                reliability.render(r["reliability"]), [f"wrote {OUTPUT.relative_to(ROOT)} in {r['bench_seconds']} s"]]
     return "\n\n".join("\n".join(lines) for lines in sections)
 
 

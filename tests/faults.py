@@ -24,12 +24,13 @@ def client_error(code: str, operation: str) -> Exception:
     return ClientError({"Error": {"Code": code, "Message": "injected failure"}}, operation)
 
 
-def fail_calls(client: Any, *operations: str, error: Callable[[str], Exception],
+def fail_calls(client: Any, *operations: str, error: Callable[[str], BaseException],
                when: Callable[[dict[str, Any]], bool] = lambda params: True) -> Callable[[], None]:
     """Make the client's calls of ``operations`` raise ``error(operation)`` while ``when(params)`` holds.
 
     The hook runs before the request is built, on the call's own parameters. Returns the function that
-    removes the hooks; the client is otherwise untouched.
+    removes the hooks; the client is otherwise untouched. ``error`` may be a ``BaseException`` that stands for
+    the process dying at that call.
     """
     service = client.meta.service_model.service_id.hyphenize()
     handlers = []
@@ -39,6 +40,34 @@ def fail_calls(client: Any, *operations: str, error: Callable[[str], Exception],
                 raise error(operation)
 
         event = f"before-parameter-build.{service}.{operation}"
+        client.meta.events.register(event, fail)
+        handlers.append((event, fail))
+
+    def remove() -> None:
+        for event, handler in handlers:
+            client.meta.events.unregister(event, handler)
+
+    return remove
+
+
+def fail_after_calls(client: Any, *operations: str, error: Callable[[str], BaseException],
+                     when: Callable[[int], bool] = lambda n: True) -> Callable[[], None]:
+    """Make the client's calls of ``operations`` raise ``error(operation)`` after the service has done them:
+    the write happened, its caller never hears so (a process that dies right after a call, a lost answer).
+
+    ``when(n)`` is asked with the number of such calls so far (1 for the first). Returns the remover.
+    """
+    service = client.meta.service_model.service_id.hyphenize()
+    calls = {"n": 0}
+    handlers = []
+    for operation in operations:
+        def fail(http_response: Any, operation: str = operation, **_: Any) -> None:
+            if http_response.status_code < 300:
+                calls["n"] += 1
+                if when(calls["n"]):
+                    raise error(operation)
+
+        event = f"after-call.{service}.{operation}"
         client.meta.events.register(event, fail)
         handlers.append((event, fail))
 

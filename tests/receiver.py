@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import select
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -14,6 +16,10 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    # The status the sender heard: None while the answer is being made, and for good if the sender had hung up
+    # (timed out) by the time it was ready.
+    answered: int | None = None
+    settled: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
 
 
 @dataclass
@@ -36,11 +42,20 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                got = Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
                 with receiver._lock:
-                    receiver.received.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()},
-                                                      body))
+                    receiver.received.append(got)
                     answer = receiver.script.pop(0) if receiver.script else Answer()
+                try:
+                    self._answer(answer, got)
+                finally:
+                    got.settled.set()
+
+            def _answer(self, answer: Answer, got: Received) -> None:
                 time.sleep(answer.delay_s)
+                if answer.delay_s and _hung_up(self.connection):
+                    return
+                got.answered = answer.status
                 self.send_response(answer.status)
                 for name, value in answer.headers.items():
                     self.send_header(name, value)
@@ -68,6 +83,16 @@ class Receiver:
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
                                         daemon=True)
 
+    def settled(self, timeout_s: float = 5.0) -> list[Received]:
+        """What was received, once every answer has been made (or found unheard); bounded by ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            received = list(self.received)
+        for got in received:
+            if not got.settled.wait(max(0.0, deadline - time.monotonic())):
+                raise AssertionError(f"the receiver did not answer within {timeout_s} s")
+        return received
+
     def answer(self, *answers: Answer) -> Receiver:
         with self._lock:
             self.script.extend(answers)
@@ -80,3 +105,14 @@ class Receiver:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+def _hung_up(connection: socket.socket) -> bool:
+    """Whether the client closed its side (a sender that timed out): the socket reads as ended."""
+    readable, _, _ = select.select([connection], [], [], 0)
+    if not readable:
+        return False
+    try:
+        return connection.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True

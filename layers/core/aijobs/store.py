@@ -73,12 +73,18 @@ def read_job(item: dict[str, Any]) -> Job:
     try:
         return Job.model_validate(item)
     except ValidationError:
+        # Its final event still goes out: the callback and the webhook marks are kept when they can be read.
+        request = item.get("request")
+        callback = request.get("callback_url") if isinstance(request, dict) else None
+        marks = {name: str(item[name]) for name in ("webhook_event_id", "webhook_event_for") if item.get(name)}
         return Job.model_construct(
             id=str(item.get("id") or str(item.get("pk", "")).removeprefix("JOB#")), tenant=str(item.get("tenant", "")),
-            status=JobStatus.failed,
-            model=str(item.get("model") or "unknown"), request=JobRequest.model_construct(input=""),
+            status=JobStatus.failed, model=str(item.get("model") or "unknown"),
+            request=JobRequest.model_construct(input="", callback_url=callback if isinstance(callback, str) else None),
             created_at=int(_number(item.get("created_at"))), attempt=int(_number(item.get("attempt"))),
-            expires_at=int(_number(item["expires_at"])) if "expires_at" in item else None, error=UNREADABLE)
+            completed_at=int(_number(item["completed_at"])) if "completed_at" in item else None,
+            expires_at=int(_number(item["expires_at"])) if "expires_at" in item else None, error=UNREADABLE,
+            webhook_enqueued=item.get("webhook_enqueued") is True, **marks)
 
 
 def _to_item(job: Job) -> dict[str, Any]:
