@@ -326,8 +326,10 @@ class Rig:
         store.complete_job = complete_job  # type: ignore[method-assign]
 
     def jobs_table_calls(self) -> Callable[[dict[str, Any]], bool]:
+        """The calls on the jobs table's job items (not on a keyed request's reserved ids)."""
         table = self.services.settings.jobs_table
-        return lambda params: params.get("TableName") == table or table in params.get("RequestItems", {})
+        return lambda params: ((params.get("TableName") == table or table in params.get("RequestItems", {}))
+                               and "REQUEST#" not in str(params.get("Item", "")))
 
     def queue_depth(self, url: str) -> int:
         attributes = self.services.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
@@ -732,6 +734,47 @@ def fire_dies_after_write(rig: Rig, report: Report) -> None:
     _fire_with_fault(rig, report, fault="dies after the write")
 
 
+# --- a crash after the jobs were stored, before the request's answer was recorded ----------------------------------
+
+
+def _dies_before_the_answer(rig: Rig, report: Report, *, batch: bool) -> None:
+    # A keyed request's first try stores its jobs (a batch of 30: 25, then the death before the other 5) and dies
+    # before Powertools records its answer; once the key's hold has passed, the retry names the same jobs.
+    count = 30 if batch else 1
+    expects = [rig.expect(f"{'batch item' if batch else 'submit'} {i} that dies before its answer",
+                          **({"webhook": "none"} if batch else {})) for i in range(count)]
+    path, body = (("/v1/jobs/batch", {"jobs": [rig.job_fields(e) for e in expects]}) if batch
+                  else ("/v1/jobs", rig.job_fields(expects[0])))
+    key = f"answer-{rig.nonce}"
+    client = rig.services.dynamodb.meta.client
+    # The submit's second PutItem is its job (the first reserves the key's ids); the batch's first BatchWriteItem
+    # is its first 25 jobs.
+    operation, nth = ("BatchWriteItem", 1) if batch else ("PutItem", 2)
+    remove = fail_after_calls(client, operation, error=lambda op: ProcessKilled(), when=lambda n: n == nth)
+    fault_at = rig.clock()
+    try:
+        first = rig.call_api("POST", path, body, idempotency_key=key, remaining_ms=500)
+    finally:
+        remove()
+    stored = {job["id"] for job in rig.stored_jobs()}
+    report.check(first.status >= 500 and len(stored) == (25 if batch else 1),
+                 f"the dead request answered {first.status} with {len(stored)} jobs stored")
+    rig.clock.advance(1)
+    again = _retry_until_accepted(rig, report, lambda: rig.call_api("POST", path, body, idempotency_key=key))
+    ids = [item["id"] for item in again.body["data"]] if batch else [again.body.get("id")]
+    report.check(again.status == 202 and stored <= set(ids) and len(set(ids)) == count,
+                 f"the retry answered {again.status} with other jobs than the first try stored")
+    rig.settle(report, fault_at=fault_at)
+
+
+def submit_dies_before_answer(rig: Rig, report: Report) -> None:
+    _dies_before_the_answer(rig, report, batch=False)
+
+
+def batch_dies_between_writes(rig: Rig, report: Report) -> None:
+    _dies_before_the_answer(rig, report, batch=True)
+
+
 def _client_retry_recovery(d: Deployed) -> Recovery:
     return Recovery(1, "the client's retry after Retry-After: 1 s (nothing was stored; the message sent first "
                        "finds no job and is dropped)")
@@ -984,6 +1027,10 @@ def _scenarios() -> list[Scenario]:
         Scenario("crash between send and store", "fire, store fails", fire_store_fails, _fire_recovery),
         Scenario("crash between send and store", "fire, dies after send", fire_dies_after_send, _fire_recovery),
         Scenario("crash between send and store", "fire, dies after store", fire_dies_after_write, _fire_recovery),
+        Scenario("crash before the answer", "submit, dies after store", submit_dies_before_answer,
+                 _dead_request_recovery),
+        Scenario("crash before the answer", "batch, dies between writes", batch_dies_between_writes,
+                 _dead_request_recovery),
         Scenario("SQS send errors", "3rd SendMessageBatch", third_batch_send_fails, _client_retry_recovery),
         Scenario("SQS send errors", "deliveries queue", deliveries_queue_down, _lost_webhook_recovery),
         Scenario("provider", "429 Retry-After s", _provider("[[fail=429,times=1]] [[retry_after=30]]", attempts=2,

@@ -48,6 +48,12 @@ def test_a_submission_that_crashes_between_send_and_store_leaves_nothing_and_its
     _run(scenario, aws, fake_model)
 
 
+@_of("crash before the answer")
+def test_a_keyed_submission_that_dies_before_its_answer_is_retried_into_the_same_jobs(
+        scenario: Scenario, aws: Any, fake_model: UvicornThread) -> None:
+    _run(scenario, aws, fake_model)
+
+
 @_of("SQS send errors")
 def test_a_failed_sqs_send_loses_no_job_and_no_webhook(scenario: Scenario, aws: Any,
                                                      fake_model: UvicornThread) -> None:

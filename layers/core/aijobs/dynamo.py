@@ -54,6 +54,11 @@ def delivery_prefix(webhook_id: str | None = None) -> str:
     return f"DELIVERY#{webhook_id}#" if webhook_id else "DELIVERY#"
 
 
+def request_key(name: str) -> Key:
+    """The ids of what one keyed request made (``RequestKey.name``)."""
+    return {"pk": f"REQUEST#{name}", "sk": "IDS"}
+
+
 def tenant_key(tenant: str) -> Key:
     return {"pk": tenant_partition(tenant), "sk": "TENANT"}
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -18,6 +20,23 @@ MAX_KEY_LENGTH = 255
 class IdempotentAnswer:
     answer: dict[str, Any]
     replayed: bool  # the stored answer of an earlier request with the same key and body
+
+
+@dataclass(frozen=True)
+class RequestKey:
+    """One keyed request: its ``Idempotency-Key`` (hashed, per tenant and operation) and its body's hash.
+
+    What a keyed request creates is named by it, so a retry whose first try died after writing (and before its
+    answer was recorded) finds those objects again rather than making a second set.
+    """
+
+    name: str
+    body_hash: str
+
+    @classmethod
+    def of(cls, *, scope: str, key: str, body: Any) -> RequestKey:
+        return cls(name=hashlib.sha256(f"{scope}#{key}".encode()).hexdigest(),
+                   body_hash=hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest())
 
 
 class _Replayed(dict[str, Any]):
@@ -56,7 +75,8 @@ class Idempotency:
     def _call(request: dict[str, Any], operation: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         return operation()
 
-    def run(self, *, scope: str, key: str, body: Any, operation: Callable[[], dict[str, Any]]) -> IdempotentAnswer:
+    def run(self, *, scope: str, key: str, body: Any,
+            operation: Callable[[RequestKey], dict[str, Any]]) -> IdempotentAnswer:
         from aws_lambda_powertools.utilities.idempotency.exceptions import (
             IdempotencyAlreadyInProgressError,
             IdempotencyValidationError,
@@ -66,7 +86,9 @@ class Idempotency:
             raise InvalidRequest(f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} characters",
                                  code="invalid_idempotency_key")
         try:
-            answer = self._once(request={"key": f"{scope}#{key}", "body": body}, operation=operation)
+            request_key = RequestKey.of(scope=scope, key=key, body=body)
+            answer = self._once(request={"key": f"{scope}#{key}", "body": body},
+                                operation=lambda: operation(request_key))
         except IdempotencyValidationError:
             raise IdempotencyConflict("this Idempotency-Key was used with another request body") from None
         except IdempotencyAlreadyInProgressError:

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from aijobs.clock import Clock, system_clock
 from aijobs.dynamo import Page
 from aijobs.errors import AijobsError, Conflict, InvalidRequest, ServiceUnavailable, from_validation_errors
+from aijobs.idempotency import RequestKey
 from aijobs.ids import new_job_id
 from aijobs.models.jobs import Job, JobRequest, JobStatus, JobStatusItem
 from aijobs.observability import count, logger
@@ -26,6 +27,7 @@ class JobService:
     queue: JobQueue
     default_model: str
     retention_s: int
+    request_key_ttl_s: int = 86_400  # how long a keyed request's job ids are kept (the idempotency window)
     callbacks: CallbackGuard = field(default_factory=CallbackGuard)
     clock: Clock = system_clock
 
@@ -39,27 +41,27 @@ class JobService:
                    expires_at=now + self.retention_s, schedule_id=schedule_id)
 
     def submit_job(self, *, tenant: str, request: JobRequest, schedule_id: str | None = None,
-                   job_id: str | None = None) -> Job:
+                   job_id: str | None = None, key: RequestKey | None = None) -> Job:
         """Send a job's message, then store the job as queued: nothing is stored that would never run.
 
         A message whose job could not be stored finds no job and is dropped by the worker. A schedule passes its
         ``schedule_id``, and for a fire a ``job_id`` derived from the scheduled time: if that job exists already
-        (the fire was delivered again), ``Conflict`` (``job_exists``) is raised and nothing is sent.
+        (the fire was delivered again), ``Conflict`` (``job_exists``) is raised and nothing is sent. A request
+        with an ``Idempotency-Key`` passes its ``key``: a retry of it names the same job (see ``_submit``).
         """
         job = self._new_job(tenant, request, schedule_id=schedule_id, job_id=job_id)
         if job_id is not None and self.store.get_job(job_id, consistent=True) is not None:
             raise Conflict("a job with this id exists", code="job_exists")
-        self._enqueue([job])
-        self._store([job])
+        [job] = self._submit([job], key)
         logger.info("job submitted", extra={"job_id": job.id, "tenant": tenant, "model": job.model})
-        count("JobsSubmitted")
         return job
 
-    def submit_jobs(self, *, tenant: str, items: list[dict[str, Any]]) -> list[Job | AijobsError]:
+    def submit_jobs(self, *, tenant: str, items: list[dict[str, Any]],
+                    key: RequestKey | None = None) -> list[Job | AijobsError]:
         """Validate each item on its own; send the valid ones' messages in batches, then store them in batches.
 
         All or nothing: if any message cannot be sent, or the jobs cannot be stored, no job is stored and the
-        whole batch is a retryable 503 (a retry with the same ``Idempotency-Key`` then runs afresh).
+        whole batch is a retryable 503; a retry with the same ``Idempotency-Key`` names the same jobs.
         """
         results: list[Job | AijobsError] = []
         for item in items:
@@ -69,12 +71,31 @@ class JobService:
                 results.append(from_validation_errors(exc.errors()))
             except InvalidRequest as exc:
                 results.append(exc)
-        jobs = [r for r in results if isinstance(r, Job)]
-        if jobs:
-            self._enqueue(jobs)
-            self._store(jobs)
-            count("JobsSubmitted", len(jobs))
-        return results
+        submitted = iter(self._submit([r for r in results if isinstance(r, Job)], key))
+        return [next(submitted) if isinstance(r, Job) else r for r in results]
+
+    def _submit(self, jobs: list[Job], key: RequestKey | None) -> list[Job]:
+        """Send, then store, the jobs; answers them as stored.
+
+        With a ``key``, the jobs take the ids the key reserved. On a retry whose first try died after sending or
+        storing, those jobs that were stored are answered as they are now (they run once) and only the others
+        are sent and stored.
+        """
+        if not jobs:
+            return []
+        stored: dict[str, Job] = {}
+        if key is not None:
+            ids = self.store.reserve_job_ids(key, [job.id for job in jobs],
+                                             expires_at=int(self.clock()) + self.request_key_ttl_s)
+            if ids != [job.id for job in jobs]:
+                jobs = [job.model_copy(update={"id": job_id}) for job, job_id in zip(jobs, ids, strict=True)]
+                stored = self.store.get_jobs(ids, consistent=True)
+        new = [job for job in jobs if job.id not in stored]
+        if new:
+            self._enqueue(new)
+            self._store(new)
+            count("JobsSubmitted", len(new))
+        return [stored.get(job.id, job) for job in jobs]
 
     def _enqueue(self, jobs: list[Job]) -> None:
         try:

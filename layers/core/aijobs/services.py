@@ -83,7 +83,8 @@ class Services:
     @cached_property
     def jobs(self) -> JobService:
         return JobService(store=self.store, queue=self.job_queue, default_model=self.settings.default_model,
-                          retention_s=self.settings.retention_s, callbacks=self.callback_guard, clock=self.clock)
+                          retention_s=self.settings.retention_s, request_key_ttl_s=self.settings.idempotency_ttl_s,
+                          callbacks=self.callback_guard, clock=self.clock)
 
     @cached_property
     def tenants(self) -> TenantService:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from boto3.dynamodb.conditions import Attr
 from boto3.dynamodb.conditions import Key as KeyCondition
@@ -30,6 +30,7 @@ from aijobs.dynamo import (
     is_condition_failure,
     job_key,
     query_index,
+    request_key,
     schedule_jobs_partition,
     sweep_keys,
     sweep_partition,
@@ -37,7 +38,7 @@ from aijobs.dynamo import (
     to_attributes,
     update_request,
 )
-from aijobs.errors import Conflict, NotFound
+from aijobs.errors import Conflict, IdempotencyConflict, NotFound
 from aijobs.ids import new_webhook_id
 from aijobs.models.common import ErrorDetail
 from aijobs.models.jobs import Job, JobRequest, JobStatus, Usage
@@ -45,6 +46,8 @@ from aijobs.models.webhooks import FinalEvent
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import DynamoDBServiceResource
+
+    from aijobs.idempotency import RequestKey
 
 # Outputs over this many bytes go to the results bucket; the item keeps their key.
 INLINE_OUTPUT_BYTES = 100_000
@@ -139,6 +142,25 @@ class JobStore:
             for job in jobs:
                 batch.put_item(Item=_to_item(job))
 
+    def reserve_job_ids(self, key: RequestKey, job_ids: list[str], *, expires_at: int) -> list[str]:
+        """The job ids of one keyed request: ``job_ids`` the first time, the ids reserved then on a retry.
+
+        A retry whose first try died after sending or storing its jobs (and before its answer was recorded) thus
+        names the same jobs. The same key with another body is an ``IdempotencyConflict``.
+        """
+        now = int(self._clock())
+        reserved = conditional(self._table.put_item, Item={
+            **request_key(key.name), "job_ids": job_ids, "body_hash": key.body_hash, "expires_at": expires_at},
+            ConditionExpression="attribute_not_exists(pk) OR expires_at < :now",
+            ExpressionAttributeValues={":now": now})
+        if reserved is not None:
+            return job_ids
+        earlier = self._table.get_item(Key=request_key(key.name), ConsistentRead=True).get("Item") or {}
+        reserved_ids = [str(job_id) for job_id in cast(list[Any], earlier.get("job_ids") or [])]
+        if earlier.get("body_hash") != key.body_hash or len(reserved_ids) != len(job_ids):
+            raise IdempotencyConflict("this Idempotency-Key was used with another request body")
+        return reserved_ids
+
     def delete_jobs(self, job_ids: list[str]) -> None:
         with self._table.batch_writer() as batch:
             for job_id in job_ids:
@@ -159,12 +181,12 @@ class JobStore:
             raise NotFound("no such job", code="job_not_found")
         return job
 
-    def get_jobs(self, job_ids: list[str]) -> dict[str, Job]:
+    def get_jobs(self, job_ids: list[str], *, consistent: bool = False) -> dict[str, Job]:
         found: dict[str, Job] = {}
         pending = [job_key(job_id) for job_id in dict.fromkeys(job_ids)]
         while pending:
             chunk, pending = pending[:100], pending[100:]
-            request: dict[str, Any] = {self._table.name: {"Keys": chunk}}
+            request: dict[str, Any] = {self._table.name: {"Keys": chunk, "ConsistentRead": consistent}}
             while request:
                 answer = self._resource.batch_get_item(RequestItems=request)
                 for item in answer["Responses"].get(self._table.name, []):

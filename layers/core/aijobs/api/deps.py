@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from aijobs.errors import AuthenticationError
-from aijobs.idempotency import IdempotentAnswer
+from aijobs.idempotency import IdempotentAnswer, RequestKey
 from aijobs.jobs import JobService
 from aijobs.models.tenants import Tenant
 from aijobs.observability import logger
@@ -82,10 +82,14 @@ class Idempotent:
     def __init__(self, svc: Services, request: Request, tenant: Tenant, key: str | None) -> None:
         self._svc, self._request, self._tenant, self._key = svc, request, tenant, key
 
-    def run(self, operation: str, *, body: Any, create: Callable[[], dict[str, Any]]) -> IdempotentAnswer:
-        """``create()``'s answer, or the stored answer of an earlier request with the same key and body."""
+    def run(self, operation: str, *, body: Any,
+            create: Callable[[RequestKey | None], dict[str, Any]]) -> IdempotentAnswer:
+        """``create(key)``'s answer, or the stored answer of an earlier request with the same key and body.
+
+        ``create`` gets the request's key (None without an ``Idempotency-Key``) to name what it makes by.
+        """
         if self._key is None:
-            return IdempotentAnswer(answer=create(), replayed=False)
+            return IdempotentAnswer(answer=create(None), replayed=False)
         idempotency = self._svc.idempotency
         if (context := self._request.scope.get("aws.context")) is not None:
             idempotency.register_lambda_context(context)

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from aijobs.clock import Clock, system_clock
 from aijobs.dynamo import Page
 from aijobs.errors import Conflict, InvalidRequest, NotFound
+from aijobs.idempotency import RequestKey
 from aijobs.ids import derived_job_id, new_schedule_id
 from aijobs.jobs import JobService
 from aijobs.models.jobs import Job, JobRequest
@@ -107,10 +108,10 @@ class ScheduleService:
         self.store.delete_schedule(schedule_id)
         logger.info("schedule deleted", extra={"schedule_id": schedule_id, "tenant": tenant})
 
-    def run_schedule(self, *, tenant: str, schedule_id: str) -> Job:
+    def run_schedule(self, *, tenant: str, schedule_id: str, key: RequestKey | None = None) -> Job:
         """Fire a schedule now, whether enabled or not: a new job with the schedule's id."""
         schedule = self.get_schedule(tenant=tenant, schedule_id=schedule_id)
-        return self.jobs.submit_job(tenant=tenant, request=schedule.job, schedule_id=schedule.id)
+        return self.jobs.submit_job(tenant=tenant, request=schedule.job, schedule_id=schedule.id, key=key)
 
     def to_public(self, schedule: Schedule) -> ScheduleOut:
         return schedule.to_public(next_fire_times=self.next_fire_times(schedule))

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from aijobs.api.deps import Cursor, IdempotentDep, JobId, JobsDep, TenantDep, created
 from aijobs.api.responses import errors
 from aijobs.errors import AijobsError
+from aijobs.idempotency import RequestKey
 from aijobs.models.jobs import (
     BatchItemResult,
     BatchRequest,
@@ -46,8 +47,8 @@ def submit_job(body: JobRequest, tenant: TenantDep, jobs: JobsDep, idempotent: I
                prefer: Annotated[str | None, Header()] = None,
                wait: Annotated[int | None, Query(ge=0, le=3600)] = None) -> JSONResponse:
     """Submit a job; 202 at once, or 200 with the finished job when it ends within `Prefer: wait=N`."""
-    result = idempotent.run("submit_job", body=body.model_dump(mode="json", exclude_unset=True), create=lambda: (
-        jobs.submit_job(tenant=tenant.id, request=body).to_public().model_dump(mode="json")))
+    result = idempotent.run("submit_job", body=body.model_dump(mode="json", exclude_unset=True), create=lambda key: (
+        jobs.submit_job(tenant=tenant.id, request=body, key=key).to_public().model_dump(mode="json")))
     job_id = result.answer["id"]
     if not (seconds := requested_wait(prefer, wait)):
         return created(result, status_code=202, location=f"/v1/jobs/{job_id}")
@@ -70,8 +71,8 @@ def list_jobs(tenant: TenantDep, jobs: JobsDep, cursor: Cursor = None, status: J
 def submit_batch(body: BatchRequest, tenant: TenantDep, jobs: JobsDep, idempotent: IdempotentDep) -> JSONResponse:
     """Submit up to 100 jobs; each item answers its job id and status, or its own error."""
 
-    def create() -> dict[str, Any]:
-        results = jobs.submit_jobs(tenant=tenant.id, items=body.jobs)
+    def create(key: RequestKey | None) -> dict[str, Any]:
+        results = jobs.submit_jobs(tenant=tenant.id, items=body.jobs, key=key)
         return BatchResponse(data=[BatchItemResult(error=r.detail()) if isinstance(r, AijobsError)
                                    else BatchItemResult(id=r.id, status=r.status)
                                    for r in results]).model_dump(mode="json", exclude_none=True)

@@ -19,7 +19,7 @@ router = APIRouter(prefix="/v1/schedules", tags=["schedules"], responses=errors(
 def create_schedule(body: ScheduleRequest, tenant: TenantDep, schedules: SchedulesDep,
                     idempotent: IdempotentDep) -> JSONResponse:
     """Create a schedule: its job is submitted at every fire of `expression`, read in `timezone`."""
-    result = idempotent.run("create_schedule", body=body.model_dump(mode="json", exclude_unset=True), create=lambda: (
+    result = idempotent.run("create_schedule", body=body.model_dump(mode="json", exclude_unset=True), create=lambda _: (
         schedules.to_public(schedules.create_schedule(tenant=tenant.id, request=body)).model_dump(mode="json")))
     return created(result, status_code=201, location=f"/v1/schedules/{result.answer['id']}")
 
@@ -56,6 +56,6 @@ def delete_schedule(schedule_id: ScheduleId, tenant: TenantDep, schedules: Sched
 def run_schedule(schedule_id: ScheduleId, tenant: TenantDep, schedules: SchedulesDep,
                  idempotent: IdempotentDep) -> JSONResponse:
     """Fire the schedule now, enabled or not: 202 with the new job."""
-    result = idempotent.run("run_schedule", body={"schedule_id": schedule_id}, create=lambda: (
-        schedules.run_schedule(tenant=tenant.id, schedule_id=schedule_id).to_public().model_dump(mode="json")))
+    result = idempotent.run("run_schedule", body={"schedule_id": schedule_id}, create=lambda key: (
+        schedules.run_schedule(tenant=tenant.id, schedule_id=schedule_id, key=key).to_public().model_dump(mode="json")))
     return created(result, status_code=202, location=f"/v1/jobs/{result.answer['id']}")

@@ -25,7 +25,7 @@ def rotate_webhook_secret(tenant: TenantDep, tenants: TenantsDep, idempotent: Id
                           body: RotateSecretRequest | None = None) -> JSONResponse:
     """A new signing secret; the previous ones stay valid for `overlap_s` (default 24 h), then expire."""
     overlap_s = body.overlap_s if body is not None else None
-    return created(idempotent.run("rotate_webhook_secret", body={"overlap_s": overlap_s}, create=lambda: (
+    return created(idempotent.run("rotate_webhook_secret", body={"overlap_s": overlap_s}, create=lambda _: (
         tenants.rotate_signing_secret(tenant.id, overlap_s=overlap_s).model_dump(mode="json"))), status_code=201)
 
 
@@ -38,5 +38,5 @@ def list_deliveries(job_id: JobId, tenant: TenantDep, outbox: OutboxDep) -> Deli
 @deliveries_router.post("/redeliver", status_code=202, response_model=Redelivery, responses=errors(409))
 def redeliver(job_id: JobId, tenant: TenantDep, outbox: OutboxDep, idempotent: IdempotentDep) -> JSONResponse:
     """Send the job's final event again (same `webhook-id`), with a fresh run of the retry schedule."""
-    return created(idempotent.run("redeliver", body={"job_id": job_id}, create=lambda: (
+    return created(idempotent.run("redeliver", body={"job_id": job_id}, create=lambda _: (
         outbox.redeliver(tenant=tenant.id, job_id=job_id).model_dump(mode="json"))), status_code=202)
