@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,18 +128,6 @@ class JobService:
     def list_jobs(self, *, tenant: str, status: JobStatus | None, limit: int, cursor: str | None,
                   schedule_id: str | None = None) -> Page[Job]:
         return self.store.list_jobs(tenant=tenant, status=status, limit=limit, cursor=cursor, schedule_id=schedule_id)
-
-    def wait_for_job(self, *, tenant: str, job_id: str, timeout_s: float) -> Job:
-        """Poll until the job is terminal or the time is up; returns the job as last read."""
-        deadline = time.monotonic() + timeout_s
-        delay = 0.05
-        while True:
-            job = self.get_job(tenant=tenant, job_id=job_id, consistent=True)
-            remaining = deadline - time.monotonic()
-            if job.status.is_terminal or remaining <= 0:
-                return job
-            time.sleep(min(delay, remaining))
-            delay = min(delay * 1.5, 0.5)
 
     def job_statuses(self, *, tenant: str, job_ids: list[str]) -> list[JobStatusItem]:
         """The status of each id, in order; unknown ids (and other tenants' ids) are ``not_found``."""

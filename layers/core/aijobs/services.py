@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from aijobs.idempotency import Idempotency
     from aijobs.schedules.service import ScheduleService
     from aijobs.sweeper import Sweeper
+    from aijobs.waits import JobWaits
     from aijobs.webhooks.dispatcher import WebhookDispatcher
     from aijobs.worker import Worker
 
@@ -85,6 +86,12 @@ class Services:
         return JobService(store=self.store, queue=self.job_queue, default_model=self.settings.default_model,
                           retention_s=self.settings.retention_s, request_key_ttl_s=self.settings.idempotency_ttl_s,
                           callbacks=self.callback_guard, clock=self.clock)
+
+    @cached_property
+    def job_waits(self) -> JobWaits:
+        from aijobs.waits import JobWaits
+
+        return JobWaits(self.store)
 
     @cached_property
     def tenants(self) -> TenantService:

@@ -16,6 +16,7 @@ from aijobs.models.tenants import Tenant
 from aijobs.observability import logger
 from aijobs.services import Services, get_services
 from aijobs.tenants import TenantService
+from aijobs.waits import JobWaits
 from aijobs.webhooks.outbox import WebhookOutbox
 
 if TYPE_CHECKING:  # schedules load croniter: only when a schedule route runs
@@ -52,7 +53,12 @@ def schedule_service(svc: ServicesDep) -> Any:
     return svc.schedules
 
 
+def job_waits(svc: ServicesDep) -> JobWaits:
+    return svc.job_waits
+
+
 JobsDep = Annotated[JobService, Depends(jobs_service)]
+WaitsDep = Annotated[JobWaits, Depends(job_waits)]
 TenantsDep = Annotated[TenantService, Depends(tenants_service)]
 OutboxDep = Annotated[WebhookOutbox, Depends(webhook_outbox)]
 if TYPE_CHECKING:

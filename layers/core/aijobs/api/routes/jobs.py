@@ -7,9 +7,10 @@ from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from aijobs.api.deps import Cursor, IdempotentDep, JobId, JobsDep, TenantDep, created
+from aijobs.api.deps import Cursor, IdempotentDep, JobId, JobsDep, TenantDep, WaitsDep, created
 from aijobs.api.responses import errors
 from aijobs.errors import AijobsError
 from aijobs.idempotency import RequestKey
@@ -43,16 +44,20 @@ def requested_wait(prefer: str | None, wait: int | None) -> int:
 @router.post("", status_code=202, response_model=JobOut,
              responses={200: {"model": JobOut, "description": "Finished within the requested wait"},
                         **errors(400, 409, 413, 422, 503)})
-def submit_job(body: JobRequest, tenant: TenantDep, jobs: JobsDep, idempotent: IdempotentDep,
-               prefer: Annotated[str | None, Header()] = None,
-               wait: Annotated[int | None, Query(ge=0, le=3600)] = None) -> JSONResponse:
-    """Submit a job; 202 at once, or 200 with the finished job when it ends within `Prefer: wait=N`."""
-    result = idempotent.run("submit_job", body=body.model_dump(mode="json", exclude_unset=True), create=lambda key: (
-        jobs.submit_job(tenant=tenant.id, request=body, key=key).to_public().model_dump(mode="json")))
+async def submit_job(body: JobRequest, tenant: TenantDep, jobs: JobsDep, waits: WaitsDep,
+                     idempotent: IdempotentDep, prefer: Annotated[str | None, Header()] = None,
+                     wait: Annotated[int | None, Query(ge=0, le=3600)] = None) -> JSONResponse:
+    """Submit a job; 202 at once, or 200 with the finished job when it ends within `Prefer: wait=N`.
+
+    The wait holds no thread: many waiters never slow other requests (aijobs/waits.py).
+    """
+    result = await run_in_threadpool(
+        idempotent.run, "submit_job", body=body.model_dump(mode="json", exclude_unset=True),
+        create=lambda key: jobs.submit_job(tenant=tenant.id, request=body, key=key).to_public().model_dump(mode="json"))
     job_id = result.answer["id"]
     if not (seconds := requested_wait(prefer, wait)):
         return created(result, status_code=202, location=f"/v1/jobs/{job_id}")
-    final = jobs.wait_for_job(tenant=tenant.id, job_id=job_id, timeout_s=seconds)
+    final = await waits.wait(tenant=tenant.id, job_id=job_id, timeout_s=seconds)
     return created(replace(result, answer=final.to_public().model_dump(mode="json")),
                    status_code=200 if final.status.is_terminal else 202, location=f"/v1/jobs/{job_id}",
                    headers={"Preference-Applied": f"wait={seconds}"})
