@@ -63,3 +63,26 @@ def test_a_wait_through_the_lambda_handler_answers_in_each_invocation(services: 
         answer = handler(event, FakeLambdaContext("ApiFunction", timeout_s=29))
         assert (answer["statusCode"], json.loads(answer["body"])["status"]) == (202, "queued")
         assert answer["headers"]["preference-applied"] == "wait=1" and services.job_waits.waiting == 0
+
+
+def test_failed_authentications_are_throttled_per_source_address(services: Services) -> None:
+    from fastapi.testclient import TestClient
+
+    from aijobs.api import create_app
+
+    limit = services.settings.auth_failures_limit
+    with (TestClient(create_app(), client=("203.0.113.7", 50000)) as attacker,
+          TestClient(create_app(), client=("198.51.100.9", 50000)) as neighbour):
+        wrong = [attacker.get("/v1/jobs", headers={"Authorization": f"Bearer wrong-{i}"}).status_code
+                 for i in range(limit)]
+        refused = attacker.get("/v1/jobs", headers={"Authorization": "Bearer wrong-again"})
+        with_the_right_key = attacker.get("/v1/jobs", headers={"Authorization": f"Bearer {KEY_A}"})
+        no_key = attacker.get("/v1/jobs")
+        other_address = neighbour.get("/v1/jobs", headers={"Authorization": f"Bearer {KEY_B}"})
+        services.clock.advance(services.settings.auth_failures_window_s)  # type: ignore[attr-defined]
+        after_the_window = attacker.get("/v1/jobs", headers={"Authorization": f"Bearer {KEY_A}"})
+    assert wrong == [401] * limit
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "too_many_failed_authentications"
+    assert 1 <= int(refused.headers["Retry-After"]) <= services.settings.auth_failures_window_s
+    assert with_the_right_key.status_code == 429 and no_key.status_code == 429  # it cannot go on trying keys
+    assert other_address.status_code == 200 and after_the_window.status_code == 200

@@ -10,9 +10,11 @@ from typing import Any
 
 import boto3
 import pytest
+from boto3.dynamodb.conditions import Key
 from fastapi.testclient import TestClient
 from standardwebhooks.webhooks import Webhook
 
+from aijobs.dynamo import SECRET_PREFIX, tenant_partition
 from aijobs.local.pollers import FakeLambdaContext, QueuePoller, sqs_event
 from aijobs.local.stack import UvicornThread, load_handler
 from aijobs.local.template import LocalResources
@@ -377,6 +379,37 @@ def test_rotation_with_the_same_idempotency_key_rotates_once(dev_api: TestClient
     again = dev_api.post("/v1/webhook-secrets/rotate", headers={"Idempotency-Key": "rot-1"})
     assert first.json() == again.json() and again.headers["Idempotent-Replayed"] == "true"
     assert len(dev_api.get("/v1/webhook-secrets").json()["data"]) == 2
+
+
+def test_rotations_keep_at_most_three_active_secrets_and_retire_the_oldest(
+        dev: Services, dev_api: TestClient, handlers: tuple[Any, Any], receiver: Receiver) -> None:
+    rotated = [dev_api.post("/v1/webhook-secrets/rotate").json()["id"] for _ in range(10)]
+    listed = dev_api.get("/v1/webhook-secrets").json()["data"]
+    assert [s["id"] for s in listed] == rotated[::-1][:3]  # the newest three; the rest are gone
+    stored = dev.table.query(KeyConditionExpression=Key("pk").eq(tenant_partition(TENANT_A))
+                             & Key("sk").begins_with(SECRET_PREFIX))["Items"]
+    assert len(stored) == 3  # the others are deleted, not merely expired
+    _submit(dev, receiver.url)
+    _run_all(dev, handlers)
+    (request,) = receiver.received
+    assert len(request.headers["webhook-signature"].split(" ")) == 3
+
+
+def test_redeliveries_of_a_job_are_bounded_per_hour(dev: Services, dev_api: TestClient, handlers: tuple[Any, Any],
+                                                    receiver: Receiver) -> None:
+    job_id = _submit(dev, receiver.url)
+    _run_all(dev, handlers)
+    answers = []
+    for _ in range(8):
+        answers.append(dev_api.post(f"/v1/jobs/{job_id}/deliveries/redeliver"))
+        _run_all(dev, handlers)
+    assert [a.status_code for a in answers] == [202] * 5 + [429] * 3
+    refused = answers[-1]
+    assert refused.json()["error"]["code"] == "too_many_redeliveries"
+    assert 3590 <= int(refused.headers["Retry-After"]) <= 3600
+    assert len(receiver.received) == 1 + 5
+    dev.clock.advance(3601)  # type: ignore[attr-defined]  # the next hour
+    assert dev_api.post(f"/v1/jobs/{job_id}/deliveries/redeliver").status_code == 202
 
 
 def test_redeliver_sends_the_final_event_again_with_the_same_webhook_id(

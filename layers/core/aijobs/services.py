@@ -13,7 +13,7 @@ from aijobs.jobs import JobService
 from aijobs.queues import DeliveryQueue, JobQueue
 from aijobs.settings import Settings, get_settings
 from aijobs.store import JobStore, OutputBlobs
-from aijobs.tenants import TenantService, TenantStore
+from aijobs.tenants import FailedAuthentications, TenantService, TenantStore
 from aijobs.webhooks.guard import CallbackGuard
 from aijobs.webhooks.outbox import WebhookOutbox
 from aijobs.webhooks.store import WebhookStore
@@ -97,11 +97,15 @@ class Services:
     def tenants(self) -> TenantService:
         return TenantService(store=TenantStore(table=self.table, clock=self.clock), secrets=self.webhook_store,
                              key_cache_s=self.settings.api_key_cache_s,
-                             secret_overlap_s=self.settings.webhook_secret_overlap_s)
+                             secret_overlap_s=self.settings.webhook_secret_overlap_s,
+                             failures=FailedAuthentications(limit=self.settings.auth_failures_limit,
+                                                            window_s=self.settings.auth_failures_window_s,
+                                                            clock=self.clock))
 
     @cached_property
     def outbox(self) -> WebhookOutbox:
-        return WebhookOutbox(store=self.store, ledger=self.webhook_store, queue=self.delivery_queue, clock=self.clock)
+        return WebhookOutbox(store=self.store, ledger=self.webhook_store, queue=self.delivery_queue,
+                             redeliveries_per_hour=self.settings.redeliveries_per_hour, clock=self.clock)
 
     @cached_property
     def webhook_dispatcher(self) -> WebhookDispatcher:

@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     sweep_limit: int = Field(default=200, ge=1, le=1000)
     idempotency_ttl_s: int = Field(default=86_400, ge=60)
     api_key_cache_s: float = Field(default=60.0, ge=0)
+    # Bounds per caller: failed authentications per source address per window (per API instance), redeliveries of
+    # one job's webhook per hour.
+    auth_failures_limit: int = Field(default=20, ge=1)
+    auth_failures_window_s: int = Field(default=60, ge=1, le=3600)
+    redeliveries_per_hour: int = Field(default=5, ge=1, le=100)
 
     # Schedules: the stack's EventBridge Scheduler group, the function its schedules invoke, the role they assume.
     schedule_group: str = "default"

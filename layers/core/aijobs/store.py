@@ -355,6 +355,23 @@ class JobStore:
             return FinalEvent(webhook_id=str(item["webhook_event_id"]), enqueued=bool(item.get("webhook_enqueued")))
         return None
 
+    def take_redelivery(self, job_id: str, *, per_hour: int) -> int:
+        """Count one redelivery of the job's webhook in its hour: 0 when taken, else the seconds until that hour
+        ends (``per_hour`` were taken in it already). The hour starts with its first redelivery."""
+        now = self._now()
+        counted = conditional(self._table.update_item, Key=job_key(job_id), **update_request(
+            add={"redeliveries": 1}, condition="#redeliveries_since > :since AND #redeliveries < :limit",
+            values={":since": now - 3600, ":limit": per_hour}))
+        if counted is None:
+            counted = conditional(self._table.update_item, Key=job_key(job_id), **update_request(
+                set={"redeliveries_since": now, "redeliveries": 1},
+                condition="attribute_exists(pk) AND (attribute_not_exists(#redeliveries_since) OR "
+                          "#redeliveries_since <= :since)", values={":since": now - 3600}))
+        if counted is not None:
+            return 0
+        item = self._table.get_item(Key=job_key(job_id), ConsistentRead=True).get("Item") or {}
+        return max(1, int(_number(item.get("redeliveries_since", now))) + 3600 - now)
+
     def mark_webhook_enqueued(self, job_id: str, webhook_id: str) -> None:
         # The condition fails only when the job moved on to another event: then there is nothing to mark.
         conditional(self._table.update_item, Key=job_key(job_id),

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,7 +14,7 @@ from cachetools import TTLCache
 
 from aijobs.clock import Clock, system_clock
 from aijobs.dynamo import api_key_key, conditional, tenant_key
-from aijobs.errors import AuthenticationError
+from aijobs.errors import AuthenticationError, RateLimited
 from aijobs.ids import hash_api_key, new_api_key
 from aijobs.models.tenants import Tenant
 from aijobs.models.webhooks import WebhookSecret
@@ -39,6 +40,35 @@ class TenantStore:
         return Tenant(id=str(item["tenant"])) if item else None
 
 
+class FailedAuthentications:
+    """Failed authentications per source address, in this process.
+
+    Past ``limit`` failures within ``window_s`` of a source's first one, the source is refused with 429 until that
+    window ends, whatever key it sends (so it cannot go on trying keys). Each API instance counts on its own; API
+    Gateway's stage throttling bounds the total.
+    """
+
+    def __init__(self, *, limit: int = 20, window_s: float = 60.0, clock: Clock = system_clock) -> None:
+        self.limit, self.window_s, self._clock = limit, window_s, clock
+        self._windows: TTLCache[str, list[float]] = TTLCache(maxsize=100_000, ttl=window_s, timer=clock)
+        self._lock = threading.Lock()
+
+    def check(self, source: str) -> None:
+        with self._lock:
+            started, failures = self._windows.get(source, (0.0, 0))
+        if failures >= self.limit:
+            raise RateLimited("too many failed authentications from this address; try again later",
+                              code="too_many_failed_authentications",
+                              retry_after=max(1, math.ceil(started + self.window_s - self._clock())))
+
+    def failed(self, source: str) -> None:
+        with self._lock:
+            if (window := self._windows.get(source)) is None:
+                self._windows[source] = [self._clock(), 1]
+            else:
+                window[1] += 1
+
+
 @dataclass
 class TenantService:
     """API keys and signing secrets of tenants; a warm process remembers a key's tenant for ``key_cache_s``."""
@@ -47,6 +77,7 @@ class TenantService:
     secrets: WebhookStore
     key_cache_s: float = 60.0
     secret_overlap_s: int = 86_400  # how long a rotated-out secret keeps signing, unless the caller says
+    failures: FailedAuthentications = field(default_factory=FailedAuthentications)
     _keys: TTLCache[str, Tenant] = field(init=False, repr=False)
     _keys_lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
 
@@ -64,14 +95,22 @@ class TenantService:
         self.store.put_api_key(key_hash=hash_api_key(key), tenant=tenant)
         return key
 
-    def authenticate(self, key: str) -> Tenant:
-        """The tenant of an API key; ``AuthenticationError`` if the key is not valid."""
+    def authenticate(self, key: str, *, source: str = "") -> Tenant:
+        """The tenant of an API key; ``AuthenticationError`` if the key is missing or not valid.
+
+        A ``source`` address with too many failures is refused (``RateLimited``) before its key is looked at.
+        """
+        self.failures.check(source)
+        if not key:
+            self.failures.failed(source)
+            raise AuthenticationError("an API key is required: Authorization: Bearer <key>", code="missing_api_key")
         key_hash = hash_api_key(key)
         with self._keys_lock:
             tenant = self._keys.get(key_hash)
         if tenant is None:
             tenant = self.store.tenant_for_key(key_hash)
             if tenant is None:
+                self.failures.failed(source)
                 raise AuthenticationError("the API key is not valid", code="invalid_api_key")
             with self._keys_lock:
                 self._keys[key_hash] = tenant

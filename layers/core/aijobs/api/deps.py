@@ -9,7 +9,6 @@ from fastapi import Depends, Header, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from aijobs.errors import AuthenticationError
 from aijobs.idempotency import IdempotentAnswer, RequestKey
 from aijobs.jobs import JobService
 from aijobs.models.tenants import Tenant
@@ -70,10 +69,10 @@ else:  # FastAPI reads the annotation at run time, where the module is not loade
 async def authenticate(request: Request, tenants: TenantsDep) -> Tenant:
     """The tenant of the ``Authorization: Bearer`` key; its id joins every log line of the request."""
     scheme, _, key = request.headers.get("authorization", "").partition(" ")
-    key = key.strip()
-    if scheme.lower() != "bearer" or not key:
-        raise AuthenticationError("an API key is required: Authorization: Bearer <key>", code="missing_api_key")
-    tenant = await run_in_threadpool(tenants.authenticate, key)
+    key = key.strip() if scheme.lower() == "bearer" else ""
+    # The caller's address: API Gateway's requestContext sourceIp (Mangum), or the peer of the local server.
+    source = request.client.host if request.client else ""
+    tenant = await run_in_threadpool(tenants.authenticate, key, source=source)
     # Async, so this runs in the request's own task: the key reaches the route's thread, and no other request.
     logger.thread_safe_append_keys(tenant=tenant.id)
     return tenant

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aijobs.clock import Clock, system_clock
-from aijobs.errors import Conflict
+from aijobs.errors import Conflict, RateLimited
 from aijobs.models.messages import DeliveryMessage
 from aijobs.models.webhooks import DeliveryAttempt, Redelivery
 from aijobs.observability import logger
@@ -22,6 +22,7 @@ class WebhookOutbox:
     store: JobStore
     ledger: WebhookStore
     queue: DeliveryQueue
+    redeliveries_per_hour: int = 5
     clock: Clock = system_clock
 
     def enqueue_final_event(self, job_id: str) -> bool:
@@ -48,6 +49,9 @@ class WebhookOutbox:
             raise Conflict("the job has no callback_url", code="no_callback_url")
         if not job.status.is_terminal:
             raise Conflict("the job has not finished yet", code="job_not_finished")
+        if wait_s := self.store.take_redelivery(job.id, per_hour=self.redeliveries_per_hour):
+            raise RateLimited(f"a job's webhook is redelivered at most {self.redeliveries_per_hour} times an hour",
+                              code="too_many_redeliveries", retry_after=wait_s)
         event = self.store.mark_final_event(job)
         if event is None:
             raise Conflict("the job changed meanwhile; try again", code="job_changed", retryable=True)

@@ -36,6 +36,10 @@ class AttemptClaim:
     token: str
 
 
+# Active signing secrets per tenant: each webhook carries one signature per active secret.
+MAX_ACTIVE_SECRETS = 3
+
+
 class WebhookStore:
     def __init__(self, *, table: Any, clock: Clock = system_clock) -> None:
         self._table = table
@@ -67,11 +71,17 @@ class WebhookStore:
         return self._secrets(tenant) or [self.put_secret(tenant)]
 
     def rotate_secret(self, tenant: str, *, overlap_s: int) -> WebhookSecret:
-        """A new secret; the ones it replaces stay valid for ``overlap_s`` (an earlier expiry is kept)."""
-        previous = self._secrets(tenant)
+        """A new secret; the ones it replaces stay valid for ``overlap_s`` (an earlier expiry is kept).
+
+        At most ``MAX_ACTIVE_SECRETS`` stay active, the new one included: a rotation retires the oldest at once.
+        """
+        previous = self._secrets(tenant)  # newest first
         new = self.put_secret(tenant)
+        kept, retired = previous[:MAX_ACTIVE_SECRETS - 1], previous[MAX_ACTIVE_SECRETS - 1:]
+        for old in retired:
+            self._table.delete_item(Key=secret_key(tenant, old.id.removeprefix("whs_")))
         expires = self._now() + overlap_s
-        for old in previous:
+        for old in kept:
             if old.expires_at is None or old.expires_at > expires:
                 # expires_at is the table's TTL attribute: DynamoDB removes the secret some time after.
                 self._table.update_item(Key=secret_key(tenant, old.id.removeprefix("whs_")),

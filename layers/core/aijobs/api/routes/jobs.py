@@ -27,7 +27,7 @@ from aijobs.models.jobs import (
 )
 from aijobs.settings import WAIT_LIMIT_S
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=errors(401, 500))
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=errors(401, 429, 500))
 
 _PREFER_WAIT = re.compile(r"(?:^|[;,\s])wait\s*=\s*(\d+)", re.IGNORECASE)
 

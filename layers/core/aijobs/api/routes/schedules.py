@@ -12,7 +12,7 @@ from aijobs.api.responses import errors
 from aijobs.models.jobs import JobOut
 from aijobs.models.schedules import ScheduleList, ScheduleOut, ScheduleRequest, ScheduleUpdate
 
-router = APIRouter(prefix="/v1/schedules", tags=["schedules"], responses=errors(401, 500))
+router = APIRouter(prefix="/v1/schedules", tags=["schedules"], responses=errors(401, 429, 500))
 
 
 @router.post("", status_code=201, response_model=ScheduleOut, responses=errors(400, 409, 413, 422, 503))

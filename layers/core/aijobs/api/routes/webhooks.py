@@ -9,9 +9,10 @@ from aijobs.api.deps import IdempotentDep, JobId, OutboxDep, TenantDep, TenantsD
 from aijobs.api.responses import errors
 from aijobs.models.webhooks import DeliveryList, Redelivery, RotateSecretRequest, WebhookSecret, WebhookSecretList
 
-secrets_router = APIRouter(prefix="/v1/webhook-secrets", tags=["webhooks"], responses=errors(401, 500))
+secrets_router = APIRouter(prefix="/v1/webhook-secrets", tags=["webhooks"],
+                             responses=errors(401, 429, 500))
 deliveries_router = APIRouter(prefix="/v1/jobs/{job_id}/deliveries", tags=["webhooks"],
-                              responses=errors(401, 404, 422, 500))
+                              responses=errors(401, 404, 422, 429, 500))
 
 
 @secrets_router.get("", response_model=WebhookSecretList)
