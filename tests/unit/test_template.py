@@ -87,6 +87,22 @@ def test_every_function_has_a_log_group_with_retention(template: dict[str, Any])
         assert log_group["RetentionInDays"] == {"Ref": "LogRetentionDays"}, name
 
 
+def test_the_api_is_bounded_for_all_callers_and_logs_each_request(template: dict[str, Any]) -> None:
+    api = template["Resources"]["HttpApi"]["Properties"]
+    assert api["DefaultRouteSettings"] == {"ThrottlingRateLimit": {"Ref": "ApiThrottlingRateLimit"},
+                                           "ThrottlingBurstLimit": {"Ref": "ApiThrottlingBurstLimit"}}
+    access = api["AccessLogSettings"]
+    assert access["DestinationArn"] == {"Fn::GetAtt": ["HttpApiAccessLogGroup", "Arn"]}
+    assert json.loads(access["Format"].replace("\n", ""))["status"] == "$context.status"
+    assert not re.search(r"header|querystring|body|authorization", access["Format"], re.IGNORECASE)
+    log_group = template["Resources"]["HttpApiAccessLogGroup"]["Properties"]
+    assert log_group["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    function = template["Resources"]["ApiFunction"]["Properties"]
+    assert function["ReservedConcurrentExecutions"]["Fn::If"][1] == {"Ref": "ApiReservedConcurrency"}
+    alarm = template["Resources"]["ApiThrottlesAlarm"]["Properties"]
+    assert alarm["MetricName"] == "Throttles" and alarm["Dimensions"][0]["Value"] == {"Ref": "ApiFunction"}
+
+
 def test_template_holds_no_secret_value(template: dict[str, Any]) -> None:
     text = TEMPLATE_PATH.read_text()
 
