@@ -44,7 +44,7 @@ def _lifecycle_block(measured: dict[str, Any]) -> dict[str, Any]:
 
 
 def collect() -> dict[str, Any]:
-    from bench import capacity, cost, imports, lifecycle, reliability
+    from bench import capacity, cost, imports, lifecycle, reliability, waiters
 
     started = time.perf_counter()
     imported = imports.measure()
@@ -59,6 +59,7 @@ def collect() -> dict[str, Any]:
     batch = measured["batch"]
     costs = cost.per_million_jobs(totals=totals, api_ms=api_ms, worker_ms=measured["worker_ms"],
                                   batch_ratio=batch["ratio"], batch=batch["jobs"])
+    waits = waiters.measure()
     faults = reliability.measure()
     if broken := reliability.failures(faults):
         raise SystemExit("FAIL: a fault lost or doubled a job:\n  " + "\n  ".join(broken))
@@ -83,6 +84,7 @@ def collect() -> dict[str, Any]:
         "worker_batch10_ratio": round(batch["ratio"], 3),
         "worker_batch": {k: round(v, 3) if isinstance(v, float) else v for k, v in batch.items()},
         "capacity_rules": capacity.CAPACITY_RULES,
+        "waiters": waits,
         "reliability": faults,
         "bench_seconds": round(time.perf_counter() - started, 1),
     }
@@ -97,7 +99,7 @@ def _row(*cells: Any, widths: tuple[int, ...]) -> str:
 
 
 def render(r: dict[str, Any]) -> str:
-    from bench import reliability
+    from bench import reliability, waiters
 
     commit = (r["source"]["commit"] or "unknown")[:10]
     dirty = len(r["source"]["uncommitted_code_changes"])
@@ -108,7 +110,8 @@ def render(r: dict[str, Any]) -> str:
              f"  1 job {b['one_job_s']:.3f} s, {b['jobs']} jobs {b['ten_jobs_s']:.3f} s: "
              f"worker_batch10_ratio {r['worker_batch10_ratio']:.2f}"]
     sections = [[header], _render_imports(r), _render_lifecycle(r), _render_cost(r), batch,
-                reliability.render(r["reliability"]), [f"wrote {OUTPUT.relative_to(ROOT)} in {r['bench_seconds']} s"]]
+                waiters.render(r["waiters"]), reliability.render(r["reliability"]),
+                [f"wrote {OUTPUT.relative_to(ROOT)} in {r['bench_seconds']} s"]]
     return "\n\n".join("\n".join(lines) for lines in sections)
 
 

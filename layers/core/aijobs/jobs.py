@@ -131,6 +131,6 @@ class JobService:
 
     def job_statuses(self, *, tenant: str, job_ids: list[str]) -> list[JobStatusItem]:
         """The status of each id, in order; unknown ids (and other tenants' ids) are ``not_found``."""
-        found = self.store.get_jobs([i for i in job_ids if i.startswith("job_")])
-        return [JobStatusItem(id=i, status=job.status if (job := found.get(i)) and job.tenant == tenant
+        found = self.store.get_states([i for i in job_ids if i.startswith("job_")])
+        return [JobStatusItem(id=i, status=state.status if (state := found.get(i)) and state.tenant == tenant
                               else "not_found") for i in job_ids]
