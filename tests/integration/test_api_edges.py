@@ -179,3 +179,19 @@ def test_an_expression_python_cannot_compute_is_422(api: Any, services: Services
 
     assert response.status_code == 422 and response.json()["error"]["code"] == "invalid_expression"
     assert _nothing_written(api, services)
+
+
+@pytest.mark.parametrize("expression", ["cron(30 2 ? 3 1L *)", "cron(30 2 ? 3 1#5 *)"])
+def test_a_cron_that_a_daylight_saving_gap_always_swallows_is_422_at_create_and_at_change(
+        api: Any, services: Services, expression: str) -> None:
+    # 02:30 on the last Sunday of March never happens in Paris: these walked to the year 9999 and answered 500.
+    created = api.post("/v1/schedules", json={"expression": expression, "timezone": "Europe/Paris",
+                                              "job": {"input": "hi"}})
+    schedule = api.post("/v1/schedules", json={"expression": "cron(30 2 ? 6 1L *)", "timezone": "Europe/Paris",
+                                               "job": {"input": "hi"}}).json()
+    changed = api.patch(f"/v1/schedules/{schedule['id']}", json={"expression": expression})
+
+    for response in (created, changed):
+        assert response.status_code == 422 and response.json()["error"]["code"] == "invalid_expression"
+        assert "never fires" in response.json()["error"]["message"]
+    assert api.get(f"/v1/schedules/{schedule['id']}").json()["expression"] == "cron(30 2 ? 6 1L *)"

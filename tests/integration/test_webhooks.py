@@ -109,6 +109,30 @@ def test_batch_item_with_forbidden_callback_fails_alone(api: Any) -> None:
     assert [j["id"] for j in api.get("/v1/jobs").json()["data"]] == [first["id"]]
 
 
+# IPv4 loopback and metadata inside IPv6: mapped, translated, compatible, NAT64, 6to4, Teredo.
+EMBEDDED_LOOPBACK = ["::ffff:127.0.0.1", "::ffff:0:127.0.0.1", "::ffff:0:169.254.169.254", "::127.0.0.1",
+                     "64:ff9b::7f00:1", "64:ff9b:1::7f00:1", "2002:7f00:1::1", "2001:0:4136:e378:8000:63bf:80ff:fffe"]
+
+
+@pytest.mark.parametrize("address", EMBEDDED_LOOPBACK)
+def test_an_ipv4_address_inside_ipv6_is_422_at_submit_even_with_private_receivers_allowed(
+        dev_api: TestClient, address: str) -> None:
+    for url in (f"https://[{address}]/hook", f"http://[{address}]:8080/latest/meta-data/"):
+        response = dev_api.post("/v1/jobs", json={"input": "hi", "callback_url": url})
+
+        assert response.status_code == 422 and response.json()["error"]["code"] == "callback_url_forbidden"
+    assert dev_api.get("/v1/jobs").json()["data"] == []
+
+
+@pytest.mark.parametrize("url", ["https://\uff11\uff12\uff17\u3002\uff10\u3002\uff10\u3002\uff11/", "https://0x7f.1/",
+                                 "https://2130706433/", "https://127.1/", "https://127.0.0.1./"])
+def test_loopback_in_any_notation_is_422_at_submit(api: Any, url: str) -> None:
+    response = api.post("/v1/jobs", json={"input": "hi", "callback_url": url})
+
+    assert response.status_code == 422
+    assert response.json()["error"]["message"] == "callback_url is not allowed: it points at a loopback address"
+
+
 # --- deliveries ---------------------------------------------------------------------------------------------------
 
 
@@ -340,6 +364,19 @@ def test_send_time_guard_checks_the_resolved_address_and_connects_to_it(
     else:
         assert receiver.received == []
         assert [(a["outcome"], a["error"]) for a in ledger] == [("failed", "callback_url_forbidden")]
+
+
+@pytest.mark.parametrize("address", EMBEDDED_LOOPBACK)
+def test_a_name_resolving_to_an_ipv4_address_inside_ipv6_is_refused_at_send_even_with_private_allowed(
+        dev: Services, handlers: tuple[Any, Any], receiver: Receiver, address: str) -> None:
+    dev.webhook_dispatcher.sender = WebhookSender(guard=CallbackGuard(allow_private=True, allow_http=True),
+                                                 resolver=_resolving_to(address))
+    job_id = _submit(dev, f"http://hooks.example.com:{receiver.port}/hook")
+
+    _run_all(dev, handlers)
+
+    assert receiver.received == []
+    assert [(a["outcome"], a["error"]) for a in _ledger(dev, job_id)] == [("failed", "callback_url_forbidden")]
 
 
 # --- secrets, redelivery, tenants ----------------------------------------------------------------------------------

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from croniter import croniter
 
 from aijobs.errors import InvalidRequest
 from aijobs.models.schedules import ScheduledFire
-from aijobs.schedules.expressions import fire_times, parse_expression, parse_timezone
+from aijobs.schedules.expressions import MAX_CANDIDATES, fire_times, parse_expression, parse_timezone
 
 # Sunday 22 November 2026, 10:00 UTC
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
@@ -125,6 +127,38 @@ def test_cron_skips_a_time_the_spring_jump_removes_and_fires_a_repeated_time_onc
 @pytest.mark.parametrize("expression", ["cron(0 9 31 2 ? *)", "cron(0 9 * * ? 2020)", "at(2026-01-01T00:00:00)"])
 def test_expressions_with_no_time_left_have_no_fire_times(expression: str) -> None:
     assert _times(expression) == []
+
+
+@pytest.mark.parametrize("expression", [
+    "cron(30 2 ? 3 1L *)",  # 02:30 on the last Sunday of March: the hour Paris skips, every year
+    "cron(30 2 ? 3 1#5 *)",  # the fifth Sunday of March is always its last
+    "cron(* 2 ? 3 1L *)",
+])
+def test_a_cron_whose_every_time_a_daylight_saving_gap_swallows_never_fires_in_bounded_steps(
+        expression: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Counted in steps of croniter, not in seconds: these walked to the year 9999 (over 1 s of CPU) and then failed.
+    steps = 0
+    get_next = croniter.get_next
+
+    def counted(self: croniter, *args: Any, **kwargs: Any) -> Any:
+        nonlocal steps
+        steps += 1
+        return get_next(self, *args, **kwargs)
+
+    monkeypatch.setattr(croniter, "get_next", counted)
+
+    assert _times(expression, "Europe/Paris", count=5) == []
+    assert steps <= MAX_CANDIDATES
+
+
+def test_a_cron_that_a_gap_swallows_only_sometimes_still_fires() -> None:
+    # The last Sunday of March and of June at 02:30: March's never happens in Paris, June's does.
+    assert _times("cron(30 2 ? 3,6 1L *)", "Europe/Paris", count=2) == ["2027-06-27 Sun 02:30",
+                                                                        "2028-06-25 Sun 02:30"]
+
+
+def test_nothing_fires_after_eventbridges_last_year() -> None:
+    assert _times("cron(0 0 1 1 ? *)", after=datetime(2198, 6, 1, tzinfo=UTC), count=3) == ["2199-01-01 Tue 00:00"]
 
 
 def test_fire_event_must_name_an_api_schedule_or_carry_its_job() -> None:

@@ -12,6 +12,26 @@ from aijobs.webhooks.guard import CallbackGuard, parse_ipv4_loosely
 STRICT = CallbackGuard()  # the deployed stack: https, public addresses only
 DEV = CallbackGuard(allow_private=True, allow_http=True)  # `make run`
 
+# IPv6 addresses that carry an IPv4 address (most hold 127.0.0.1 or 169.254.169.254, one a public address).
+EMBEDDED_IPV4 = [
+    "https://[::ffff:127.0.0.1]/",  # IPv4-mapped, ::ffff:0:0/96
+    "https://[::ffff:10.0.0.1]/",
+    "https://[::ffff:0:127.0.0.1]/",  # IPv4-translated, ::ffff:0:0:0/96
+    "https://[::ffff:0:169.254.169.254]/latest/meta-data/",
+    "https://[::ffff:0:7f00:1]/",
+    "https://[0:0:0:0:ffff:0:a9fe:a9fe]/",
+    "https://[::ffff:0:8.8.8.8]/",
+    "https://[::10.0.0.1]/",  # IPv4-compatible, ::/96
+    "https://[::7f00:1]/",
+    "https://[64:ff9b::127.0.0.1]/",  # NAT64, 64:ff9b::/96 and the local-use 64:ff9b:1::/48
+    "https://[64:ff9b:1::a9fe:a9fe]/",
+    "https://[64:ff9b:1:ffff::7f00:1]/",
+    "https://[2002:7f00:1::]/",  # 6to4, 2002::/16
+    "https://[2002:a00:1::1]/",
+    "https://[2001:0:4136:e378:8000:63bf:80ff:fffe]/",  # Teredo, 2001::/32 (client 127.0.0.1, bits inverted)
+    "https://[2001::5601:5601]/",
+]
+
 FORBIDDEN_EVERYWHERE = [
     # schemes and forms
     "ftp://example.com/hook",
@@ -39,7 +59,7 @@ FORBIDDEN_EVERYWHERE = [
     "https://169.254.43518/",
     "https://[fe80::1]/",
     "https://[fe80::1%25eth0]/",
-    "https://[fd00:ec2::254]/",  # AWS's IPv6 metadata address is unique-local: refused strictly, see below
+    "https://[fd00:ec2::254]/",  # AWS's IPv6 metadata address: unique-local, but refused with private ones allowed
     # unspecified
     "https://0.0.0.0/",
     "https://0/",
@@ -63,6 +83,12 @@ FORBIDDEN_EVERYWHERE = [
     "https://[::127.0.0.1]/",
     "https://[64:ff9b::a9fe:a9fe]/",
     "https://[2002:a9fe:a9fe::]/",
+    # an IPv4 address inside IPv6, every form: refused whatever it holds, with private addresses allowed too
+    *EMBEDDED_IPV4,
+    # a host whose last label is a number is an IPv4 address or nothing
+    "https://1.2.3.256/",
+    "https://example.123/",
+    "https://08.1/",
 ]
 
 FORBIDDEN_UNLESS_PRIVATE_ALLOWED = [
@@ -88,6 +114,14 @@ FORBIDDEN_UNLESS_PRIVATE_ALLOWED = [
     "https://printer.local/",
     "https://metadata.google.internal/",
     "https://intranet/",
+    # read as a browser reads them: IDNA first (full-width digits and dots), then IPv4 in any notation
+    "https://\uff11\uff12\uff17.\uff10.\uff10.\uff11/",  # full-width digits
+    "https://\uff11\uff12\uff17\u3002\uff10\u3002\uff10\u3002\uff11/",  # and ideographic full stops
+    "https://\uff11\uff12\uff17\uff0e\uff10\uff0e\uff10\uff0e\uff11/",  # and full-width full stops
+    "https://\uff10\uff58\uff17\uff46.\uff11/",  # 0x7f.1 in full width
+    "https://127.0.0.1./",
+    "https://2130706433./",
+    "https://0x7f.1./",
 ]
 
 ALLOWED = [
@@ -112,7 +146,7 @@ def test_forbidden_callback_url_is_a_typed_422(url: str) -> None:
     assert "169.254" not in refused.value.message and "@" not in refused.value.message  # the URL is not echoed
 
 
-@pytest.mark.parametrize("url", [u for u in FORBIDDEN_EVERYWHERE if "fd00:ec2" not in u])
+@pytest.mark.parametrize("url", FORBIDDEN_EVERYWHERE)
 def test_development_mode_still_refuses_metadata_link_local_and_mapped_addresses(url: str) -> None:
     with pytest.raises(InvalidRequest):
         DEV.check_url(url)
@@ -155,3 +189,30 @@ def test_ipv4_in_any_inet_aton_notation_is_recognised(text: str, address: str) -
                                   "1..2", "1.2.3.example"])
 def test_names_and_out_of_range_numbers_are_not_ipv4(text: str) -> None:
     assert parse_ipv4_loosely(text) is None
+
+
+@pytest.mark.parametrize("url", EMBEDDED_IPV4)
+@pytest.mark.parametrize("guard", [STRICT, DEV], ids=["deployed", "private-allowed"])
+def test_an_ipv4_address_inside_ipv6_is_refused_in_every_form(guard: CallbackGuard, url: str) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        guard.check_url(url)
+    assert refused.value.code == "callback_url_forbidden"
+    assert any(form in refused.value.message for form in ("IPv4-", "NAT64", "6to4", "Teredo"))
+
+
+@pytest.mark.parametrize(("url", "address"), [
+    ("https://\uff11\uff12\uff17\u3002\uff10\u3002\uff10\u3002\uff11:8443/", "127.0.0.1"),
+    ("https://0x7f.1/", "127.0.0.1"),
+    ("https://2130706433/", "127.0.0.1"),
+    ("https://127.1/", "127.0.0.1"),
+    ("https://127.0.0.1./", "127.0.0.1"),
+    ("https://\uff19\uff13.\uff11\uff18\uff14.\uff12\uff11\uff16.\uff13\uff14/", "93.184.216.34"),
+])
+def test_a_host_in_an_odd_notation_is_checked_as_the_address_it_is(url: str, address: str) -> None:
+    target = DEV.check_url(url)
+    assert target.address == ipaddress.ip_address(address) and target.host == address
+
+
+def test_a_public_address_in_full_width_digits_is_accepted_as_that_address() -> None:
+    target = STRICT.check_url("https://\uff19\uff13.\uff11\uff18\uff14.\uff12\uff11\uff16.\uff13\uff14/hook")
+    assert target.url_for(target.address) == "https://93.184.216.34:443/hook"  # type: ignore[arg-type]

@@ -106,3 +106,38 @@ def test_a_refused_connection_is_a_connection_error() -> None:
     sender = WebhookSender(guard=CallbackGuard(), resolver=_resolver("93.184.216.34"),
                            transport=httpx.MockTransport(refuse))
     assert _send(sender, "https://hooks.example.com/").error == "connection_error"
+
+
+# An IPv4 address inside IPv6, in every form (mapped, translated, compatible, NAT64 and its local-use prefix, 6to4,
+# Teredo), holding loopback or the metadata address.
+EMBEDDED = ["::ffff:127.0.0.1", "::ffff:0:127.0.0.1", "::ffff:0:169.254.169.254", "::127.0.0.1",
+            "64:ff9b::7f00:1", "64:ff9b:1::a9fe:a9fe", "2002:7f00:1::1", "2001:0:4136:e378:8000:63bf:80ff:fffe"]
+GUARDS = {"deployed": CallbackGuard(), "private-allowed": CallbackGuard(allow_private=True, allow_http=True)}
+
+
+@pytest.mark.parametrize("address", EMBEDDED)
+@pytest.mark.parametrize("guard", GUARDS)
+def test_at_send_an_ipv4_address_inside_ipv6_is_refused_written_or_resolved(guard: str, address: str) -> None:
+    seen: list[httpx.Request] = []
+    sender = WebhookSender(guard=GUARDS[guard], resolver=_resolver(address),
+                           transport=httpx.MockTransport(lambda r: seen.append(r) or httpx.Response(200)))
+
+    written = _send(sender, f"https://[{address}]/latest/meta-data/")
+    resolved = _send(sender, "https://rebinding.example.com/")
+
+    assert written.forbidden and resolved.forbidden and seen == []
+
+
+@pytest.mark.parametrize("url", ["https://\uff11\uff12\uff17\u3002\uff10\u3002\uff10\u3002\uff11/", "https://0x7f.1/",
+                                 "https://2130706433/", "https://127.1/", "https://127.0.0.1./"])
+def test_at_send_an_odd_notation_of_loopback_is_refused_without_resolving_it(url: str) -> None:
+    asked: list[str] = []
+
+    async def resolver(host: str, port: int) -> list[str]:
+        asked.append(host)
+        return ["93.184.216.34"]  # what a resolver that reads the text as a name might answer
+
+    sender = WebhookSender(guard=CallbackGuard(), resolver=resolver,
+                           transport=httpx.MockTransport(lambda r: httpx.Response(200)))
+
+    assert _send(sender, url).forbidden and asked == []

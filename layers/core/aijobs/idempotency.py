@@ -82,8 +82,10 @@ class Idempotency:
             IdempotencyValidationError,
         )
 
-        if not 0 < len(key) <= MAX_KEY_LENGTH:
-            raise InvalidRequest(f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} characters",
+        # Printable ASCII, as the IETF draft's structured-field string: no control characters, nothing a header's
+        # Latin-1 decoding made up.
+        if not 0 < len(key) <= MAX_KEY_LENGTH or not (key.isascii() and key.isprintable()):
+            raise InvalidRequest(f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable ASCII characters",
                                  code="invalid_idempotency_key")
         try:
             request_key = RequestKey.of(scope=scope, key=key, body=body)

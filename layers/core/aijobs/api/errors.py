@@ -57,6 +57,9 @@ def _from_http(request: Request, exc: HTTPException) -> tuple[AijobsError, dict[
                 {"Allow": _allowed_methods(request)})
     if exc.status_code == 401:
         return AuthenticationError(str(exc.detail)), {}
+    if exc.status_code == 400:  # FastAPI's own, for a body json.loads raised on with more than a syntax error
+        return MalformedRequest("the request body is not JSON that can be read (not UTF-8, nested too deep, or a "
+                                "number with too many digits)", code="invalid_json"), {}
     return MalformedRequest(str(exc.detail), code=f"http_{exc.status_code}"), {}
 
 

@@ -46,7 +46,8 @@ class JobRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: Annotated[str | None, Field(min_length=1, max_length=128)] = None
+    # A provider's model id (gpt-4o-mini, ft:gpt-4o:org::id, meta-llama/Llama-3-8B): printable ASCII, no spaces.
+    model: Annotated[str | None, Field(min_length=1, max_length=128, pattern=r"^[!-~]+$")] = None
     # instructions come before input so that the size check of input sees them
     instructions: Annotated[str | None, Field(max_length=MAX_INPUT_CHARS)] = None
     # The limits of a text input are documented, and checked with the instructions by _input_fits.

@@ -19,6 +19,12 @@ from croniter import CroniterBadDateError, croniter
 from aijobs.errors import InvalidRequest
 
 MAX_RATE_VALUE = 1_000_000
+# The most times croniter is asked for, to find one fire time. A candidate is skipped only when a daylight-saving
+# gap or fold swallows it, or its year is not in the expression (one jump): a few a year at most. So a cron whose
+# every time falls in a gap, such as cron(30 2 ? 3 1L *) in Europe/Paris (02:30 on the last Sunday of March, the
+# very hour Paris skips), is found to never fire after this many steps (well under 0.1 s), not after a walk to the
+# year 9999. Counted in steps, not seconds, so the answer does not depend on the machine's speed or load.
+MAX_CANDIDATES = 100
 _RATE = re.compile(r"rate\(([0-9]+) ([a-z]+)\)")
 _RATE_UNITS = {"minute": 60, "hour": 3600, "day": 86_400}
 _CRON = re.compile(r"cron\((.*)\)")
@@ -123,12 +129,15 @@ class CronExpression:
     years: frozenset[int] | None  # None: every year
 
     def next_after(self, after: datetime, *, anchor: datetime, tz: ZoneInfo) -> datetime | None:
-        start = after.astimezone(tz)
-        times = croniter(self.spec, start)
-        for _ in range(10_000):  # bounded: the year filter jumps, so a handful of steps is the norm
+        times = croniter(self.spec, after.astimezone(tz))
+        for _ in range(MAX_CANDIDATES):
             try:
                 candidate: datetime = times.get_next(datetime)
             except CroniterBadDateError:  # no such date for decades, e.g. 31 February
+                return None
+            except (ValueError, OverflowError):  # past the year 9999
+                return None
+            if candidate.year > _YEAR.high:  # EventBridge's last year: nothing fires after it
                 return None
             if self.years is not None and candidate.year not in self.years:
                 later = [year for year in self.years if year > candidate.year]
@@ -141,7 +150,7 @@ class CronExpression:
             if candidate.fold and candidate.replace(fold=0).utcoffset() != candidate.utcoffset():
                 continue  # the second pass through a repeated autumn hour: EventBridge fires once
             return candidate.astimezone(UTC)
-        return None
+        return None  # only skipped times for MAX_CANDIDATES tries: as good as never
 
 
 Expression = RateExpression | CronExpression | AtExpression

@@ -162,7 +162,8 @@ class ScheduleService:
         if not fire_times(expression, tz, after=now, anchor=now, count=1):
             if isinstance(expression, AtExpression):
                 raise InvalidRequest(f"{expression_text} is in the past in {timezone}", code="invalid_expression")
-            raise InvalidRequest(f"{expression_text} never fires from now on", code="invalid_expression")
+            raise InvalidRequest(f"{expression_text} never fires from now on in {timezone} (a time that a "
+                                 "daylight-saving change skips does not fire)", code="invalid_expression")
 
     def _check_job(self, request: JobRequest) -> None:
         # What submit_job would refuse, refused now rather than at every fire.

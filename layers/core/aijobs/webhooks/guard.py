@@ -3,6 +3,12 @@
 A URL is checked when a job is submitted (its form, and the address when it is written as one in any
 notation) and again when a webhook is sent: the host is resolved, every address is checked, and the
 connection goes to the address that was checked, so a name cannot be re-pointed between check and use.
+
+A host is read as a browser reads it (WHATWG URL): IDNA first (full-width digits and dots become ASCII), then
+IPv4 in any ``inet_aton`` notation, so 127.0.0.1 in full-width digits and dots, ``0x7f.1``, ``2130706433`` and
+``127.1`` are all checked as 127.0.0.1. IPv6 addresses that carry an IPv4 address (mapped, translated,
+compatible, NAT64, 6to4, Teredo) are refused whatever they carry, even when private addresses are allowed: a
+receiver has no reason to be written that way, and some networks route them to the IPv4 address inside.
 """
 
 from __future__ import annotations
@@ -20,19 +26,30 @@ MAX_URL_LENGTH = 2048
 
 _net = ipaddress.ip_network
 
+# Never reachable, and checked first: the private networks below must not let them through.
+_ALWAYS_FORBIDDEN = [
+    (_net("::/128"), "an unspecified address"),
+    (_net("::ffff:0:0/96"), "an IPv4-mapped IPv6 address"),
+    (_net("::ffff:0:0:0/96"), "an IPv4-translated IPv6 address"),
+    (_net("::/96"), "an IPv4-compatible IPv6 address"),
+    (_net("64:ff9b::/96"), "a NAT64 address"),
+    (_net("64:ff9b:1::/48"), "a NAT64 address"),
+    (_net("2002::/16"), "a 6to4 address"),
+    (_net("2001::/32"), "a Teredo address"),
+    (_net("fd00:ec2::254/128"), "a metadata address"),  # AWS's IPv6 instance metadata, inside fc00::/7
+]
 # Reachable with allow_private (the local stack): loopback and private networks.
 _PRIVATE = [
     (_net("127.0.0.0/8"), "a loopback address"),
-    (_net("::1/128"), "a loopback address"),
     (_net("10.0.0.0/8"), "a private address"),
     (_net("172.16.0.0/12"), "a private address"),
     (_net("192.168.0.0/16"), "a private address"),
     (_net("fc00::/7"), "a unique-local address"),
 ]
+_LOOPBACK_V6 = ipaddress.IPv6Address("::1")  # the one address of ::/96 that is no IPv4 address
 # Never reachable.
 _FORBIDDEN = [
     (_net("0.0.0.0/8"), "an unspecified address"),
-    (_net("::/128"), "an unspecified address"),
     (_net("169.254.0.0/16"), "a link-local address"),
     (_net("fe80::/10"), "a link-local address"),
     (_net("100.64.0.0/10"), "a shared (CGNAT) address"),
@@ -46,16 +63,13 @@ _FORBIDDEN = [
     (_net("203.0.113.0/24"), "a documentation address"),
     (_net("2001:db8::/32"), "a documentation address"),
     (_net("fec0::/10"), "a site-local address"),
-    (_net("::/96"), "an IPv4-compatible IPv6 address"),
-    (_net("64:ff9b::/96"), "a NAT64 address"),
-    (_net("64:ff9b:1::/48"), "a NAT64 address"),
-    (_net("2002::/16"), "a 6to4 address"),
-    (_net("2001::/32"), "a Teredo address"),
     (_net("100::/64"), "a discard address"),
 ]
 # Names that only mean something inside a network.
 _INTERNAL_SUFFIXES = ("localhost", "local", "internal", "localdomain", "home.arpa", "intranet", "lan")
 _LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
+# A last label that is a number makes the host an IPv4 address or nothing (WHATWG URL): no top-level name is one.
+_NUMERIC_LABEL = re.compile(r"^(?:[0-9]+|0x[0-9a-f]*)$")
 
 
 def forbidden(reason: str) -> InvalidRequest:
@@ -120,15 +134,16 @@ def _parse_host(host: str) -> tuple[str, IPAddress | None]:
             return host, ipaddress.IPv6Address(host)
         except ValueError:
             raise forbidden("the host is not a valid IPv6 address") from None
-    host = host.rstrip(".")
-    if (address := parse_ipv4_loosely(host)) is not None:
-        return str(address), address
-    try:
-        name = host.encode("idna").decode("ascii").lower()
+    try:  # IDNA first: it maps full-width digits and dots (U+FF11, U+3002...) to the ASCII they stand for
+        name = host.encode("idna").decode("ascii").lower().rstrip(".")
     except UnicodeError:
         raise forbidden("the host is not a valid name") from None
+    if (address := parse_ipv4_loosely(name)) is not None:
+        return str(address), address
     if not name or len(name) > 253 or not all(_LABEL.match(label) for label in name.split(".")):
         raise forbidden("the host is not a valid name")
+    if _NUMERIC_LABEL.match(name.rsplit(".", 1)[-1]):
+        raise forbidden("the host is not a valid IPv4 address")
     return name, None
 
 
@@ -157,9 +172,12 @@ class CallbackGuard:
         if "@" in parts.netloc:
             raise forbidden("it must not contain credentials")
         try:
-            port = parts.port or (443 if scheme == "https" else 80)
+            port = parts.port
         except ValueError:
             raise forbidden("the port is not valid") from None
+        if port == 0:  # no server listens there; it is not the default port either
+            raise forbidden("the port is not valid")
+        port = port or (443 if scheme == "https" else 80)
         if not parts.hostname:
             raise forbidden("it has no host")
         host, address = _parse_host(parts.hostname)
@@ -173,17 +191,23 @@ class CallbackGuard:
 
     def address_refusal(self, address: IPAddress) -> str | None:
         """Why a webhook may not be sent to this address, or None when it may."""
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            return "an IPv4-mapped IPv6 address"
-        for network, label in _PRIVATE:  # first: ::1 also lies in the IPv4-compatible ::/96
+        if address == _LOOPBACK_V6:  # in ::/96, but carries no IPv4 address
+            return self._private("a loopback address")
+        for network, label in _ALWAYS_FORBIDDEN:
             if address in network:
-                return None if self.allow_private else label
+                return label
+        for network, label in _PRIVATE:
+            if address in network:
+                return self._private(label)
         for network, label in _FORBIDDEN:
             if address in network:
                 return label
         if not address.is_global or address.is_multicast:
             return "a non-public address"
         return None
+
+    def _private(self, label: str) -> str | None:
+        return None if self.allow_private else label
 
     def check_address(self, address: IPAddress) -> None:
         if (reason := self.address_refusal(address)) is not None:
