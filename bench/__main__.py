@@ -44,7 +44,7 @@ def _lifecycle_block(measured: dict[str, Any]) -> dict[str, Any]:
 
 
 def collect() -> dict[str, Any]:
-    from bench import capacity, cost, imports, lifecycle, reliability, waiters
+    from bench import capacity, cost, imports, lifecycle, lists, reliability, waiters
 
     started = time.perf_counter()
     imported = imports.measure()
@@ -86,6 +86,7 @@ def collect() -> dict[str, Any]:
         "capacity_rules": capacity.CAPACITY_RULES,
         "waiters": waits,
         "reliability": faults,
+        "lists": lists.measure(),
         "bench_seconds": round(time.perf_counter() - started, 1),
     }
 
@@ -99,7 +100,7 @@ def _row(*cells: Any, widths: tuple[int, ...]) -> str:
 
 
 def render(r: dict[str, Any]) -> str:
-    from bench import reliability, waiters
+    from bench import lists, reliability, waiters
 
     commit = (r["source"]["commit"] or "unknown")[:10]
     dirty = len(r["source"]["uncommitted_code_changes"])
@@ -110,7 +111,7 @@ def render(r: dict[str, Any]) -> str:
              f"  1 job {b['one_job_s']:.3f} s, {b['jobs']} jobs {b['ten_jobs_s']:.3f} s: "
              f"worker_batch10_ratio {r['worker_batch10_ratio']:.2f}"]
     sections = [[header], _render_imports(r), _render_lifecycle(r), _render_cost(r), batch,
-                waiters.render(r["waiters"]), reliability.render(r["reliability"]),
+                waiters.render(r["waiters"]), reliability.render(r["reliability"]), lists.render(r["lists"]),
                 [f"wrote {OUTPUT.relative_to(ROOT)} in {r['bench_seconds']} s"]]
     return "\n\n".join("\n".join(lines) for lines in sections)
 

@@ -105,7 +105,7 @@ def _context(name: str, timeout_s: int) -> Any:
     return FakeLambdaContext(name, timeout_s=timeout_s)
 
 
-def _invoke_api(stack: Stack, event: dict[str, Any]) -> dict[str, Any]:
+def invoke_api(stack: Stack, event: dict[str, Any]) -> dict[str, Any]:
     event["requestContext"]["requestId"] = uuid.uuid4().hex
     started = time.perf_counter()
     with _emf_to_nowhere():
@@ -130,7 +130,7 @@ def submit(stack: Stack, *, api_key: str, idempotency_key: str | None, prompt: s
         event["headers"]["idempotency-key"] = idempotency_key
     if prompt is not None:
         event["body"] = json.dumps({"input": prompt})
-    response = _invoke_api(stack, event)
+    response = invoke_api(stack, event)
     if response["statusCode"] != 202:
         raise RuntimeError(f"submit answered {response['statusCode']}: {response['body']}")
     return str(json.loads(response["body"])["id"])
@@ -142,7 +142,7 @@ def get_status(stack: Stack, *, api_key: str, job_id: str) -> str:
     path = f"/v1/jobs/{job_id}"
     event["rawPath"] = event["requestContext"]["http"]["path"] = path
     event["pathParameters"]["proxy"] = path.lstrip("/")
-    response = _invoke_api(stack, event)
+    response = invoke_api(stack, event)
     if response["statusCode"] != 200:
         raise RuntimeError(f"get answered {response['statusCode']}: {response['body']}")
     return str(json.loads(response["body"])["status"])

@@ -79,7 +79,9 @@ def _submit(svc: Services, url: str, prompt: str = "hello webhook") -> str:
 
 
 def _ledger(svc: Services, job_id: str) -> list[dict[str, Any]]:
-    return [a.model_dump() for a in svc.outbox.list_deliveries(tenant=TENANT_A, job_id=job_id)]
+    page = svc.outbox.list_deliveries(tenant=TENANT_A, job_id=job_id, limit=100, cursor=None)
+    assert page.next_cursor is None  # every ledger here fits one page
+    return [a.model_dump() for a in page.items]
 
 
 # --- the submit-time guard (the deployed stack's settings) ------------------------------------------------------
@@ -479,6 +481,34 @@ def test_another_tenants_deliveries_are_404(dev: Services, dev_api: TestClient, 
     assert dev_api.get(f"/v1/jobs/{job_id}/deliveries", headers=other).status_code == 404
     assert dev_api.post(f"/v1/jobs/{job_id}/deliveries/redeliver", headers=other).status_code == 404
     assert len(receiver.received) == 1
+
+
+def test_a_long_ledger_comes_in_pages_oldest_first(dev: Services, dev_api: TestClient, receiver: Receiver) -> None:
+    job_id, other_job = _submit(dev, receiver.url), _submit(dev, receiver.url)
+    webhook_id = "msg_" + "0" * 26
+    for attempt in range(1, 6):  # five redeliveries' worth of attempts, each claimed and then failed
+        message = DeliveryMessage(job_id=job_id, webhook_id=webhook_id, attempt=attempt, first_attempt=attempt,
+                                  due_at=0)
+        claim = dev.webhook_store.claim_attempt(message, event_type="job.completed", expires_at=None, lease_s=60)
+        assert claim is not None
+        dev.webhook_store.record_attempt(message, claim=claim, outcome="failed", status_code=500, duration_ms=1,
+                                         error=None, next_attempt_at=None)
+
+    attempts: list[int] = []
+    cursor, pages = None, 0
+    while True:
+        params: dict[str, Any] = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = dev_api.get(f"/v1/jobs/{job_id}/deliveries", params=params)
+        assert page.status_code == 200 and len(page.json()["data"]) <= 2
+        attempts += [a["attempt"] for a in page.json()["data"]]
+        pages += 1
+        if (cursor := page.json()["next_cursor"]) is None:
+            break
+        # A cursor belongs to its job's ledger: another job's is refused, never read.
+        refused = dev_api.get(f"/v1/jobs/{other_job}/deliveries", params={"cursor": cursor})
+        assert refused.status_code == 422 and refused.json()["error"]["code"] == "invalid_cursor"
+
+    assert attempts == [1, 2, 3, 4, 5] and pages == 3
 
 
 def test_logs_never_hold_the_prompt_the_output_or_a_secret(dev: Services, handlers: tuple[Any, Any],

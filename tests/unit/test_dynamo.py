@@ -46,3 +46,15 @@ def test_a_cursor_reads_back_only_in_its_own_index_and_partition() -> None:
             decode_cursor(cursor, index=index, partition=partition)
     with pytest.raises(InvalidRequest):
         decode_cursor("not base64 json", index="gsi1", partition="TENANT#a")
+
+
+def test_a_table_cursor_reads_back_only_in_its_own_partition_and_sort_key_prefix() -> None:
+    key = {"pk": "JOB#job_1", "sk": "DELIVERY#msg_1#0001"}
+    cursor = encode_cursor(key)
+
+    assert decode_cursor(cursor, index=None, partition="JOB#job_1", sort_prefix="DELIVERY#") == key
+    for partition, prefix in (("JOB#job_2", "DELIVERY#"), ("JOB#job_1", "DELTA#")):
+        with pytest.raises(InvalidRequest):
+            decode_cursor(cursor, index=None, partition=partition, sort_prefix=prefix)
+    with pytest.raises(InvalidRequest):  # an index's cursor is not the table's
+        decode_cursor(encode_cursor({**key, "gsi1pk": "JOB#job_1", "gsi1sk": "x"}), index=None, partition="JOB#job_1")

@@ -177,9 +177,22 @@ def _attribute(value: Any) -> Any:
 
 # --- pages --------------------------------------------------------------------------------------------------------
 
+# A list request's read budget, whatever the data: a filter is evaluated on at most LIST_READ_ENTRIES entries, in
+# at most LIST_QUERIES Query calls (each reads at most 1 MB). A page cut short by the budget still has a cursor.
+# A filtered list's first call evaluates max(limit, LIST_FIRST_READ) entries, each next one LIST_READ_GROWTH times
+# more: a common status fills its page in one call, a rare one spends the budget in three (50, 200, 750).
+LIST_READ_ENTRIES = 1000
+LIST_QUERIES = 8
+LIST_FIRST_READ = 50
+LIST_READ_GROWTH = 4
+
+
 @dataclass(frozen=True)
 class Page[T]:
-    """One page of a list, newest first, and the cursor of the next page (None on the last one)."""
+    """One page of a list and the cursor of the next page (None on the last one).
+
+    A filtered page may be short, even empty, while ``next_cursor`` is not None: the read budget ran out first.
+    """
 
     items: list[T]
     next_cursor: str | None
@@ -189,37 +202,64 @@ def encode_cursor(key: Mapping[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(dict(key)).encode()).decode()
 
 
-def decode_cursor(cursor: str, *, index: str, partition: str) -> dict[str, Any]:
-    """The start key a cursor holds, checked to belong to the index and partition being read."""
+def _key_names(index: str | None) -> tuple[str, ...]:
+    return ("pk", "sk") if index is None else ("pk", "sk", f"{index}pk", f"{index}sk")
+
+
+def decode_cursor(cursor: str, *, index: str | None, partition: str, sort_prefix: str = "") -> dict[str, Any]:
+    """The start key a cursor holds, checked to belong to the index (None: the table) and partition being read."""
     invalid = InvalidRequest("cursor is not valid", code="invalid_cursor")
     try:
         key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
     except (ValueError, RecursionError):  # binascii.Error and UnicodeDecodeError are ValueErrors
         raise invalid from None
+    names = _key_names(index)
     # Beyond being ours, what DynamoDB would refuse with an error of its own: a flat object of short text.
-    if not isinstance(key, dict) or set(key) != {"pk", "sk", f"{index}pk", f"{index}sk"} \
-            or key[f"{index}pk"] != partition or not all(
-                isinstance(v, str) and v.isprintable() and 0 < len(v.encode()) <= 1024 for v in key.values()):
+    if not isinstance(key, dict) or set(key) != set(names) or key[names[-2]] != partition or not all(
+            isinstance(v, str) and v.isprintable() and 0 < len(v.encode()) <= 1024 for v in key.values()) \
+            or not key[names[-1]].startswith(sort_prefix):
         raise invalid
     return key
 
 
-def query_index(table: Any, *, index: str, partition: str, limit: int, cursor: str | None,
-                filter: Any = None) -> Page[dict[str, Any]]:
-    """A partition of an index, newest first; with a ``filter``, reads on until the page is full."""
+def query_index(table: Any, *, index: str | None, partition: str, limit: int, cursor: str | None,
+                filter: Any = None, sort_prefix: str = "", newest_first: bool = True,
+                consistent: bool = False) -> Page[dict[str, Any]]:
+    """One page of a partition of an index (``index=None``: of the table, its sort keys under ``sort_prefix``).
+
+    Every page costs a bounded read: at most ``limit`` entries without a ``filter``; with one, at most
+    LIST_READ_ENTRIES entries evaluated in at most LIST_QUERIES calls, so a page may come back short (or empty)
+    with a cursor that resumes after the last entry evaluated. None as the cursor means the partition's end.
+    """
     from boto3.dynamodb.conditions import Key as KeyCondition
 
+    names = _key_names(index)
+    condition: Any = KeyCondition(names[-2]).eq(partition)
+    if sort_prefix:
+        condition &= KeyCondition(names[-1]).begins_with(sort_prefix)
+    query: dict[str, Any] = {"KeyConditionExpression": condition, "ScanIndexForward": not newest_first}
+    if index is not None:
+        query["IndexName"] = index
+    if consistent:
+        query["ConsistentRead"] = True
+    if filter is not None:
+        query["FilterExpression"] = filter
+    if cursor:
+        query["ExclusiveStartKey"] = decode_cursor(cursor, index=index, partition=partition, sort_prefix=sort_prefix)
     items: list[dict[str, Any]] = []
-    start = decode_cursor(cursor, index=index, partition=partition) if cursor else None
-    while True:
-        query: dict[str, Any] = {"IndexName": index, "KeyConditionExpression": KeyCondition(f"{index}pk").eq(partition),
-                                 "ScanIndexForward": False, "Limit": limit - len(items)}
-        if filter is not None:
-            query["FilterExpression"] = filter
-        if start:
-            query["ExclusiveStartKey"] = start
+    evaluated, ask = 0, max(limit, LIST_FIRST_READ)
+    for _ in range(LIST_QUERIES):
+        # DynamoDB's Limit counts entries evaluated, before the filter: it is what the budget is spent on.
+        query["Limit"] = limit - len(items) if filter is None else min(ask, LIST_READ_ENTRIES - evaluated)
         answer = table.query(**query)
-        items += answer["Items"]
+        evaluated += int(answer.get("ScannedCount", len(answer["Items"])))
+        room = limit - len(items)
+        items += answer["Items"][:room]
         start = answer.get("LastEvaluatedKey")
-        if not start or len(items) >= limit:
-            return Page(items, encode_cursor(start) if start else None)
+        if len(answer["Items"]) > room:  # more matches than the page holds: resume after the last one kept
+            return Page(items, encode_cursor({name: items[-1][name] for name in names}))
+        if not start or len(items) == limit or evaluated >= LIST_READ_ENTRIES:
+            break
+        query["ExclusiveStartKey"] = start
+        ask *= LIST_READ_GROWTH
+    return Page(items, encode_cursor(start) if start else None)

@@ -95,7 +95,8 @@ def read_job(item: dict[str, Any]) -> Job:
             webhook_enqueued=item.get("webhook_enqueued") is True, **marks)
 
 
-def _to_item(job: Job) -> dict[str, Any]:
+def job_item(job: Job) -> dict[str, Any]:
+    """The item a job is stored as: its attributes and the keys of the indexes it is in."""
     item = {**job_key(job.id), "gsi1pk": tenant_partition(job.tenant), "gsi1sk": job.id, **to_attributes(job)}
     if job.schedule_id is not None:
         item |= {"gsi2pk": schedule_jobs_partition(job.tenant, job.schedule_id), "gsi2sk": job.id}
@@ -138,14 +139,14 @@ class JobStore:
 
     def put_new_job(self, job: Job) -> None:
         """Store a job that must not exist yet; ``Conflict`` (``job_exists``) if its id is taken."""
-        stored = conditional(self._table.put_item, Item=_to_item(job), ConditionExpression="attribute_not_exists(pk)")
+        stored = conditional(self._table.put_item, Item=job_item(job), ConditionExpression="attribute_not_exists(pk)")
         if stored is None:
             raise Conflict("a job with this id exists", code="job_exists")
 
     def put_new_jobs(self, jobs: list[Job]) -> None:
         with self._table.batch_writer() as batch:  # retries unprocessed items itself
             for job in jobs:
-                batch.put_item(Item=_to_item(job))
+                batch.put_item(Item=job_item(job))
 
     def reserve_job_ids(self, key: RequestKey, job_ids: list[str], *, expires_at: int) -> list[str]:
         """The job ids of one keyed request: ``job_ids`` the first time, the ids reserved then on a retry.
@@ -212,7 +213,8 @@ class JobStore:
 
     def list_jobs(self, *, tenant: str, status: JobStatus | None, limit: int,
                   cursor: str | None, schedule_id: str | None = None) -> Page[Job]:
-        """A tenant's jobs (or those of one of its schedules), newest first; a status filter reads on to fill pages."""
+        """A tenant's jobs (or those of one of its schedules), newest first; a status filter reads a bounded number
+        of jobs per page (``query_index``), so a filtered page may be short or empty and still have a cursor."""
         index, partition = ((SCHEDULE_INDEX, schedule_jobs_partition(tenant, schedule_id)) if schedule_id
                             else (TENANT_INDEX, tenant_partition(tenant)))
         page = query_index(self._table, index=index, partition=partition, limit=limit, cursor=cursor,

@@ -26,7 +26,9 @@ MAX_ID_CHARS = 64
 JobId = Annotated[str, Path(max_length=MAX_ID_CHARS, description="A job's id (job_...)")]
 ScheduleId = Annotated[str, Path(max_length=MAX_ID_CHARS, description="A schedule's id (sch_...)")]
 # A list's cursor; decode_cursor (dynamo.py) refuses one that is not ours (422 invalid_cursor).
-Cursor = Annotated[str | None, Query(max_length=2048, description="next_cursor of the previous page")]
+Cursor = Annotated[str | None, Query(max_length=2048, description=(
+    "next_cursor of the previous page; a page may be short or empty and still have one: the list ends only "
+    "where next_cursor is null"))]
 
 
 def services() -> Services:

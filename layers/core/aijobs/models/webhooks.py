@@ -33,6 +33,7 @@ class DeliveryAttempt(BaseModel):
 class DeliveryList(BaseModel):
     object: Literal["list"] = "list"
     data: list[DeliveryAttempt]
+    next_cursor: str | None
 
 
 class Redelivery(BaseModel):

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aijobs.clock import Clock, system_clock
+from aijobs.dynamo import Page
 from aijobs.errors import Conflict, RateLimited
 from aijobs.models.messages import DeliveryMessage
 from aijobs.models.webhooks import DeliveryAttempt, Redelivery
@@ -66,5 +67,6 @@ class WebhookOutbox:
                                                  first_attempt=attempt, due_at=self.clock()))
         self.store.mark_webhook_enqueued(job_id, webhook_id)
 
-    def list_deliveries(self, *, tenant: str, job_id: str) -> list[DeliveryAttempt]:
-        return self.ledger.list_attempts(self.store.get_tenant_job(tenant=tenant, job_id=job_id, consistent=True).id)
+    def list_deliveries(self, *, tenant: str, job_id: str, limit: int, cursor: str | None) -> Page[DeliveryAttempt]:
+        job = self.store.get_tenant_job(tenant=tenant, job_id=job_id, consistent=True)
+        return self.ledger.list_attempts(job.id, limit=limit, cursor=cursor)

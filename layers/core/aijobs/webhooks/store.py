@@ -14,10 +14,12 @@ from boto3.dynamodb.conditions import Key
 from aijobs.clock import Clock, system_clock
 from aijobs.dynamo import (
     SECRET_PREFIX,
+    Page,
     conditional,
     delivery_key,
     delivery_prefix,
     job_key,
+    query_index,
     secret_key,
     tenant_partition,
     update_request,
@@ -149,18 +151,11 @@ class WebhookStore:
         latest = self._latest(job_id, webhook_id, attempt)
         return DeliveryAttempt.model_validate(latest) if latest else None
 
-    def list_attempts(self, job_id: str) -> list[DeliveryAttempt]:
-        """Every attempt of every event of the job, oldest first."""
-        items: list[dict[str, Any]] = []
-        query: dict[str, Any] = {
-            "KeyConditionExpression": Key("pk").eq(job_key(job_id)["pk"]) & Key("sk").begins_with(delivery_prefix()),
-            "ConsistentRead": True}
-        while True:
-            answer = self._table.query(**query)
-            items += answer["Items"]
-            if not (start := answer.get("LastEvaluatedKey")):
-                return [DeliveryAttempt.model_validate(item) for item in items]
-            query["ExclusiveStartKey"] = start
+    def list_attempts(self, job_id: str, *, limit: int, cursor: str | None) -> Page[DeliveryAttempt]:
+        """One page of every attempt of every event of the job, oldest first."""
+        page = query_index(self._table, index=None, partition=job_key(job_id)["pk"], sort_prefix=delivery_prefix(),
+                           limit=limit, cursor=cursor, newest_first=False, consistent=True)
+        return Page([DeliveryAttempt.model_validate(item) for item in page.items], page.next_cursor)
 
     def last_attempt(self, job_id: str, webhook_id: str) -> int:
         answer = self._table.query(

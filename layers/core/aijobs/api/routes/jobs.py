@@ -67,7 +67,11 @@ async def submit_job(body: JobRequest, tenant: TenantDep, jobs: JobsDep, waits: 
 def list_jobs(tenant: TenantDep, jobs: JobsDep, cursor: Cursor = None, status: JobStatus | None = None,
               limit: Annotated[int, Query(ge=1, le=100)] = 20,
               schedule_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None) -> JobList:
-    """The caller's jobs, newest first; `schedule_id` keeps those one of its schedules created."""
+    """The caller's jobs, newest first; `schedule_id` keeps those one of its schedules created.
+
+    Every request reads a bounded number of jobs: with a `status` filter, a page may come back short or even empty
+    with a `next_cursor` (the jobs read matched too few). Follow `next_cursor` until it is null, which is the end.
+    """
     page = jobs.list_jobs(tenant=tenant.id, status=status, limit=limit, cursor=cursor, schedule_id=schedule_id)
     return JobList(data=[job.to_public() for job in page.items], next_cursor=page.next_cursor)
 

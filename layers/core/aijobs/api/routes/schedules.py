@@ -27,7 +27,7 @@ def create_schedule(body: ScheduleRequest, tenant: TenantDep, schedules: Schedul
 @router.get("", response_model=ScheduleList, responses=errors(422))
 def list_schedules(tenant: TenantDep, schedules: SchedulesDep, cursor: Cursor = None,
                    limit: Annotated[int, Query(ge=1, le=100)] = 20) -> ScheduleList:
-    """The caller's schedules, newest first."""
+    """The caller's schedules, newest first; follow `next_cursor` until it is null, which is the end."""
     page = schedules.list_schedules(tenant=tenant.id, limit=limit, cursor=cursor)
     return ScheduleList(data=[schedules.to_public(s) for s in page.items], next_cursor=page.next_cursor)
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from aijobs.api.deps import IdempotentDep, JobId, OutboxDep, TenantDep, TenantsDep, created
+from aijobs.api.deps import Cursor, IdempotentDep, JobId, OutboxDep, TenantDep, TenantsDep, created
 from aijobs.api.responses import errors
 from aijobs.models.webhooks import DeliveryList, Redelivery, RotateSecretRequest, WebhookSecret, WebhookSecretList
 
@@ -31,9 +33,11 @@ def rotate_webhook_secret(tenant: TenantDep, tenants: TenantsDep, idempotent: Id
 
 
 @deliveries_router.get("", response_model=DeliveryList)
-def list_deliveries(job_id: JobId, tenant: TenantDep, outbox: OutboxDep) -> DeliveryList:
-    """Every webhook delivery attempt of the job, oldest first."""
-    return DeliveryList(data=outbox.list_deliveries(tenant=tenant.id, job_id=job_id))
+def list_deliveries(job_id: JobId, tenant: TenantDep, outbox: OutboxDep, cursor: Cursor = None,
+                    limit: Annotated[int, Query(ge=1, le=100)] = 100) -> DeliveryList:
+    """Every webhook delivery attempt of the job, oldest first; follow `next_cursor` until it is null."""
+    page = outbox.list_deliveries(tenant=tenant.id, job_id=job_id, limit=limit, cursor=cursor)
+    return DeliveryList(data=page.items, next_cursor=page.next_cursor)
 
 
 @deliveries_router.post("/redeliver", status_code=202, response_model=Redelivery, responses=errors(409))
