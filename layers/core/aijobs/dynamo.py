@@ -180,10 +180,10 @@ def _attribute(value: Any) -> Any:
 # A list request's read budget, whatever the data: a filter is evaluated on at most LIST_READ_ENTRIES entries, in
 # at most LIST_QUERIES Query calls (each reads at most 1 MB). A page cut short by the budget still has a cursor.
 # A filtered list's first call evaluates max(limit, LIST_FIRST_READ) entries, each next one LIST_READ_GROWTH times
-# more: a common status fills its page in one call, a rare one spends the budget in three (50, 200, 750).
-LIST_READ_ENTRIES = 1000
+# more: a common status fills its page in one call, a rare one spends the budget in two (100, 400).
+LIST_READ_ENTRIES = 500
 LIST_QUERIES = 8
-LIST_FIRST_READ = 50
+LIST_FIRST_READ = 100
 LIST_READ_GROWTH = 4
 
 
