@@ -44,7 +44,7 @@ def _lifecycle_block(measured: dict[str, Any]) -> dict[str, Any]:
 
 
 def collect() -> dict[str, Any]:
-    from bench import capacity, cost, imports, lifecycle, reliability
+    from bench import capacity, cost, imports, lifecycle, reliability, webhooks
 
     started = time.perf_counter()
     imported = imports.measure()
@@ -62,6 +62,7 @@ def collect() -> dict[str, Any]:
     faults = reliability.measure()
     if broken := reliability.failures(faults):
         raise SystemExit("FAIL: a fault lost or doubled a job:\n  " + "\n  ".join(broken))
+    isolation = webhooks.measure()
     return {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "source": _source(),
@@ -84,6 +85,7 @@ def collect() -> dict[str, Any]:
         "worker_batch": {k: round(v, 3) if isinstance(v, float) else v for k, v in batch.items()},
         "capacity_rules": capacity.CAPACITY_RULES,
         "reliability": faults,
+        "webhook_isolation": isolation,
         "bench_seconds": round(time.perf_counter() - started, 1),
     }
 
@@ -97,7 +99,7 @@ def _row(*cells: Any, widths: tuple[int, ...]) -> str:
 
 
 def render(r: dict[str, Any]) -> str:
-    from bench import reliability
+    from bench import reliability, webhooks
 
     commit = (r["source"]["commit"] or "unknown")[:10]
     dirty = len(r["source"]["uncommitted_code_changes"])
@@ -108,7 +110,8 @@ def render(r: dict[str, Any]) -> str:
              f"  1 job {b['one_job_s']:.3f} s, {b['jobs']} jobs {b['ten_jobs_s']:.3f} s: "
              f"worker_batch10_ratio {r['worker_batch10_ratio']:.2f}"]
     sections = [[header], _render_imports(r), _render_lifecycle(r), _render_cost(r), batch,
-                reliability.render(r["reliability"]), [f"wrote {OUTPUT.relative_to(ROOT)} in {r['bench_seconds']} s"]]
+                reliability.render(r["reliability"]), webhooks.render(r["webhook_isolation"]),
+                [f"wrote {OUTPUT.relative_to(ROOT)} in {r['bench_seconds']} s"]]
     return "\n\n".join("\n".join(lines) for lines in sections)
 
 
