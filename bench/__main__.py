@@ -44,7 +44,7 @@ def _lifecycle_block(measured: dict[str, Any]) -> dict[str, Any]:
 
 
 def collect() -> dict[str, Any]:
-    from bench import capacity, cost, imports, lifecycle, lists, reliability, waiters
+    from bench import capacity, cost, imports, lifecycle, lists, reliability, waiters, webhooks
 
     started = time.perf_counter()
     imported = imports.measure()
@@ -63,6 +63,7 @@ def collect() -> dict[str, Any]:
     faults = reliability.measure()
     if broken := reliability.failures(faults):
         raise SystemExit("FAIL: a fault lost or doubled a job:\n  " + "\n  ".join(broken))
+    isolation = webhooks.measure()
     return {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "source": _source(),
@@ -87,6 +88,7 @@ def collect() -> dict[str, Any]:
         "waiters": waits,
         "reliability": faults,
         "lists": lists.measure(),
+        "webhook_isolation": isolation,
         "bench_seconds": round(time.perf_counter() - started, 1),
     }
 
@@ -100,7 +102,7 @@ def _row(*cells: Any, widths: tuple[int, ...]) -> str:
 
 
 def render(r: dict[str, Any]) -> str:
-    from bench import lists, reliability, waiters
+    from bench import lists, reliability, waiters, webhooks
 
     commit = (r["source"]["commit"] or "unknown")[:10]
     dirty = len(r["source"]["uncommitted_code_changes"])
@@ -112,6 +114,7 @@ def render(r: dict[str, Any]) -> str:
              f"worker_batch10_ratio {r['worker_batch10_ratio']:.2f}"]
     sections = [[header], _render_imports(r), _render_lifecycle(r), _render_cost(r), batch,
                 waiters.render(r["waiters"]), reliability.render(r["reliability"]), lists.render(r["lists"]),
+                webhooks.render(r["webhook_isolation"]),
                 [f"wrote {OUTPUT.relative_to(ROOT)} in {r['bench_seconds']} s"]]
     return "\n\n".join("\n".join(lines) for lines in sections)
 

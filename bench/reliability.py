@@ -30,7 +30,7 @@ COLUMNS = {
 
 
 @contextmanager
-def _quiet() -> Iterator[None]:
+def quiet() -> Iterator[None]:
     """The scenarios' job logs, metrics lines and warnings are the point of the suite, not of the table."""
     from aijobs.observability import logger
 
@@ -49,7 +49,7 @@ def measure() -> dict[str, Any]:
 
     deployed = Deployed.load()
     rows = []
-    with _quiet(), standalone_world() as (world, model):
+    with quiet(), standalone_world() as (world, model):
         for scenario in SCENARIOS:
             world.reset()
             rows.append(run_scenario(scenario, (world.new_session(), world.resources), model, deployed).summary())

@@ -19,6 +19,7 @@ class Received:
     # The status the sender heard: None while the answer is being made, and for good if the sender had hung up
     # (timed out) by the time it was ready.
     answered: int | None = None
+    at: float = field(default_factory=time.monotonic)  # when it arrived, to order it against other receivers
     settled: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
 
 
@@ -116,3 +117,101 @@ def _hung_up(connection: socket.socket) -> bool:
         return connection.recv(1, socket.MSG_PEEK) == b""
     except OSError:
         return True
+
+
+class Tarpit:
+    """A receiver that accepts connections and never answers; with ``trickle_s``, it answers one byte every
+    ``trickle_s`` seconds, for ever (a status line, then a header that never ends). Counts the connections open at
+    once (accepted, not yet closed by the sender): ``max_open`` is the most seen; ``opened_at`` and ``closed_at``
+    (``time.monotonic()``) order them against what other receivers got."""
+
+    def __init__(self, *, trickle_s: float | None = None) -> None:
+        self.trickle_s = trickle_s
+        self.accepted = 0
+        self.closed = 0
+        self.max_open = 0
+        self.opened_at: list[float] = []
+        self.closed_at: list[float] = []
+        self._listener = socket.create_server(("127.0.0.1", 0), backlog=128)
+        self._listener.setblocking(False)
+        self.port = int(self._listener.getsockname()[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @property
+    def open_now(self) -> int:
+        with self._lock:
+            return self.accepted - self.closed
+
+    def start(self) -> Tarpit:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._listener.close()
+
+    def _run(self) -> None:
+        sent: dict[socket.socket, int] = {}  # an open connection -> bytes trickled to it (-1: nothing asked yet)
+        next_drip = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                readable, _, _ = select.select([self._listener, *sent], [], [], 0.01)
+                self._read(sent, [r for r in readable if r is not self._listener])
+                if self._listener in readable:
+                    self._accept(sent)
+                if self.trickle_s is not None and time.monotonic() >= next_drip:
+                    next_drip = time.monotonic() + self.trickle_s
+                    self._drip(sent)
+        finally:
+            for conn in sent:
+                conn.close()
+
+    def _read(self, sent: dict[socket.socket, int], readable: list[socket.socket]) -> None:
+        """Take in what the senders sent; count the connections they closed."""
+        for conn in readable:
+            try:
+                data = conn.recv(65536)
+            except BlockingIOError:
+                continue
+            except OSError:
+                data = b""
+            if data:
+                sent[conn] = max(sent[conn], 0)
+                continue
+            del sent[conn]
+            conn.close()
+            with self._lock:
+                self.closed += 1
+                self.closed_at.append(time.monotonic())
+
+    def _accept(self, sent: dict[socket.socket, int]) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except BlockingIOError:
+                return
+            # A sender closes one connection before it opens the next, so that close has reached its socket here:
+            # count it first, or one sender's two connections would be counted as open at once.
+            if sent:
+                self._read(sent, select.select(list(sent), [], [], 0)[0])
+            conn.setblocking(False)
+            sent[conn] = -1
+            with self._lock:
+                self.accepted += 1
+                self.opened_at.append(time.monotonic())
+                self.max_open = max(self.max_open, self.accepted - self.closed)
+
+    def _drip(self, sent: dict[socket.socket, int]) -> None:
+        answer = b"HTTP/1.1 200 OK\r\nx-slow: "  # then "a" for ever: the header never ends
+        for conn, n in sent.items():
+            if n < 0:
+                continue
+            try:
+                conn.send(answer[n:n + 1] or b"a")
+            except OSError:
+                continue
+            sent[conn] = n + 1

@@ -3,7 +3,9 @@ retries, the ledger, duplicates, lost enqueues, dying senders, send-time guard, 
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -18,15 +20,15 @@ from aijobs.dynamo import SECRET_PREFIX, tenant_partition
 from aijobs.local.pollers import FakeLambdaContext, QueuePoller, sqs_event
 from aijobs.local.stack import UvicornThread, load_handler
 from aijobs.local.template import LocalResources
-from aijobs.models.jobs import JobRequest
+from aijobs.models.jobs import Job, JobRequest, Usage
 from aijobs.models.messages import DeliveryMessage
 from aijobs.services import Services
 from aijobs.webhooks.guard import CallbackGuard
 from aijobs.webhooks.sender import WebhookSender
 from tests.faults import sqs_down
-from tests.helpers import load_event
-from tests.integration.conftest import KEY_B, TENANT_A, api_client, installed_services, run_worker
-from tests.receiver import Answer, Receiver
+from tests.helpers import eventually, load_event
+from tests.integration.conftest import KEY_B, TENANT_A, TENANT_B, api_client, installed_services, run_worker
+from tests.receiver import Answer, Receiver, Tarpit
 
 DEV_SETTINGS = {"allow_private_callbacks": True, "allow_http_callbacks": True, "webhook_retry_schedule": "0,0,0,0"}
 
@@ -240,6 +242,104 @@ def test_a_slow_receiver_times_out_and_is_retried(aws: tuple[boto3.session.Sessi
         _run_all(svc, (load_handler("worker", "lambda_handler"), load_handler("webhook", "lambda_handler")))
         assert [(a["outcome"], a["error"]) for a in _ledger(svc, job_id)] == [("retrying", "timeout"),
                                                                                ("delivered", None)]
+
+
+# --- isolation: one slow receiver delays only its own webhooks ---------------------------------------------------
+
+CAP = 4
+# The first attempts hang long enough for a second consumer to walk the rest of the queue (about 2.5 s here for
+# 60 messages, most of it moto); the later ones are brief, so that draining A's backlog stays short.
+HANGING = {"webhook_connect_timeout_s": 1.0, "webhook_read_timeout_s": 6.0, "webhook_timeout_s": 7.0}
+BRIEF = {"connect_timeout_s": 0.3, "read_timeout_s": 0.15, "timeout_s": 0.3}
+TWO_TIMEOUTS = [(1, "retrying", "timeout"), (2, "failed", "timeout")]
+
+
+def _finish_jobs(svc: Services, tenant: str, urls: list[str]) -> list[str]:
+    """Jobs ended as their worker ends them (claim, terminal write, then the outbox), without the model."""
+    jobs = svc.jobs.submit_jobs(tenant=tenant, items=[{"input": f"job {i}", "callback_url": url}
+                                                      for i, url in enumerate(urls)])
+    ids = [job.id for job in jobs if isinstance(job, Job)]
+    for job_id in ids:
+        claimed = svc.store.claim_job(job_id, lease_s=60).job
+        assert claimed is not None
+        assert svc.store.complete_job(claimed, output_text="done", usage=Usage(), cost_usd=None)
+        assert svc.outbox.enqueue_final_event(job_id)
+    return ids
+
+
+def _attempts(svc: Services, tenant: str, job_ids: list[str]) -> dict[str, list[tuple[int, str, str | None]]]:
+    return {job_id: [(a.attempt, a.outcome, a.error) for a in svc.outbox.list_deliveries(tenant=tenant, job_id=job_id)]
+            for job_id in job_ids}
+
+
+def test_tarpit_receivers_delay_only_their_own_webhooks(
+        aws: tuple[boto3.session.Session, LocalResources], fake_model: UvicornThread, receiver: Receiver,
+        caplog: pytest.LogCaptureFixture) -> None:
+    # Given tenant A's 60 finished jobs, half for a receiver that accepts and never answers, half for one that
+    # trickles an endless answer, queued ahead of tenant B's one job with a working receiver
+    settings = {**DEV_SETTINGS, **HANGING, "webhook_retry_schedule": "0,1", "webhook_busy_host_delay_s": 1,
+                "webhook_max_in_flight_per_host": CAP}
+    tarpits = [Tarpit().start(), Tarpit(trickle_s=0.05).start()]
+    try:
+        with installed_services(aws, fake_model, **settings) as svc:
+            a_jobs = _finish_jobs(svc, TENANT_A, [f"{tarpits[i % 2].url}/hook" for i in range(60)])
+            (b_job,) = _finish_jobs(svc, TENANT_B, [f"{receiver.url}/hook"])
+            webhook = load_handler("webhook", "lambda_handler")
+            poller = _deliveries_poller(svc, webhook)
+
+            # When one consumer's batch is held by A's receivers and a second consumer runs the next batches
+            first = threading.Thread(target=poller.poll_once)
+            first.start()
+            eventually(lambda: all(t.open_now >= CAP for t in tarpits))
+            for _ in range(20):
+                if receiver.received:
+                    break
+                poller.poll_once()
+
+            # Then B's webhook went out while A's first attempts hung, only the cap of them per receiver, and
+            # before any of them had ended
+            (b_request,) = receiver.received
+            assert b_request.headers["webhook-id"] == svc.store.get_job(b_job).webhook_event_id  # type: ignore[union-attr]
+            assert [(sum(at < b_request.at for at in t.opened_at), sum(at < b_request.at for at in t.closed_at))
+                    for t in tarpits] == [(CAP, 0), (CAP, 0)]
+
+            # And, with brief attempts from here on, every A webhook is tried on its schedule: nothing is lost
+            svc.webhook_dispatcher.sender = WebhookSender(guard=svc.callback_guard, **BRIEF)
+            first.join(timeout=30)
+            # Batches of twice the cap: the drain is mostly attempts (few deferrals), and stays short.
+            drain = QueuePoller(name="WebhookFunction", sqs=svc.sqs, queue_url=svc.settings.deliveries_queue_url,
+                                queue_arn="arn:aws:sqs:us-east-1:123456789012:test-DeliveriesQueue",
+                                handler=webhook, batch_size=2 * CAP)
+            for _ in range(400):
+                if not drain.poll_once(wait_s=1) and not any(_queue_counts(svc).values()):
+                    break
+            attempts = _attempts(svc, TENANT_A, a_jobs)
+            assert [rows for rows in attempts.values() if rows != TWO_TIMEOUTS] == []
+            assert _attempts(svc, TENANT_B, [b_job])[b_job] == [(1, "delivered", None)]
+            assert len(receiver.received) == 1
+            dead = svc.sqs.get_queue_attributes(QueueUrl=aws[1].refs["DeliveriesDeadLetterQueue"],
+                                                AttributeNames=["ApproximateNumberOfMessages"])
+    finally:
+        for tarpit in tarpits:
+            tarpit.stop()
+    # Never more than the cap in flight at either receiver; the deliveries over it waited without being attempts
+    # (no ledger row, the schedule untouched), and none was walked toward the dead-letter queue
+    assert [(t.accepted, t.max_open <= CAP) for t in tarpits] == [(60, True), (60, True)]
+    assert sum(r.getMessage().startswith("webhook deferred") for r in caplog.records) >= 60 - 2 * CAP
+    assert dead["Attributes"]["ApproximateNumberOfMessages"] == "0"
+
+
+def test_a_receiver_trickling_its_answer_is_cut_at_the_deadline(receiver: Receiver) -> None:
+    # A byte every 50 ms never leaves the read timeout idle: only the deadline of the whole attempt ends it.
+    tarpit = Tarpit(trickle_s=0.05).start()
+    try:
+        sender = WebhookSender(guard=CallbackGuard(allow_private=True, allow_http=True), connect_timeout_s=1,
+                               read_timeout_s=1, timeout_s=0.5)
+        result = asyncio.run(sender.send(f"{tarpit.url}/hook", b"{}", {}))
+        assert (result.status_code, result.error) == (None, "timeout")
+        assert eventually(lambda: tarpit.closed == 1)  # the sender hung up
+    finally:
+        tarpit.stop()
 
 
 # --- duplicates and faults ----------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from aijobs.local.fake_model import _directives, _reply_words
-from aijobs.local.stack import parse_dev_keys
+from aijobs.local.stack import parse_dev_keys, poller_concurrency
 from aijobs.local.template import ROOT, LocalResources, function_environment, sqs_sources
 
 
@@ -48,3 +48,11 @@ def test_the_local_stack_polls_every_sqs_event_source_of_the_template(template: 
     for source in sqs_sources(template):
         app = (ROOT / "functions" / source.code_dir / "app.py").read_text()
         assert f"def {source.handler}(" in app and source.batch_size >= 10
+
+
+def test_the_local_stack_runs_as_many_deliveries_consumers_as_lambda_may(template: dict[str, Any]) -> None:
+    sources = {s.function: s for s in sqs_sources(template)}
+    most = template["Parameters"]["WebhookMaximumConcurrency"]["Default"]
+    assert poller_concurrency(sources["WebhookFunction"], {}) == sources["WebhookFunction"].max_concurrency == most
+    assert poller_concurrency(sources["WorkerFunction"], {}) == 2  # each job calls the model: kept small here
+    assert poller_concurrency(sources["WorkerFunction"], {"AIJOBS_LOCAL_WORKER_CONCURRENCY": "4"}) == 4

@@ -24,7 +24,33 @@ def test_deliveries_queue_redrives_to_its_dead_letter_queue(template: dict[str, 
 def test_deliveries_visibility_is_at_least_six_times_the_webhook_timeout(template: dict[str, Any]) -> None:
     timeout = _resource(template, "WebhookFunction")["Timeout"]
     assert _resource(template, "DeliveriesQueue")["VisibilityTimeout"] >= 6 * timeout
-    assert timeout >= 30  # a batch of sends, each bounded at 15 s, plus the ledger writes
+    assert timeout >= 30  # a batch of sends, each bounded at AIJOBS_WEBHOOK_TIMEOUT_S, plus the ledger writes
+
+
+def test_a_webhook_attempt_is_bounded_well_inside_the_function_and_its_lease(template: dict[str, Any]) -> None:
+    from aijobs.settings import Settings
+    from aijobs.webhooks.dispatcher import ATTEMPT_LEASE_S
+
+    function = _resource(template, "WebhookFunction")
+    variables = function["Environment"]["Variables"]
+    settings = Settings(**{name.removeprefix("AIJOBS_").lower(): value for name, value in variables.items()
+                           if name.startswith("AIJOBS_WEBHOOK_") and isinstance(value, str)})
+    assert settings.webhook_connect_timeout_s <= settings.webhook_read_timeout_s <= settings.webhook_timeout_s
+    # The batch's attempts run at once: one deadline, its ledger writes and the deferrals fit twice over.
+    assert 2 * settings.webhook_timeout_s <= function["Timeout"]
+    assert settings.webhook_timeout_s < ATTEMPT_LEASE_S  # else a live sender's attempt would be taken over
+
+
+def test_webhook_function_caps_the_attempts_in_flight_per_receiver_host(template: dict[str, Any]) -> None:
+    from aijobs.settings import Settings
+
+    variables = _resource(template, "WebhookFunction")["Environment"]["Variables"]
+    assert variables["AIJOBS_WEBHOOK_MAX_IN_FLIGHT_PER_HOST"] == {"Ref": "WebhookMaxInFlightPerHost"}
+    cap = template["Parameters"]["WebhookMaxInFlightPerHost"]["Default"]
+    assert cap == Settings().webhook_max_in_flight_per_host
+    # The local stack runs as many consumers as Lambda may: more than the cap, so one receiver that never answers
+    # cannot hold them all.
+    assert template["Parameters"]["WebhookMaximumConcurrency"]["Default"] > cap
 
 
 def test_webhook_function_consumes_deliveries_in_batches_reporting_item_failures(template: dict[str, Any]) -> None:

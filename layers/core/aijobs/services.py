@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +16,7 @@ from aijobs.store import JobStore, OutputBlobs
 from aijobs.tenants import FailedAuthentications, TenantService, TenantStore
 from aijobs.webhooks.guard import CallbackGuard
 from aijobs.webhooks.outbox import WebhookOutbox
+from aijobs.webhooks.slots import HostSlots
 from aijobs.webhooks.store import WebhookStore
 
 if TYPE_CHECKING:
@@ -34,6 +35,12 @@ class Services:
     settings: Settings
     session: boto3.session.Session
     clock: Clock = system_clock
+    # Made with the services, not on first use: the local stack's poller threads may race to build the dispatcher
+    # (cached_property has no lock), and the cap must be one count per process whichever dispatcher they get.
+    webhook_slots: HostSlots = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.webhook_slots = HostSlots(self.settings.webhook_max_in_flight_per_host)
 
     # --- clients ----------------------------------------------------------------------------------
 
@@ -114,10 +121,13 @@ class Services:
         from aijobs.webhooks.dispatcher import WebhookDispatcher
         from aijobs.webhooks.sender import WebhookSender
 
-        return WebhookDispatcher(store=self.store, ledger=self.webhook_store, queue=self.delivery_queue,
-                                 sender=WebhookSender(guard=self.callback_guard,
-                                                      timeout_s=self.settings.webhook_timeout_s),
-                                 schedule=RetrySchedule(self.settings.webhook_retry_schedule), clock=self.clock)
+        s = self.settings
+        sender = WebhookSender(guard=self.callback_guard, timeout_s=s.webhook_timeout_s,
+                               connect_timeout_s=s.webhook_connect_timeout_s, read_timeout_s=s.webhook_read_timeout_s)
+        return WebhookDispatcher(store=self.store, ledger=self.webhook_store, queue=self.delivery_queue, sender=sender,
+                                 schedule=RetrySchedule(s.webhook_retry_schedule),
+                                 slots=self.webhook_slots,
+                                 busy_delay_s=s.webhook_busy_host_delay_s, clock=self.clock)
 
     @cached_property
     def schedules(self) -> ScheduleService:

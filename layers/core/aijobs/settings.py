@@ -59,7 +59,16 @@ class Settings(BaseSettings):
     allow_http_callbacks: bool = False
     # Seconds to wait before each delivery attempt of one event, the first included; "0,5,300" in the environment.
     webhook_retry_schedule: Annotated[tuple[int, ...], NoDecode] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
-    webhook_timeout_s: float = Field(default=15.0, gt=0, le=60)
+    # One attempt: connect_timeout_s to resolve the name and again to connect, read_timeout_s without a byte from the
+    # receiver, webhook_timeout_s in all whatever the receiver does (one trickling its answer too). Well under the
+    # 60 s attempt lease.
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=30)
+    webhook_connect_timeout_s: float = Field(default=3.0, gt=0, le=30)
+    webhook_read_timeout_s: float = Field(default=5.0, gt=0, le=30)
+    # At most this many attempts in flight to one receiver host (scheme, host, port) per process; a delivery over
+    # it is sent again in busy_host_delay_s to 2x that, without counting as an attempt.
+    webhook_max_in_flight_per_host: int = Field(default=4, ge=1, le=100)
+    webhook_busy_host_delay_s: int = Field(default=2, ge=0, le=60)
     webhook_secret_overlap_s: int = Field(default=86_400, ge=0, le=7 * 86_400)
 
     # Local development only: "tenantA:keyA,tenantB:keyB" seeds keys in the dev stack.

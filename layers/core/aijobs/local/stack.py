@@ -24,6 +24,7 @@ from aijobs.local.pollers import QueuePoller
 from aijobs.local.template import (
     ROOT,
     LocalResources,
+    QueueSource,
     function_environment,
     load_template,
     provision,
@@ -72,6 +73,15 @@ def load_handler(function_dir: str, attribute: str) -> Any:
     module: ModuleType = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return getattr(module, attribute)
+
+
+def poller_concurrency(source: QueueSource, env: dict[str, str]) -> int:
+    """Batches a poller runs at once: the worker's AIJOBS_LOCAL_WORKER_CONCURRENCY (2; each job calls the model),
+    the others' as many as the template lets Lambda run. The webhook sender needs more consumers than its per-host cap
+    of attempts, so that a receiver that never answers cannot hold every one of them."""
+    if source.function == "WorkerFunction":
+        return int(env.get("AIJOBS_LOCAL_WORKER_CONCURRENCY") or 2)
+    return source.max_concurrency or 2
 
 
 def parse_dev_keys(value: str | None) -> dict[str, str]:
@@ -148,11 +158,10 @@ class LocalStack:
         """What Lambda's event source mappings do in AWS, for every SQS event in the template."""
         assert self.resources is not None
         sqs = session.client("sqs")
-        concurrency = int(self.env.get("AIJOBS_LOCAL_WORKER_CONCURRENCY") or 2)
         self.pollers = [QueuePoller(name=source.function, sqs=sqs, queue_url=self.resources.refs[source.queue],
                                     queue_arn=self.resources.arns[source.queue],
                                     handler=load_handler(source.code_dir, source.handler),
-                                    concurrency=concurrency, batch_size=source.batch_size)
+                                    concurrency=poller_concurrency(source, self.env), batch_size=source.batch_size)
                         for source in sqs_sources(template)]
         for poller in self.pollers:
             poller.start()

@@ -233,6 +233,7 @@ class QueueSource:
     code_dir: str  # the folder under functions/
     handler: str  # the handler's name in app.py
     batch_size: int
+    max_concurrency: int | None = None  # ScalingConfig.MaximumConcurrency: the most batches Lambda runs at once
 
 
 def sqs_sources(template: dict[str, Any]) -> list[QueueSource]:
@@ -244,10 +245,14 @@ def sqs_sources(template: dict[str, Any]) -> list[QueueSource]:
         props = resource["Properties"]
         for event in props.get("Events", {}).values():
             if event["Type"] == "SQS":
+                most = event["Properties"].get("ScalingConfig", {}).get("MaximumConcurrency")
+                if isinstance(most, dict):  # a Ref to a parameter: its default
+                    most = template["Parameters"][most["Ref"]]["Default"]
                 sources.append(QueueSource(
                     function=logical_id, queue=event["Properties"]["Queue"]["Fn::GetAtt"][0],
                     code_dir=Path(props["CodeUri"]).name, handler=props["Handler"].split(".", 1)[1],
-                    batch_size=int(event["Properties"].get("BatchSize", 10))))
+                    batch_size=int(event["Properties"].get("BatchSize", 10)),
+                    max_concurrency=int(most) if most is not None else None))
     return sources
 
 

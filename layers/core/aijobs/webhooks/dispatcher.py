@@ -5,12 +5,18 @@ Exactly what a receiver may rely on:
 - a duplicate message of an attempt sends nothing (the attempt is claimed with a conditional write);
 - a sender that dies mid-attempt is replaced once its lease runs out, so the event is delivered at least once;
 - waits longer than SQS's 15 minutes are chained: the message carries its due time and is sent on until then.
+
+So that a slow receiver holds up its own webhooks rather than everyone's, each attempt is bounded by the sender's
+deadline, and at most ``HostSlots.per_host`` attempts to one receiver host are in flight in a process. A message
+over that cap is not attempted: it is sent again with a short delay (not a visibility change, which would count a
+receive toward the dead-letter queue), and it is not an attempt (no ledger row, the schedule does not move).
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import random
 from typing import TYPE_CHECKING
 
 from aijobs.clock import Clock, system_clock
@@ -21,9 +27,11 @@ from aijobs.queues import MAX_DELAY_S, DeliveryQueue
 from aijobs.retry import RetrySchedule
 from aijobs.store import JobStore
 from aijobs.webhooks.signing import event_payload, event_type, signed_headers
+from aijobs.webhooks.slots import HostSlots
 from aijobs.webhooks.store import WebhookStore
 
 if TYPE_CHECKING:
+    from aijobs.models.jobs import Job
     from aijobs.webhooks.sender import SendResult, WebhookSender
 
 # A sender holds an attempt this long; past it, a copy of the message may take the attempt over.
@@ -33,12 +41,15 @@ ATTEMPT_LEASE_S = 60
 
 class WebhookDispatcher:
     def __init__(self, *, store: JobStore, ledger: WebhookStore, queue: DeliveryQueue, sender: WebhookSender,
-                 schedule: RetrySchedule, clock: Clock = system_clock) -> None:
+                 schedule: RetrySchedule, slots: HostSlots, busy_delay_s: int = 2,
+                 clock: Clock = system_clock) -> None:
         self.store = store
         self.ledger = ledger
         self.queue = queue
         self.sender = sender
         self.schedule = schedule
+        self.slots = slots
+        self.busy_delay_s = busy_delay_s
         self.clock = clock
 
     async def run(self, message: DeliveryMessage) -> Outcome:
@@ -57,6 +68,23 @@ class WebhookDispatcher:
         if job is None or job.webhook_event_id != message.webhook_id or not job.request.callback_url:
             logger.info("webhook dropped: the job is gone or has another final event")
             return
+        url = job.request.callback_url
+        with self.slots.take(url) as taken:
+            if taken:
+                await self._send(message, job, url)
+            else:
+                await asyncio.to_thread(self._defer, message)
+
+    def _defer(self, message: DeliveryMessage) -> None:
+        """The receiver's host has its cap of attempts in flight: the same attempt comes back in a few seconds."""
+        # Jittered, so that a backlog to one host comes back spread out rather than as one batch.
+        delay_s = self.busy_delay_s + random.randint(0, self.busy_delay_s)
+        self.queue.send_delivery(message, delay_s=delay_s)
+        logger.info("webhook deferred: its receiver host has its cap of attempts in flight",
+                    extra={"in_flight_cap": self.slots.per_host, "retry_in_s": delay_s})
+        count("WebhookDeferrals")
+
+    async def _send(self, message: DeliveryMessage, job: Job, url: str) -> None:
         claim = await asyncio.to_thread(self.ledger.claim_attempt, message, event_type=event_type(job),
                                         expires_at=job.expires_at, lease_s=ATTEMPT_LEASE_S)
         if claim is None:
@@ -67,7 +95,7 @@ class WebhookDispatcher:
         signing = [s.secret for s in await asyncio.to_thread(self.ledger.active_secrets, job.tenant)]
         headers = signed_headers(webhook_id=message.webhook_id, body=body, signing_secrets=signing,
                                  timestamp=int(self.clock()))
-        sent = await self.sender.send(job.request.callback_url, body, headers)
+        sent = await self.sender.send(url, body, headers)
         outcome, delay_s = self._decide(message, sent)
         next_at = int(self.clock()) + delay_s if delay_s is not None else None
         recorded = await asyncio.to_thread(

@@ -3,7 +3,11 @@
 The connection goes to the very address that passed the guard (the URL is rewritten to it; the Host header
 and, for https, the TLS server name and certificate check keep the original name), so a name that changes
 what it resolves to between check and connect is never followed. Redirects are not followed; at most
-``MAX_RESPONSE_BYTES`` of a response are read; the whole exchange is bounded by the timeout.
+``MAX_RESPONSE_BYTES`` of a response are read.
+
+Three bounds, so that a dead or slow receiver holds an attempt briefly: resolving the name, then connecting, get
+``connect_timeout_s`` each; no byte from the receiver for ``read_timeout_s`` ends the attempt; and the whole exchange
+ends at ``timeout_s`` whatever happens, even against a receiver that trickles its answer a byte at a time.
 """
 
 from __future__ import annotations
@@ -64,10 +68,14 @@ class SendResult:
 
 
 class WebhookSender:
-    def __init__(self, *, guard: CallbackGuard, timeout_s: float = 15.0, resolver: Resolver = resolve_host,
+    def __init__(self, *, guard: CallbackGuard, timeout_s: float = 10.0, connect_timeout_s: float = 3.0,
+                 read_timeout_s: float = 5.0, resolver: Resolver = resolve_host,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         self._guard = guard
         self._timeout_s = timeout_s
+        self._connect_timeout_s = min(connect_timeout_s, timeout_s)
+        self._timeouts = httpx.Timeout(min(read_timeout_s, timeout_s), connect=self._connect_timeout_s,
+                                       pool=self._connect_timeout_s)
         self._resolve = resolver
         self._transport = transport
 
@@ -109,10 +117,11 @@ class WebhookSender:
         try:
             target = self._guard.check_url(url)
             async with asyncio.timeout(self._timeout_s):
-                address = await self.checked_address(target)
+                async with asyncio.timeout(self._connect_timeout_s):
+                    address = await self.checked_address(target)
                 async with httpx.AsyncClient(
                     transport=self._transport, verify=_tls_context(), follow_redirects=False, trust_env=False,
-                    timeout=self._timeout_s, limits=httpx.Limits(max_keepalive_connections=0),
+                    timeout=self._timeouts, limits=httpx.Limits(max_keepalive_connections=0),
                 ) as client:
                     request = self.build_request(client, target, address, body, headers)
                     response = await client.send(request, stream=True)
