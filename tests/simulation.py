@@ -36,6 +36,17 @@ class ProcessKilled(BaseException):
     """The process died (out of memory, a timeout, a crash): nothing of its invocation finishes, nothing is caught."""
 
 
+def _register(events: Any, hooks: list[tuple[str, Any]]) -> Callable[[], None]:
+    """Register botocore hooks; returns what unregisters them."""
+    for name, hook in hooks:
+        events.register(name, hook)
+
+    def remove() -> None:
+        for name, hook in hooks:
+            events.unregister(name, hook)
+    return remove
+
+
 @dataclass
 class Death:
     """A process's death, made faithful: raising ``ProcessKilled`` unwinds the invocation (releasing its locks, so
@@ -86,19 +97,11 @@ class VirtualTimers:
     _sending: threading.local = field(default_factory=threading.local)
 
     def install(self) -> Callable[[], None]:
-        events = self.services.sqs.meta.events
-        hooks: list[tuple[str, Any]] = [
+        return _register(self.services.sqs.meta.events, [
             ("before-parameter-build.sqs.SendMessage", self._defer_delayed),
             ("before-call.sqs.SendMessage", self._answer_deferred),
             ("before-parameter-build.sqs.ChangeMessageVisibility", self._note_visibility),
-        ]
-        for name, hook in hooks:
-            events.register(name, hook)
-
-        def remove() -> None:
-            for name, hook in hooks:
-                events.unregister(name, hook)
-        return remove
+        ])
 
     def _defer_delayed(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         delay = int(params.get("DelaySeconds") or 0)
@@ -165,16 +168,9 @@ class TerminalWrites:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def install(self) -> Callable[[], None]:
-        events = self.services.dynamodb.meta.client.meta.events
-        hooks: list[tuple[str, Any]] = [("before-parameter-build.dynamodb.UpdateItem", self._note),
-                                        ("after-call.dynamodb.UpdateItem", self._count)]
-        for name, hook in hooks:
-            events.register(name, hook)
-
-        def remove() -> None:
-            for name, hook in hooks:
-                events.unregister(name, hook)
-        return remove
+        return _register(self.services.dynamodb.meta.client.meta.events,
+                         [("before-parameter-build.dynamodb.UpdateItem", self._note),
+                          ("after-call.dynamodb.UpdateItem", self._count)])
 
     def _note(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         names = params.get("ExpressionAttributeNames") or {}
