@@ -23,7 +23,7 @@ from tests.integration.conftest import KEY_A, KEY_B, TENANT_A, TENANT_B, api_cli
 
 
 @pytest.mark.parametrize(("method", "path", "allow"), [
-    ("PUT", "/v1/jobs/job_01J0000000000000000000000Z", "GET"),
+    ("PUT", "/v1/jobs/job_01J0000000000000000000000Z", "DELETE, GET"),
     ("DELETE", "/v1/jobs", "GET, POST"),
     ("PUT", "/v1/schedules/sch_01J0000000000000000000000Z", "DELETE, GET, PATCH"),
     ("POST", "/healthz", "GET"),

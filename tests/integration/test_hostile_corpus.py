@@ -188,7 +188,7 @@ CORPUS = [
 # Every route, by a method it does not take: 405 with Allow (GET on /v1/jobs/batch is a job named "batch": 404).
 WRONG_METHODS = [
     Hostile("PUT /v1/jobs", "PUT", "/v1/jobs", 405, "invalid_request"),
-    Hostile("DELETE /v1/jobs/batch", "DELETE", "/v1/jobs/batch", 405, "invalid_request"),
+    Hostile("DELETE /v1/jobs/batch: no job of that id", "DELETE", "/v1/jobs/batch", 404, "not_found"),
     Hostile("GET /v1/jobs/batch", "GET", "/v1/jobs/batch", 404, "not_found"),
     Hostile("PUT /v1/jobs/status", "PUT", "/v1/jobs/status", 405, "invalid_request"),
     Hostile("POST /v1/jobs/{id}", "POST", f"/v1/jobs/{JOB}", 405, "invalid_request"),

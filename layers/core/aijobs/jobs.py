@@ -18,6 +18,7 @@ from aijobs.observability import count, logger
 from aijobs.queues import JobQueue
 from aijobs.store import JobStore
 from aijobs.webhooks.guard import CallbackGuard
+from aijobs.webhooks.outbox import WebhookOutbox
 
 
 @dataclass(frozen=True)
@@ -27,20 +28,21 @@ class JobService:
     default_model: str
     retention_s: int
     request_key_ttl_s: int = 86_400  # how long a keyed request's job ids are kept (the idempotency window)
+    outbox: WebhookOutbox | None = None  # queues the webhook of a job cancelled here
     callbacks: CallbackGuard = field(default_factory=CallbackGuard)
     clock: Clock = system_clock
 
     def _new_job(self, tenant: str, request: JobRequest, *, schedule_id: str | None = None,
-                 job_id: str | None = None) -> Job:
+                 job_id: str | None = None, retry_of: str | None = None) -> Job:
         if request.callback_url is not None:
             self.callbacks.check_url(request.callback_url)  # a forbidden URL is a 422 and nothing is written
         now = int(self.clock())
         return Job(id=job_id or new_job_id(), tenant=tenant, status=JobStatus.queued,
                    model=request.model or self.default_model, request=request, created_at=now,
-                   expires_at=now + self.retention_s, schedule_id=schedule_id)
+                   expires_at=now + self.retention_s, schedule_id=schedule_id, retry_of=retry_of)
 
     def submit_job(self, *, tenant: str, request: JobRequest, schedule_id: str | None = None,
-                   job_id: str | None = None, key: RequestKey | None = None) -> Job:
+                   job_id: str | None = None, key: RequestKey | None = None, retry_of: str | None = None) -> Job:
         """Send a job's message, then store the job as queued: nothing is stored that would never run.
 
         A message whose job could not be stored finds no job and is dropped by the worker. A schedule passes its
@@ -48,7 +50,7 @@ class JobService:
         (the fire was delivered again), ``Conflict`` (``job_exists``) is raised and nothing is sent. A request
         with an ``Idempotency-Key`` passes its ``key``: a retry of it names the same job (see ``_submit``).
         """
-        job = self._new_job(tenant, request, schedule_id=schedule_id, job_id=job_id)
+        job = self._new_job(tenant, request, schedule_id=schedule_id, job_id=job_id, retry_of=retry_of)
         if job_id is not None and self.store.get_job(job_id, consistent=True) is not None:
             raise Conflict("a job with this id exists", code="job_exists")
         [job] = self._submit([job], key)
@@ -121,6 +123,60 @@ class JobService:
                 self.store.delete_jobs([job.id for job in jobs])
             raise ServiceUnavailable("the job could not be stored; try again", code="store_failed",
                                      retry_after=1) from None
+
+    def cancel_job(self, *, tenant: str, job_id: str) -> Job:
+        """Cancel a queued or running job: at once, with a conditional write, so a worker that finishes meanwhile
+        and the cancel cannot both win. Cancelling a cancelled job answers it again; a finished one is a conflict.
+        Its ``job.cancelled`` webhook is queued as for any outcome (by the sweeper, should that fail here)."""
+        for _ in range(3):  # a worker may claim or finish the job between the read and the write
+            job = self.get_job(tenant=tenant, job_id=job_id, consistent=True)
+            if job.status is JobStatus.cancelled:
+                return job
+            if job.status.is_terminal:
+                raise Conflict(f"the job is {job.status.value} already", code="job_finished")
+            if self.store.cancel_job(job):
+                logger.info("job cancelled", extra={"job_id": job.id, "was": job.status.value})
+                count("JobsCancelled")
+                if job.request.callback_url and self.outbox is not None:
+                    try:
+                        self.outbox.enqueue_final_event(job.id)
+                    except Exception:
+                        logger.exception("webhook not queued; the sweeper will queue it", extra={"job_id": job.id})
+                return self.get_job(tenant=tenant, job_id=job_id, consistent=True)
+        raise Conflict("the job changed meanwhile; try again", code="job_changed", retryable=True)
+
+    def retry_job(self, *, tenant: str, job_id: str, key: RequestKey | None = None) -> Job:
+        """Run a failed or cancelled job again through the one submit path: a new job whose ``retry_of`` names it.
+
+        The original keeps its outcome and names its retry (``retried_by``), set before the new job is sent, so
+        a retry interrupted between the two is finished by the next call rather than made twice.
+        """
+        original = self.get_job(tenant=tenant, job_id=job_id, consistent=True)
+        if original.status not in (JobStatus.failed, JobStatus.cancelled):
+            raise Conflict(f"only a failed or cancelled job can be retried; this one is {original.status.value}",
+                           code="job_not_retryable")
+        retry_id = original.retried_by
+        if retry_id is None:
+            retry_id = new_job_id()
+            if key is not None:
+                [retry_id] = self.store.reserve_job_ids(key, [retry_id],
+                                                        expires_at=int(self.clock()) + self.request_key_ttl_s)
+            if not self.store.mark_retried(original, retry_id):
+                original = self.get_job(tenant=tenant, job_id=job_id, consistent=True)
+                if original.retried_by is None:
+                    raise Conflict("the job changed meanwhile; try again", code="job_changed", retryable=True)
+                retry_id = original.retried_by
+        if (existing := self.store.get_job(retry_id, consistent=True)) is not None:
+            if key is None or existing.retry_of != original.id:
+                raise Conflict(f"the job was retried already, as {retry_id}", code="already_retried")
+            return existing
+        try:
+            return self.submit_job(tenant=tenant, request=original.request, schedule_id=original.schedule_id,
+                                   job_id=retry_id, retry_of=original.id)
+        except Conflict as exc:  # a concurrent call submitted it first
+            if exc.code != "job_exists":
+                raise
+            return self.store.get_tenant_job(tenant=tenant, job_id=retry_id, consistent=True)
 
     def get_job(self, *, tenant: str, job_id: str, consistent: bool = False) -> Job:
         return self.store.get_tenant_job(tenant=tenant, job_id=job_id, consistent=consistent)

@@ -92,7 +92,7 @@ class Services:
     def jobs(self) -> JobService:
         return JobService(store=self.store, queue=self.job_queue, default_model=self.settings.default_model,
                           retention_s=self.settings.retention_s, request_key_ttl_s=self.settings.idempotency_ttl_s,
-                          callbacks=self.callback_guard, clock=self.clock)
+                          callbacks=self.callback_guard, outbox=self.outbox, clock=self.clock)
 
     @cached_property
     def job_waits(self) -> JobWaits:

@@ -263,17 +263,38 @@ class JobStore:
             return Claim(job=None, current=self._fail_unreadable(item))
         return Claim(job=job, current=job)
 
-    def complete_job(self, job: Job, *, output_text: str, usage: Usage, cost_usd: Decimal | None) -> bool:
-        output: dict[str, Any]
+    def _output(self, job: Job, output_text: str) -> tuple[dict[str, Any], str]:
+        """Where an output is kept (the item, or the results bucket when too large), and the field it replaces."""
         if self._blobs is not None and len(output_text.encode()) > INLINE_OUTPUT_BYTES:
             key = f"outputs/{job.id}/{job.attempt}"
             self._blobs.put(key, output_text)
-            output, stale = {"output_key": key}, "output_text"
-        else:
-            output, stale = {"output_text": output_text}, "output_key"
+            return {"output_key": key}, "output_text"
+        return {"output_text": output_text}, "output_key"
+
+    def complete_job(self, job: Job, *, output_text: str, usage: Usage, cost_usd: Decimal | None) -> bool:
+        output, stale = self._output(job, output_text)
         # A success clears the error of an earlier attempt.
         return self._finish(job, JobStatus.completed, {**output, "usage": usage, "cost_usd": cost_usd},
                             remove=("error", stale))
+
+    def cancel_job(self, job: Job) -> bool:
+        """Cancel a queued or running job, if it is still as read; a running job's worker then finds its claim
+        lost and drops its outcome (``keep_cancelled_run`` keeps what the model made)."""
+        return self._finish(job, JobStatus.cancelled, {}, expected=job.status)
+
+    def keep_cancelled_run(self, job: Job, *, output_text: str, usage: Usage, cost_usd: Decimal | None) -> bool:
+        """On a job cancelled while this attempt ran: the output, usage and cost of the run (it was paid for)."""
+        output, _ = self._output(job, output_text)
+        return conditional(self._table.update_item, Key=job_key(job.id), **update_request(
+            set={**output, "usage": usage, "cost_usd": cost_usd},
+            condition="#status = :cancelled AND #attempt = :attempt AND attribute_not_exists(#usage)",
+            values={":cancelled": JobStatus.cancelled.value, ":attempt": job.attempt})) is not None
+
+    def mark_retried(self, job: Job, retry_id: str) -> bool:
+        """Name the job that re-runs this one; once, and only while the job is as read."""
+        return conditional(self._table.update_item, Key=job_key(job.id), **update_request(
+            set={"retried_by": retry_id}, condition="#status = :status AND attribute_not_exists(#retried_by)",
+            values={":status": job.status.value})) is not None
 
     def fail_job(self, job: Job, error: ErrorDetail) -> bool:
         """Fail the job this worker holds the claim of."""

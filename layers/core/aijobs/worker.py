@@ -141,7 +141,11 @@ class Worker:
             cost = estimate_cost(job.model, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
             if not await asyncio.to_thread(self.store.complete_job, job, output_text=completion.text, usage=usage,
                                            cost_usd=cost):
-                logger.info("job outcome dropped: claim lost")
+                if await asyncio.to_thread(self.store.keep_cancelled_run, job, output_text=completion.text,
+                                           usage=usage, cost_usd=cost):
+                    logger.info("job was cancelled while it ran: its output, usage and cost are kept")
+                else:
+                    logger.info("job outcome dropped: claim lost")
                 return DONE
             logger.info("job completed", extra={"output_tokens": usage.output_tokens})
             count("JobsCompleted")

@@ -124,6 +124,8 @@ class Job(BaseModel):
     lease_until: int | None = None
     expires_at: int | None = None
     schedule_id: str | None = None  # set on the jobs a schedule creates
+    retry_of: str | None = None  # the failed or cancelled job this one re-runs
+    retried_by: str | None = None  # the job that re-runs this one
     # The final event's webhook: its id (stable across retries), which terminal state it is for, whether queued.
     webhook_event_id: str | None = None
     webhook_event_for: str | None = None
@@ -149,6 +151,8 @@ class Job(BaseModel):
             attempt=self.attempt,
             metadata=self.request.metadata,
             schedule_id=self.schedule_id,
+            retry_of=self.retry_of,
+            retried_by=self.retried_by,
         )
 
 
@@ -173,6 +177,8 @@ class JobOut(BaseModel):
     attempt: int
     metadata: dict[str, str]
     schedule_id: str | None = None
+    retry_of: str | None = None
+    retried_by: str | None = None
 
 
 class JobList(BaseModel):

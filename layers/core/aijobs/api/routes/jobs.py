@@ -89,6 +89,22 @@ def submit_batch(body: BatchRequest, tenant: TenantDep, jobs: JobsDep, idempoten
     return created(idempotent.run("submit_batch", body=body.model_dump(mode="json"), create=create), status_code=202)
 
 
+@router.delete("/{job_id}", response_model=JobOut, responses=errors(404, 409, 422))
+def cancel_job(job_id: JobId, tenant: TenantDep, jobs: JobsDep) -> JobOut:
+    """Cancel a queued or running job: 200 with the cancelled job (again for one cancelled already); a completed or
+    failed job is 409. A running job's model call is not paid back: its usage and cost stay on the job."""
+    return jobs.cancel_job(tenant=tenant.id, job_id=job_id).to_public()
+
+
+@router.post("/{job_id}/retry", status_code=202, response_model=JobOut, responses=errors(404, 409, 422, 503))
+def retry_job(job_id: JobId, tenant: TenantDep, jobs: JobsDep, idempotent: IdempotentDep) -> JSONResponse:
+    """Run a failed or cancelled job again: 202 with the new job (`retry_of` names the original, which shows
+    `retried_by`); any other status is 409."""
+    result = idempotent.run("retry_job", body={"job_id": job_id}, create=lambda key: (
+        jobs.retry_job(tenant=tenant.id, job_id=job_id, key=key).to_public().model_dump(mode="json")))
+    return created(result, status_code=202, location=f"/v1/jobs/{result.answer['id']}")
+
+
 @router.post("/status", response_model=StatusResponse, responses=errors(400, 413, 422))
 def job_statuses(body: StatusRequest, tenant: TenantDep, jobs: JobsDep) -> StatusResponse:
     """The status of many jobs at once; unknown ids (and other tenants' ids) answer `not_found`."""

@@ -1,0 +1,126 @@
+"""DELETE /v1/jobs/{id} cancels; POST /v1/jobs/{id}/retry runs a failed or cancelled job again."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from aijobs.services import Services
+from tests.helpers import eventually
+from tests.integration.conftest import KEY_B, TENANT_A, run_worker
+
+
+def _model_calls(fake_model: Any, prompt: str) -> int:
+    import httpx
+
+    return int(httpx.get(f"{fake_model.url}/_stats", params={"prompt": prompt}).json()["prompt"])
+
+
+def _deliveries(services: Services) -> int:
+    attributes = services.sqs.get_queue_attributes(QueueUrl=services.settings.deliveries_queue_url, AttributeNames=[
+        "ApproximateNumberOfMessages"])["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"])
+
+
+def test_a_queued_job_is_cancelled_at_once_and_never_reaches_the_model(
+        api: Any, services: Services, worker_handler: Any, fake_model: Any) -> None:
+    prompt = "cancel me while queued"
+    job_id = api.post("/v1/jobs", json={"input": prompt, "callback_url": "https://hooks.example.com/a"}).json()["id"]
+    cancelled = api.delete(f"/v1/jobs/{job_id}")
+    again = api.delete(f"/v1/jobs/{job_id}")
+    run_worker(services, worker_handler)
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    assert cancelled.json()["completed_at"] is not None
+    assert again.status_code == 200 and again.json() == cancelled.json()
+    assert api.get(f"/v1/jobs/{job_id}").json()["status"] == "cancelled"
+    assert _model_calls(fake_model, prompt) == 0
+    assert _deliveries(services) == 1  # its job.cancelled webhook is queued, once
+
+
+def test_a_finished_job_cannot_be_cancelled(api: Any, services: Services, worker_handler: Any,
+                                            fake_model: Any) -> None:
+    job_id = api.post("/v1/jobs", json={"input": "finish first"}).json()["id"]
+    run_worker(services, worker_handler)
+    assert _model_calls(fake_model, "finish first") == 1  # (so a count of 0 means what it says)
+    answer = api.delete(f"/v1/jobs/{job_id}")
+    assert answer.status_code == 409 and answer.json()["error"]["code"] == "job_finished"
+    assert api.get(f"/v1/jobs/{job_id}").json()["status"] == "completed"
+
+
+def test_a_job_cancelled_while_it_runs_stays_cancelled_and_keeps_what_the_model_made(
+        api: Any, services: Services, worker_handler: Any) -> None:
+    job_id = api.post("/v1/jobs", json={"input": "a slow answer [[delay_ms=1500]]"}).json()["id"]
+    worker = threading.Thread(target=run_worker, args=(services, worker_handler))
+    worker.start()
+    eventually(lambda: api.get(f"/v1/jobs/{job_id}").json()["status"] == "in_progress", timeout_s=10)
+    cancelled = api.delete(f"/v1/jobs/{job_id}")
+    worker.join(timeout=30)
+    job = api.get(f"/v1/jobs/{job_id}").json()
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    assert job["status"] == "cancelled" and job["completed_at"] == cancelled.json()["completed_at"]
+    assert job["usage"]["output_tokens"] > 0 and job["cost_usd"] is not None and job["output"]["text"]
+
+
+def test_a_cancel_that_loses_the_race_with_the_worker_leaves_one_outcome(
+        api: Any, services: Services, worker_handler: Any) -> None:
+    job_id = api.post("/v1/jobs", json={"input": "race"}).json()["id"]
+    real_cancel = services.store.cancel_job
+
+    def worker_finishes_first(job: Any) -> bool:  # the job ends between the cancel's read and its write
+        run_worker(services, worker_handler)
+        return real_cancel(job)
+
+    services.store.cancel_job = worker_finishes_first  # type: ignore[method-assign]
+    answer = api.delete(f"/v1/jobs/{job_id}")
+    assert answer.status_code == 409 and answer.json()["error"]["code"] == "job_finished"
+    job = services.store.get_job(job_id)
+    assert job is not None and job.status.value == "completed" and job.error is None
+
+
+def test_retry_runs_a_failed_job_again_once_and_links_the_two(
+        api: Any, services: Services, worker_handler: Any) -> None:
+    original = api.post("/v1/jobs", json={"input": "fails once [[fail=400,times=1]]"}).json()["id"]
+    run_worker(services, worker_handler)
+    assert api.get(f"/v1/jobs/{original}").json()["status"] == "failed"
+
+    retried = api.post(f"/v1/jobs/{original}/retry")
+    again = api.post(f"/v1/jobs/{original}/retry")
+    run_worker(services, worker_handler)
+
+    assert retried.status_code == 202 and retried.headers["Location"] == f"/v1/jobs/{retried.json()['id']}"
+    new = api.get(f"/v1/jobs/{retried.json()['id']}").json()
+    assert new["retry_of"] == original and new["status"] == "completed" and new["id"] != original
+    old = api.get(f"/v1/jobs/{original}").json()
+    assert old["retried_by"] == new["id"] and old["status"] == "failed" and old["error"]["type"] == "provider_error"
+    assert again.status_code == 409 and again.json()["error"]["code"] == "already_retried"
+    not_retryable = api.post(f"/v1/jobs/{new['id']}/retry")
+    assert not_retryable.status_code == 409 and not_retryable.json()["error"]["code"] == "job_not_retryable"
+
+
+def test_retry_with_an_idempotency_key_answers_the_same_job(api: Any, services: Services) -> None:
+    original = api.post("/v1/jobs", json={"input": "cancel, then retry"}).json()["id"]
+    api.delete(f"/v1/jobs/{original}")
+    first = api.post(f"/v1/jobs/{original}/retry", headers={"Idempotency-Key": "retry-1"})
+    replay = api.post(f"/v1/jobs/{original}/retry", headers={"Idempotency-Key": "retry-1"})
+    assert first.status_code == replay.status_code == 202
+    assert replay.json()["id"] == first.json()["id"] and replay.headers["Idempotent-Replayed"] == "true"
+    assert first.json()["retry_of"] == original and first.json()["status"] == "queued"
+
+
+def test_an_interrupted_retry_is_finished_by_the_next_call(api: Any, services: Services) -> None:
+    original = api.post("/v1/jobs", json={"input": "retry dies after the mark"}).json()["id"]
+    api.delete(f"/v1/jobs/{original}")
+    job = services.store.get_job(original, consistent=True)
+    assert job is not None and services.store.mark_retried(job, "job_01M8ZZZZZZZZZZZZZZZZZZZZZZ")  # then it died
+    answer = api.post(f"/v1/jobs/{original}/retry")
+    assert answer.status_code == 202 and answer.json()["id"] == "job_01M8ZZZZZZZZZZZZZZZZZZZZZZ"
+    assert answer.json()["retry_of"] == original
+
+
+def test_another_tenant_cannot_cancel_or_retry_a_job(api: Any, services: Services) -> None:
+    job_id = api.post("/v1/jobs", json={"input": "mine"}).json()["id"]
+    other = {"Authorization": f"Bearer {KEY_B}"}
+    assert api.delete(f"/v1/jobs/{job_id}", headers=other).status_code == 404
+    assert api.post(f"/v1/jobs/{job_id}/retry", headers=other).status_code == 404
+    job = services.jobs.get_job(tenant=TENANT_A, job_id=job_id)
+    assert job.status.value == "queued" and job.retried_by is None
