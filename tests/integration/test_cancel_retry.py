@@ -6,6 +6,7 @@ import threading
 from typing import Any
 
 from aijobs.services import Services
+from tests.faults import sqs_down
 from tests.helpers import eventually
 from tests.integration.conftest import KEY_B, TENANT_A, run_worker
 
@@ -124,3 +125,14 @@ def test_another_tenant_cannot_cancel_or_retry_a_job(api: Any, services: Service
     assert api.post(f"/v1/jobs/{job_id}/retry", headers=other).status_code == 404
     job = services.jobs.get_job(tenant=TENANT_A, job_id=job_id)
     assert job.status.value == "queued" and job.retried_by is None
+
+
+def test_the_webhook_of_a_cancel_whose_enqueue_failed_is_queued_by_the_sweeper(api: Any, services: Services) -> None:
+    job_id = api.post("/v1/jobs", json={"input": "cancel, deliveries down",
+                                        "callback_url": "https://hooks.example.com/a"}).json()["id"]
+    with sqs_down(services, queue_url=services.settings.deliveries_queue_url):
+        assert api.delete(f"/v1/jobs/{job_id}").status_code == 200  # the cancel holds; its webhook waits
+    assert _deliveries(services) == 0
+    services.clock.advance(services.settings.sweep_grace_s + 1)  # type: ignore[attr-defined]
+    assert services.sweeper.sweep().webhooks_queued == 1
+    assert _deliveries(services) == 1
