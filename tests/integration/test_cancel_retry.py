@@ -48,17 +48,21 @@ def test_a_finished_job_cannot_be_cancelled(api: Any, services: Services, worker
     assert api.get(f"/v1/jobs/{job_id}").json()["status"] == "completed"
 
 
-def test_a_job_cancelled_while_it_runs_stays_cancelled_and_keeps_what_the_model_made(
+def test_a_cancel_after_the_model_answered_keeps_what_the_model_made(
         api: Any, services: Services, worker_handler: Any) -> None:
-    job_id = api.post("/v1/jobs", json={"input": "a slow answer [[delay_ms=1500]]"}).json()["id"]
-    worker = threading.Thread(target=run_worker, args=(services, worker_handler))
-    worker.start()
-    eventually(lambda: api.get(f"/v1/jobs/{job_id}").json()["status"] == "in_progress", timeout_s=10)
-    cancelled = api.delete(f"/v1/jobs/{job_id}")
-    worker.join(timeout=30)
+    job_id = api.post("/v1/jobs", json={"input": "answered, then cancelled"}).json()["id"]
+    real_complete = services.store.complete_job
+    cancelled: list[Any] = []
+
+    def cancel_first(job: Any, **result: Any) -> bool:  # the cancel lands between the answer and its write
+        cancelled.append(api.delete(f"/v1/jobs/{job_id}"))
+        return real_complete(job, **result)
+
+    services.store.complete_job = cancel_first  # type: ignore[method-assign]
+    run_worker(services, worker_handler)
     job = api.get(f"/v1/jobs/{job_id}").json()
-    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
-    assert job["status"] == "cancelled" and job["completed_at"] == cancelled.json()["completed_at"]
+    assert cancelled[0].status_code == 200 and cancelled[0].json()["usage"] is None
+    assert job["status"] == "cancelled" and job["completed_at"] == cancelled[0].json()["completed_at"]
     assert job["usage"]["output_tokens"] > 0 and job["cost_usd"] is not None and job["output"]["text"]
 
 
@@ -136,3 +140,16 @@ def test_the_webhook_of_a_cancel_whose_enqueue_failed_is_queued_by_the_sweeper(a
     services.clock.advance(services.settings.sweep_grace_s + 1)  # type: ignore[attr-defined]
     assert services.sweeper.sweep().webhooks_queued == 1
     assert _deliveries(services) == 1
+
+
+def test_a_cancel_stops_the_running_model_call(api: Any, services: Services, worker_handler: Any) -> None:
+    # The model would answer after 20 s; the worker reads the job's status every second while it waits.
+    job_id = api.post("/v1/jobs", json={"input": "a very slow answer [[delay_ms=20000]]"}).json()["id"]
+    worker = threading.Thread(target=run_worker, args=(services, worker_handler))
+    worker.start()
+    eventually(lambda: api.get(f"/v1/jobs/{job_id}").json()["status"] == "in_progress", timeout_s=10)
+    assert api.delete(f"/v1/jobs/{job_id}").status_code == 200
+    worker.join(timeout=10)
+    assert not worker.is_alive()  # it did not wait the 20 s out
+    job = api.get(f"/v1/jobs/{job_id}").json()
+    assert job["status"] == "cancelled" and job["usage"] is None and job["output"] is None

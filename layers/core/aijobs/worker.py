@@ -14,6 +14,7 @@ What the worker promises, whatever fails (the sweeper covers what a dead process
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 import weakref
@@ -27,7 +28,7 @@ from aijobs.models.jobs import Job, JobStatus
 from aijobs.observability import count, log_context, logger
 from aijobs.outcomes import DONE, Outcome, RetryIn
 from aijobs.pricing import estimate_cost
-from aijobs.providers import ModelProvider
+from aijobs.providers import Completion, ModelProvider
 from aijobs.retry import RetryPolicy
 from aijobs.store import JobStore
 
@@ -40,6 +41,8 @@ ATTEMPTS_EXHAUSTED = AijobsError("the job did not finish within its attempts", c
 MISSING_JOB_GRACE_S = 30
 # A duplicate message of a running job comes back this long after the running attempt's lease ends.
 LEASE_MARGIN_S = 5
+# How often a running job's status is read while its model call runs: a cancel stops the call within about this.
+CANCEL_CHECK_S = 1.0
 
 
 class _Isolation:
@@ -74,11 +77,13 @@ class _Isolation:
 
 class Worker:
     def __init__(self, *, store: JobStore, provider: ModelProvider, retry: RetryPolicy, lease_s: int,
-                 outbox: WebhookOutbox | None = None, clock: Clock = system_clock) -> None:
+                 outbox: WebhookOutbox | None = None, clock: Clock = system_clock,
+                 cancel_check_s: float = CANCEL_CHECK_S) -> None:
         self.store = store
         self.provider = provider
         self.retry = retry
         self.lease_s = lease_s
+        self.cancel_check_s = cancel_check_s
         self.outbox = outbox
         self.clock = clock
         self._isolations: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Isolation] = (
@@ -134,9 +139,13 @@ class Worker:
             if job.attempt > self.retry.max_attempts:  # the worker died on every attempt so far
                 return await self._fail(job, ATTEMPTS_EXHAUSTED)
             try:
-                completion = await self.provider.complete(job.request, model=job.model)
+                completion = await self._call_model(job)
             except ProviderError as exc:
                 return await self._provider_failed(job, exc)
+            if completion is None:
+                logger.info("job cancelled while it ran: its model call was stopped")
+                count("ModelCallsAborted")
+                return DONE
             usage = completion.usage
             cost = estimate_cost(job.model, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
             if not await asyncio.to_thread(self.store.complete_job, job, output_text=completion.text, usage=usage,
@@ -150,6 +159,25 @@ class Worker:
             logger.info("job completed", extra={"output_tokens": usage.output_tokens})
             count("JobsCompleted")
             return await self._finished(job)
+
+    async def _call_model(self, job: Job) -> Completion | None:
+        """The model's answer; None when the job was cancelled meanwhile.
+
+        While the model runs, the job's status is read every ``cancel_check_s`` (a projected read); a cancel
+        closes the model's stream, so the provider stops generating.
+        """
+        call = asyncio.create_task(self.provider.complete(job.request, model=job.model))
+        try:
+            while not (await asyncio.wait({call}, timeout=self.cancel_check_s))[0]:
+                state = (await asyncio.to_thread(self.store.get_states, [job.id])).get(job.id)
+                if state is None or state.status is JobStatus.cancelled:
+                    return None
+            return call.result()
+        finally:
+            if not call.done():
+                call.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await call
 
     async def _provider_failed(self, job: Job, exc: ProviderError) -> Outcome:
         log = {"error_type": exc.type, "error_code": exc.code}
