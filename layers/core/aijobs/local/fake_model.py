@@ -4,8 +4,11 @@ Directives in the prompt drive tests:
 ``[[delay_ms=N]]`` latency before answering; ``[[fail=CODE]]`` answer that HTTP status every time;
 ``[[fail=CODE,times=K]]`` fail the first K calls for the same request, then succeed;
 ``[[retry_after=V]]`` / ``[[retry_after_ms=V]]`` send that ``Retry-After`` / ``retry-after-ms`` with a failure;
-``[[tokens=N]]`` make the output exactly N tokens (words) long.
+``[[tokens=N]]`` make the output exactly N tokens (words) long;
+``[[token_ms=N]]`` (0 to 10000) N ms between one output token and the next: streamed token by token, or in one
+answer that takes as long; another value is a 400.
 The reply is ``Echo: `` followed by the text of the last user message.
+``GET /_stats`` counts calls, and streams the client closed before their end (``aborted``).
 """
 
 from __future__ import annotations
@@ -16,14 +19,18 @@ import json
 import re
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
-_DIRECTIVE = re.compile(r"\[\[(delay_ms|fail|tokens|retry_after|retry_after_ms)=([^\]]+)\]\]")
+_DIRECTIVE = re.compile(r"\[\[(delay_ms|fail|tokens|token_ms|retry_after|retry_after_ms)=([^\]]+)\]\]")
 _FILLER = ["lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit"]
+TOKEN_MS_MAX = 10_000
+
+Sleep = Callable[[float], Awaitable[object]]
 
 
 def _directives(text: str) -> dict[str, str]:
@@ -39,16 +46,44 @@ def _reply_words(prompt: str, tokens: int | None, cap: int | None) -> tuple[list
     return words, "stop"
 
 
-def create_fake_model() -> FastAPI:
+def _token_ms(found: dict[str, str]) -> int | None:
+    """The ``token_ms`` directive's value; ValueError when it is not a whole number from 0 to TOKEN_MS_MAX."""
+    if "token_ms" not in found:
+        return None
+    value = int(found["token_ms"])
+    if not 0 <= value <= TOKEN_MS_MAX:
+        raise ValueError("token_ms out of range")
+    return value
+
+
+class _Stream(StreamingResponse):
+    """A stream whose body is closed however the response ends, so that its generator learns of a client gone
+    while it waited at a ``yield`` (Starlette stops iterating then, and would leave closing it to the GC)."""
+
+    def __init__(self, body: AsyncGenerator[str]) -> None:
+        super().__init__(body, media_type="text/event-stream")
+        self._body = body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._body.aclose()
+
+
+def create_fake_model(*, sleep: Sleep = asyncio.sleep) -> FastAPI:
+    """The fake model's app; ``sleep`` waits out ``delay_ms`` and ``token_ms`` (tests pass one that records)."""
     app = FastAPI(title="aijobs fake model")
-    calls: Counter[str] = Counter()  # by request hash, by user prompt, "total", "in_flight", "max_in_flight"
+    # by request hash; "prompt:" and "aborted:" by user prompt; "total", "aborted", "in_flight", "max_in_flight"
+    calls: Counter[str] = Counter()
     app.state.calls = calls
 
     @app.get("/_stats")
     async def stats(prompt: str | None = None) -> dict[str, int]:
-        """Call counts, for tests: in all, for one user prompt, and the most calls ever in flight at once."""
-        return {"total": calls["total"], "max_in_flight": calls["max_in_flight"],
-                **({"prompt": calls[f"prompt:{prompt}"]} if prompt is not None else {})}
+        """Counts, for tests: calls and aborted streams in all and for one user prompt, the most calls in flight."""
+        one = {"prompt": calls[f"prompt:{prompt}"], "prompt_aborted": calls[f"aborted:{prompt}"]}
+        return {"total": calls["total"], "aborted": calls["aborted"], "max_in_flight": calls["max_in_flight"],
+                **(one if prompt is not None else {})}
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
@@ -67,50 +102,81 @@ def create_fake_model() -> FastAPI:
         calls["in_flight"] += 1
         calls["max_in_flight"] = max(calls["max_in_flight"], calls["in_flight"])
         try:
-            return await _answer(body, text, user_text, request_hash, calls)
+            return await _answer(body, text, user_text, request_hash, calls, sleep)
         finally:
             calls["in_flight"] -= 1
 
     return app
 
 
+def _error(message: str, status_code: int, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": "fake_error", "code": None, "param": None}},
+                        status_code=status_code, headers=headers)
+
+
 async def _answer(body: dict[str, Any], text: str, user_text: str, request_hash: str,
-                  calls: Counter[str]) -> Any:
+                  calls: Counter[str], sleep: Sleep) -> Any:
     found = _directives(text)
+    try:
+        token_ms = _token_ms(found)
+    except ValueError:
+        return _error(f"token_ms must be a whole number from 0 to {TOKEN_MS_MAX}", 400)
     if "delay_ms" in found:
-        await asyncio.sleep(int(found["delay_ms"]) / 1000)
+        await sleep(int(found["delay_ms"]) / 1000)
     if "fail" in found:
         code, _, times = found["fail"].partition(",times=")
         if not times or calls[request_hash] <= int(times):
             headers = {name.replace("_", "-"): found[name] for name in ("retry_after", "retry_after_ms")
                        if name in found}
-            return JSONResponse({"error": {"message": "fake failure", "type": "fake_error",
-                                           "code": None, "param": None}}, status_code=int(code), headers=headers)
+            return _error("fake failure", int(code), headers)
     cap = body.get("max_completion_tokens") or body.get("max_tokens")
     words, finish = _reply_words(user_text, int(found["tokens"]) if "tokens" in found else None, cap)
     usage = {"prompt_tokens": len(text.split()), "completion_tokens": len(words),
              "total_tokens": len(text.split()) + len(words)}
     base = {"id": f"chatcmpl-{request_hash[:12]}", "created": int(time.time()),
             "model": body.get("model", "fake-model")}
+    gap = (token_ms or 0) / 1000
     if body.get("stream"):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        return StreamingResponse(_stream(base, words, finish, usage if include_usage else None),
-                                 media_type="text/event-stream")
+
+        def aborted() -> None:
+            calls["aborted"] += 1
+            calls[f"aborted:{user_text}"] += 1
+
+        return _Stream(_stream(base, words, finish, usage if include_usage else None, gap=gap, sleep=sleep,
+                               on_abort=aborted))
+    if gap and len(words) > 1:
+        await sleep(gap * (len(words) - 1))  # as long as the stream of the same answer
     return {**base, "object": "chat.completion", "usage": usage, "choices": [{
         "index": 0, "finish_reason": finish, "message": {"role": "assistant", "content": " ".join(words)}}]}
 
 
-async def _stream(base: dict[str, Any], words: list[str], finish: str,
-                  usage: dict[str, int] | None) -> AsyncIterator[str]:
+async def _stream(base: dict[str, Any], words: list[str], finish: str, usage: dict[str, int] | None, *,
+                  gap: float, sleep: Sleep, on_abort: Callable[[], None]) -> AsyncGenerator[str]:
+    """The answer as chunks, ``gap`` seconds between tokens; ``on_abort`` when the client leaves before the end
+    (the generator is cancelled in a sleep, or closed at a ``yield``)."""
+    # With include_usage, OpenAI sends "usage": null on every chunk but the last, which has no choices.
+    no_usage = {} if usage is None else {"usage": None}
+
     def chunk(delta: dict[str, Any], finish_reason: str | None = None, **extra: Any) -> str:
         choices = [{"index": 0, "delta": delta, "finish_reason": finish_reason}] if delta or finish_reason else []
-        return "data: " + json.dumps({**base, "object": "chat.completion.chunk", "choices": choices, **extra}) + "\n\n"
+        return "data: " + json.dumps({**base, "object": "chat.completion.chunk", "choices": choices, **no_usage,
+                                      **extra}) + "\n\n"
 
-    yield chunk({"role": "assistant", "content": ""})
-    for i, word in enumerate(words):
-        yield chunk({"content": word if i == 0 else " " + word})
-        await asyncio.sleep(0)
-    yield chunk({}, finish)
-    if usage is not None:
-        yield chunk({}, None, usage=usage)
-    yield "data: [DONE]\n\n"
+    finished = False
+    try:
+        yield chunk({"role": "assistant", "content": ""})
+        for i, word in enumerate(words):
+            if i and gap:
+                await sleep(gap)
+            else:
+                await asyncio.sleep(0)
+            yield chunk({"content": word if i == 0 else " " + word})
+        yield chunk({}, finish)
+        if usage is not None:
+            yield chunk({}, None, usage=usage)
+        yield "data: [DONE]\n\n"
+        finished = True  # Starlette asks for more only once [DONE] went out
+    finally:
+        if not finished:
+            on_abort()

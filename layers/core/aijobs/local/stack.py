@@ -195,16 +195,11 @@ class LocalStack:
             self.moto.stop()
 
 
-def main() -> None:
-    port = int(os.environ.get("PORT") or 8000)
-    stack = LocalStack()
-    stack.start()
-    from aijobs.api import create_app
-
-    url = f"http://127.0.0.1:{port}"
+def banner(*, url: str, stack: LocalStack) -> str:
+    """What ``make run`` prints first: where the API, the model and emulated AWS are, the keys, curl examples."""
     key = next(iter(stack.api_keys))
-    model = "the fake model" if stack.fake_model else os.environ["AIJOBS_MODEL_BASE_URL"]
-    print(f"""
+    model = f"the fake model at {stack.fake_model.url}" if stack.fake_model else os.environ["AIJOBS_MODEL_BASE_URL"]
+    return f"""
 aijobs local stack: API {url}  (docs {url}/docs), model: {model}
 emulated AWS (moto) at {os.environ['AWS_ENDPOINT_URL']}
 API keys: {", ".join(f"{tenant}={k}" for k, tenant in stack.api_keys.items())}
@@ -216,7 +211,16 @@ API keys: {", ".join(f"{tenant}={k}" for k, tenant in stack.api_keys.items())}
        -d '{{"expression": "rate(1 minute)", "job": {{"input": "What time is it?"}}}}'
 
 Ctrl-C stops everything; data lives only as long as this process.
-""", flush=True)
+"""
+
+
+def main() -> None:
+    port = int(os.environ.get("PORT") or 8000)
+    stack = LocalStack()
+    stack.start()
+    from aijobs.api import create_app
+
+    print(banner(url=f"http://127.0.0.1:{port}", stack=stack), flush=True)
     if os.environ.get("AIJOBS_ALLOW_PRIVATE_CALLBACKS", "").lower() in ("1", "true", "yes", "on"):
         print("WARNING: callback_url may point at loopback and private addresses here "
               "(AIJOBS_ALLOW_PRIVATE_CALLBACKS=1, for local receivers); set it to 0 for the full SSRF guard. "
