@@ -11,10 +11,15 @@ from tests.helpers import eventually
 from tests.integration.conftest import KEY_B, TENANT_A, run_worker
 
 
-def _model_calls(fake_model: Any, prompt: str) -> int:
+def _stats(fake_model: Any, prompt: str) -> dict[str, int]:
     import httpx
 
-    return int(httpx.get(f"{fake_model.url}/_stats", params={"prompt": prompt}).json()["prompt"])
+    stats: dict[str, int] = httpx.get(f"{fake_model.url}/_stats", params={"prompt": prompt}).json()
+    return stats
+
+
+def _model_calls(fake_model: Any, prompt: str) -> int:
+    return _stats(fake_model, prompt)["prompt"]
 
 
 def _deliveries(services: Services) -> int:
@@ -142,14 +147,18 @@ def test_the_webhook_of_a_cancel_whose_enqueue_failed_is_queued_by_the_sweeper(a
     assert _deliveries(services) == 1
 
 
-def test_a_cancel_stops_the_running_model_call(api: Any, services: Services, worker_handler: Any) -> None:
-    # The model would answer after 20 s; the worker reads the job's status every second while it waits.
-    job_id = api.post("/v1/jobs", json={"input": "a very slow answer [[delay_ms=20000]]"}).json()["id"]
+def test_a_cancel_stops_the_running_model_call(api: Any, services: Services, worker_handler: Any,
+                                              fake_model: Any) -> None:
+    # The model streams 100 tokens 200 ms apart (20 s); the worker reads the job's status every second meanwhile.
+    prompt = "a long streamed answer [[tokens=100]] [[token_ms=200]]"
+    job_id = api.post("/v1/jobs", json={"input": prompt}).json()["id"]
     worker = threading.Thread(target=run_worker, args=(services, worker_handler))
     worker.start()
     eventually(lambda: api.get(f"/v1/jobs/{job_id}").json()["status"] == "in_progress", timeout_s=10)
     assert api.delete(f"/v1/jobs/{job_id}").status_code == 200
-    worker.join(timeout=10)
-    assert not worker.is_alive()  # it did not wait the 20 s out
+    worker.join(timeout=15)
+    assert not worker.is_alive()
+    stats = eventually(lambda: (s := _stats(fake_model, prompt))["prompt_aborted"] and s, timeout_s=5)
+    assert (stats["prompt"], stats["prompt_aborted"]) == (1, 1)  # the model saw its stream closed before the end
     job = api.get(f"/v1/jobs/{job_id}").json()
     assert job["status"] == "cancelled" and job["usage"] is None and job["output"] is None
