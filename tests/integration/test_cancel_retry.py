@@ -162,3 +162,26 @@ def test_a_cancel_stops_the_running_model_call(api: Any, services: Services, wor
     assert (stats["prompt"], stats["prompt_aborted"]) == (1, 1)  # the model saw its stream closed before the end
     job = api.get(f"/v1/jobs/{job_id}").json()
     assert job["status"] == "cancelled" and job["usage"] is None and job["output"] is None
+
+
+def test_a_running_job_shows_its_output_so_far_and_the_pieces_add_up_to_its_output(
+        api: Any, services: Services, worker_handler: Any) -> None:
+    # 12 tokens 300 ms apart: the worker flushes what it has every 0.5 s (a chunk of its output log, then progress).
+    job_id = api.post("/v1/jobs", json={"input": "stream it [[tokens=12]] [[token_ms=300]]"}).json()["id"]
+    worker = threading.Thread(target=run_worker, args=(services, worker_handler))
+    worker.start()
+    running = eventually(lambda: (j := api.get(f"/v1/jobs/{job_id}").json())["status"] == "in_progress"
+                         and j["output"] and j, timeout_s=15)
+    worker.join(timeout=30)
+    done = api.get(f"/v1/jobs/{job_id}").json()
+    assert done["status"] == "completed" and done["progress"] is None
+    assert done["output"]["text"].startswith(running["output"]["text"])  # the output so far was its beginning
+    progress = running["progress"]
+    assert 0 < progress["output_tokens"] < 12 and progress["output_chars"] == len(running["output"]["text"])
+    assert progress["elapsed_ms"] > 0
+    job = services.store.get_job(job_id)
+    assert job is not None and job.output_seq is not None and job.output_seq >= 2
+    # The log holds what was flushed while the model ran, in order; the job's output holds all of it (a stream
+    # replays the log, then the rest of the output).
+    flushed = services.store.partial_output(job)
+    assert flushed and done["output"]["text"].startswith(flushed)

@@ -73,7 +73,7 @@ def test_public_job_has_the_documented_shape() -> None:
     public = job.to_public().model_dump()
     assert set(public) == {"id", "object", "status", "model", "created_at", "started_at", "completed_at",
                            "output", "usage", "cost_usd", "error", "attempt", "metadata", "schedule_id", "retry_of",
-                           "retried_by"}
+                           "retried_by", "progress"}
     assert public["object"] == "job" and public["metadata"] == {"a": "b"} and "tenant" not in public
 
 

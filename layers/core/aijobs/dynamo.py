@@ -45,6 +45,11 @@ def job_key(job_id: str) -> Key:
     return {"pk": f"JOB#{job_id}", "sk": "JOB"}
 
 
+def output_chunk_key(job_id: str, attempt: int, seq: int) -> Key:
+    """One piece of an attempt's streamed output, in order: read by key, never by Query."""
+    return {"pk": f"JOB#{job_id}", "sk": f"OUT#{attempt:03d}#{seq:06d}"}
+
+
 def delivery_key(job_id: str, webhook_id: str, attempt: int) -> Key:
     return {"pk": f"JOB#{job_id}", "sk": f"{delivery_prefix(webhook_id)}{attempt:04d}"}
 

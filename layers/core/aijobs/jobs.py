@@ -181,6 +181,13 @@ class JobService:
     def get_job(self, *, tenant: str, job_id: str, consistent: bool = False) -> Job:
         return self.store.get_tenant_job(tenant=tenant, job_id=job_id, consistent=consistent)
 
+    def read_job(self, *, tenant: str, job_id: str) -> Job:
+        """The job as ``GET /v1/jobs/{id}`` shows it: a running one with its output so far (from its output log)."""
+        job = self.get_job(tenant=tenant, job_id=job_id)
+        if job.status is JobStatus.in_progress and job.output_seq:
+            job.output_text = self.store.partial_output(job)
+        return job
+
     def list_jobs(self, *, tenant: str, status: JobStatus | None, limit: int, cursor: str | None,
                   schedule_id: str | None = None) -> Page[Job]:
         return self.store.list_jobs(tenant=tenant, status=status, limit=limit, cursor=cursor, schedule_id=schedule_id)

@@ -55,9 +55,11 @@ class ModelProvider(ABC):
     def stream(self, request: JobRequest, *, model: str) -> AsyncIterator[StreamEvent]:
         """The output as it is made, then one ``StreamEnd``; raises ``ProviderError`` on failure."""
 
-    async def complete(self, request: JobRequest, *, model: str) -> Completion:
-        """The whole output of one call, within the request's ``timeout_s``."""
-        parts: list[str] = []
+    async def complete(self, request: JobRequest, *, model: str,
+                       parts: list[str] | None = None) -> Completion:
+        """The whole output of one call, within the request's ``timeout_s``; ``parts`` (when given) receives each
+        piece as it arrives, for a caller that shows the output so far."""
+        parts = [] if parts is None else parts
         end: StreamEnd | None = None
         stream = self.stream(request, model=model)
         try:

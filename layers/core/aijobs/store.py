@@ -24,11 +24,13 @@ from aijobs.dynamo import (
     SWEEP_KEYS,
     SWEEP_SHARDS,
     TENANT_INDEX,
+    Key,
     Page,
     conditional,
     from_low_level,
     is_condition_failure,
     job_key,
+    output_chunk_key,
     query_index,
     request_key,
     schedule_jobs_partition,
@@ -41,7 +43,7 @@ from aijobs.dynamo import (
 from aijobs.errors import Conflict, IdempotencyConflict, NotFound
 from aijobs.ids import new_webhook_id
 from aijobs.models.common import ErrorDetail
-from aijobs.models.jobs import Job, JobRequest, JobStatus, Usage
+from aijobs.models.jobs import Job, JobRequest, JobStatus, Progress, Usage
 from aijobs.models.webhooks import FinalEvent
 
 if TYPE_CHECKING:
@@ -93,6 +95,10 @@ def read_job(item: dict[str, Any]) -> Job:
             completed_at=int(_number(item["completed_at"])) if "completed_at" in item else None,
             expires_at=int(_number(item["expires_at"])) if "expires_at" in item else None, error=UNREADABLE,
             webhook_enqueued=item.get("webhook_enqueued") is True, **marks)
+
+
+def _job_keys(job_ids: list[str]) -> list[Key]:
+    return [job_key(job_id) for job_id in dict.fromkeys(job_ids)]
 
 
 def job_item(job: Job) -> dict[str, Any]:
@@ -188,19 +194,19 @@ class JobStore:
         return job
 
     def get_jobs(self, job_ids: list[str], *, consistent: bool = False) -> dict[str, Job]:
-        return {job.id: job for item in self._batch_get(job_ids, consistent=consistent) if (job := self._live(item))}
+        return {job.id: job for item in self._batch_get(_job_keys(job_ids), consistent=consistent)
+                if (job := self._live(item))}
 
     def get_states(self, job_ids: list[str], *, consistent: bool = False) -> dict[str, JobState]:
         """The tenant and status of each job that exists, read with a projection: a few bytes a job."""
         now = self._now()
         return {str(item["id"]): JobState(tenant=str(item["tenant"]), status=JobStatus(item["status"]))
-                for item in self._batch_get(job_ids, consistent=consistent, fields=("id", "tenant", "status",
-                                                                                    "expires_at"))
+                for item in self._batch_get(_job_keys(job_ids), consistent=consistent,
+                                            fields=("id", "tenant", "status", "expires_at"))
                 if "id" in item and ("expires_at" not in item or _number(item["expires_at"]) >= now)}
 
-    def _batch_get(self, job_ids: list[str], *, consistent: bool,
+    def _batch_get(self, keys: list[Key], *, consistent: bool,
                    fields: tuple[str, ...] | None = None) -> Iterator[dict[str, Any]]:
-        keys = [job_key(job_id) for job_id in dict.fromkeys(job_ids)]
         projection = ({"ProjectionExpression": ", ".join(f"#{f}" for f in fields),
                        "ExpressionAttributeNames": {f"#{f}": f for f in fields}} if fields else {})
         for start in range(0, len(keys), 100):
@@ -250,8 +256,8 @@ class JobStore:
                 Key=job_key(job_id), ReturnValues="ALL_NEW", ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 **update_request(set={"status": JobStatus.in_progress.value, "started_at": now,
                                       "lease_until": lease_until, **sweep_keys(job_id, lease_until)},
-                                 add={"attempt": 1}, condition=f"attribute_exists(pk) AND {condition}",
-                                 values=values))
+                                 add={"attempt": 1}, remove=("output_seq", "progress"),
+                                 condition=f"attribute_exists(pk) AND {condition}", values=values))
         except ClientError as exc:
             if not is_condition_failure(exc):
                 raise
@@ -262,6 +268,19 @@ class JobStore:
             # Written by another version of aijobs: it can never run here. It fails now, for good.
             return Claim(job=None, current=self._fail_unreadable(item))
         return Claim(job=job, current=job)
+
+    def append_output(self, job: Job, *, seq: int, text: str, progress: Progress) -> bool:
+        """Add piece ``seq`` of this attempt's output to the job's output log, then say how far the job has got;
+        False when the job is no longer this attempt's to run (it was cancelled): the caller stops the model."""
+        self._table.put_item(Item={**output_chunk_key(job.id, job.attempt, seq), "text": text,
+                                   "expires_at": job.expires_at or self._now() + self._retention_s})
+        return self._transition(job, set={"output_seq": seq, "progress": progress}, remove=())
+
+    def partial_output(self, job: Job) -> str:
+        """The output a running job's attempt has streamed so far, read from its output log by key."""
+        keys = [output_chunk_key(job.id, job.attempt, seq) for seq in range(1, (job.output_seq or 0) + 1)]
+        found = {str(item["sk"]): str(item["text"]) for item in self._batch_get(keys, consistent=True)}
+        return "".join(found.get(key["sk"], "") for key in keys)
 
     def _output(self, job: Job, output_text: str) -> tuple[dict[str, Any], str]:
         """Where an output is kept (the item, or the results bucket when too large), and the field it replaces."""

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from aijobs.clock import Clock, system_clock
 from aijobs.errors import AijobsError, ProviderError
-from aijobs.models.jobs import Job, JobStatus
+from aijobs.models.jobs import Job, JobStatus, Progress
 from aijobs.observability import count, log_context, logger
 from aijobs.outcomes import DONE, Outcome, RetryIn
 from aijobs.pricing import estimate_cost
@@ -41,7 +41,9 @@ ATTEMPTS_EXHAUSTED = AijobsError("the job did not finish within its attempts", c
 MISSING_JOB_GRACE_S = 30
 # A duplicate message of a running job comes back this long after the running attempt's lease ends.
 LEASE_MARGIN_S = 5
-# How often a running job's status is read while its model call runs: a cancel stops the call within about this.
+# While a model call runs: how often the output so far is flushed (a chunk and a progress write), and how often the
+# job's status is read when nothing was flushed; a cancel stops the call within about the latter.
+FLUSH_S = 0.5
 CANCEL_CHECK_S = 1.0
 
 
@@ -78,12 +80,13 @@ class _Isolation:
 class Worker:
     def __init__(self, *, store: JobStore, provider: ModelProvider, retry: RetryPolicy, lease_s: int,
                  outbox: WebhookOutbox | None = None, clock: Clock = system_clock,
-                 cancel_check_s: float = CANCEL_CHECK_S) -> None:
+                 cancel_check_s: float = CANCEL_CHECK_S, flush_s: float = FLUSH_S) -> None:
         self.store = store
         self.provider = provider
         self.retry = retry
         self.lease_s = lease_s
         self.cancel_check_s = cancel_check_s
+        self.flush_s = flush_s
         self.outbox = outbox
         self.clock = clock
         self._isolations: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Isolation] = (
@@ -161,16 +164,32 @@ class Worker:
             return await self._finished(job)
 
     async def _call_model(self, job: Job) -> Completion | None:
-        """The model's answer; None when the job was cancelled meanwhile.
+        """The model's answer; None when the job was cancelled meanwhile (the model's stream is then closed, so the
+        provider stops generating).
 
-        While the model runs, the job's status is read every ``cancel_check_s`` (a projected read); a cancel
-        closes the model's stream, so the provider stops generating.
+        While the model streams, the output so far is flushed to the job's output log every ``flush_s`` (a chunk
+        and a conditional progress write: at most two writes per flush); while it is silent, the job's status is
+        read every ``cancel_check_s``. Either notices a cancel.
         """
-        call = asyncio.create_task(self.provider.complete(job.request, model=job.model))
+        parts: list[str] = []
+        call = asyncio.create_task(self.provider.complete(job.request, model=job.model, parts=parts))
+        started = checked = time.monotonic()
+        flushed, seq = 0, 0
         try:
-            while not (await asyncio.wait({call}, timeout=self.cancel_check_s))[0]:
-                state = (await asyncio.to_thread(self.store.get_states, [job.id])).get(job.id)
-                if state is None or state.status is JobStatus.cancelled:
+            while not (await asyncio.wait({call}, timeout=self.flush_s))[0]:
+                if len(parts) > flushed:
+                    new, flushed, seq = "".join(parts[flushed:]), len(parts), seq + 1
+                    progress = Progress(output_tokens=flushed, output_chars=sum(map(len, parts)),
+                                        elapsed_ms=int((time.monotonic() - started) * 1000))
+                    running = await asyncio.to_thread(self.store.append_output, job, seq=seq, text=new,
+                                                      progress=progress)
+                elif time.monotonic() - checked >= self.cancel_check_s:
+                    state = (await asyncio.to_thread(self.store.get_states, [job.id])).get(job.id)
+                    running = state is not None and state.status is not JobStatus.cancelled
+                else:
+                    continue
+                checked = time.monotonic()
+                if not running:
                     return None
             return call.result()
         finally:

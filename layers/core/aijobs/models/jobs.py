@@ -104,6 +104,14 @@ class Usage(BaseModel):
     total_tokens: int = 0
 
 
+class Progress(BaseModel):
+    """How far a running job's model call has got: the output so far is flushed to the job's output log."""
+
+    output_tokens: int = 0  # streamed pieces so far (one a token, as providers stream)
+    output_chars: int = 0
+    elapsed_ms: int = 0
+
+
 class Job(BaseModel):
     """A job as stored."""
 
@@ -126,6 +134,8 @@ class Job(BaseModel):
     schedule_id: str | None = None  # set on the jobs a schedule creates
     retry_of: str | None = None  # the failed or cancelled job this one re-runs
     retried_by: str | None = None  # the job that re-runs this one
+    output_seq: int | None = None  # the last chunk of this attempt's output log (OUT# items), while it streams
+    progress: Progress | None = None
     # The final event's webhook: its id (stable across retries), which terminal state it is for, whether queued.
     webhook_event_id: str | None = None
     webhook_event_for: str | None = None
@@ -153,6 +163,7 @@ class Job(BaseModel):
             schedule_id=self.schedule_id,
             retry_of=self.retry_of,
             retried_by=self.retried_by,
+            progress=self.progress if self.status is JobStatus.in_progress else None,
         )
 
 
@@ -179,6 +190,7 @@ class JobOut(BaseModel):
     schedule_id: str | None = None
     retry_of: str | None = None
     retried_by: str | None = None
+    progress: Progress | None = None  # while it runs: the output so far is in `output`
 
 
 class JobList(BaseModel):

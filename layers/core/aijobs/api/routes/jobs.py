@@ -113,5 +113,6 @@ def job_statuses(body: StatusRequest, tenant: TenantDep, jobs: JobsDep) -> Statu
 
 @router.get("/{job_id}", response_model=JobOut, responses=errors(404, 422))
 def get_job(job_id: JobId, tenant: TenantDep, jobs: JobsDep) -> JobOut:
-    """A job: status, output, usage, cost, error, attempt, timestamps."""
-    return jobs.get_job(tenant=tenant.id, job_id=job_id).to_public()
+    """A job: status, output, usage, cost, error, attempt, timestamps; a running job shows its output so far and
+    `progress`."""
+    return jobs.read_job(tenant=tenant.id, job_id=job_id).to_public()
