@@ -97,6 +97,14 @@ def read_job(item: dict[str, Any]) -> Job:
             webhook_enqueued=item.get("webhook_enqueued") is True, **marks)
 
 
+_STATE_FIELDS = ("id", "tenant", "status", "expires_at")
+
+
+def _projection(fields: tuple[str, ...]) -> dict[str, Any]:
+    return {"ProjectionExpression": ", ".join(f"#{f}" for f in fields),
+            "ExpressionAttributeNames": {f"#{f}": f for f in fields}}
+
+
 def _job_keys(job_ids: list[str]) -> list[Key]:
     return [job_key(job_id) for job_id in dict.fromkeys(job_ids)]
 
@@ -199,16 +207,22 @@ class JobStore:
 
     def get_states(self, job_ids: list[str], *, consistent: bool = False) -> dict[str, JobState]:
         """The tenant and status of each job that exists, read with a projection: a few bytes a job."""
-        now = self._now()
-        return {str(item["id"]): JobState(tenant=str(item["tenant"]), status=JobStatus(item["status"]))
-                for item in self._batch_get(_job_keys(job_ids), consistent=consistent,
-                                            fields=("id", "tenant", "status", "expires_at"))
-                if "id" in item and ("expires_at" not in item or _number(item["expires_at"]) >= now)}
+        states = (self._state(item) for item in self._batch_get(_job_keys(job_ids), consistent=consistent,
+                                                                fields=_STATE_FIELDS))
+        return {job_id: state for job_id, state in states if state is not None}
+
+    def get_state(self, job_id: str) -> JobState | None:
+        """A job's tenant and status (a projected GetItem: what the worker reads while a model call runs)."""
+        return self._state(self._table.get_item(Key=job_key(job_id), **_projection(_STATE_FIELDS)).get("Item"))[1]
+
+    def _state(self, item: dict[str, Any] | None) -> tuple[str, JobState | None]:
+        if not item or "id" not in item or ("expires_at" in item and _number(item["expires_at"]) < self._now()):
+            return "", None
+        return str(item["id"]), JobState(tenant=str(item["tenant"]), status=JobStatus(item["status"]))
 
     def _batch_get(self, keys: list[Key], *, consistent: bool,
                    fields: tuple[str, ...] | None = None) -> Iterator[dict[str, Any]]:
-        projection = ({"ProjectionExpression": ", ".join(f"#{f}" for f in fields),
-                       "ExpressionAttributeNames": {f"#{f}": f for f in fields}} if fields else {})
+        projection = _projection(fields) if fields else {}
         for start in range(0, len(keys), 100):
             request: dict[str, Any] = {self._table.name: {"Keys": keys[start:start + 100],
                                                           "ConsistentRead": consistent, **projection}}
@@ -272,8 +286,9 @@ class JobStore:
     def append_output(self, job: Job, *, seq: int, text: str, progress: Progress) -> bool:
         """Add piece ``seq`` of this attempt's output to the job's output log, then say how far the job has got;
         False when the job is no longer this attempt's to run (it was cancelled): the caller stops the model."""
-        self._table.put_item(Item={**output_chunk_key(job.id, job.attempt, seq), "text": text,
-                                   "expires_at": job.expires_at or self._now() + self._retention_s})
+        # UpdateItem writes the chunk: the worker moves items by key, and is granted no PutItem.
+        self._table.update_item(Key=output_chunk_key(job.id, job.attempt, seq), **update_request(
+            set={"text": text, "expires_at": job.expires_at or self._now() + self._retention_s}))
         return self._transition(job, set={"output_seq": seq, "progress": progress}, remove=())
 
     def partial_output(self, job: Job) -> str:

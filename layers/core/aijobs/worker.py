@@ -184,7 +184,7 @@ class Worker:
                     running = await asyncio.to_thread(self.store.append_output, job, seq=seq, text=new,
                                                       progress=progress)
                 elif time.monotonic() - checked >= self.cancel_check_s:
-                    state = (await asyncio.to_thread(self.store.get_states, [job.id])).get(job.id)
+                    state = await asyncio.to_thread(self.store.get_state, job.id)
                     running = state is not None and state.status is not JobStatus.cancelled
                 else:
                     continue
