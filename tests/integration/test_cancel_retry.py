@@ -185,3 +185,31 @@ def test_a_running_job_shows_its_output_so_far_and_the_pieces_add_up_to_its_outp
     # replays the log, then the rest of the output).
     flushed = services.store.partial_output(job)
     assert flushed and done["output"]["text"].startswith(flushed)
+
+
+def test_the_worker_calls_only_the_dynamodb_actions_the_template_grants_it(
+        api: Any, services: Services, worker_handler: Any, template: dict[str, Any]) -> None:
+    from tests.unit.test_template_iam import _grants
+
+    jobs = [api.post("/v1/jobs", json={"input": text}).json()["id"] for text in (
+        "plain", "streamed [[tokens=8]] [[token_ms=200]]", "cancelled [[tokens=40]] [[token_ms=200]]",
+        "fails [[fail=400]]", "retried [[fail=500,times=1]]", "silent for 1.5 s [[delay_ms=1500]]")]
+    called: set[str] = set()
+
+    def note(model: Any, **_: Any) -> None:
+        if threading.current_thread().name.startswith("asyncio"):  # the worker's calls (asyncio.to_thread)
+            called.add(f"dynamodb:{model.name}")
+
+    events = services.dynamodb.meta.client.meta.events
+    events.register("before-call.dynamodb", note)
+    try:
+        worker = threading.Thread(target=run_worker, args=(services, worker_handler))
+        worker.start()
+        eventually(lambda: api.get(f"/v1/jobs/{jobs[2]}").json()["status"] == "in_progress", timeout_s=10)
+        api.delete(f"/v1/jobs/{jobs[2]}")
+        worker.join(timeout=30)
+    finally:
+        events.unregister("before-call.dynamodb", note)
+    granted = set().union(*_grants(template, "WorkerFunction").values())
+    assert {"dynamodb:GetItem", "dynamodb:UpdateItem"} <= called  # (the hook saw the worker)
+    assert called <= granted, called - granted
