@@ -24,6 +24,17 @@ def client_error(code: str, operation: str) -> Exception:
     return ClientError({"Error": {"Code": code, "Message": "injected failure"}}, operation)
 
 
+def register_hooks(events: Any, hooks: list[tuple[str, Any]]) -> Callable[[], None]:
+    """Register botocore hooks; returns what unregisters them."""
+    for name, hook in hooks:
+        events.register(name, hook)
+
+    def remove() -> None:
+        for name, hook in hooks:
+            events.unregister(name, hook)
+    return remove
+
+
 def fail_calls(client: Any, *operations: str, error: Callable[[str], BaseException],
                when: Callable[[dict[str, Any]], bool] = lambda params: True) -> Callable[[], None]:
     """Make the client's calls of ``operations`` raise ``error(operation)`` while ``when(params)`` holds.
@@ -39,15 +50,8 @@ def fail_calls(client: Any, *operations: str, error: Callable[[str], BaseExcepti
             if when(params):
                 raise error(operation)
 
-        event = f"before-parameter-build.{service}.{operation}"
-        client.meta.events.register(event, fail)
-        handlers.append((event, fail))
-
-    def remove() -> None:
-        for event, handler in handlers:
-            client.meta.events.unregister(event, handler)
-
-    return remove
+        handlers.append((f"before-parameter-build.{service}.{operation}", fail))
+    return register_hooks(client.meta.events, handlers)
 
 
 def fail_after_calls(client: Any, *operations: str, error: Callable[[str], BaseException],
@@ -67,15 +71,8 @@ def fail_after_calls(client: Any, *operations: str, error: Callable[[str], BaseE
                 if when(calls["n"]):
                     raise error(operation)
 
-        event = f"after-call.{service}.{operation}"
-        client.meta.events.register(event, fail)
-        handlers.append((event, fail))
-
-    def remove() -> None:
-        for event, handler in handlers:
-            client.meta.events.unregister(event, handler)
-
-    return remove
+        handlers.append((f"after-call.{service}.{operation}", fail))
+    return register_hooks(client.meta.events, handlers)
 
 
 @contextmanager

@@ -30,21 +30,11 @@ from botocore.exceptions import ClientError
 from aijobs.local.pollers import FakeLambdaContext, sqs_event
 from aijobs.local.stack import load_handler
 from aijobs.services import Services
+from tests.faults import register_hooks
 
 
 class ProcessKilled(BaseException):
     """The process died (out of memory, a timeout, a crash): nothing of its invocation finishes, nothing is caught."""
-
-
-def _register(events: Any, hooks: list[tuple[str, Any]]) -> Callable[[], None]:
-    """Register botocore hooks; returns what unregisters them."""
-    for name, hook in hooks:
-        events.register(name, hook)
-
-    def remove() -> None:
-        for name, hook in hooks:
-            events.unregister(name, hook)
-    return remove
 
 
 @dataclass
@@ -97,7 +87,7 @@ class VirtualTimers:
     _sending: threading.local = field(default_factory=threading.local)
 
     def install(self) -> Callable[[], None]:
-        return _register(self.services.sqs.meta.events, [
+        return register_hooks(self.services.sqs.meta.events, [
             ("before-parameter-build.sqs.SendMessage", self._defer_delayed),
             ("before-call.sqs.SendMessage", self._answer_deferred),
             ("before-parameter-build.sqs.ChangeMessageVisibility", self._note_visibility),
@@ -168,7 +158,7 @@ class TerminalWrites:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def install(self) -> Callable[[], None]:
-        return _register(self.services.dynamodb.meta.client.meta.events,
+        return register_hooks(self.services.dynamodb.meta.client.meta.events,
                          [("before-parameter-build.dynamodb.UpdateItem", self._note),
                           ("after-call.dynamodb.UpdateItem", self._count)])
 

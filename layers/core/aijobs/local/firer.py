@@ -51,19 +51,13 @@ class _Retry:
     attempt: int
 
 
-class ScheduleFirer:
-    def __init__(self, *, scheduler: Any, targets: dict[str, Handler], clock: Clock = utc_now,
-                 interval_s: float = 0.25, max_attempts: int = 3, retry_delay_s: float = 1.0) -> None:
-        self._scheduler = scheduler
-        self._targets = targets  # function ARN -> handler
-        self._clock = clock
+class _Periodic:
+    """A daemon thread that calls ``tick()`` every ``interval_s`` until stopped; an error is logged, never fatal."""
+
+    def __init__(self, *, name: str, interval_s: float) -> None:
         self._interval_s = interval_s
-        self._max_attempts = max_attempts
-        self._retry_delay = timedelta(seconds=retry_delay_s)
-        self._armed: dict[str, _Armed] = {}
-        self._retries: list[_Retry] = []
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="ScheduleFirer", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -77,7 +71,23 @@ class ScheduleFirer:
             try:
                 self.tick()
             except Exception:
-                logger.exception("schedule firer error")
+                logger.exception("local timer error", extra={"timer": self._thread.name})
+
+    def tick(self) -> object:
+        raise NotImplementedError
+
+
+class ScheduleFirer(_Periodic):
+    def __init__(self, *, scheduler: Any, targets: dict[str, Handler], clock: Clock = utc_now,
+                 interval_s: float = 0.25, max_attempts: int = 3, retry_delay_s: float = 1.0) -> None:
+        self._scheduler = scheduler
+        self._targets = targets  # function ARN -> handler
+        self._clock = clock
+        super().__init__(name="ScheduleFirer", interval_s=interval_s)
+        self._max_attempts = max_attempts
+        self._retry_delay = timedelta(seconds=retry_delay_s)
+        self._armed: dict[str, _Armed] = {}
+        self._retries: list[_Retry] = []
 
     def tick(self) -> int:
         """Read the schedules and fire those due; returns how many targets were invoked."""
@@ -161,26 +171,16 @@ def fire_event(definition: dict[str, Any], scheduled: datetime, *, attempt: int)
     return event
 
 
-class RuleFirer:
+class RuleFirer(_Periodic):
     """An EventBridge rule with a rate, for the local stack: invokes its target every ``interval_s``."""
 
     def __init__(self, *, name: str, handler: Handler, interval_s: float) -> None:
+        super().__init__(name=f"RuleFirer-{name}", interval_s=interval_s)
         self._name = name
         self._handler = handler
-        self._interval_s = interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"RuleFirer-{name}", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval_s):
-            self.fire()
+    def tick(self) -> None:
+        self.fire()
 
     def fire(self) -> None:
         event = {"version": "0", "id": uuid.uuid4().hex, "detail-type": "Scheduled Event", "source": "aws.events",
