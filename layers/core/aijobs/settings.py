@@ -71,6 +71,16 @@ class Settings(BaseSettings):
     webhook_busy_host_delay_s: int = Field(default=2, ge=0, le=60)
     webhook_secret_overlap_s: int = Field(default=86_400, ge=0, le=7 * 86_400)
 
+    # Streams (GET /v1/jobs/{id}/stream). stream_url: the base URL of the front that streams (in AWS the stream
+    # function's URL, which serves every route; empty: the URL a request came in on); jobs name it as `stream_url`.
+    stream_url: str = ""
+    # A comment line at least this often while nothing else is sent (well under the fronts' idle cut-offs), how
+    # often the output log is read for new chunks, and how long one stream lasts before it closes (the client
+    # resumes with Last-Event-ID; the stream function's timeout is 900 s).
+    stream_heartbeat_s: float = Field(default=15.0, gt=0, le=120)
+    stream_poll_s: float = Field(default=0.1, ge=0.02, le=5)
+    stream_max_s: int = Field(default=840, ge=1, le=3600)
+
     # Local development only: "tenantA:keyA,tenantB:keyB" seeds keys in the dev stack.
     dev_api_keys: str | None = None
 
