@@ -1,11 +1,12 @@
-"""Shared test helpers: real-shaped events from events/, waiting without sleeping blindly."""
+"""Shared test helpers: real-shaped events from events/, waiting without sleeping blindly, reading SSE."""
 
 from __future__ import annotations
 
 import copy
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,3 +42,39 @@ class MovableClock:
 
     def advance(self, seconds: float) -> None:
         self.offset += seconds
+
+
+@dataclass
+class SseEvent:
+    """One server-sent event as a client sees it; ``comments`` are the comment lines read since the last event."""
+
+    id: str | None = None
+    event: str = "message"
+    data: str = ""
+    comments: list[str] = field(default_factory=list)
+
+    def json(self) -> Any:
+        return json.loads(self.data)
+
+
+def read_sse(lines: Iterable[str]) -> Iterator[SseEvent]:
+    """The events of a text/event-stream, as the HTML standard parses them (a blank line ends an event; a comment
+    line starts with a colon); comments with no event after them come as a last event with only comments."""
+    current, data = SseEvent(), []
+    for line in lines:
+        if not line:
+            if data or current.id is not None:
+                current.data = "\n".join(data)
+                yield current
+                current, data = SseEvent(), []
+            continue
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if not name:
+            current.comments.append(value)
+        elif name == "data":
+            data.append(value)
+        elif name in ("id", "event"):
+            setattr(current, name, value)
+    if current.comments:
+        yield current

@@ -34,7 +34,7 @@ def test_job_runs_to_completed_with_output_usage_and_cost(services: Services, wo
     job = _job(services, job_id)
     assert job["status"] == "completed" and job["attempt"] == 1
     assert job["output"]["text"] == "Echo: hello worker"
-    assert job["usage"] == {"input_tokens": 2, "output_tokens": 3, "total_tokens": 5}
+    assert job["usage"] == {"input_tokens": 2, "output_tokens": 3, "total_tokens": 5, "estimated": False}
     assert job["cost_usd"] > 0 and job["error"] is None
     assert job["created_at"] <= job["started_at"] <= job["completed_at"]
 

@@ -22,7 +22,8 @@ def test_update_request_aliases_every_name_so_reserved_words_need_no_care() -> N
     assert request["ExpressionAttributeNames"] == {f"#{n}": n for n in ("status", "error", "cost_usd", "attempt",
                                                                          "lease_until", "token")}
     assert request["ExpressionAttributeValues"] == {
-        ":set_status": "queued", ":set_error": {"input_tokens": 1, "output_tokens": 0, "total_tokens": 0},
+        ":set_status": "queued",
+        ":set_error": {"input_tokens": 1, "output_tokens": 0, "total_tokens": 0, "estimated": False},
         ":set_cost_usd": Decimal("0.5"), ":add_attempt": 1, ":running": "r", ":t": "x"}
     assert request["ConditionExpression"] == "#status = :running AND #token = :t"
 

@@ -73,8 +73,11 @@ def test_public_job_has_the_documented_shape() -> None:
     public = job.to_public().model_dump()
     assert set(public) == {"id", "object", "status", "model", "created_at", "started_at", "completed_at",
                            "output", "usage", "cost_usd", "error", "attempt", "metadata", "schedule_id", "retry_of",
-                           "retried_by", "progress"}
+                           "retried_by", "progress", "duration_ms", "stream_url"}
     assert public["object"] == "job" and public["metadata"] == {"a": "b"} and "tenant" not in public
+    assert public["stream_url"] is None and public["duration_ms"] is None
+    streamed = job.to_public(stream_base="https://s.example/")
+    assert streamed.stream_url == "https://s.example/v1/jobs/job_01J0000000000000000000000A/stream"
 
 
 @pytest.mark.parametrize("body", [

@@ -184,7 +184,7 @@ class JobService:
     def read_job(self, *, tenant: str, job_id: str) -> Job:
         """The job as ``GET /v1/jobs/{id}`` shows it: a running one with its output so far (from its output log)."""
         job = self.get_job(tenant=tenant, job_id=job_id)
-        if job.status is JobStatus.in_progress and job.output_seq:
+        if job.status is JobStatus.in_progress:
             job.output_text = self.store.partial_output(job)
         return job
 

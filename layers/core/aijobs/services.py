@@ -22,6 +22,7 @@ from aijobs.webhooks.store import WebhookStore
 if TYPE_CHECKING:
     from aijobs.idempotency import Idempotency
     from aijobs.schedules.service import ScheduleService
+    from aijobs.streams import JobEvents
     from aijobs.sweeper import Sweeper
     from aijobs.waits import JobWaits
     from aijobs.webhooks.dispatcher import WebhookDispatcher
@@ -99,6 +100,12 @@ class Services:
         from aijobs.waits import JobWaits
 
         return JobWaits(self.store)
+
+    @cached_property
+    def job_events(self) -> JobEvents:
+        from aijobs.streams import JobEvents
+
+        return JobEvents(self.store, poll_s=self.settings.stream_poll_s, clock=self.clock)
 
     @cached_property
     def tenants(self) -> TenantService:

@@ -75,6 +75,7 @@ def _number(value: Any) -> float:
 class JobState(NamedTuple):
     tenant: str
     status: JobStatus
+    attempt: int = 0
 
 
 def read_job(item: dict[str, Any]) -> Job:
@@ -97,7 +98,21 @@ def read_job(item: dict[str, Any]) -> Job:
             webhook_enqueued=item.get("webhook_enqueued") is True, **marks)
 
 
-_STATE_FIELDS = ("id", "tenant", "status", "expires_at")
+@dataclass(frozen=True)
+class RunRecord:
+    """What an ended model call leaves on its job besides the output: its time, and how far its output log goes."""
+
+    duration_ms: int
+    output_seq: int
+    output_logged_chars: int
+
+
+def _run_fields(run: RunRecord | None) -> dict[str, int]:
+    return {} if run is None else {"duration_ms": run.duration_ms, "output_seq": run.output_seq,
+                                   "output_logged_chars": run.output_logged_chars}
+
+
+_STATE_FIELDS = ("id", "tenant", "status", "attempt", "expires_at")
 
 
 def _projection(fields: tuple[str, ...]) -> dict[str, Any]:
@@ -218,7 +233,8 @@ class JobStore:
     def _state(self, item: dict[str, Any] | None) -> tuple[str, JobState | None]:
         if not item or "id" not in item or ("expires_at" in item and _number(item["expires_at"]) < self._now()):
             return "", None
-        return str(item["id"]), JobState(tenant=str(item["tenant"]), status=JobStatus(item["status"]))
+        return str(item["id"]), JobState(tenant=str(item["tenant"]), status=JobStatus(item["status"]),
+                                         attempt=int(_number(item.get("attempt", 0))))
 
     def _batch_get(self, keys: list[Key], *, consistent: bool,
                    fields: tuple[str, ...] | None = None) -> Iterator[dict[str, Any]]:
@@ -270,7 +286,7 @@ class JobStore:
                 Key=job_key(job_id), ReturnValues="ALL_NEW", ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 **update_request(set={"status": JobStatus.in_progress.value, "started_at": now,
                                       "lease_until": lease_until, **sweep_keys(job_id, lease_until)},
-                                 add={"attempt": 1}, remove=("output_seq", "progress"),
+                                 add={"attempt": 1}, remove=("output_seq", "progress", "output_logged_chars"),
                                  condition=f"attribute_exists(pk) AND {condition}", values=values))
         except ClientError as exc:
             if not is_condition_failure(exc):
@@ -283,19 +299,35 @@ class JobStore:
             return Claim(job=None, current=self._fail_unreadable(item))
         return Claim(job=job, current=job)
 
-    def append_output(self, job: Job, *, seq: int, text: str, progress: Progress) -> bool:
-        """Add piece ``seq`` of this attempt's output to the job's output log, then say how far the job has got;
-        False when the job is no longer this attempt's to run (it was cancelled): the caller stops the model."""
+    def append_output(self, job: Job, *, seq: int, text: str) -> None:
+        """Write piece ``seq`` of this attempt's output to the job's output log (the job item is not touched)."""
         # UpdateItem writes the chunk: the worker moves items by key, and is granted no PutItem.
         self._table.update_item(Key=output_chunk_key(job.id, job.attempt, seq), **update_request(
-            set={"text": text, "expires_at": job.expires_at or self._now() + self._retention_s}))
+            # outlives the job (which expires its retention after it ends, at most timeout_s from now)
+            set={"text": text, "expires_at": self._now() + self._retention_s + job.request.timeout_s}))
+
+    def record_progress(self, job: Job, *, seq: int, progress: Progress) -> bool:
+        """Say how far this attempt has got (its output log's last chunk); False when the job is no longer this
+        attempt's to run (it was cancelled, or taken over): the caller stops the model."""
         return self._transition(job, set={"output_seq": seq, "progress": progress}, remove=())
 
+    def output_chunks(self, job_id: str, attempt: int, *, after: int, limit: int = 100,
+                      consistent: bool = False) -> list[str]:
+        """The pieces of an attempt's output log that follow piece ``after``, up to the first one not there: read
+        by key (BatchGetItem), so a read costs what it returns whatever the log's length."""
+        keys = [output_chunk_key(job_id, attempt, seq) for seq in range(after + 1, after + 1 + limit)]
+        found = {str(item["sk"]): str(item["text"]) for item in self._batch_get(keys, consistent=consistent)}
+        texts = []
+        for key in keys:
+            if key["sk"] not in found:
+                break
+            texts.append(found[key["sk"]])
+        return texts
+
     def partial_output(self, job: Job) -> str:
-        """The output a running job's attempt has streamed so far, read from its output log by key."""
-        keys = [output_chunk_key(job.id, job.attempt, seq) for seq in range(1, (job.output_seq or 0) + 1)]
-        found = {str(item["sk"]): str(item["text"]) for item in self._batch_get(keys, consistent=True)}
-        return "".join(found.get(key["sk"], "") for key in keys)
+        """The output a running job's attempt has streamed so far (a few chunks past its last progress write)."""
+        return "".join(self.output_chunks(job.id, job.attempt, after=0, limit=(job.output_seq or 0) + 8,
+                                          consistent=True))
 
     def _output(self, job: Job, output_text: str) -> tuple[dict[str, Any], str]:
         """Where an output is kept (the item, or the results bucket when too large), and the field it replaces."""
@@ -305,22 +337,24 @@ class JobStore:
             return {"output_key": key}, "output_text"
         return {"output_text": output_text}, "output_key"
 
-    def complete_job(self, job: Job, *, output_text: str, usage: Usage, cost_usd: Decimal | None) -> bool:
+    def complete_job(self, job: Job, *, output_text: str, usage: Usage, cost_usd: Decimal | None,
+                     run: RunRecord | None = None) -> bool:
         output, stale = self._output(job, output_text)
         # A success clears the error of an earlier attempt.
-        return self._finish(job, JobStatus.completed, {**output, "usage": usage, "cost_usd": cost_usd},
-                            remove=("error", stale))
+        return self._finish(job, JobStatus.completed, {**output, "usage": usage, "cost_usd": cost_usd,
+                                                       **_run_fields(run)}, remove=("error", stale))
 
     def cancel_job(self, job: Job) -> bool:
         """Cancel a queued or running job, if it is still as read; a running job's worker then finds its claim
         lost and drops its outcome (``keep_cancelled_run`` keeps what the model made)."""
         return self._finish(job, JobStatus.cancelled, {}, expected=job.status)
 
-    def keep_cancelled_run(self, job: Job, *, output_text: str, usage: Usage, cost_usd: Decimal | None) -> bool:
+    def keep_cancelled_run(self, job: Job, *, output_text: str, usage: Usage, cost_usd: Decimal | None,
+                           run: RunRecord | None = None) -> bool:
         """On a job cancelled while this attempt ran: the output, usage and cost of the run (it was paid for)."""
         output, _ = self._output(job, output_text)
         return conditional(self._table.update_item, Key=job_key(job.id), **update_request(
-            set={**output, "usage": usage, "cost_usd": cost_usd},
+            set={**output, "usage": usage, "cost_usd": cost_usd, **_run_fields(run)},
             condition="#status = :cancelled AND #attempt = :attempt AND attribute_not_exists(#usage)",
             values={":cancelled": JobStatus.cancelled.value, ":attempt": job.attempt})) is not None
 

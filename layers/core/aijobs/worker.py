@@ -20,6 +20,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aijobs.clock import Clock, system_clock
@@ -30,7 +31,8 @@ from aijobs.outcomes import DONE, Outcome, RetryIn
 from aijobs.pricing import estimate_cost
 from aijobs.providers import Completion, ModelProvider
 from aijobs.retry import RetryPolicy
-from aijobs.store import JobStore
+from aijobs.store import JobStore, RunRecord
+from aijobs.tokens import stopped_call_usage
 
 if TYPE_CHECKING:
     from aijobs.webhooks.outbox import WebhookOutbox
@@ -41,10 +43,27 @@ ATTEMPTS_EXHAUSTED = AijobsError("the job did not finish within its attempts", c
 MISSING_JOB_GRACE_S = 30
 # A duplicate message of a running job comes back this long after the running attempt's lease ends.
 LEASE_MARGIN_S = 5
-# While a model call runs: how often the output so far is flushed (a chunk and a progress write), and how often the
-# job's status is read when nothing was flushed; a cancel stops the call within about the latter.
-FLUSH_S = 0.5
+# While a model call runs: how often a `stream: true` job's output so far is flushed to its output log (one chunk
+# write), and how often the worker says how far it has got (a conditional write) or, while the model is silent,
+# reads the job's status; a cancel stops the call within about the latter. WAKE_S: how often it looks at the call.
+FLUSH_S = 1 / 3
 CANCEL_CHECK_S = 1.0
+WAKE_S = 0.05
+
+
+@dataclass
+class _OutputLog:
+    """How far a model call's output log goes: its last chunk, and the characters its chunks hold."""
+
+    seq: int = 0
+    chars: int = 0
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """A model call closed before its end because the job was cancelled: what the model had made by then."""
+
+    text: str
 
 
 class _Isolation:
@@ -141,20 +160,21 @@ class Worker:
         with log_context(job_id=job.id, tenant=job.tenant, attempt=job.attempt):
             if job.attempt > self.retry.max_attempts:  # the worker died on every attempt so far
                 return await self._fail(job, ATTEMPTS_EXHAUSTED)
+            started, log = time.monotonic(), _OutputLog()
             try:
-                completion = await self._call_model(job)
+                completion = await self._call_model(job, log)
             except ProviderError as exc:
                 return await self._provider_failed(job, exc)
-            if completion is None:
-                logger.info("job cancelled while it ran: its model call was stopped")
-                count("ModelCallsAborted")
-                return DONE
+            run = RunRecord(duration_ms=int((time.monotonic() - started) * 1000), output_seq=log.seq,
+                            output_logged_chars=log.chars)
+            if isinstance(completion, Stopped):
+                return await self._stopped(job, completion.text, run)
             usage = completion.usage
             cost = estimate_cost(job.model, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
             if not await asyncio.to_thread(self.store.complete_job, job, output_text=completion.text, usage=usage,
-                                           cost_usd=cost):
+                                           cost_usd=cost, run=run):
                 if await asyncio.to_thread(self.store.keep_cancelled_run, job, output_text=completion.text,
-                                           usage=usage, cost_usd=cost):
+                                           usage=usage, cost_usd=cost, run=run):
                     logger.info("job was cancelled while it ran: its output, usage and cost are kept")
                 else:
                     logger.info("job outcome dropped: claim lost")
@@ -163,40 +183,63 @@ class Worker:
             count("JobsCompleted")
             return await self._finished(job)
 
-    async def _call_model(self, job: Job) -> Completion | None:
-        """The model's answer; None when the job was cancelled meanwhile (the model's stream is then closed, so the
-        provider stops generating).
+    async def _call_model(self, job: Job, log: _OutputLog) -> Completion | Stopped:
+        """The model's answer; ``Stopped`` when the job was cancelled (or taken over) meanwhile: the model's stream
+        is then closed, so the provider stops generating.
 
-        While the model streams, the output so far is flushed to the job's output log every ``flush_s`` (a chunk
-        and a conditional progress write: at most two writes per flush); while it is silent, the job's status is
-        read every ``cancel_check_s``. Either notices a cancel.
+        While the model streams, what it made since the last flush goes to the job's output log (a chunk, one write)
+        at most every ``flush_s`` for a ``stream: true`` job, else every ``cancel_check_s``; the first piece after a
+        silence goes at once. Every ``cancel_check_s`` the worker says how far it has got with a conditional write on
+        the job (refused once the job is cancelled), or, while the model is silent, reads the job's status. A
+        streamed job thus costs at most 1 / flush_s + 1 writes a second, whatever the model's pace.
         """
         parts: list[str] = []
         call = asyncio.create_task(self.provider.complete(job.request, model=job.model, parts=parts))
+        flush_s = self.flush_s if job.request.stream else self.cancel_check_s
         started = checked = time.monotonic()
-        flushed, seq = 0, 0
+        flushed_at = -math.inf
+        flushed = reported = 0
         try:
-            while not (await asyncio.wait({call}, timeout=self.flush_s))[0]:
-                if len(parts) > flushed:
-                    new, flushed, seq = "".join(parts[flushed:]), len(parts), seq + 1
-                    progress = Progress(output_tokens=flushed, output_chars=sum(map(len, parts)),
-                                        elapsed_ms=int((time.monotonic() - started) * 1000))
-                    running = await asyncio.to_thread(self.store.append_output, job, seq=seq, text=new,
+            while not (await asyncio.wait({call}, timeout=WAKE_S))[0]:
+                now = time.monotonic()
+                if len(parts) > flushed and now - flushed_at >= flush_s:
+                    new, flushed, flushed_at = "".join(parts[flushed:]), len(parts), now
+                    await asyncio.to_thread(self.store.append_output, job, seq=log.seq + 1, text=new)
+                    log.seq, log.chars = log.seq + 1, log.chars + len(new)
+                if now - checked < self.cancel_check_s and not (log.seq and not reported):  # the first flush says
+                    continue  # at once how far the call has got
+                checked = now
+                if log.seq > reported:
+                    reported = log.seq
+                    progress = Progress(output_tokens=flushed, output_chars=log.chars,
+                                        elapsed_ms=int((now - started) * 1000))
+                    running = await asyncio.to_thread(self.store.record_progress, job, seq=log.seq,
                                                       progress=progress)
-                elif time.monotonic() - checked >= self.cancel_check_s:
-                    state = await asyncio.to_thread(self.store.get_state, job.id)
-                    running = state is not None and state.status is not JobStatus.cancelled
                 else:
-                    continue
-                checked = time.monotonic()
+                    state = await asyncio.to_thread(self.store.get_state, job.id)
+                    running = (state is not None and state.status is JobStatus.in_progress
+                               and state.attempt == job.attempt)
                 if not running:
-                    return None
+                    return Stopped("".join(parts))
             return call.result()
         finally:
             if not call.done():
                 call.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await call
+
+    async def _stopped(self, job: Job, output_text: str, run: RunRecord) -> Outcome:
+        """A call stopped by a cancel was billed for what it read and made: that usage and cost stay on the job."""
+        usage = await asyncio.to_thread(stopped_call_usage, job.request, model=job.model, output_text=output_text)
+        cost = estimate_cost(job.model, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
+        count("ModelCallsAborted")
+        if await asyncio.to_thread(self.store.keep_cancelled_run, job, output_text=output_text, usage=usage,
+                                   cost_usd=cost, run=run):
+            logger.info("job cancelled while it ran: its model call was stopped, its usage kept",
+                        extra={"output_tokens": usage.output_tokens})
+        else:
+            logger.info("model call stopped: the job is no longer this attempt's (taken over, or gone)")
+        return DONE
 
     async def _provider_failed(self, job: Job, exc: ProviderError) -> Outcome:
         log = {"error_type": exc.type, "error_code": exc.code}

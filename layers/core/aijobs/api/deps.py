@@ -58,8 +58,14 @@ def job_waits(svc: ServicesDep) -> JobWaits:
     return svc.job_waits
 
 
+def stream_base(svc: ServicesDep, request: Request) -> str:
+    """The URL of the front that streams: the deployment's (AIJOBS_STREAM_URL), else the one this request used."""
+    return svc.settings.stream_url or str(request.base_url)
+
+
 JobsDep = Annotated[JobService, Depends(jobs_service)]
 WaitsDep = Annotated[JobWaits, Depends(job_waits)]
+StreamBaseDep = Annotated[str, Depends(stream_base)]
 TenantsDep = Annotated[TenantService, Depends(tenants_service)]
 OutboxDep = Annotated[WebhookOutbox, Depends(webhook_outbox)]
 if TYPE_CHECKING:

@@ -102,6 +102,8 @@ class Usage(BaseModel):
     input_tokens: int = 0
     output_tokens: int = 0
     total_tokens: int = 0
+    # Counted by aijobs' tokenizer, not reported by the provider: a call stopped by a cancel (aijobs/tokens.py).
+    estimated: bool = False
 
 
 class Progress(BaseModel):
@@ -136,6 +138,10 @@ class Job(BaseModel):
     retried_by: str | None = None  # the job that re-runs this one
     output_seq: int | None = None  # the last chunk of this attempt's output log (OUT# items), while it streams
     progress: Progress | None = None
+    duration_ms: int | None = None  # the last attempt's model call, as the worker timed it
+    # Once the attempt has ended: how much of output_text its output log holds (the log's chunks up to output_seq);
+    # a stream replays the log, then the rest of output_text.
+    output_logged_chars: int | None = None
     # The final event's webhook: its id (stable across retries), which terminal state it is for, whether queued.
     webhook_event_id: str | None = None
     webhook_event_for: str | None = None
@@ -146,7 +152,15 @@ class Job(BaseModel):
         """Which terminal state an event is for: an explicit retry that ends again makes a new event."""
         return f"{self.status.value}#{self.attempt}#{self.completed_at}"
 
-    def to_public(self) -> JobOut:
+    @property
+    def duration(self) -> int | None:
+        """The model call's time; for a job that ended without one, the time from its start to its end."""
+        if self.duration_ms is not None:
+            return self.duration_ms
+        return (self.completed_at - self.started_at) * 1000 if self.completed_at and self.started_at else None
+
+    def to_public(self, *, stream_base: str | None = None) -> JobOut:
+        """As the API shows it; ``stream_base``: the URL of the front that streams (the job then names its stream)."""
         return JobOut(
             id=self.id,
             status=self.status,
@@ -164,6 +178,8 @@ class Job(BaseModel):
             retry_of=self.retry_of,
             retried_by=self.retried_by,
             progress=self.progress if self.status is JobStatus.in_progress else None,
+            duration_ms=self.duration if self.status.is_terminal else None,
+            stream_url=f"{stream_base.rstrip('/')}/v1/jobs/{self.id}/stream" if stream_base else None,
         )
 
 
@@ -191,6 +207,8 @@ class JobOut(BaseModel):
     retry_of: str | None = None
     retried_by: str | None = None
     progress: Progress | None = None  # while it runs: the output so far is in `output`
+    duration_ms: int | None = None  # once it has ended: its model call's time (else from its start to its end)
+    stream_url: str | None = None  # GET it for the job's server-sent events (on the front that streams)
 
 
 class JobList(BaseModel):

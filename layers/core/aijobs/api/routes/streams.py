@@ -1,0 +1,84 @@
+"""GET /v1/jobs/{id}/stream: a job's events (aijobs/streams.py) as server-sent events, through sse-starlette."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query
+from fastapi.concurrency import run_in_threadpool
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from aijobs.api.deps import JobId, JobsDep, ServicesDep, StreamBaseDep, TenantDep
+from aijobs.api.responses import errors
+from aijobs.streams import JobEvent, JobEvents
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=errors(401, 429, 500))
+
+# How long an EventSource client waits before it reconnects (it then sends Last-Event-ID).
+RETRY_MS = 1000
+MAX_EVENT_ID = 10**15
+EventId = Annotated[int | None, Query(ge=0, le=MAX_EVENT_ID, description="resume after this event (as Last-Event-ID)")]
+EventIdHeader = Annotated[int | None, Header(alias="Last-Event-ID", ge=0, le=MAX_EVENT_ID)]
+
+
+# One event of the stream (comments, such as heartbeats, are not events).
+_EVENT_SCHEMA = {"type": "object", "required": ["id", "event", "data"], "properties": {
+    "id": {"type": "string", "pattern": "^[0-9]+$"},
+    "event": {"enum": ["status", "delta", "completed", "failed", "cancelled"]},
+    "data": {"type": "string", "description": "JSON: {status, attempt?}, {text}, or the whole job"},
+    "retry": {"type": "integer"}}}
+
+
+def job_events(svc: ServicesDep) -> JobEvents:
+    return svc.job_events
+
+
+def _data(value: dict[str, Any]) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def to_sse(event: JobEvent, *, stream_base: str) -> ServerSentEvent:
+    """One event in SSE framing: `status`, `delta`, or the final one named after the outcome (the whole job)."""
+    if event.kind == "final" and event.job is not None:
+        return ServerSentEvent(event.job.to_public(stream_base=stream_base).model_dump_json(), id=str(event.id),
+                               event=event.status.value)
+    if event.kind == "delta":
+        return ServerSentEvent(_data({"text": event.text}), id=str(event.id), event="delta")
+    status = {"status": event.status.value, **({"attempt": event.attempt} if event.attempt else {})}
+    return ServerSentEvent(_data(status), id=str(event.id), event="status")
+
+
+async def _encode(events: AsyncIterator[JobEvent], *, job_id: str, stream_base: str,
+                  settings_max_s: int) -> AsyncIterator[ServerSentEvent]:
+    # The first bytes go out at once (a resumed stream may have nothing to send for a while).
+    yield ServerSentEvent(comment=f"events of {job_id}", retry=RETRY_MS)
+    ended = False
+    async for event in events:
+        ended = event.kind == "final"
+        yield to_sse(event, stream_base=stream_base)
+    if not ended:
+        yield ServerSentEvent(comment=f"closed after {settings_max_s} s: reconnect with Last-Event-ID to go on")
+
+
+@router.get("/{job_id}/stream", response_class=EventSourceResponse, responses={
+    200: {"description": "Server-sent events: `status`, `delta`, then `completed`, `failed` or `cancelled`",
+          "content": {"text/event-stream": {"schema": _EVENT_SCHEMA}}}, **errors(404, 422)})
+async def stream_job(job_id: JobId, tenant: TenantDep, jobs: JobsDep, base: StreamBaseDep, svc: ServicesDep,
+                     events: Annotated[JobEvents, Depends(job_events)], last_event_id: EventId = None,
+                     last_event_id_header: EventIdHeader = None) -> EventSourceResponse:
+    """The job's events as they happen, each with an `id:` that grows: `status` (`queued`, then `in_progress` per
+    attempt), `delta` (`{"text"}`: the output as it is made), and a final event named after the outcome whose data
+    is the whole job (output, usage, cost, model, duration). A comment every `AIJOBS_STREAM_HEARTBEAT_S` seconds
+    keeps the connection alive. Reconnect with `Last-Event-ID` (or `?last_event_id=`) to get exactly what follows
+    that event; a finished job replays everything. Closing the stream does not cancel the job."""
+    after = last_event_id_header if last_event_id_header is not None else last_event_id or 0
+    job = await run_in_threadpool(jobs.get_job, tenant=tenant.id, job_id=job_id, consistent=True)
+    settings = svc.settings
+    follow = events.follow(job, after=after, until=time.monotonic() + settings.stream_max_s)
+    return EventSourceResponse(
+        _encode(follow, job_id=job.id, stream_base=base, settings_max_s=settings.stream_max_s),
+        ping=settings.stream_heartbeat_s, headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+

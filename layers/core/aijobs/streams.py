@@ -1,0 +1,160 @@
+"""A job's events, read from DynamoDB: what ``GET /v1/jobs/{id}/stream`` sends, in a neutral form.
+
+The events of a job, each with an integer id that only grows and that any reader derives the same way from what
+is stored, so any API instance serves any stream, and a resume after event N sends exactly what follows N:
+
+- ``status`` ``queued``: id 1;
+- per attempt A (1, 2, ...): ``status`` ``in_progress`` with the attempt, id A * SPAN; then its output log's chunks
+  (the worker flushes them while the model streams), one ``delta`` each, id A * SPAN + k for chunk k;
+- at the end, for the last attempt A: a ``delta`` with the output the log lacks (what the model made after the
+  last flush), id (A + 1) * SPAN - 2, then the final event (the whole job), id (A + 1) * SPAN - 1.
+
+An attempt that follows a failed one starts its output again: its ``status`` event says which attempt the deltas
+after it belong to. A stream reads the output log by key (the chunks after the last one it sent, never a Query):
+while a job runs, one read of the next chunk per poll and one projected read of the job's state every
+``STATE_EVERY_S``; once it has ended, consistent reads of what is left, 100 chunks a read. Encoders (SSE here,
+OpenAI's ``response.*`` events later) turn these events into their own framing.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Literal
+
+import anyio.to_thread
+
+from aijobs.clock import Clock, system_clock
+from aijobs.models.jobs import Job, JobStatus
+from aijobs.store import JobStore
+
+# Event ids per attempt: an attempt's chunks never come near it (the worker flushes a few times a second, for at
+# most the job's timeout).
+SPAN = 1_000_000
+QUEUED_ID = 1
+# How often a running job's state is read (for a new attempt or its end) while chunks are polled for.
+STATE_EVERY_S = 0.5
+# A job cancelled while it ran: its worker records the output, usage and cost of the stopped call within about a
+# second; the final event waits for that record this long at most.
+CANCEL_SETTLE_S = 3
+CATCH_UP_CHUNKS = 100
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    id: int
+    kind: Literal["status", "delta", "final"]
+    status: JobStatus
+    attempt: int = 0
+    text: str = ""
+    job: Job | None = None  # the final event's
+
+
+def final_ids(attempt: int) -> tuple[int, int]:
+    """The ids of the last delta and of the final event of a job whose last attempt is ``attempt``."""
+    return (attempt + 1) * SPAN - 2, (attempt + 1) * SPAN - 1
+
+
+class JobEvents:
+    def __init__(self, store: JobStore, *, poll_s: float, clock: Clock = system_clock) -> None:
+        self._store = store
+        self._poll_s = poll_s
+        self._clock = clock
+
+    async def follow(self, job: Job, *, after: int = 0, until: float = math.inf) -> AsyncIterator[JobEvent]:
+        """The job's events with ids over ``after``, as they happen, until the final one (then the iterator ends)
+        or until ``until`` (``time.monotonic()``) has passed while the job runs.
+
+        ``job`` is the job as read (consistently) when the stream was opened.
+        """
+        if after < QUEUED_ID:
+            yield JobEvent(QUEUED_ID, "status", JobStatus.queued)
+        attempt, seq = divmod(max(after, 0), SPAN)
+        if seq >= SPAN - 2:  # the last delta or the final event was sent: the job has ended
+            seq = SPAN
+        state_read = time.monotonic()
+        while True:
+            if job.status.is_terminal and not self._settling(job):
+                async for event in self._finish(job, attempt, seq, after):
+                    yield event
+                return
+            if job.attempt > attempt:  # a new attempt: what is left of the earlier ones, then its status
+                async for event in self._rest_of_attempts(job, attempt, seq):
+                    yield event
+                attempt, seq = job.attempt, 0
+                yield JobEvent(attempt * SPAN, "status", JobStatus.in_progress, attempt=attempt)
+            chunks = await self._chunks(job.id, attempt, seq, limit=1) if attempt else []
+            if chunks:
+                chunks += await self._chunks(job.id, attempt, seq + 1, limit=CATCH_UP_CHUNKS)
+            for text in chunks:
+                seq += 1
+                yield JobEvent(attempt * SPAN + seq, "delta", JobStatus.in_progress, attempt=attempt, text=text)
+            if time.monotonic() - state_read >= STATE_EVERY_S:
+                state_read = time.monotonic()
+                if (current := await self._read(job)) is None:
+                    return  # expired meanwhile (a job kept for days): there is nothing more to send
+                job = current
+            if not chunks:
+                if time.monotonic() >= until:
+                    return
+                await anyio.sleep(self._poll_s)
+
+    def _settling(self, job: Job) -> bool:
+        """A job cancelled while it ran, whose worker has not yet recorded the stopped call (and may still)."""
+        return (job.status is JobStatus.cancelled and job.attempt > 0 and job.usage is None
+                and self._clock() - (job.completed_at or 0) < CANCEL_SETTLE_S)
+
+    async def _read(self, job: Job) -> Job | None:
+        """The job's status and attempt; the whole job (consistent) once it has ended; None once it is gone."""
+        state = await anyio.to_thread.run_sync(self._store.get_state, job.id)
+        if state is None:
+            return None
+        if state.status.is_terminal:
+            return await anyio.to_thread.run_sync(lambda: self._store.get_job(job.id, consistent=True))
+        return job.model_copy(update={"status": state.status, "attempt": state.attempt})
+
+    async def _chunks(self, job_id: str, attempt: int, after: int, *, limit: int,
+                      consistent: bool = False) -> list[str]:
+        return await anyio.to_thread.run_sync(lambda: self._store.output_chunks(
+            job_id, attempt, after=after, limit=limit, consistent=consistent))
+
+    async def _rest_of_attempts(self, job: Job, attempt: int, seq: int) -> AsyncIterator[JobEvent]:
+        """The chunks of the attempts before the job's current one that were not sent, with their status events."""
+        for number in range(max(attempt, 1), job.attempt):
+            if number > attempt:
+                seq = 0
+                yield JobEvent(number * SPAN, "status", JobStatus.in_progress, attempt=number)
+            async for event in self._log(job.id, number, seq):
+                yield event
+
+    async def _log(self, job_id: str, attempt: int, seq: int, *, last: int | None = None) -> AsyncIterator[JobEvent]:
+        """An attempt's chunks after ``seq`` (up to ``last`` when known), read consistently: it has ended."""
+        while last is None or seq < last:
+            limit = CATCH_UP_CHUNKS if last is None else min(CATCH_UP_CHUNKS, last - seq)
+            chunks = await self._chunks(job_id, attempt, seq, limit=limit, consistent=True)
+            for text in chunks:
+                seq += 1
+                yield JobEvent(attempt * SPAN + seq, "delta", JobStatus.in_progress, attempt=attempt, text=text)
+            if len(chunks) < limit:
+                return
+
+    async def _finish(self, job: Job, attempt: int, seq: int, after: int) -> AsyncIterator[JobEvent]:
+        """The events of an ended job that follow (attempt, seq): what is left of its logs, the output the log
+        lacks, and the final event."""
+        if seq < SPAN and job.attempt:
+            if job.attempt > attempt:
+                async for event in self._rest_of_attempts(job, attempt, seq):
+                    yield event
+                seq = 0
+                yield JobEvent(job.attempt * SPAN, "status", JobStatus.in_progress, attempt=job.attempt)
+            last = job.output_seq if job.output_logged_chars is not None else None
+            async for event in self._log(job.id, job.attempt, seq, last=last):
+                yield event
+        rest_id, final_id = final_ids(job.attempt)
+        rest = (job.output_text or "")[job.output_logged_chars or 0:] if job.output_logged_chars is not None else ""
+        if rest and after < rest_id:
+            yield JobEvent(rest_id, "delta", job.status, attempt=job.attempt, text=rest)
+        if after < final_id:
+            yield JobEvent(final_id, "final", job.status, attempt=job.attempt, job=job)

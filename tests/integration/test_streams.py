@@ -1,0 +1,182 @@
+"""GET /v1/jobs/{id}/stream: a job's events as server-sent events, read from DynamoDB, over a real HTTP server."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from aijobs.local.stack import UvicornThread, free_port
+from aijobs.services import Services
+from tests.helpers import SseEvent, eventually, read_sse
+from tests.integration.conftest import KEY_A, KEY_B, run_worker
+
+
+@pytest.fixture
+def server(services: Services) -> Iterator[UvicornThread]:
+    from aijobs.api import create_app
+
+    live = UvicornThread(create_app(), free_port())
+    live.start()
+    yield live
+    live.stop()
+
+
+def _client(server: UvicornThread, key: str = KEY_A) -> httpx.Client:
+    return httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+
+
+def _events(server: UvicornThread, job_id: str, *, headers: dict[str, str] | None = None,
+            params: dict[str, Any] | None = None) -> list[SseEvent]:
+    """The whole stream (it ends after the final event)."""
+    with _client(server) as client, client.stream("GET", f"/v1/jobs/{job_id}/stream", headers=headers,
+                                                  params=params) as answer:
+        assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/event-stream")
+        assert answer.headers["cache-control"] == "no-store"
+        return [event for event in read_sse(answer.iter_lines()) if event.id is not None]
+
+
+def _in_background(services: Services, worker_handler: Any) -> threading.Thread:
+    worker = threading.Thread(target=run_worker, args=(services, worker_handler))
+    worker.start()
+    return worker
+
+
+def _text(events: list[SseEvent]) -> str:
+    return "".join(e.json()["text"] for e in events if e.event == "delta")
+
+
+def test_a_streamed_job_s_deltas_add_up_to_its_output_and_the_final_event_has_the_totals(
+        server: UvicornThread, api: Any, services: Services, worker_handler: Any) -> None:
+    job = api.post("/v1/jobs", json={"input": "stream me [[tokens=20]] [[token_ms=40]]", "stream": True}).json()
+    assert job["stream_url"] == f"http://testserver/v1/jobs/{job['id']}/stream"  # the front that streams
+    worker = _in_background(services, worker_handler)
+    events = _events(server, job["id"])
+    worker.join(timeout=30)
+    ids = [int(e.id or 0) for e in events]
+    assert ids == sorted(set(ids))  # every event has an id, and they only grow
+    assert [e.json() for e in events[:2]] == [{"status": "queued"}, {"status": "in_progress", "attempt": 1}]
+    deltas = [e for e in events if e.event == "delta"]
+    assert len(deltas) >= 3  # flushed while the model streamed, not in one piece at the end
+    final = events[-1]
+    assert final.event == "completed" and [e.event for e in events].count("completed") == 1
+    done = final.json()
+    assert _text(events) == done["output"]["text"] and len(done["output"]["text"].split()) == 20
+    assert done["usage"]["output_tokens"] == 20 and done["cost_usd"] is not None
+    assert done["model"] == "fake-model" and done["duration_ms"] >= 20 * 40
+    assert done == {**api.get(f"/v1/jobs/{job['id']}").json(), "stream_url": f"{server.url}/v1/jobs/{job['id']}/stream"}
+
+
+def test_a_resumed_stream_sends_exactly_what_followed_the_last_event_and_a_replay_is_the_same_stream(
+        server: UvicornThread, api: Any, services: Services, worker_handler: Any) -> None:
+    job_id = api.post("/v1/jobs", json={"input": "resume me [[tokens=30]] [[token_ms=30]]",
+                                        "stream": True}).json()["id"]
+    worker = _in_background(services, worker_handler)
+    live = _events(server, job_id)
+    worker.join(timeout=30)
+    middle = next(i for i, e in enumerate(live) if e.event == "delta") + 1  # after the first delta
+    expected = [(e.id, e.event, e.data) for e in live[middle + 1:]]
+    by_header = _events(server, job_id, headers={"Last-Event-ID": live[middle].id or ""})
+    by_query = _events(server, job_id, params={"last_event_id": live[middle].id})
+    assert [(e.id, e.event, e.data) for e in by_header] == expected
+    assert [(e.id, e.event, e.data) for e in by_query] == expected
+    assert _text(live[:middle + 1]) + _text(by_header) == live[-1].json()["output"]["text"]
+    replay = _events(server, job_id)  # opened after the end: every event again, the same ids
+    assert [(e.id, e.event, e.data) for e in replay] == [(e.id, e.event, e.data) for e in live]
+    assert _events(server, job_id, headers={"Last-Event-ID": live[-1].id or ""}) == []  # after the final: nothing
+
+
+def test_a_job_submitted_without_stream_still_streams_its_statuses_and_final_output(
+        server: UvicornThread, api: Any, services: Services, worker_handler: Any) -> None:
+    job_id = api.post("/v1/jobs", json={"input": "not streamed"}).json()["id"]
+    run_worker(services, worker_handler)
+    events = _events(server, job_id)
+    assert [e.event for e in events][:2] == ["status", "status"] and events[-1].event == "completed"
+    assert _text(events) == events[-1].json()["output"]["text"] == "Echo: not streamed"
+
+
+def test_a_silent_model_gets_heartbeats_and_the_first_bytes_go_out_at_once(
+        server: UvicornThread, api: Any, services: Services, worker_handler: Any) -> None:
+    services.settings.stream_heartbeat_s = 0.2
+    job_id = api.post("/v1/jobs", json={"input": "think first [[delay_ms=1500]]", "stream": True}).json()["id"]
+    worker = _in_background(services, worker_handler)
+    with _client(server) as client, client.stream("GET", f"/v1/jobs/{job_id}/stream") as answer:
+        lines = answer.iter_lines()
+        first = next(lines)  # before any event: a comment, sent at once
+        events = list(read_sse(lines))
+    worker.join(timeout=30)
+    assert first.startswith(":")
+    heartbeats = [c for e in events for c in e.comments if c.startswith("ping")]
+    assert len(heartbeats) >= 3  # 1.5 s of silence, a comment every 0.2 s
+    assert events[-1].event == "completed"
+
+
+def test_a_cancelled_running_job_s_stream_ends_with_the_cancelled_event_and_its_usage(
+        server: UvicornThread, api: Any, services: Services, worker_handler: Any) -> None:
+    job_id = api.post("/v1/jobs", json={"input": "long [[tokens=100]] [[token_ms=100]]", "stream": True}).json()["id"]
+    worker = _in_background(services, worker_handler)
+    with _client(server) as client, client.stream("GET", f"/v1/jobs/{job_id}/stream") as answer:
+        events: list[SseEvent] = []
+        for event in read_sse(answer.iter_lines()):
+            events.append(event)
+            if event.event == "delta":
+                assert api.delete(f"/v1/jobs/{job_id}").status_code == 200
+    worker.join(timeout=30)
+    final = events[-1]
+    assert final.event == "cancelled"
+    cancelled = final.json()
+    assert cancelled["usage"]["estimated"] is True and cancelled["usage"]["output_tokens"] > 0
+    assert _text(events) == cancelled["output"]["text"]  # what the model made before the stop, all of it
+
+
+def test_a_retried_attempt_says_so_before_its_output(
+        server: UvicornThread, api: Any, services: Services, worker_handler: Any) -> None:
+    job_id = api.post("/v1/jobs", json={"input": "flaky [[fail=500,times=1]]", "stream": True}).json()["id"]
+    run_worker(services, worker_handler)  # attempt 1 fails (retryable); its message comes back at once
+    eventually(lambda: run_worker(services, worker_handler)["received"], timeout_s=10)
+    events = _events(server, job_id)
+    statuses = [e.json() for e in events if e.event == "status"]
+    assert statuses == [{"status": "queued"}, {"status": "in_progress", "attempt": 1},
+                        {"status": "in_progress", "attempt": 2}]
+    assert events[-1].event == "completed" and events[-1].json()["attempt"] == 2
+
+
+def test_closing_the_stream_does_not_cancel_the_job(
+        server: UvicornThread, api: Any, services: Services, worker_handler: Any) -> None:
+    job_id = api.post("/v1/jobs", json={"input": "keep going [[tokens=10]] [[token_ms=100]]",
+                                        "stream": True}).json()["id"]
+    worker = _in_background(services, worker_handler)
+    with _client(server) as client, client.stream("GET", f"/v1/jobs/{job_id}/stream") as answer:
+        next(e for e in read_sse(answer.iter_lines()) if e.event == "delta")  # then the client goes away
+    worker.join(timeout=30)
+    assert api.get(f"/v1/jobs/{job_id}").json()["status"] == "completed"
+
+
+def test_another_tenant_s_stream_is_404_and_a_bad_last_event_id_is_422(
+        server: UvicornThread, api: Any) -> None:
+    job_id = api.post("/v1/jobs", json={"input": "mine"}).json()["id"]
+    with _client(server, KEY_B) as other:
+        answer = other.get(f"/v1/jobs/{job_id}/stream")
+        assert answer.status_code == 404 and answer.json()["error"]["code"] == "job_not_found"
+        assert other.get("/v1/jobs/job_nope/stream").status_code == 404
+    with _client(server) as client:
+        for bad in ("abc", "-1", "1e3"):
+            answer = client.get(f"/v1/jobs/{job_id}/stream", headers={"Last-Event-ID": bad})
+            assert answer.status_code == 422 and answer.json()["error"]["type"] == "invalid_request"
+        assert client.get(f"/v1/jobs/{job_id}/stream", params={"last_event_id": "x"}).status_code == 422
+
+
+def test_a_stream_closes_after_its_longest_time_and_the_client_resumes(
+        server: UvicornThread, api: Any, services: Services) -> None:
+    services.settings.stream_max_s = 1
+    job_id = api.post("/v1/jobs", json={"input": "never run"}).json()["id"]  # stays queued: no worker
+    started = time.monotonic()
+    with _client(server) as client, client.stream("GET", f"/v1/jobs/{job_id}/stream") as answer:
+        events = list(read_sse(answer.iter_lines()))
+    assert time.monotonic() - started < 20  # it closed by itself (a guard against a hang, not a timing)
+    assert [e.event for e in events if e.id] == ["status"]
+    assert any("Last-Event-ID" in c for c in events[-1].comments)
