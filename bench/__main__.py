@@ -44,7 +44,7 @@ def _lifecycle_block(measured: dict[str, Any]) -> dict[str, Any]:
 
 
 def collect() -> dict[str, Any]:
-    from bench import capacity, cost, imports, lifecycle, lists, reliability, waiters, webhooks
+    from bench import capacity, cost, imports, lifecycle, lists, reliability, streams, waiters, webhooks
 
     started = time.perf_counter()
     imported = imports.measure()
@@ -64,6 +64,7 @@ def collect() -> dict[str, Any]:
     if broken := reliability.failures(faults):
         raise SystemExit("FAIL: a fault lost or doubled a job:\n  " + "\n  ".join(broken))
     isolation = webhooks.measure()
+    live = streams.measure()
     return {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "source": _source(),
@@ -89,6 +90,11 @@ def collect() -> dict[str, Any]:
         "reliability": faults,
         "lists": lists.measure(),
         "webhook_isolation": isolation,
+        "stream_delta_p50_ms": live["stream_delta_p50_ms"],
+        "stream_delta_p95_ms": live["stream_delta_p95_ms"],
+        "stream_wru_per_s": live["stream_wru_per_s"],
+        "cancel_to_abort_ms": live["cancel_to_abort_ms"],
+        "live_jobs": live,
         "bench_seconds": round(time.perf_counter() - started, 1),
     }
 
@@ -102,7 +108,7 @@ def _row(*cells: Any, widths: tuple[int, ...]) -> str:
 
 
 def render(r: dict[str, Any]) -> str:
-    from bench import lists, reliability, waiters, webhooks
+    from bench import lists, reliability, streams, waiters, webhooks
 
     commit = (r["source"]["commit"] or "unknown")[:10]
     dirty = len(r["source"]["uncommitted_code_changes"])
@@ -114,7 +120,7 @@ def render(r: dict[str, Any]) -> str:
              f"worker_batch10_ratio {r['worker_batch10_ratio']:.2f}"]
     sections = [[header], _render_imports(r), _render_lifecycle(r), _render_cost(r), batch,
                 waiters.render(r["waiters"]), reliability.render(r["reliability"]), lists.render(r["lists"]),
-                webhooks.render(r["webhook_isolation"]),
+                webhooks.render(r["webhook_isolation"]), streams.render(r["live_jobs"]),
                 [f"wrote {OUTPUT.relative_to(ROOT)} in {r['bench_seconds']} s"]]
     return "\n\n".join("\n".join(lines) for lines in sections)
 

@@ -49,11 +49,13 @@ class Stack:
     esm_sqs: Any
     queue_url: str
     queue_arn: str
+    model: Any = None  # the fake model's app (its ``state.calls`` counts calls and aborted streams)
     api_ms: list[float] = field(default_factory=list)
 
 
 @contextmanager
-def local_stack() -> Iterator[Stack]:
+def local_stack(*, model_sleep: Any = None) -> Iterator[Stack]:
+    """The stack; ``model_sleep`` replaces the fake model's waits (a benchmark that records when tokens go out)."""
     from moto import mock_aws
 
     from aijobs.local.fake_model import create_fake_model
@@ -71,7 +73,7 @@ def local_stack() -> Iterator[Stack]:
                        "LAMBDA_TASK_ROOT": str(ROOT / "functions" / "worker")})
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)  # Mangum and the worker run on the thread's loop, as in a Lambda process
-    model = UvicornThread(create_fake_model(), free_port())
+    model = UvicornThread(create_fake_model(**({"sleep": model_sleep} if model_sleep else {})), free_port())
     model.start()
     try:
         with mock_aws():
@@ -90,7 +92,8 @@ def local_stack() -> Iterator[Stack]:
             try:
                 yield Stack(recorder=recorder, services=services, api=load_handler("api", "handler"),
                             worker=load_handler("worker", "lambda_handler"), esm_sqs=session.client("sqs"),
-                            queue_url=resources.refs["JobsQueue"], queue_arn=resources.arns["JobsQueue"])
+                            queue_url=resources.refs["JobsQueue"], queue_arn=resources.arns["JobsQueue"],
+                            model=model.server.config.app)
             finally:
                 set_services(None)
     finally:

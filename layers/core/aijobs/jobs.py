@@ -185,7 +185,8 @@ class JobService:
         """The job as ``GET /v1/jobs/{id}`` shows it: a running one with its output so far (from its output log)."""
         job = self.get_job(tenant=tenant, job_id=job_id)
         if job.status is JobStatus.in_progress:
-            job.output_text = self.store.partial_output(job)
+            text, job.progress = self.store.partial_output(job)
+            job.output_text = text or None
         return job
 
     def list_jobs(self, *, tenant: str, status: JobStatus | None, limit: int, cursor: str | None,

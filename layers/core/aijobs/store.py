@@ -98,6 +98,11 @@ def read_job(item: dict[str, Any]) -> Job:
             webhook_enqueued=item.get("webhook_enqueued") is True, **marks)
 
 
+class OutputChunk(NamedTuple):
+    text: str
+    progress: Progress
+
+
 @dataclass(frozen=True)
 class RunRecord:
     """What an ended model call leaves on its job besides the output: its time, and how far its output log goes."""
@@ -299,35 +304,39 @@ class JobStore:
             return Claim(job=None, current=self._fail_unreadable(item))
         return Claim(job=job, current=job)
 
-    def append_output(self, job: Job, *, seq: int, text: str) -> None:
-        """Write piece ``seq`` of this attempt's output to the job's output log (the job item is not touched)."""
+    def append_output(self, job: Job, *, seq: int, text: str, progress: Progress) -> None:
+        """Write piece ``seq`` of this attempt's output to the job's output log, with how far the call had got then
+        (the job item is not touched: a write's units follow the item's size, and a chunk is small)."""
         # UpdateItem writes the chunk: the worker moves items by key, and is granted no PutItem.
-        self._table.update_item(Key=output_chunk_key(job.id, job.attempt, seq), **update_request(
+        self._table.update_item(Key=output_chunk_key(job.id, job.attempt, seq), **update_request(set={
+            "text": text, "progress": progress,
             # outlives the job (which expires its retention after it ends, at most timeout_s from now)
-            set={"text": text, "expires_at": self._now() + self._retention_s + job.request.timeout_s}))
+            "expires_at": self._now() + self._retention_s + job.request.timeout_s}))
 
-    def record_progress(self, job: Job, *, seq: int, progress: Progress) -> bool:
-        """Say how far this attempt has got (its output log's last chunk); False when the job is no longer this
-        attempt's to run (it was cancelled, or taken over): the caller stops the model."""
-        return self._transition(job, set={"output_seq": seq, "progress": progress}, remove=())
+    def output_chunks(self, job_id: str, attempt: int, *, after: int, limit: int | None = None,
+                      consistent: bool = False, first_window: int = 4) -> list[OutputChunk]:
+        """The pieces of an attempt's output log that follow piece ``after``, in order, up to the first one not there
+        (``limit`` at most). Read by key (BatchGetItem) in windows of ``first_window`` keys, then twice as many, ...
+        up to 100: DynamoDB charges a key that is not there as a read, so a read costs about what it returns,
+        whatever the log's length (a live stream, which mostly finds nothing new, looks at one key at first)."""
+        chunks: list[OutputChunk] = []
+        window = first_window
+        while limit is None or len(chunks) < limit:
+            size = window if limit is None else min(window, limit - len(chunks))
+            first = after + len(chunks) + 1
+            keys = [output_chunk_key(job_id, attempt, seq) for seq in range(first, first + size)]
+            found = {str(item["sk"]): item for item in self._batch_get(keys, consistent=consistent)}
+            for key in keys:
+                if (item := found.get(key["sk"])) is None:
+                    return chunks
+                chunks.append(OutputChunk(str(item["text"]), Progress.model_validate(item.get("progress") or {})))
+            window = min(window * 2, 100)
+        return chunks
 
-    def output_chunks(self, job_id: str, attempt: int, *, after: int, limit: int = 100,
-                      consistent: bool = False) -> list[str]:
-        """The pieces of an attempt's output log that follow piece ``after``, up to the first one not there: read
-        by key (BatchGetItem), so a read costs what it returns whatever the log's length."""
-        keys = [output_chunk_key(job_id, attempt, seq) for seq in range(after + 1, after + 1 + limit)]
-        found = {str(item["sk"]): str(item["text"]) for item in self._batch_get(keys, consistent=consistent)}
-        texts = []
-        for key in keys:
-            if key["sk"] not in found:
-                break
-            texts.append(found[key["sk"]])
-        return texts
-
-    def partial_output(self, job: Job) -> str:
-        """The output a running job's attempt has streamed so far (a few chunks past its last progress write)."""
-        return "".join(self.output_chunks(job.id, job.attempt, after=0, limit=(job.output_seq or 0) + 8,
-                                          consistent=True))
+    def partial_output(self, job: Job) -> tuple[str, Progress | None]:
+        """A running job's output so far (its attempt's output log), and how far its model call has got."""
+        chunks = self.output_chunks(job.id, job.attempt, after=0, consistent=True)
+        return "".join(c.text for c in chunks), chunks[-1].progress if chunks else None
 
     def _output(self, job: Job, output_text: str) -> tuple[dict[str, Any], str]:
         """Where an output is kept (the item, or the results bucket when too large), and the field it replaces."""

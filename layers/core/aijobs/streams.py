@@ -11,9 +11,9 @@ is stored, so any API instance serves any stream, and a resume after event N sen
 
 An attempt that follows a failed one starts its output again: its ``status`` event says which attempt the deltas
 after it belong to. A stream reads the output log by key (the chunks after the last one it sent, never a Query):
-while a job runs, one read of the next chunk per poll and one projected read of the job's state every
-``STATE_EVERY_S``; once it has ended, consistent reads of what is left, 100 chunks a read. Encoders (SSE here,
-OpenAI's ``response.*`` events later) turn these events into their own framing.
+while a job runs, one read of the next chunk's key per poll (then of what follows it, when it is there) and one
+projected read of the job's state every ``STATE_EVERY_S``; once it has ended, consistent reads of what is left.
+Encoders (SSE here, OpenAI's ``response.*`` events later) turn these events into their own framing.
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ STATE_EVERY_S = 0.5
 # A job cancelled while it ran: its worker records the output, usage and cost of the stopped call within about a
 # second; the final event waits for that record this long at most.
 CANCEL_SETTLE_S = 3
-CATCH_UP_CHUNKS = 100
 
 
 @dataclass(frozen=True)
@@ -85,9 +84,8 @@ class JobEvents:
                     yield event
                 attempt, seq = job.attempt, 0
                 yield JobEvent(attempt * SPAN, "status", JobStatus.in_progress, attempt=attempt)
-            chunks = await self._chunks(job.id, attempt, seq, limit=1) if attempt else []
-            if chunks:
-                chunks += await self._chunks(job.id, attempt, seq + 1, limit=CATCH_UP_CHUNKS)
+            # One key a poll; when it is there, what follows it too (a stream that fell behind catches up).
+            chunks = await self._chunks(job.id, attempt, seq, first_window=1) if attempt else []
             for text in chunks:
                 seq += 1
                 yield JobEvent(attempt * SPAN + seq, "delta", JobStatus.in_progress, attempt=attempt, text=text)
@@ -115,10 +113,11 @@ class JobEvents:
             return await anyio.to_thread.run_sync(lambda: self._store.get_job(job.id, consistent=True))
         return job.model_copy(update={"status": state.status, "attempt": state.attempt})
 
-    async def _chunks(self, job_id: str, attempt: int, after: int, *, limit: int,
-                      consistent: bool = False) -> list[str]:
-        return await anyio.to_thread.run_sync(lambda: self._store.output_chunks(
-            job_id, attempt, after=after, limit=limit, consistent=consistent))
+    async def _chunks(self, job_id: str, attempt: int, after: int, *, limit: int | None = None,
+                      consistent: bool = False, first_window: int = 4) -> list[str]:
+        chunks = await anyio.to_thread.run_sync(lambda: self._store.output_chunks(
+            job_id, attempt, after=after, limit=limit, consistent=consistent, first_window=first_window))
+        return [chunk.text for chunk in chunks]
 
     async def _rest_of_attempts(self, job: Job, attempt: int, seq: int) -> AsyncIterator[JobEvent]:
         """The chunks of the attempts before the job's current one that were not sent, with their status events."""
@@ -131,14 +130,12 @@ class JobEvents:
 
     async def _log(self, job_id: str, attempt: int, seq: int, *, last: int | None = None) -> AsyncIterator[JobEvent]:
         """An attempt's chunks after ``seq`` (up to ``last`` when known), read consistently: it has ended."""
-        while last is None or seq < last:
-            limit = CATCH_UP_CHUNKS if last is None else min(CATCH_UP_CHUNKS, last - seq)
-            chunks = await self._chunks(job_id, attempt, seq, limit=limit, consistent=True)
-            for text in chunks:
-                seq += 1
-                yield JobEvent(attempt * SPAN + seq, "delta", JobStatus.in_progress, attempt=attempt, text=text)
-            if len(chunks) < limit:
-                return
+        if last is not None and seq >= last:
+            return
+        for text in await self._chunks(job_id, attempt, seq, limit=None if last is None else last - seq,
+                                       consistent=True):
+            seq += 1
+            yield JobEvent(attempt * SPAN + seq, "delta", JobStatus.in_progress, attempt=attempt, text=text)
 
     async def _finish(self, job: Job, attempt: int, seq: int, after: int) -> AsyncIterator[JobEvent]:
         """The events of an ended job that follow (attempt, seq): what is left of its logs, the output the log

@@ -44,11 +44,11 @@ MISSING_JOB_GRACE_S = 30
 # A duplicate message of a running job comes back this long after the running attempt's lease ends.
 LEASE_MARGIN_S = 5
 # While a model call runs: how often a `stream: true` job's output so far is flushed to its output log (one chunk
-# write), and how often the worker says how far it has got (a conditional write) or, while the model is silent,
-# reads the job's status; a cancel stops the call within about the latter. WAKE_S: how often it looks at the call.
-FLUSH_S = 1 / 3
-CANCEL_CHECK_S = 1.0
-WAKE_S = 0.05
+# write: at most 4 a second), how often any other job's is, and how often the worker reads the job's status; a
+# cancel stops the call within about the latter.
+FLUSH_S = 0.25
+QUIET_FLUSH_S = 1.0
+CANCEL_CHECK_S = 0.5
 
 
 @dataclass
@@ -187,40 +187,34 @@ class Worker:
         """The model's answer; ``Stopped`` when the job was cancelled (or taken over) meanwhile: the model's stream
         is then closed, so the provider stops generating.
 
-        While the model streams, what it made since the last flush goes to the job's output log (a chunk, one write)
-        at most every ``flush_s`` for a ``stream: true`` job, else every ``cancel_check_s``; the first piece after a
-        silence goes at once. Every ``cancel_check_s`` the worker says how far it has got with a conditional write on
-        the job (refused once the job is cancelled), or, while the model is silent, reads the job's status. A
-        streamed job thus costs at most 1 / flush_s + 1 writes a second, whatever the model's pace.
+        While the model streams, what it made since the last flush goes to the job's output log every ``flush_s``
+        for a ``stream: true`` job (else every ``QUIET_FLUSH_S``): one small chunk write, with the progress so far.
+        Every ``cancel_check_s`` the worker reads the job's status (a projected GetItem): a cancel stops the call
+        within about that, whether the model is silent or not. The job item itself is not written until the call
+        ends: a write's units follow the item's size, and a chunk is small.
         """
         parts: list[str] = []
         call = asyncio.create_task(self.provider.complete(job.request, model=job.model, parts=parts))
-        flush_s = self.flush_s if job.request.stream else self.cancel_check_s
-        started = checked = time.monotonic()
-        flushed_at = -math.inf
-        flushed = reported = 0
+        flush_s = self.flush_s if job.request.stream else QUIET_FLUSH_S
+        started = time.monotonic()
+        next_flush, next_check, flushed = started + flush_s, started + self.cancel_check_s, 0
         try:
-            while not (await asyncio.wait({call}, timeout=WAKE_S))[0]:
+            while not (await asyncio.wait({call}, timeout=max(0.0, min(next_flush, next_check) - time.monotonic())))[0]:
                 now = time.monotonic()
-                if len(parts) > flushed and now - flushed_at >= flush_s:
-                    new, flushed, flushed_at = "".join(parts[flushed:]), len(parts), now
-                    await asyncio.to_thread(self.store.append_output, job, seq=log.seq + 1, text=new)
-                    log.seq, log.chars = log.seq + 1, log.chars + len(new)
-                if now - checked < self.cancel_check_s and not (log.seq and not reported):  # the first flush says
-                    continue  # at once how far the call has got
-                checked = now
-                if log.seq > reported:
-                    reported = log.seq
-                    progress = Progress(output_tokens=flushed, output_chars=log.chars,
-                                        elapsed_ms=int((now - started) * 1000))
-                    running = await asyncio.to_thread(self.store.record_progress, job, seq=log.seq,
-                                                      progress=progress)
-                else:
+                if now >= next_flush:
+                    next_flush = max(next_flush + flush_s, now)
+                    if len(parts) > flushed:
+                        new, flushed = "".join(parts[flushed:]), len(parts)
+                        progress = Progress(output_tokens=flushed, output_chars=log.chars + len(new),
+                                            elapsed_ms=int((now - started) * 1000))
+                        await asyncio.to_thread(self.store.append_output, job, seq=log.seq + 1, text=new,
+                                                progress=progress)
+                        log.seq, log.chars = log.seq + 1, progress.output_chars
+                if now >= next_check:
+                    next_check = max(next_check + self.cancel_check_s, now)
                     state = await asyncio.to_thread(self.store.get_state, job.id)
-                    running = (state is not None and state.status is JobStatus.in_progress
-                               and state.attempt == job.attempt)
-                if not running:
-                    return Stopped("".join(parts))
+                    if state is None or state.status is not JobStatus.in_progress or state.attempt != job.attempt:
+                        return Stopped("".join(parts))
             return call.result()
         finally:
             if not call.done():
