@@ -36,9 +36,10 @@ SPAN = 1_000_000
 QUEUED_ID = 1
 # How often a running job's state is read (for a new attempt or its end) while chunks are polled for.
 STATE_EVERY_S = 0.5
-# A job cancelled while it ran: its worker records the output, usage and cost of the stopped call within about a
-# second; the final event waits for that record this long at most.
-CANCEL_SETTLE_S = 3
+# A job cancelled while it ran: its worker records the output, usage and cost of the stopped call within a second
+# or two (it reads the status every 0.5 s, and counts the usage with a tokenizer it may have to load first); the
+# final event waits for that record, until this long after the cancel at most (a dead worker records nothing).
+CANCEL_SETTLE_S = 10
 
 
 @dataclass(frozen=True)
