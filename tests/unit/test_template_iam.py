@@ -9,10 +9,13 @@ from typing import Any
 import pytest
 
 from aijobs.local.template import load_template
+from tests.helpers import function_policies
 
 ROOT = Path(__file__).resolve().parents[2]
 
-FUNCTIONS = ["ApiFunction", "WorkerFunction", "WebhookFunction", "SchedulerFunction", "SweeperFunction"]
+# StreamFunction serves every API route (the streaming front): it must hold exactly ApiFunction's grants.
+FUNCTIONS = ["ApiFunction", "StreamFunction", "WorkerFunction", "WebhookFunction", "SchedulerFunction",
+             "SweeperFunction"]
 JOBS_TABLE = {"Fn::GetAtt": ["JobsTable", "Arn"]}
 IDEMPOTENCY_TABLE = {"Fn::GetAtt": ["IdempotencyTable", "Arn"]}
 
@@ -31,14 +34,8 @@ def _as_list(value: Any) -> list[Any]:
 
 
 def _policies(template: dict[str, Any], function: str) -> list[Any]:
-    """The function's policies, with both branches of a conditional one (either may be deployed)."""
-    policies: list[Any] = []
-    for policy in template["Resources"][function]["Properties"].get("Policies", []):
-        if isinstance(policy, dict) and "Fn::If" in policy:
-            policies += [branch for branch in policy["Fn::If"][1:] if branch != {"Ref": "AWS::NoValue"}]
-        else:
-            policies.append(policy)
-    return policies
+    """The function's policies as deployed: ApiAccessPolicy resolved, conditional ones both ways."""
+    return function_policies(template, function)
 
 
 def _statements(template: dict[str, Any], function: str) -> list[dict[str, Any]]:
@@ -104,6 +101,7 @@ def test_an_index_arn_only_ever_allows_query(template: dict[str, Any], function:
 
 @pytest.mark.parametrize(("function", "indexes"), [
     ("ApiFunction", {"gsi1", "gsi2"}),  # GET /v1/jobs (gsi1, gsi2 with schedule_id), GET /v1/schedules (gsi1)
+    ("StreamFunction", {"gsi1", "gsi2"}),  # the same routes
     ("WorkerFunction", set()),
     ("WebhookFunction", set()),  # its Queries (signing secrets) are by primary key
     ("SchedulerFunction", set()),
@@ -151,6 +149,7 @@ GRANTS: dict[str, dict[str, set[str]]] = {
     "SweeperFunction": {_key(JOBS_TABLE): {"dynamodb:GetItem", "dynamodb:UpdateItem"},
                         _key(_index("gsi3")): {"dynamodb:Query"}},
 }
+GRANTS["StreamFunction"] = GRANTS["ApiFunction"]  # the streaming front serves the same routes, no more
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
