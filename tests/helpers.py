@@ -1,4 +1,4 @@
-"""Shared test helpers: real-shaped events from events/, waiting without sleeping blindly, a function's IAM policies."""
+"""Shared test helpers: real-shaped events from events/, waiting without sleeping blindly."""
 
 from __future__ import annotations
 
@@ -41,20 +41,3 @@ class MovableClock:
 
     def advance(self, seconds: float) -> None:
         self.offset += seconds
-
-
-def function_policies(template: dict[str, Any], function: str) -> list[Any]:
-    """A function's ``Policies`` as deployed: a managed policy of the template's by its statements (``{"Statement":
-    [...]}``), and both branches of a conditional one (either may be deployed). A ``Ref`` to anything else fails."""
-    resources = template["Resources"]
-    policies: list[Any] = []
-    for policy in resources[function]["Properties"].get("Policies", []):
-        if isinstance(policy, dict) and "Fn::If" in policy:
-            policies += [branch for branch in policy["Fn::If"][1:] if branch != {"Ref": "AWS::NoValue"}]
-        elif isinstance(policy, dict) and "Ref" in policy:
-            managed = resources[policy["Ref"]]
-            assert managed["Type"] == "AWS::IAM::ManagedPolicy", policy
-            policies.append({"Statement": managed["Properties"]["PolicyDocument"]["Statement"]})
-        else:
-            policies.append(policy)
-    return policies

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import function_policies
+from tests.unit.test_template_iam import function_policies
 
 ROOT = Path(__file__).resolve().parents[2]
 
