@@ -17,10 +17,11 @@ api = create_app()
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
     """The API, its metrics flushed (EMF) once a request is over, as ``metrics.log_metrics`` does per invocation.
 
-    Lambda runs one invocation at a time in an instance, so a flush holds exactly that request's counts.
+    Lambda runs one invocation at a time in an instance, so a flush holds exactly that request's counts. A request
+    that counted nothing flushes nothing (Powertools would warn on stderr each time).
     """
     try:
         await api(scope, receive, send)
     finally:
-        if scope["type"] == "http":
+        if scope["type"] == "http" and metrics.metric_set:
             metrics.flush_metrics()

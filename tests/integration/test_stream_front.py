@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from aijobs.local.stack import free_port
+from tests.helpers import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_SH = ROOT / "functions" / "stream" / "run.sh"
@@ -40,6 +41,13 @@ class Front:
     def access_lines(self) -> list[dict[str, Any]]:
         lines = [json.loads(line) for line in self.log_path.read_text().splitlines() if line.startswith("{")]
         return [line for line in lines if line.get("message") == "request"]
+
+    def access_line(self, request_id: str) -> dict[str, Any]:
+        """The request's one access line: written once the answer is out, so it may come just after it."""
+        lines = eventually(lambda: [line for line in self.access_lines() if line["request_id"] == request_id],
+                           timeout_s=5)
+        (line,) = lines
+        return line
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +93,7 @@ def test_the_function_urls_request_id_is_answered_and_logged(front: Front) -> No
     response = front.relay("GET", "/healthz", source_ip="192.0.2.10", request_id="furl-req-1")
 
     assert response.headers["X-Request-Id"] == "furl-req-1"
-    (line,) = [line for line in front.access_lines() if line["request_id"] == "furl-req-1"]
+    line = front.access_line("furl-req-1")
     assert (line["method"], line["path"], line["status"], line["source_ip"]) == ("GET", "/healthz", 200, "192.0.2.10")
     assert line["duration_ms"] >= 0
 
@@ -99,8 +107,7 @@ def test_failed_authentications_count_by_the_function_urls_address_never_x_forwa
 
     assert statuses == [401, 401, 429]
     assert other.status_code == 401  # another address is not refused for the first one's failures
-    logged = {line["request_id"]: line["source_ip"] for line in front.access_lines()}
-    assert {logged[f"bad-{n}"] for n in range(3)} == {"198.51.100.7"}
+    assert {front.access_line(f"bad-{n}")["source_ip"] for n in range(3)} == {"198.51.100.7"}
 
 
 def test_the_access_log_holds_no_header_query_string_or_body(front: Front) -> None:
@@ -110,7 +117,7 @@ def test_the_access_log_holds_no_header_query_string_or_body(front: Front) -> No
                            json={"input": "a prompt secret-4"})
 
     assert response.status_code == 401
-    (line,) = [line for line in front.access_lines() if line["request_id"] == "private-1"]
+    line = front.access_line("private-1")
     assert (line["method"], line["path"], line["status"]) == ("POST", "/v1/jobs", 401)
     text = front.log_path.read_text()
     for secret in ("query-secret-1", "aj_key_secret_2", "cookie-secret-3", "secret-4", "token="):
@@ -125,5 +132,27 @@ def test_a_malformed_request_context_is_ignored_not_trusted(front: Front) -> Non
 
     assert response.status_code == 200
     assert len(response.headers["X-Request-Id"]) == 32  # a fresh id, not the context's
-    (line,) = [line for line in front.access_lines() if line["request_id"] == response.headers["X-Request-Id"]]
+    line = front.access_line(response.headers["X-Request-Id"])
     assert line["source_ip"] == "127.0.0.1"  # the peer's
+
+
+def test_the_apps_metrics_go_out_when_a_request_ends(services: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    # No Lambda handler to flush them (uvicorn serves the app): functions/stream/app.py does, per request.
+    from fastapi.testclient import TestClient
+
+    from aijobs.local.stack import load_handler
+    from aijobs.observability import metrics
+    from tests.integration.conftest import KEY_A
+
+    metrics.clear_metrics()  # what earlier tests counted outside a handler
+    with TestClient(load_handler("stream", "app"), headers={"Authorization": f"Bearer {KEY_A}"}) as client:
+        capsys.readouterr()
+        assert client.get("/healthz").status_code == 200
+        quiet = capsys.readouterr()
+        assert client.post("/v1/jobs", json={"input": "counted"}).status_code == 202
+        counted = capsys.readouterr()
+
+    assert '"_aws"' not in quiet.out and "No application metrics" not in quiet.err
+    (blob,) = [json.loads(line) for line in counted.out.splitlines() if '"_aws"' in line]
+    assert blob["JobsSubmitted"] in (1.0, [1.0]) and blob["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "aijobs"
+    assert not metrics.metric_set
