@@ -234,3 +234,25 @@ def test_each_request_logs_its_own_tenant_even_when_requests_overlap(
 
     inside = {line["request_id"]: line.get("tenant") for line in log_lines if line["message"] == "inside the route"}
     assert inside == {answers["a"].headers["X-Request-Id"]: TENANT_A, answers["b"].headers["X-Request-Id"]: TENANT_B}
+
+
+def test_behind_api_gateway_each_request_logs_one_access_line_with_its_tenant_and_never_its_key_or_body(
+        services: Services, log_lines: list[dict[str, Any]]) -> None:
+    from aijobs.local.pollers import FakeLambdaContext
+    from aijobs.local.stack import load_handler
+    from tests.helpers import load_event
+
+    event = load_event("api_submit_job")
+    event["rawQueryString"] = "secret_param=query-secret-1"
+    # A caller's own request-context header is ignored where API Gateway's event is there.
+    event["headers"]["x-amzn-request-context"] = json.dumps({"requestId": "forged", "http": {"sourceIp": "192.0.2.1"}})
+    response = load_handler("api", "handler")(event, FakeLambdaContext("ApiFunction", timeout_s=29))
+
+    assert response["statusCode"] == 202
+    (line,) = [line for line in log_lines if line["message"] == "request"]
+    assert {key: line[key] for key in ("request_id", "tenant", "method", "path", "status", "source_ip")} == {
+        "request_id": "Kx1aAbCdIAMEVxw=", "tenant": TENANT_A, "method": "POST", "path": "/v1/jobs", "status": 202,
+        "source_ip": "203.0.113.7"}
+    text = json.dumps(log_lines)
+    for secret in (KEY_A, "query-secret-1", "Hamlet", "order-1234"):
+        assert secret not in text

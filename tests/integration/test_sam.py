@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+from importlib.metadata import Distribution
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[2]
+# Lambda's python3.13 on arm64, for the markers of a package's requirements
+TARGET = {"python_version": "3.13", "python_full_version": "3.13.0", "sys_platform": "linux",
+          "platform_system": "Linux", "platform_machine": "aarch64", "os_name": "posix",
+          "implementation_name": "cpython", "platform_python_implementation": "CPython", "extra": ""}
 
 pytestmark = pytest.mark.sam
 
@@ -52,4 +60,67 @@ def test_sam_build_bundles_an_arm64_layer_and_thin_handlers(tmp_path: Path) -> N
     for package in ("standardwebhooks", "httpx", "certifi"):  # what the webhook sender needs at run time
         assert (site / package / "__init__.py").is_file(), package
     assert (build_dir / "SchedulerFunction" / "app.py").is_file()
+    stream = build_dir / "StreamFunction"  # the adapter's wrapper executes run.sh, which starts uvicorn on app.py
+    assert (stream / "app.py").is_file() and os.access(stream / "run.sh", os.X_OK)
+    for package in ("uvicorn", "click"):
+        assert (stream / package / "__init__.py").is_file(), package
+    for package in ("h11", "aijobs", "fastapi", "starlette"):  # CoreLayer's: a copy here would shadow it
+        assert not (stream / package).exists(), package
+    _assert_every_requirement_is_installed(stream, [stream, site])
     assert (build_dir / "template.yaml").is_file()
+
+
+def _assert_every_requirement_is_installed(packages: Path, search: list[Path]) -> None:
+    """Each requirement (for Lambda's python3.13/arm64) of what ``packages`` holds is met in one of ``search``."""
+    installed = {canonicalize_name(dist.metadata["Name"]): dist.version for path in search
+                 for dist in (Distribution.at(info) for info in path.glob("*.dist-info"))}
+    for info in packages.glob("*.dist-info"):
+        for line in Distribution.at(info).requires or []:
+            requirement = Requirement(line)
+            if requirement.marker and not requirement.marker.evaluate(TARGET):
+                continue
+            version = installed.get(canonicalize_name(requirement.name))
+            assert version is not None, f"{info.name} needs {requirement}: not in {[p.name for p in search]}"
+            assert requirement.specifier.contains(version, prereleases=True), f"{info.name} needs {requirement}"
+
+
+# The SAM transform run offline on the template (as CloudFormation runs it at deploy), to check what SAM adds.
+TRANSLATE = """
+import json, sys
+from samtranslator.translator.transform import transform
+from samtranslator.yaml_helper import yaml_parse
+template = yaml_parse(open("template.yaml").read())
+for resource in template["Resources"].values():  # as `sam package` leaves them
+    for key in ("CodeUri", "ContentUri"):
+        if key in resource.get("Properties", {}):
+            resource["Properties"][key] = "s3://bucket/key"
+class NoManagedPolicies:
+    def load(self):
+        return {}
+json.dump(transform(template, {}, NoManagedPolicies())["Resources"], sys.stdout)
+"""
+
+
+def test_sams_transform_makes_the_stream_url_public_with_both_invoke_permissions() -> None:
+    assert _sam("--version").returncode == 0  # its own virtual environment, with samtranslator
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | {"AWS_DEFAULT_REGION": "us-east-1"}
+    result = subprocess.run([str(ROOT / ".venv-sam" / "bin" / "python"), "-c", TRANSLATE], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    resources = json.loads(result.stdout)
+
+    url = resources["StreamFunctionUrl"]  # the name the template's !GetAtt StreamFunctionUrl.FunctionUrl needs
+    assert url["Type"] == "AWS::Lambda::Url"
+    assert url["Properties"] == {"TargetFunctionArn": {"Ref": "StreamFunction"}, "AuthType": "NONE",
+                                 "InvokeMode": "RESPONSE_STREAM"}
+    permissions = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Lambda::Permission"
+                   and r["Properties"]["FunctionName"] == {"Ref": "StreamFunction"}]
+    # New function URLs (since October 2025) need lambda:InvokeFunction too, limited to calls through the URL.
+    assert sorted(permissions, key=lambda p: p["Action"]) == [
+        {"Action": "lambda:InvokeFunction", "FunctionName": {"Ref": "StreamFunction"}, "Principal": "*",
+         "InvokedViaFunctionUrl": True},
+        {"Action": "lambda:InvokeFunctionUrl", "FunctionName": {"Ref": "StreamFunction"}, "Principal": "*",
+         "FunctionUrlAuthType": "NONE"}]
+    for function in ("ApiFunction", "StreamFunction"):  # the one managed policy, and no inline grants
+        role = resources[f"{function}Role"]["Properties"]
+        assert {"Ref": "ApiAccessPolicy"} in role["ManagedPolicyArns"] and "Policies" not in role, function

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from tests.unit.test_template_iam import function_policies
+
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = ROOT / "template.yaml"
 
@@ -112,10 +114,11 @@ def test_template_holds_no_secret_value(template: dict[str, Any]) -> None:
     assert template["Parameters"]["ModelApiKeySecretArn"]["Default"] == ""
 
 
-def test_api_function_gets_no_secret_permission(template: dict[str, Any]) -> None:
-    policies = template["Resources"]["ApiFunction"]["Properties"]["Policies"]
+@pytest.mark.parametrize("function", ["ApiFunction", "StreamFunction"])
+def test_the_functions_serving_the_api_get_no_secret_permission(template: dict[str, Any], function: str) -> None:
+    policies = function_policies(template, function)
 
-    assert "secretsmanager" not in json.dumps(policies).lower()
+    assert policies and "secretsmanager" not in json.dumps(policies).lower()
 
 
 def test_worker_reads_only_the_configured_secret_and_only_when_set(template: dict[str, Any]) -> None:
@@ -209,8 +212,10 @@ def test_scheduler_role_may_only_be_assumed_by_eventbridge_scheduler_and_only_in
     assert "ManagedPolicyArns" not in role
 
 
-def test_api_manages_only_its_groups_schedules_and_passes_only_the_scheduler_role(template: dict[str, Any]) -> None:
-    statements = _statements(template["Resources"]["ApiFunction"]["Properties"]["Policies"])
+@pytest.mark.parametrize("function", ["ApiFunction", "StreamFunction"])
+def test_api_manages_only_its_groups_schedules_and_passes_only_the_scheduler_role(
+        template: dict[str, Any], function: str) -> None:
+    statements = _statements(function_policies(template, function))
     scheduler = [s for s in statements if "scheduler" in json.dumps(s["Action"])]
     passes = [s for s in statements if "iam:" in json.dumps(s["Action"])]
 

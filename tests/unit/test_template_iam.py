@@ -12,7 +12,9 @@ from aijobs.local.template import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 
-FUNCTIONS = ["ApiFunction", "WorkerFunction", "WebhookFunction", "SchedulerFunction", "SweeperFunction"]
+# StreamFunction serves every API route (the streaming front): it must hold exactly ApiFunction's grants.
+FUNCTIONS = ["ApiFunction", "StreamFunction", "WorkerFunction", "WebhookFunction", "SchedulerFunction",
+             "SweeperFunction"]
 JOBS_TABLE = {"Fn::GetAtt": ["JobsTable", "Arn"]}
 IDEMPOTENCY_TABLE = {"Fn::GetAtt": ["IdempotencyTable", "Arn"]}
 
@@ -30,19 +32,25 @@ def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def _policies(template: dict[str, Any], function: str) -> list[Any]:
-    """The function's policies, with both branches of a conditional one (either may be deployed)."""
+def function_policies(template: dict[str, Any], function: str) -> list[Any]:
+    """A function's ``Policies`` as deployed: a managed policy of the template's by its statements (``{"Statement":
+    [...]}``), and both branches of a conditional one (either may be deployed). A ``Ref`` to anything else fails."""
+    resources = template["Resources"]
     policies: list[Any] = []
-    for policy in template["Resources"][function]["Properties"].get("Policies", []):
+    for policy in resources[function]["Properties"].get("Policies", []):
         if isinstance(policy, dict) and "Fn::If" in policy:
             policies += [branch for branch in policy["Fn::If"][1:] if branch != {"Ref": "AWS::NoValue"}]
+        elif isinstance(policy, dict) and "Ref" in policy:
+            managed = resources[policy["Ref"]]
+            assert managed["Type"] == "AWS::IAM::ManagedPolicy", policy
+            policies.append({"Statement": managed["Properties"]["PolicyDocument"]["Statement"]})
         else:
             policies.append(policy)
     return policies
 
 
 def _statements(template: dict[str, Any], function: str) -> list[dict[str, Any]]:
-    return [s for p in _policies(template, function) if isinstance(p, dict) and "Statement" in p
+    return [s for p in function_policies(template, function) if isinstance(p, dict) and "Statement" in p
             for s in _as_list(p["Statement"])]
 
 
@@ -71,7 +79,7 @@ def test_every_function_is_checked_here(template: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("function", FUNCTIONS)
 def test_no_function_uses_a_dynamodb_policy_template_or_a_wildcard(template: dict[str, Any], function: str) -> None:
-    for policy in _policies(template, function):
+    for policy in function_policies(template, function):
         text = json.dumps(policy)
         # SAM's DynamoDBCrudPolicy (and its Read/Write siblings) grant Scan, DeleteItem and every index.
         assert not (isinstance(policy, dict) and any(key.startswith("DynamoDB") for key in policy)), text
@@ -104,6 +112,7 @@ def test_an_index_arn_only_ever_allows_query(template: dict[str, Any], function:
 
 @pytest.mark.parametrize(("function", "indexes"), [
     ("ApiFunction", {"gsi1", "gsi2"}),  # GET /v1/jobs (gsi1, gsi2 with schedule_id), GET /v1/schedules (gsi1)
+    ("StreamFunction", {"gsi1", "gsi2"}),  # the same routes
     ("WorkerFunction", set()),
     ("WebhookFunction", set()),  # its Queries (signing secrets) are by primary key
     ("SchedulerFunction", set()),
@@ -151,6 +160,7 @@ GRANTS: dict[str, dict[str, set[str]]] = {
     "SweeperFunction": {_key(JOBS_TABLE): {"dynamodb:GetItem", "dynamodb:UpdateItem"},
                         _key(_index("gsi3")): {"dynamodb:Query"}},
 }
+GRANTS["StreamFunction"] = GRANTS["ApiFunction"]  # the streaming front serves the same routes, no more
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
@@ -168,7 +178,7 @@ def test_worker_moves_jobs_by_key_and_cannot_create_delete_or_read_in_bulk(templ
 
 @pytest.mark.parametrize("function", ["WorkerFunction", "WebhookFunction", "SchedulerFunction", "SweeperFunction"])
 def test_only_the_api_touches_the_idempotency_table(template: dict[str, Any], function: str) -> None:
-    assert "IdempotencyTable" not in json.dumps(_policies(template, function))
+    assert "IdempotencyTable" not in json.dumps(function_policies(template, function))
 
 
 def test_metrics_go_out_through_the_logs_so_no_function_may_put_metric_data(template: dict[str, Any]) -> None:
@@ -176,5 +186,5 @@ def test_metrics_go_out_through_the_logs_so_no_function_may_put_metric_data(temp
 
     assert variables["POWERTOOLS_METRICS_NAMESPACE"] == "aijobs"
     for function in FUNCTIONS:
-        assert "cloudwatch:" not in json.dumps(_policies(template, function)).lower(), function
-        assert "CloudWatchPutMetricPolicy" not in json.dumps(_policies(template, function)), function
+        assert "cloudwatch:" not in json.dumps(function_policies(template, function)).lower(), function
+        assert "CloudWatchPutMetricPolicy" not in json.dumps(function_policies(template, function)), function

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from tests.unit.test_template_iam import function_policies
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -75,10 +77,13 @@ def test_webhook_function_reads_and_writes_only_the_jobs_table_and_its_queue(tem
     assert "secretsmanager" not in json.dumps(policies)
 
 
-@pytest.mark.parametrize("function", ["WorkerFunction", "ApiFunction"])
+@pytest.mark.parametrize("function", ["WorkerFunction", "ApiFunction", "StreamFunction"])
 def test_worker_and_api_may_queue_deliveries(template: dict[str, Any], function: str) -> None:
-    policies = _resource(template, function)["Policies"]
-    assert {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["DeliveriesQueue", "QueueName"]}}} in policies
+    policies = function_policies(template, function)
+    statements = [s for p in policies if "Statement" in p for s in p["Statement"]]
+    assert ({"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["DeliveriesQueue", "QueueName"]}}} in policies
+            or {"Effect": "Allow", "Action": "sqs:SendMessage",
+                "Resource": {"Fn::GetAtt": ["DeliveriesQueue", "Arn"]}} in statements)
 
 
 def test_every_function_is_told_the_deliveries_queue(template: dict[str, Any]) -> None:

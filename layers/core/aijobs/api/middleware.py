@@ -1,8 +1,16 @@
 """The request's context, as pure ASGI middleware (nothing buffered, so streamed bodies and responses pass through).
 
-For each HTTP request: its id (API Gateway's when there is one) in ``request.state``, in every log line written
-while it runs, and in ``X-Request-Id``; the headers every answer carries; the body limit, for any framing; and the
-last resort that turns an error nobody handled into the typed 500.
+For each HTTP request: its id (API Gateway's or the function URL's when there is one) in ``request.state``, in every
+log line written while it runs, and in ``X-Request-Id``; the caller's address; the headers every answer carries; the
+body limit, for any framing; the last resort that turns an error nobody handled into the typed 500; and one access
+log line when it is over (method, path, status, duration, address, id: never a header, a query string or a body).
+
+In AWS the request context (id, address) comes from API Gateway's event (Mangum) or, behind the streaming front,
+from the Lambda Web Adapter, which sends the function URL's context in ``x-amzn-request-context`` and replaces any
+header of that name a caller sent. There the TCP peer is the adapter, and ``X-Forwarded-For`` is no address to trust
+(a function URL keeps only its leftmost value, which the caller chooses), so the context's address becomes the
+request's ``client``, which the failed-authentication bound counts by. Served on this machine (``make run``), a caller
+could send that header itself and pick its own id and address: nothing there needs them bounded.
 
 The body limit is applied when the app reads the body, so only routes that take one can answer 413: at the first
 read when ``Content-Length`` already says too much, else as soon as the bytes that arrived pass it (a chunked body
@@ -11,24 +19,67 @@ has no length to trust), and the rest is never read.
 
 from __future__ import annotations
 
+import ipaddress
+import json
+import re
+import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aijobs.api.errors import error_response, unexpected
 from aijobs.errors import AijobsError, PayloadTooLarge
-from aijobs.observability import log_context
+from aijobs.observability import log_context, logger
 
 # On every answer, errors included. Answers are per tenant and change (a job's status, a secret): no cache, shared
 # or private, may keep one. nosniff: a client reads JSON as JSON, never as whatever the bytes look like.
 SECURITY_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 
-def _request_id(scope: Scope) -> str:
-    event = scope.get("aws.event") or {}
-    return str((event.get("requestContext") or {}).get("requestId") or uuid.uuid4().hex)
+ADAPTER_CONTEXT_HEADER = b"x-amzn-request-context"
+_PRINTABLE_ID = re.compile(r"[!-~]{1,128}")  # an id as AWS writes one: it goes into a header and every log line
+LOGGED_PATH_CHARS = 512  # a request line can be kilobytes of garbage; a route's path is far shorter
+
+
+def _aws_request_context(scope: Scope) -> dict[str, Any]:
+    """API Gateway's request context (Mangum's event), else the function URL's (the Lambda Web Adapter's header)."""
+    if (event := scope.get("aws.event")) is not None:
+        context = event.get("requestContext")
+    else:
+        try:
+            context = json.loads(dict(scope["headers"]).get(ADAPTER_CONTEXT_HEADER, b"null"))
+        except ValueError:
+            context = None
+    return context if isinstance(context, dict) else {}
+
+
+def _request_id(context: dict[str, Any]) -> str:
+    request_id = context.get("requestId")
+    return request_id if isinstance(request_id, str) and _PRINTABLE_ID.fullmatch(request_id) else uuid.uuid4().hex
+
+
+def _source_ip(context: dict[str, Any]) -> str | None:
+    """The caller's address: ``http.sourceIp`` (HTTP API, function URL), or ``identity.sourceIp`` (REST API)."""
+    for part in ("http", "identity"):
+        section = context.get(part)
+        address = section.get("sourceIp") if isinstance(section, dict) else None
+        if isinstance(address, str):
+            try:
+                return str(ipaddress.ip_address(address))
+            except ValueError:
+                return None
+    return None
+
+
+def _log_access(scope: Scope, status: int | None, started: float) -> None:
+    """The request's access log line; its id (and tenant, once authenticated) come from the log context."""
+    client = scope.get("client")
+    logger.info("request", extra={
+        "method": scope["method"], "path": scope["path"][:LOGGED_PATH_CHARS], "status": status,
+        "duration_ms": round((time.monotonic() - started) * 1000, 1), "source_ip": client[0] if client else None})
 
 
 def _too_large(limit: int) -> PayloadTooLarge:
@@ -51,19 +102,24 @@ class RequestContext:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _request_id(scope)
+        started_at = time.monotonic()
+        context = _aws_request_context(scope)
+        request_id = _request_id(context)
         scope.setdefault("state", {})["request_id"] = request_id
+        if address := _source_ip(context):
+            scope["client"] = (address, 0)
         limit = self.body_limit(scope["path"])
         declared = _declared_length(scope)
         started = answered = False
         received = 0
+        status: int | None = None  # none if the caller left before any answer began
 
         async def send_with_id(message: Message) -> None:
-            nonlocal started
+            nonlocal started, status
             if answered:  # the 413 went out while the body arrived: what the app says after is dropped
                 return
             if message["type"] == "http.response.start":
-                started = True
+                started, status = True, message["status"]
                 headers = MutableHeaders(scope=message)
                 headers.append("X-Request-Id", request_id)
                 headers.update(SECURITY_HEADERS)
@@ -99,3 +155,5 @@ class RequestContext:
                 if started:  # the answer is on its way: nothing to add
                     raise
                 await answer(exc if isinstance(exc, AijobsError) else unexpected(exc))
+            finally:
+                _log_access(scope, status, started_at)
