@@ -49,13 +49,17 @@ def test_sam_build_bundles_an_arm64_layer_and_thin_handlers(tmp_path: Path) -> N
     assert result.returncode == 0, result.stdout + result.stderr
     site = build_dir / "CoreLayer" / "python"
     for package in ("fastapi", "mangum", "pydantic", "aws_lambda_powertools", "openai", "aijobs", "croniter",
-                    "tzdata"):
+                    "tzdata", "sse_starlette"):
         assert (site / package / "__init__.py").is_file(), package
     assert list((site / "pydantic_core").glob("*.cpython-313-aarch64-linux-gnu.so"))
     assert not (site / "aijobs" / "local").exists()
     assert not (site / "boto3").exists()
     assert (build_dir / "ApiFunction" / "app.py").is_file()
     assert (build_dir / "WorkerFunction" / "app.py").is_file()
+    # the tokenizer that counts a stopped call's usage ships its encodings, for arm64, in the worker only
+    tokenizer = build_dir / "WorkerFunction" / "bpe_openai"
+    assert (tokenizer / "data" / "o200k_base.tiktoken.gz").is_file() and (tokenizer / "_bindings.abi3.so").is_file()
+    assert not (site / "bpe_openai").exists()
     assert (build_dir / "WebhookFunction" / "app.py").is_file()
     for package in ("standardwebhooks", "httpx", "certifi"):  # what the webhook sender needs at run time
         assert (site / package / "__init__.py").is_file(), package

@@ -1,9 +1,11 @@
 """The one logger and the one metrics emitter of every function (Powertools: JSON logs, CloudWatch EMF metrics).
 
 Handlers are decorated with ``logger.inject_lambda_context`` and ``metrics.log_metrics``: the Lambda context goes
-into every log line and the metrics of an invocation are flushed when it returns. Keys that belong to one request
-or one job go in with ``log_context`` (a context variable), never with ``append_keys`` on the shared logger, so
-concurrent requests and jobs in one process never see each other's keys.
+into every log line and the metrics of an invocation are flushed when it returns (the streaming front, which has no
+Lambda handler of its own, flushes them when each request is over: functions/stream/app.py).
+
+Keys that belong to one request or one job go in with ``log_context`` (a context variable), never with
+``append_keys`` on the shared logger, so concurrent requests and jobs in one process never see each other's keys.
 
 Logs and metrics never carry a prompt, an output or a secret.
 """

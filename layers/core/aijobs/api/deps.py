@@ -78,7 +78,8 @@ async def authenticate(request: Request, tenants: TenantsDep) -> Tenant:
     """The tenant of the ``Authorization: Bearer`` key; its id joins every log line of the request."""
     scheme, _, key = request.headers.get("authorization", "").partition(" ")
     key = key.strip() if scheme.lower() == "bearer" else ""
-    # The caller's address: API Gateway's requestContext sourceIp (Mangum), or the peer of the local server.
+    # The caller's address (aijobs.api.middleware): API Gateway's requestContext sourceIp (Mangum), the function
+    # URL's behind the streaming front, or the peer of the local server.
     source = request.client.host if request.client else ""
     tenant = await run_in_threadpool(tenants.authenticate, key, source=source)
     # Async, so this runs in the request's own task: the key reaches the route's thread, and no other request.
