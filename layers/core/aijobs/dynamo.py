@@ -9,6 +9,7 @@ gsi3, the sweep index: ``SWEEP#<shard>`` / ``<due, 10 digits>#<id>``, keys only;
 about it can get stuck any more.
 | delivery attempt | ``JOB#<id>`` | ``DELIVERY#<webhook id>#<attempt 0-padded>`` | | |
 | tenant | ``TENANT#<t>`` | ``TENANT`` | | |
+| tenant's limits | ``TENANT#<t>`` | ``LIMITS`` | | |
 | signing secret | ``TENANT#<t>`` | ``WHSEC#<ulid>`` (newest last) | | |
 | API key | ``KEY#<sha256>`` | ``KEY`` | | |
 | schedule | ``SCHEDULE#<id>`` | ``SCHEDULE`` | ``SCHEDULES#<t>`` / id | |
@@ -66,6 +67,10 @@ def request_key(name: str) -> Key:
 
 def tenant_key(tenant: str) -> Key:
     return {"pk": tenant_partition(tenant), "sk": "TENANT"}
+
+
+def limits_key(tenant: str) -> Key:
+    return {"pk": tenant_partition(tenant), "sk": "LIMITS"}
 
 
 def tenant_partition(tenant: str) -> str:

@@ -110,7 +110,7 @@ class Services:
     @cached_property
     def tenants(self) -> TenantService:
         return TenantService(store=TenantStore(table=self.table, clock=self.clock), secrets=self.webhook_store,
-                             key_cache_s=self.settings.api_key_cache_s,
+                             key_cache_s=self.settings.api_key_cache_s, limit_defaults=self.settings.default_limits,
                              secret_overlap_s=self.settings.webhook_secret_overlap_s,
                              failures=FailedAuthentications(limit=self.settings.auth_failures_limit,
                                                             window_s=self.settings.auth_failures_window_s,

@@ -8,6 +8,8 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from aijobs.models.tenants import Limits, TenantLimits
+
 # API Gateway's HTTP API gives an integration 30 s at most; a synchronous wait must end well before.
 WAIT_LIMIT_S = 20
 
@@ -81,6 +83,17 @@ class Settings(BaseSettings):
     stream_poll_s: float = Field(default=0.1, ge=0.02, le=5)
     stream_max_s: int = Field(default=840, ge=1, le=3600)
 
+    # The limits of a tenant that has not set its own (TenantLimits; template parameters in AWS).
+    limit_requests_per_minute: int = Field(default=600, ge=1)
+    limit_tokens_per_minute: int = Field(default=2_000_000, ge=1)
+    limit_concurrent_jobs: int = Field(default=20, ge=1)
+    limit_daily_cost_usd: float = Field(default=100.0, ge=0)
+    limit_daily_cost_soft_usd: float = Field(default=80.0, ge=0)
+
+    # The admin API (/v1/admin/): its key, or the Secrets Manager secret holding it; neither: the admin API is 404.
+    admin_key: SecretStr | None = None
+    admin_key_secret_arn: str | None = None
+
     # Local development only: "tenantA:keyA,tenantB:keyB" seeds keys in the dev stack.
     dev_api_keys: str | None = None
 
@@ -95,6 +108,14 @@ class Settings(BaseSettings):
         if not 1 <= len(value) <= 20 or any(not 0 <= d <= 86_400 for d in value):
             raise ValueError("must hold 1-20 delays of 0-86400 seconds")
         return value
+
+    def default_limits(self, limits: TenantLimits | None = None) -> Limits:
+        """The limits in force for a tenant that set ``limits`` (None: nothing set)."""
+        set_ = limits.model_dump(exclude_none=True) if limits is not None else {}
+        return Limits.model_validate({
+            "requests_per_minute": self.limit_requests_per_minute, "tokens_per_minute": self.limit_tokens_per_minute,
+            "concurrent_jobs": self.limit_concurrent_jobs, "daily_cost_usd": self.limit_daily_cost_usd,
+            "daily_cost_soft_usd": self.limit_daily_cost_soft_usd, **set_})
 
     @property
     def retention_s(self) -> int:

@@ -7,17 +7,19 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from cachetools import TTLCache
 
 from aijobs.clock import Clock, system_clock
-from aijobs.dynamo import api_key_key, conditional, tenant_key
+from aijobs.dynamo import api_key_key, conditional, limits_key, tenant_key, to_attributes
 from aijobs.errors import AuthenticationError, RateLimited
 from aijobs.ids import hash_api_key, new_api_key
-from aijobs.models.tenants import Tenant
+from aijobs.models.tenants import Limits, Tenant, TenantLimits
 from aijobs.models.webhooks import WebhookSecret
+from aijobs.settings import Settings
 from aijobs.webhooks.store import WebhookStore
 
 
@@ -38,6 +40,15 @@ class TenantStore:
     def tenant_for_key(self, key_hash: str) -> Tenant | None:
         item = self._table.get_item(Key=api_key_key(key_hash)).get("Item")
         return Tenant(id=str(item["tenant"])) if item else None
+
+    def get_limits(self, tenant: str) -> TenantLimits:
+        """The limits the tenant has set (all null when it has set none)."""
+        item = self._table.get_item(Key=limits_key(tenant)).get("Item")
+        return TenantLimits.model_validate(item.get("limits") or {}) if item else TenantLimits()
+
+    def put_limits(self, tenant: str, limits: TenantLimits) -> None:
+        self._table.put_item(Item={**limits_key(tenant), "tenant": tenant, "updated_at": int(self._clock()),
+                                   "limits": to_attributes(limits)})
 
 
 class FailedAuthentications:
@@ -76,6 +87,9 @@ class TenantService:
     store: TenantStore
     secrets: WebhookStore
     key_cache_s: float = 60.0
+    # A tenant's limits in force from what it set (None: nothing): Settings.default_limits
+    limit_defaults: Callable[[TenantLimits | None], Limits] = field(default=lambda limits: Settings().default_limits(
+        limits))
     secret_overlap_s: int = 86_400  # how long a rotated-out secret keeps signing, unless the caller says
     failures: FailedAuthentications = field(default_factory=FailedAuthentications)
     _keys: TTLCache[str, Tenant] = field(init=False, repr=False)
@@ -83,6 +97,24 @@ class TenantService:
 
     def __post_init__(self) -> None:
         self._keys = TTLCache(maxsize=4096, ttl=self.key_cache_s)
+        self._limits: TTLCache[str, Limits] = TTLCache(maxsize=4096, ttl=self.key_cache_s)
+
+    def limits(self, tenant: str) -> Limits:
+        """The tenant's limits in force; a warm process remembers them for ``key_cache_s``, as it does keys."""
+        with self._keys_lock:
+            limits = self._limits.get(tenant)
+        if limits is None:
+            limits = self.limit_defaults(self.store.get_limits(tenant))
+            with self._keys_lock:
+                self._limits[tenant] = limits
+        return limits
+
+    def set_limits(self, tenant: str, limits: TenantLimits) -> Limits:
+        """Set the tenant's limits (null fields: the defaults); in force at once here, elsewhere within the cache."""
+        self.store.put_limits(tenant, limits)
+        with self._keys_lock:
+            self._limits.pop(tenant, None)
+        return self.limits(tenant)
 
     def add_api_key(self, tenant: str, key: str | None = None) -> str:
         """Store a key for the tenant (a new one unless given) and return it; only its hash is kept.
