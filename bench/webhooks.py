@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 A_JOBS = 60
@@ -80,11 +81,12 @@ def _rig(*, per_host: int | None) -> Iterator[Rig]:
 def _end_job(services: Any, tenant: str, url: str) -> float:
     """A job ended as its worker ends it (claim, terminal write, enqueue); when its final event was made."""
     from aijobs.models.jobs import JobRequest, Usage
+    from aijobs.pricing import Price
 
     job_id = services.jobs.submit_job(tenant=tenant, request=JobRequest(input="bench", callback_url=url)).id
     claimed = services.store.claim_job(job_id, lease_s=60).job
     final_event_at = time.monotonic()
-    services.store.complete_job(claimed, output_text="done", usage=Usage(), cost_usd=None)
+    services.store.complete_job(claimed, output_text="done", usage=Usage(), price=Price(Decimal(0), True))
     services.outbox.enqueue_final_event(job_id)
     return final_event_at
 

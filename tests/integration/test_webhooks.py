@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import boto3
@@ -22,6 +23,7 @@ from aijobs.local.stack import UvicornThread, load_handler
 from aijobs.local.template import LocalResources
 from aijobs.models.jobs import Job, JobRequest, Usage
 from aijobs.models.messages import DeliveryMessage
+from aijobs.pricing import Price
 from aijobs.services import Services
 from aijobs.webhooks.guard import CallbackGuard
 from aijobs.webhooks.sender import WebhookSender
@@ -263,7 +265,7 @@ def _finish_jobs(svc: Services, tenant: str, urls: list[str]) -> list[str]:
     for job_id in ids:
         claimed = svc.store.claim_job(job_id, lease_s=60).job
         assert claimed is not None
-        assert svc.store.complete_job(claimed, output_text="done", usage=Usage(), cost_usd=None)
+        assert svc.store.complete_job(claimed, output_text="done", usage=Usage(), price=Price(Decimal(0), True))
         assert svc.outbox.enqueue_final_event(job_id)
     return ids
 

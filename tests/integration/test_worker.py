@@ -35,8 +35,17 @@ def test_job_runs_to_completed_with_output_usage_and_cost(services: Services, wo
     assert job["status"] == "completed" and job["attempt"] == 1
     assert job["output"]["text"] == "Echo: hello worker"
     assert job["usage"] == {"input_tokens": 2, "output_tokens": 3, "total_tokens": 5, "estimated": False}
-    assert job["cost_usd"] > 0 and job["error"] is None
+    assert job["cost_usd"] > 0 and job["price_known"] is True and job["error"] is None
     assert job["created_at"] <= job["started_at"] <= job["completed_at"]
+
+
+def test_a_model_without_a_known_price_is_charged_at_the_fallback_and_says_so(
+        services: Services, worker_handler: Any) -> None:
+    job_id = _submit(services, "hello unknown", model="my-own-llama")
+    run_worker(services, worker_handler)
+    job = _job(services, job_id)
+    # 2 input and 3 output tokens at $10 and $30 per million: never free
+    assert job["status"] == "completed" and job["price_known"] is False and job["cost_usd"] == 0.00011
 
 
 def test_duplicate_delivery_runs_the_model_once(services: Services, worker_handler: Any,

@@ -1,27 +1,42 @@
-"""Cost estimates from a documented price table (USD per million tokens, list prices as of 2026-11).
+"""What a model call costs: genai-prices' bundled price snapshot (offline: no network at run time), a local table of
+overrides, and a documented fallback so that no model is ever free.
 
-Models that are not in the table get no estimate (``cost_usd`` null) rather than a wrong one.
+A model genai-prices does not know, and that is not overridden, is charged at ``FALLBACK_PER_MILLION`` (higher than
+most models' list prices): its cost is an estimate, and ``known`` says so (jobs show ``price_known: false``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 
-# model: (input USD / 1M tokens, output USD / 1M tokens)
-PRICES_PER_MILLION: dict[str, tuple[Decimal, Decimal]] = {
-    "gpt-4o": (Decimal("2.50"), Decimal("10.00")),
-    "gpt-4o-mini": (Decimal("0.15"), Decimal("0.60")),
-    "gpt-4.1": (Decimal("2.00"), Decimal("8.00")),
-    "gpt-4.1-mini": (Decimal("0.40"), Decimal("1.60")),
-    "gpt-4.1-nano": (Decimal("0.10"), Decimal("0.40")),
-    "o4-mini": (Decimal("1.10"), Decimal("4.40")),
-    "fake-model": (Decimal("0.15"), Decimal("0.60")),
+MILLION = 1_000_000
+# model: (input USD / 1M tokens, output USD / 1M tokens); wins over genai-prices
+OVERRIDES_PER_MILLION: dict[str, tuple[Decimal, Decimal]] = {
+    "fake-model": (Decimal("0.15"), Decimal("0.60")),  # the local fake model, priced as gpt-4o-mini
 }
+FALLBACK_PER_MILLION = (Decimal("10.00"), Decimal("30.00"))
+COST_QUANTUM = Decimal("0.00000001")
 
 
-def estimate_cost(model: str, *, input_tokens: int, output_tokens: int) -> Decimal | None:
-    prices = PRICES_PER_MILLION.get(model)
-    if prices is None:
-        return None
-    cost = (prices[0] * input_tokens + prices[1] * output_tokens) / Decimal(1_000_000)
-    return cost.quantize(Decimal("0.00000001"))
+@dataclass(frozen=True)
+class Price:
+    cost_usd: Decimal
+    known: bool  # False: the model's price is unknown and cost_usd is the fallback's estimate
+
+
+def estimate_cost(model: str, *, input_tokens: int, output_tokens: int) -> Price:
+    """The cost of a call's usage: the override, else genai-prices (tiers included), else the fallback."""
+    if model in OVERRIDES_PER_MILLION:
+        return Price(_per_million(OVERRIDES_PER_MILLION[model], input_tokens, output_tokens), True)
+    from genai_prices import Usage, calc_price  # its data loads on first use (about 0.5 s): most processes never price
+
+    try:
+        cost = calc_price(Usage(input_tokens=input_tokens, output_tokens=output_tokens), model_ref=model).total_price
+    except LookupError:
+        return Price(_per_million(FALLBACK_PER_MILLION, input_tokens, output_tokens), False)
+    return Price(Decimal(cost).quantize(COST_QUANTUM), True)
+
+
+def _per_million(prices: tuple[Decimal, Decimal], input_tokens: int, output_tokens: int) -> Decimal:
+    return ((prices[0] * input_tokens + prices[1] * output_tokens) / Decimal(MILLION)).quantize(COST_QUANTUM)

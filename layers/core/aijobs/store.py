@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from decimal import Decimal
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
@@ -45,6 +44,7 @@ from aijobs.ids import new_webhook_id
 from aijobs.models.common import ErrorDetail
 from aijobs.models.jobs import Job, JobRequest, JobStatus, Progress, Usage
 from aijobs.models.webhooks import FinalEvent
+from aijobs.pricing import Price
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import DynamoDBServiceResource
@@ -110,6 +110,10 @@ class RunRecord:
     duration_ms: int
     output_seq: int
     output_logged_chars: int
+
+
+def _price_fields(price: Price) -> dict[str, Any]:
+    return {"cost_usd": price.cost_usd, "price_known": price.known}
 
 
 def _run_fields(run: RunRecord | None) -> dict[str, int]:
@@ -346,11 +350,11 @@ class JobStore:
             return {"output_key": key}, "output_text"
         return {"output_text": output_text}, "output_key"
 
-    def complete_job(self, job: Job, *, output_text: str, usage: Usage, cost_usd: Decimal | None,
+    def complete_job(self, job: Job, *, output_text: str, usage: Usage, price: Price,
                      run: RunRecord | None = None) -> bool:
         output, stale = self._output(job, output_text)
         # A success clears the error of an earlier attempt.
-        return self._finish(job, JobStatus.completed, {**output, "usage": usage, "cost_usd": cost_usd,
+        return self._finish(job, JobStatus.completed, {**output, "usage": usage, **_price_fields(price),
                                                        **_run_fields(run)}, remove=("error", stale))
 
     def cancel_job(self, job: Job) -> bool:
@@ -358,12 +362,12 @@ class JobStore:
         lost and drops its outcome (``keep_cancelled_run`` keeps what the model made)."""
         return self._finish(job, JobStatus.cancelled, {}, expected=job.status)
 
-    def keep_cancelled_run(self, job: Job, *, output_text: str, usage: Usage, cost_usd: Decimal | None,
+    def keep_cancelled_run(self, job: Job, *, output_text: str, usage: Usage, price: Price,
                            run: RunRecord | None = None) -> bool:
         """On a job cancelled while this attempt ran: the output, usage and cost of the run (it was paid for)."""
         output, _ = self._output(job, output_text)
         return conditional(self._table.update_item, Key=job_key(job.id), **update_request(
-            set={**output, "usage": usage, "cost_usd": cost_usd, **_run_fields(run)},
+            set={**output, "usage": usage, **_price_fields(price), **_run_fields(run)},
             condition="#status = :cancelled AND #attempt = :attempt AND attribute_not_exists(#usage)",
             values={":cancelled": JobStatus.cancelled.value, ":attempt": job.attempt})) is not None
 

@@ -170,11 +170,11 @@ class Worker:
             if isinstance(completion, Stopped):
                 return await self._stopped(job, completion.text, run)
             usage = completion.usage
-            cost = estimate_cost(job.model, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
+            price = estimate_cost(job.model, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
             if not await asyncio.to_thread(self.store.complete_job, job, output_text=completion.text, usage=usage,
-                                           cost_usd=cost, run=run):
+                                           price=price, run=run):
                 if await asyncio.to_thread(self.store.keep_cancelled_run, job, output_text=completion.text,
-                                           usage=usage, cost_usd=cost, run=run):
+                                           usage=usage, price=price, run=run):
                     logger.info("job was cancelled while it ran: its output, usage and cost are kept")
                 else:
                     logger.info("job outcome dropped: claim lost")
@@ -225,10 +225,10 @@ class Worker:
     async def _stopped(self, job: Job, output_text: str, run: RunRecord) -> Outcome:
         """A call stopped by a cancel was billed for what it read and made: that usage and cost stay on the job."""
         usage = await asyncio.to_thread(stopped_call_usage, job.request, model=job.model, output_text=output_text)
-        cost = estimate_cost(job.model, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
+        price = estimate_cost(job.model, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
         count("ModelCallsAborted")
         if await asyncio.to_thread(self.store.keep_cancelled_run, job, output_text=output_text, usage=usage,
-                                   cost_usd=cost, run=run):
+                                   price=price, run=run):
             logger.info("job cancelled while it ran: its model call was stopped, its usage kept",
                         extra={"output_tokens": usage.output_tokens})
         else:

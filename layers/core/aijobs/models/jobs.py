@@ -129,6 +129,7 @@ class Job(BaseModel):
     output_key: str | None = None  # an output too large for the item, in the results bucket
     usage: Usage | None = None
     cost_usd: Decimal | None = None
+    price_known: bool | None = None  # False: the model's price is unknown, cost_usd is at the fallback price
     error: ErrorDetail | None = None
     attempt: int = 0
     lease_until: int | None = None
@@ -171,6 +172,7 @@ class Job(BaseModel):
             output=JobOutput(text=self.output_text) if self.output_text is not None else None,
             usage=self.usage,
             cost_usd=float(self.cost_usd) if self.cost_usd is not None else None,
+            price_known=self.price_known if self.cost_usd is not None else None,
             error=self.error,
             attempt=self.attempt,
             metadata=self.request.metadata,
@@ -200,6 +202,7 @@ class JobOut(BaseModel):
     output: JobOutput | None
     usage: Usage | None
     cost_usd: float | None
+    price_known: bool | None = None  # false: cost_usd is at the fallback price (the model's price is unknown)
     error: ErrorDetail | None
     attempt: int
     metadata: dict[str, str]
