@@ -57,9 +57,9 @@ class TenantStore:
                                                        "created_at": int(self._clock())},
                            ConditionExpression="attribute_not_exists(pk)") is not None
 
-    def tenant_created_at(self, tenant: str) -> int | None:
+    def tenant_created_at(self, tenant: str, *, consistent: bool = True) -> int | None:
         """When the tenant was created; None if it does not exist (never made, or deleted)."""
-        item = self._table.get_item(Key=tenant_key(tenant), ConsistentRead=True).get("Item")
+        item = self._table.get_item(Key=tenant_key(tenant), ConsistentRead=consistent).get("Item")
         return int(item["created_at"]) if item else None
 
     def put_api_key(self, *, key_hash: str, tenant: str, prefix: str) -> ApiKeyInfo:
@@ -85,7 +85,8 @@ class TenantStore:
         item = self._table.get_item(Key=api_key_key(key_hash)).get("Item")
         if not item:
             return None
-        created = self.tenant_created_at(str(item["tenant"]))
+        # Eventually consistent (half the read units): a deletion is seen within a second, well inside the cache.
+        created = self.tenant_created_at(str(item["tenant"]), consistent=False)
         if created is None or int(item.get("created_at", 0)) < created:
             return None
         return Tenant(id=str(item["tenant"]))
