@@ -125,6 +125,11 @@ def test_sams_transform_makes_the_stream_url_public_with_both_invoke_permissions
          "InvokedViaFunctionUrl": True},
         {"Action": "lambda:InvokeFunctionUrl", "FunctionName": {"Ref": "StreamFunction"}, "Principal": "*",
          "FunctionUrlAuthType": "NONE"}]
-    for function in ("ApiFunction", "StreamFunction"):  # the one managed policy, and no inline grants
+    for function in ("ApiFunction", "StreamFunction"):  # the one managed policy; inline, the admin key's secret alone
         role = resources[f"{function}Role"]["Properties"]
-        assert {"Ref": "ApiAccessPolicy"} in role["ManagedPolicyArns"] and "Policies" not in role, function
+        assert {"Ref": "ApiAccessPolicy"} in role["ManagedPolicyArns"], function
+        [inline] = role["Policies"]
+        condition, when_set, when_empty = inline["Fn::If"]
+        assert condition == "HasAdminKeySecret" and when_empty == {"Ref": "AWS::NoValue"}, function
+        assert when_set["PolicyDocument"]["Statement"] == [{
+            "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": {"Ref": "AdminKeySecretArn"}}]

@@ -162,6 +162,22 @@ def test_the_banner_names_a_real_models_base_url(monkeypatch: pytest.MonkeyPatch
     assert "model: https://api.openai.com/v1\n" in text
 
 
+@pytest.mark.parametrize("admin_key", ["", "aj_admin_local_0123456789"])
+def test_the_banner_says_whether_the_admin_api_is_on_and_never_prints_its_key(
+        monkeypatch: pytest.MonkeyPatch, admin_key: str) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:5000")
+    monkeypatch.setenv("AIJOBS_ADMIN_KEY", admin_key)
+
+    text = banner(url="http://127.0.0.1:8000", stack=LocalStack(env={}, api_keys={"aj_dev_k": "dev"},
+                                                               fake_model=UvicornThread(FastAPI(), 43210)))
+
+    if admin_key:
+        assert "Admin API (/v1/admin/): on" in text and admin_key not in text
+        assert "http://127.0.0.1:8000/v1/admin/tenants/acme/keys" in text and "$AIJOBS_ADMIN_KEY" in text
+    else:
+        assert "Admin API (/v1/admin/): off; set AIJOBS_ADMIN_KEY" in text
+
+
 def test_a_stream_whose_client_is_gone_at_a_send_is_aborted() -> None:
     """An ASGI 2.4 server raises OSError from ``send`` once the client is gone: the generator, left at a ``yield``,
     is closed at once and counts the abort (no token_ms: it never waits in a sleep to be cancelled in)."""

@@ -115,10 +115,42 @@ def test_template_holds_no_secret_value(template: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("function", ["ApiFunction", "StreamFunction"])
-def test_the_functions_serving_the_api_get_no_secret_permission(template: dict[str, Any], function: str) -> None:
-    policies = function_policies(template, function)
+def test_the_functions_serving_the_api_read_only_the_admin_key_secret_and_only_when_set(
+        template: dict[str, Any], function: str) -> None:
+    properties = template["Resources"][function]["Properties"]
+    conditional = [p["Fn::If"] for p in properties["Policies"] if isinstance(p, dict) and "Fn::If" in p]
+    unconditional = [p for p in properties["Policies"] if not (isinstance(p, dict) and "Fn::If" in p)]
 
-    assert policies and "secretsmanager" not in json.dumps(policies).lower()
+    assert unconditional and "secretsmanager" not in json.dumps(
+        [function_policies(template, function)[0]]).lower()  # ApiAccessPolicy: no secret at all
+    assert "secretsmanager" not in json.dumps(unconditional).lower()
+    assert conditional == [["HasAdminKeySecret", {"Statement": [{
+        "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": {"Ref": "AdminKeySecretArn"}}]},
+        {"Ref": "AWS::NoValue"}]]
+    assert properties["Environment"]["Variables"]["AIJOBS_ADMIN_KEY_SECRET_ARN"] == {"Ref": "AdminKeySecretArn"}
+    assert template["Conditions"]["HasAdminKeySecret"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "AdminKeySecretArn"}, ""]}]}
+    assert template["Parameters"]["AdminKeySecretArn"]["Default"] == ""  # the admin API is off unless asked for
+
+
+@pytest.mark.parametrize("function", ["WorkerFunction", "WebhookFunction", "SchedulerFunction", "SweeperFunction"])
+def test_no_other_function_can_read_the_admin_key(template: dict[str, Any], function: str) -> None:
+    assert "AdminKeySecretArn" not in json.dumps(template["Resources"][function])
+
+
+def test_every_function_gets_the_default_limits_from_the_parameters(template: dict[str, Any]) -> None:
+    from aijobs.settings import Settings
+
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    parameters = template["Parameters"]
+    defaults = Settings().default_limits()
+    for name, field in [("RequestsPerMinute", "requests_per_minute"), ("TokensPerMinute", "tokens_per_minute"),
+                        ("ConcurrentJobs", "concurrent_jobs"), ("DailyCostUsd", "daily_cost_usd"),
+                        ("DailyCostSoftUsd", "daily_cost_soft_usd")]:
+        assert variables[f"AIJOBS_LIMIT_{field.upper()}"] == {"Ref": f"Limit{name}"}
+        assert parameters[f"Limit{name}"]["Type"] == "Number"
+        # the template's default is the code's: a stack and the local one start alike
+        assert float(parameters[f"Limit{name}"]["Default"]) == getattr(defaults, field)
 
 
 def test_worker_reads_only_the_configured_secret_and_only_when_set(template: dict[str, Any]) -> None:

@@ -138,15 +138,15 @@ def test_no_function_may_scan_or_bypass_its_grants_with_partiql(template: dict[s
 GRANTS: dict[str, dict[str, set[str]]] = {
     "ApiFunction": {
         _key(JOBS_TABLE): {
-            "dynamodb:GetItem",  # the API key, jobs, schedules
-            "dynamodb:PutItem",  # jobs, schedules, signing secrets
+            "dynamodb:GetItem",  # the API key and its tenant, jobs, schedules, limits
+            "dynamodb:PutItem",  # jobs, schedules, signing secrets; admin: keys, limits, audit entries
             "dynamodb:UpdateItem",  # secrets rotated out, the webhook marks on redeliver
-            "dynamodb:DeleteItem",  # schedules
+            "dynamodb:DeleteItem",  # schedules; admin: a revoked key, a deleted tenant's items
             "dynamodb:BatchGetItem",  # POST /v1/jobs/status
             "dynamodb:BatchWriteItem",  # POST /v1/jobs/batch, jobs removed when their enqueue fails
-            "dynamodb:Query",  # signing secrets, the delivery ledger
+            "dynamodb:Query",  # signing secrets, the delivery ledger; admin: a tenant's items, the audit
         },
-        _key(_index("gsi1")): {"dynamodb:Query"},
+        _key(_index("gsi1")): {"dynamodb:Query"},  # a tenant's jobs, schedules, and (admin) keys
         _key(_index("gsi2")): {"dynamodb:Query"},
         # Powertools idempotency: get, put (conditional), update (completion), delete (on failure)
         _key(IDEMPOTENCY_TABLE): {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",

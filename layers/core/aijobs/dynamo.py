@@ -12,6 +12,11 @@ about it can get stuck any more.
 | tenant's limits | ``TENANT#<t>`` | ``LIMITS`` | | |
 | signing secret | ``TENANT#<t>`` | ``WHSEC#<ulid>`` (newest last) | | |
 | API key | ``KEY#<sha256>`` | ``KEY`` | | |
+| API key by id | ``APIKEY#<key id>`` | ``APIKEY`` | ``APIKEYS#<t>`` / key id | |
+| admin audit entry | ``AUDIT`` | ``<ulid>`` (newest last) | | |
+
+An API key has two items: the one authentication reads (by the key's hash; keys made before key ids have only this
+one, without ``key_id``) and the one lists and revocation read (by id, and per tenant in gsi1).
 | schedule | ``SCHEDULE#<id>`` | ``SCHEDULE`` | ``SCHEDULES#<t>`` / id | |
 """
 
@@ -87,6 +92,22 @@ SECRET_PREFIX = "WHSEC#"
 
 def api_key_key(key_hash: str) -> Key:
     return {"pk": f"KEY#{key_hash}", "sk": "KEY"}
+
+
+def api_key_id_key(key_id: str) -> Key:
+    return {"pk": f"APIKEY#{key_id}", "sk": "APIKEY"}
+
+
+def api_keys_partition(tenant: str) -> str:
+    """A tenant's keys in gsi1, by id."""
+    return f"APIKEYS#{tenant}"
+
+
+AUDIT_PARTITION = "AUDIT"  # admin actions are rare: one partition, read newest first by primary key
+
+
+def audit_key(ulid: str) -> Key:
+    return {"pk": AUDIT_PARTITION, "sk": ulid}
 
 
 def schedule_key(schedule_id: str) -> Key:

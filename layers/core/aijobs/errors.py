@@ -48,6 +48,19 @@ class AuthenticationError(AijobsError):
     status = 401
 
 
+class Forbidden(AijobsError):
+    """The caller may not do this (its tenant's limits say so); nothing was written."""
+
+    type = "permission_denied"
+    status = 403
+
+
+class ModelNotAllowed(Forbidden):
+    def __init__(self, model: str) -> None:
+        # The model is the caller's own input, checked printable ASCII of at most 128 characters (JobRequest).
+        super().__init__(f"the model {model} is not in this tenant's allowed_models", code="model_not_allowed")
+
+
 class NotFound(AijobsError):
     type = "not_found"
     status = 404

@@ -33,6 +33,11 @@ def new_webhook_id() -> str:
     return f"msg_{new_ulid()}"
 
 
+def new_key_id() -> str:
+    """An API key's public id: what lists and revocation name, never the key or its hash."""
+    return f"key_{new_ulid()}"
+
+
 def new_api_key() -> str:
     return f"aj_{secrets.token_urlsafe(32)}"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,10 +11,18 @@ from pydantic import ValidationError
 
 from aijobs.clock import Clock, system_clock
 from aijobs.dynamo import Page
-from aijobs.errors import AijobsError, Conflict, InvalidRequest, ServiceUnavailable, from_validation_errors
+from aijobs.errors import (
+    AijobsError,
+    Conflict,
+    InvalidRequest,
+    ModelNotAllowed,
+    ServiceUnavailable,
+    from_validation_errors,
+)
 from aijobs.idempotency import RequestKey
 from aijobs.ids import new_job_id
 from aijobs.models.jobs import Job, JobRequest, JobStatus, JobStatusItem
+from aijobs.models.tenants import Limits
 from aijobs.observability import count, logger
 from aijobs.queues import JobQueue
 from aijobs.store import JobStore
@@ -31,14 +40,25 @@ class JobService:
     outbox: WebhookOutbox | None = None  # queues the webhook of a job cancelled here
     callbacks: CallbackGuard = field(default_factory=CallbackGuard)
     clock: Clock = system_clock
+    # A tenant's limits in force (TenantService.limits); None: no limits (tests of the job domain alone)
+    limits: Callable[[str], Limits] | None = None
+
+    def check_model(self, tenant: str, request: JobRequest) -> str:
+        """The job's model (the default when it names none); ``ModelNotAllowed`` if the tenant's limits exclude it."""
+        model = request.model or self.default_model
+        allowed = self.limits(tenant).allowed_models if self.limits is not None else None
+        if allowed is not None and model not in allowed:
+            raise ModelNotAllowed(model)
+        return model
 
     def _new_job(self, tenant: str, request: JobRequest, *, schedule_id: str | None = None,
                  job_id: str | None = None, retry_of: str | None = None) -> Job:
+        model = self.check_model(tenant, request)  # 403, and nothing is written
         if request.callback_url is not None:
             self.callbacks.check_url(request.callback_url)  # a forbidden URL is a 422 and nothing is written
         now = int(self.clock())
         return Job(id=job_id or new_job_id(), tenant=tenant, status=JobStatus.queued,
-                   model=request.model or self.default_model, request=request, created_at=now,
+                   model=model, request=request, created_at=now,
                    expires_at=now + self.retention_s, schedule_id=schedule_id, retry_of=retry_of)
 
     def submit_job(self, *, tenant: str, request: JobRequest, schedule_id: str | None = None,
@@ -70,7 +90,7 @@ class JobService:
                 results.append(self._new_job(tenant, JobRequest.model_validate(item)))
             except ValidationError as exc:
                 results.append(from_validation_errors(exc.errors()))
-            except InvalidRequest as exc:
+            except (InvalidRequest, ModelNotAllowed) as exc:
                 results.append(exc)
         submitted = iter(self._submit([r for r in results if isinstance(r, Job)], key))
         return [next(submitted) if isinstance(r, Job) else r for r in results]

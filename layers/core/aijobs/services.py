@@ -39,6 +39,7 @@ class Services:
     # Made with the services, not on first use: the local stack's poller threads may race to build the dispatcher
     # (cached_property has no lock), and the cap must be one count per process whichever dispatcher they get.
     webhook_slots: HostSlots = field(init=False)
+    _admin_key_value: str | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.webhook_slots = HostSlots(self.settings.webhook_max_in_flight_per_host)
@@ -93,7 +94,8 @@ class Services:
     def jobs(self) -> JobService:
         return JobService(store=self.store, queue=self.job_queue, default_model=self.settings.default_model,
                           retention_s=self.settings.retention_s, request_key_ttl_s=self.settings.idempotency_ttl_s,
-                          callbacks=self.callback_guard, outbox=self.outbox, clock=self.clock)
+                          callbacks=self.callback_guard, outbox=self.outbox, clock=self.clock,
+                          limits=lambda tenant: self.tenants.limits(tenant))
 
     @cached_property
     def job_waits(self) -> JobWaits:
@@ -114,7 +116,8 @@ class Services:
                              secret_overlap_s=self.settings.webhook_secret_overlap_s,
                              failures=FailedAuthentications(limit=self.settings.auth_failures_limit,
                                                             window_s=self.settings.auth_failures_window_s,
-                                                            clock=self.clock))
+                                                            clock=self.clock),
+                             admin_key=self._admin_key, schedules=lambda: self.schedules)
 
     @cached_property
     def outbox(self) -> WebhookOutbox:
@@ -183,6 +186,19 @@ class Services:
                        dead_letters=dead_letters if self.settings.jobs_dead_letter_queue_url else None,
                        resend_after_s=self.settings.sweep_resend_after_s, limit=self.settings.sweep_limit,
                        clock=self.clock)
+
+    def _admin_key(self) -> str | None:
+        """The admin key (None: the admin API is off): AIJOBS_ADMIN_KEY, else the secret AIJOBS_ADMIN_KEY_SECRET_ARN
+        names, read on the first admin request and kept for the process (a failed read is tried again next time)."""
+        if self.settings.admin_key is not None:
+            return self.settings.admin_key.get_secret_value() or None
+        if not self.settings.admin_key_secret_arn:
+            return None
+        if self._admin_key_value is None:
+            secrets = self.session.client("secretsmanager")
+            value = str(secrets.get_secret_value(SecretId=self.settings.admin_key_secret_arn)["SecretString"])
+            self._admin_key_value = value.strip()
+        return self._admin_key_value or None
 
     def _model_api_key(self) -> str:
         if self.settings.model_api_key is not None:

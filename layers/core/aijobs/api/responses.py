@@ -16,6 +16,7 @@ _ERRORS: dict[int, tuple[str, dict[str, Any]]] = {
     400: ("The body is not valid JSON (`invalid_json`)", {}),
     401: ("No API key, or one that is not valid (`missing_api_key`, `invalid_api_key`)",
           {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}}),
+    403: ("The tenant's limits do not allow this: a model not in its `allowed_models` (`model_not_allowed`)", {}),
     404: ("No such job or schedule for this tenant", {}),
     409: ("A conflict: a request with the same Idempotency-Key still in progress, or a state that does not allow "
           "this now; `retryable` says whether trying again may help", _RETRY_AFTER),

@@ -210,7 +210,20 @@ API keys: {", ".join(f"{tenant}={k}" for k, tenant in stack.api_keys.items())}
   curl -s {url}/v1/schedules -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\
        -d '{{"expression": "rate(1 minute)", "job": {{"input": "What time is it?"}}}}'
 
+{admin_api_line(url)}
 Ctrl-C stops everything; data lives only as long as this process.
+"""
+
+
+def admin_api_line(url: str) -> str:
+    """Whether /v1/admin/ is on (AIJOBS_ADMIN_KEY set), with examples that read the key from the environment: the
+    banner never prints it."""
+    if not os.environ.get("AIJOBS_ADMIN_KEY"):
+        return "Admin API (/v1/admin/): off; set AIJOBS_ADMIN_KEY to turn it on.\n"
+    return f"""Admin API (/v1/admin/): on, with the key in AIJOBS_ADMIN_KEY (not shown here):
+  curl -s -X POST {url}/v1/admin/tenants/acme/keys -H "Authorization: Bearer $AIJOBS_ADMIN_KEY"
+  curl -s -X PUT {url}/v1/admin/tenants/acme/limits -H "Authorization: Bearer $AIJOBS_ADMIN_KEY" \\
+       -H 'Content-Type: application/json' -d '{{"requests_per_minute": 60}}'
 """
 
 

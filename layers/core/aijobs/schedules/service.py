@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from aijobs.clock import Clock, system_clock
 from aijobs.dynamo import Page
-from aijobs.errors import Conflict, InvalidRequest, NotFound
+from aijobs.errors import Conflict, InvalidRequest, ModelNotAllowed, NotFound
 from aijobs.idempotency import RequestKey
 from aijobs.ids import derived_job_id, new_schedule_id
 from aijobs.jobs import JobService
@@ -48,7 +48,7 @@ class ScheduleService:
     def create_schedule(self, *, tenant: str, request: ScheduleRequest) -> Schedule:
         """Store the schedule, then create its EventBridge schedule; if that fails the item is removed again."""
         self._check_timing(request.expression, request.timezone)
-        self._check_job(request.job)
+        self._check_job(tenant, request.job)
         now = int(self.clock())
         schedule = Schedule(id=new_schedule_id(), tenant=tenant, expression=request.expression,
                             timezone=request.timezone, job=request.job, enabled=request.enabled,
@@ -87,7 +87,7 @@ class ScheduleService:
         if timing or enabling:
             self._check_timing(schedule.expression, schedule.timezone)
         if "job" in changes:
-            self._check_job(schedule.job)
+            self._check_job(tenant, schedule.job)
         in_eventbridge = timing or "enabled" in changes  # the job is read at fire time: EventBridge keeps no copy
         if in_eventbridge:
             self.eventbridge.update(schedule)
@@ -145,6 +145,10 @@ class ScheduleService:
                                 at_ms=int(due.timestamp() * 1000))
         try:
             self.jobs.submit_job(tenant=tenant, request=request, schedule_id=event.schedule_id, job_id=job_id)
+        except ModelNotAllowed:
+            # The tenant's allowed_models changed since the schedule was made: no job, and nothing to retry.
+            logger.info("fire skipped: model not allowed", extra=log)
+            return FireOutcome(outcome="skipped", schedule_id=event.schedule_id, reason="model_not_allowed")
         except Conflict as exc:
             if exc.code != "job_exists":
                 raise
@@ -165,8 +169,9 @@ class ScheduleService:
             raise InvalidRequest(f"{expression_text} never fires from now on in {timezone} (a time that a "
                                  "daylight-saving change skips does not fire)", code="invalid_expression")
 
-    def _check_job(self, request: JobRequest) -> None:
+    def _check_job(self, tenant: str, request: JobRequest) -> None:
         # What submit_job would refuse, refused now rather than at every fire.
+        self.jobs.check_model(tenant, request)
         if request.callback_url is not None:
             self.jobs.callbacks.check_url(request.callback_url)
 

@@ -43,7 +43,7 @@ def requested_wait(prefer: str | None, wait: int | None) -> int:
 
 @router.post("", status_code=202, response_model=JobOut,
              responses={200: {"model": JobOut, "description": "Finished within the requested wait"},
-                        **errors(400, 409, 413, 422, 503)})
+                        **errors(400, 403, 409, 413, 422, 503)})
 async def submit_job(body: JobRequest, tenant: TenantDep, jobs: JobsDep, waits: WaitsDep,
                      idempotent: IdempotentDep, base: StreamBaseDep, prefer: Annotated[str | None, Header()] = None,
                      wait: Annotated[int | None, Query(ge=0, le=3600)] = None) -> JSONResponse:
@@ -98,7 +98,8 @@ def cancel_job(job_id: JobId, tenant: TenantDep, jobs: JobsDep, base: StreamBase
     return jobs.cancel_job(tenant=tenant.id, job_id=job_id).to_public(stream_base=base)
 
 
-@router.post("/{job_id}/retry", status_code=202, response_model=JobOut, responses=errors(404, 409, 422, 503))
+@router.post("/{job_id}/retry", status_code=202, response_model=JobOut,
+             responses=errors(403, 404, 409, 422, 503))
 def retry_job(job_id: JobId, tenant: TenantDep, jobs: JobsDep, idempotent: IdempotentDep,
               base: StreamBaseDep) -> JSONResponse:
     """Run a failed or cancelled job again: 202 with the new job (`retry_of` names the original, which shows

@@ -15,7 +15,7 @@ from aijobs.models.schedules import ScheduleList, ScheduleOut, ScheduleRequest, 
 router = APIRouter(prefix="/v1/schedules", tags=["schedules"], responses=errors(401, 429, 500))
 
 
-@router.post("", status_code=201, response_model=ScheduleOut, responses=errors(400, 409, 413, 422, 503))
+@router.post("", status_code=201, response_model=ScheduleOut, responses=errors(400, 403, 409, 413, 422, 503))
 def create_schedule(body: ScheduleRequest, tenant: TenantDep, schedules: SchedulesDep,
                     idempotent: IdempotentDep) -> JSONResponse:
     """Create a schedule: its job is submitted at every fire of `expression`, read in `timezone`."""
@@ -38,7 +38,8 @@ def get_schedule(schedule_id: ScheduleId, tenant: TenantDep, schedules: Schedule
     return schedules.to_public(schedules.get_schedule(tenant=tenant.id, schedule_id=schedule_id))
 
 
-@router.patch("/{schedule_id}", response_model=ScheduleOut, responses=errors(400, 404, 409, 413, 422, 503))
+@router.patch("/{schedule_id}", response_model=ScheduleOut,
+              responses=errors(400, 403, 404, 409, 413, 422, 503))
 def update_schedule(schedule_id: ScheduleId, body: ScheduleUpdate, tenant: TenantDep,
                     schedules: SchedulesDep) -> ScheduleOut:
     """Change a schedule's expression, timezone, job or enabled; the fields left out stay as they are."""
@@ -52,7 +53,8 @@ def delete_schedule(schedule_id: ScheduleId, tenant: TenantDep, schedules: Sched
     return Response(status_code=204)
 
 
-@router.post("/{schedule_id}/run", status_code=202, response_model=JobOut, responses=errors(404, 409, 422, 503))
+@router.post("/{schedule_id}/run", status_code=202, response_model=JobOut,
+             responses=errors(403, 404, 409, 422, 503))
 def run_schedule(schedule_id: ScheduleId, tenant: TenantDep, schedules: SchedulesDep,
                  idempotent: IdempotentDep, base: StreamBaseDep) -> JSONResponse:
     """Fire the schedule now, enabled or not: 202 with the new job."""
