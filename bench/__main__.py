@@ -44,7 +44,7 @@ def _lifecycle_block(measured: dict[str, Any]) -> dict[str, Any]:
 
 
 def collect() -> dict[str, Any]:
-    from bench import capacity, cost, imports, lifecycle, lists, reliability, streams, waiters, webhooks
+    from bench import capacity, cost, fairness, imports, lifecycle, lists, reliability, streams, waiters, webhooks
 
     started = time.perf_counter()
     imported = imports.measure()
@@ -65,6 +65,7 @@ def collect() -> dict[str, Any]:
         raise SystemExit("FAIL: a fault lost or doubled a job:\n  " + "\n  ".join(broken))
     isolation = webhooks.measure()
     live = streams.measure()
+    concurrency = fairness.measure()
     return {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "source": _source(),
@@ -95,6 +96,10 @@ def collect() -> dict[str, Any]:
         "stream_wru_per_s": live["stream_wru_per_s"],
         "cancel_to_abort_ms": live["cancel_to_abort_ms"],
         "live_jobs": live,
+        "concurrency_limit_extra_wru_per_job": concurrency["cost"]["extra_wru_per_job"],
+        "concurrency_limit_extra_requests_per_job": concurrency["cost"]["extra_requests_per_job"],
+        "fairness_small_tenant_wait_ratio": concurrency["fairness"]["ratio"],
+        "concurrency": concurrency,
         "bench_seconds": round(time.perf_counter() - started, 1),
     }
 
@@ -108,7 +113,7 @@ def _row(*cells: Any, widths: tuple[int, ...]) -> str:
 
 
 def render(r: dict[str, Any]) -> str:
-    from bench import lists, reliability, streams, waiters, webhooks
+    from bench import fairness, lists, reliability, streams, waiters, webhooks
 
     commit = (r["source"]["commit"] or "unknown")[:10]
     dirty = len(r["source"]["uncommitted_code_changes"])
@@ -121,6 +126,7 @@ def render(r: dict[str, Any]) -> str:
     sections = [[header], _render_imports(r), _render_lifecycle(r), _render_cost(r), batch,
                 waiters.render(r["waiters"]), reliability.render(r["reliability"]), lists.render(r["lists"]),
                 webhooks.render(r["webhook_isolation"]), streams.render(r["live_jobs"]),
+                fairness.render(r["concurrency"]),
                 [f"wrote {OUTPUT.relative_to(ROOT)} in {r['bench_seconds']} s"]]
     return "\n\n".join("\n".join(lines) for lines in sections)
 

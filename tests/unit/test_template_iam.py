@@ -188,3 +188,14 @@ def test_metrics_go_out_through_the_logs_so_no_function_may_put_metric_data(temp
     for function in FUNCTIONS:
         assert "cloudwatch:" not in json.dumps(function_policies(template, function)).lower(), function
         assert "CloudWatchPutMetricPolicy" not in json.dumps(function_policies(template, function)), function
+
+
+def test_the_worker_may_send_a_held_back_jobs_message_again_to_the_jobs_queue_only(template: dict[str, Any]) -> None:
+    policies = function_policies(template, "WorkerFunction")
+
+    # SendAgainIn: a job over its tenant's concurrency limit is re-sent with a delay, not made visible again
+    assert {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["JobsQueue", "QueueName"]}}} in policies
+    sends = [p for p in policies if "SQSSendMessagePolicy" in p]
+    assert {json.dumps(p) for p in sends} == {
+        json.dumps({"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": [queue, "QueueName"]}}})
+        for queue in ("JobsQueue", "DeliveriesQueue")}

@@ -10,6 +10,7 @@ about it can get stuck any more.
 | delivery attempt | ``JOB#<id>`` | ``DELIVERY#<webhook id>#<attempt 0-padded>`` | | |
 | tenant | ``TENANT#<t>`` | ``TENANT`` | | |
 | tenant's limits | ``TENANT#<t>`` | ``LIMITS`` | | |
+| tenant's concurrency slots (concurrency.py) | ``TENANT#<t>`` | ``SLOTS`` | | |
 | signing secret | ``TENANT#<t>`` | ``WHSEC#<ulid>`` (newest last) | | |
 | API key | ``KEY#<sha256>`` | ``KEY`` | | |
 | API key by id | ``APIKEY#<key id>`` | ``APIKEY`` | ``APIKEYS#<t>`` / key id | |
@@ -76,6 +77,10 @@ def tenant_key(tenant: str) -> Key:
 
 def limits_key(tenant: str) -> Key:
     return {"pk": tenant_partition(tenant), "sk": "LIMITS"}
+
+
+def slots_key(tenant: str) -> Key:
+    return {"pk": tenant_partition(tenant), "sk": "SLOTS"}
 
 
 def tenant_partition(tenant: str) -> str:

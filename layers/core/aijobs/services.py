@@ -174,8 +174,11 @@ class Services:
                             base_delay_s=self.settings.retry_base_delay_s,
                             max_delay_s=self.settings.retry_max_delay_s,
                             max_retry_after_s=self.settings.retry_after_max_s)
+        from aijobs.concurrency import TenantSlots
+
         return Worker(store=self.store, provider=provider, retry=retry, lease_s=self.settings.job_lease_s,
-                      outbox=self.outbox, clock=self.clock)
+                      outbox=self.outbox, clock=self.clock, slots=TenantSlots(table=self.table, clock=self.clock),
+                      concurrent_jobs=lambda tenant: self.tenants.limits(tenant).concurrent_jobs)
 
     @cached_property
     def sweeper(self) -> Sweeper:

@@ -76,6 +76,7 @@ class JobState(NamedTuple):
     tenant: str
     status: JobStatus
     attempt: int = 0
+    created_at: int = 0
 
 
 def read_job(item: dict[str, Any]) -> Job:
@@ -121,7 +122,7 @@ def _run_fields(run: RunRecord | None) -> dict[str, int]:
                                    "output_logged_chars": run.output_logged_chars}
 
 
-_STATE_FIELDS = ("id", "tenant", "status", "attempt", "expires_at")
+_STATE_FIELDS = ("id", "tenant", "status", "attempt", "expires_at", "created_at")
 
 
 def _projection(fields: tuple[str, ...]) -> dict[str, Any]:
@@ -243,7 +244,8 @@ class JobStore:
         if not item or "id" not in item or ("expires_at" in item and _number(item["expires_at"]) < self._now()):
             return "", None
         return str(item["id"]), JobState(tenant=str(item["tenant"]), status=JobStatus(item["status"]),
-                                         attempt=int(_number(item.get("attempt", 0))))
+                                         attempt=int(_number(item.get("attempt", 0))),
+                                         created_at=int(_number(item.get("created_at", 0))))
 
     def _batch_get(self, keys: list[Key], *, consistent: bool,
                    fields: tuple[str, ...] | None = None) -> Iterator[dict[str, Any]]:

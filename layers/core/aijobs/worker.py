@@ -8,7 +8,9 @@ What the worker promises, whatever fails (the sweeper covers what a dead process
   for its lease instead of being dropped;
 - a job whose worker died is taken over once its lease has run out, and runs alone, after the other jobs of its
   batch, so that a job that kills the process costs only its own attempts;
-- every job ends within ``max_attempts``; a failed job's error is final (``retryable: false``).
+- every job ends within ``max_attempts``; a failed job's error is final (``retryable: false``);
+- at most a tenant's ``concurrent_jobs`` run at once (concurrency.py): a job over it stays queued and its message
+  is sent again later (``SendAgainIn``), so waiting never walks it toward the dead-letter queue.
 """
 
 from __future__ import annotations
@@ -16,25 +18,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import random
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aijobs.clock import Clock, system_clock
+from aijobs.concurrency import Slot
 from aijobs.errors import AijobsError, ProviderError
 from aijobs.models.jobs import Job, JobStatus, Progress
 from aijobs.observability import count, log_context, logger
-from aijobs.outcomes import DONE, Outcome, RetryIn
+from aijobs.outcomes import DONE, Outcome, RetryIn, SendAgainIn
 from aijobs.pricing import estimate_cost
 from aijobs.providers import Completion, ModelProvider
 from aijobs.retry import RetryPolicy
-from aijobs.store import JobStore, RunRecord
+from aijobs.store import Claim, JobStore, RunRecord
 from aijobs.tokens import stopped_call_usage
 
 if TYPE_CHECKING:
+    from aijobs.concurrency import TenantSlots
     from aijobs.webhooks.outbox import WebhookOutbox
 
 ATTEMPTS_EXHAUSTED = AijobsError("the job did not finish within its attempts", code="attempts_exhausted")
@@ -49,6 +54,11 @@ LEASE_MARGIN_S = 5
 FLUSH_S = 0.25
 QUIET_FLUSH_S = 1.0
 CANCEL_CHECK_S = 0.5
+# A job held back by its tenant's concurrency limit looks again after a quarter of what it has waited so far (1 s to
+# HOLD_MAX_S, with jitter): a slot that frees is found within about a quarter of the wait behind it, and a backlog
+# of N held jobs looks about N / HOLD_MAX_S times a second, however long it waits.
+HOLD_MIN_S = 1
+HOLD_MAX_S = 30
 
 
 @dataclass
@@ -99,8 +109,12 @@ class _Isolation:
 class Worker:
     def __init__(self, *, store: JobStore, provider: ModelProvider, retry: RetryPolicy, lease_s: int,
                  outbox: WebhookOutbox | None = None, clock: Clock = system_clock,
-                 cancel_check_s: float = CANCEL_CHECK_S, flush_s: float = FLUSH_S) -> None:
+                 cancel_check_s: float = CANCEL_CHECK_S, flush_s: float = FLUSH_S,
+                 slots: TenantSlots | None = None, concurrent_jobs: Callable[[str], int] | None = None) -> None:
         self.store = store
+        # The tenants' concurrency slots, and a tenant's limit; without them no limit is kept.
+        self.slots = slots if concurrent_jobs is not None else None
+        self.concurrent_jobs = concurrent_jobs
         self.provider = provider
         self.retry = retry
         self.lease_s = lease_s
@@ -121,9 +135,13 @@ class Worker:
         """Claim the job and run it; ``sent_at`` is when its message was sent (a message may arrive first)."""
         isolation = self._isolation()
         async with isolation.running():
-            claim = await asyncio.to_thread(self.store.claim_job, job_id, lease_s=self.lease_s)
+            # One thread hop, as the claim alone took: the batch's jobs keep their order in reaching the model.
+            claimed = await asyncio.to_thread(self._claim_in_slot, job_id)
+            if not isinstance(claimed, tuple):
+                return claimed  # held back
+            claim, slot = claimed
             if claim.job is not None:
-                return await self._run_claimed(claim.job)
+                return await self._run_in_slot(claim.job, slot)
         current = claim.current
         if current is None:
             return self._missing(job_id, sent_at)
@@ -142,10 +160,84 @@ class Worker:
             async with isolation.isolated():
                 if time.monotonic() - isolation.started + current.request.timeout_s + 60 > self.lease_s:
                     return RetryIn(0)  # not enough of this invocation left to run it alone: in the next one
-                claim = await asyncio.to_thread(self.store.take_over, current.id, lease_s=self.lease_s)
+                # The dead worker's slot ended with its lease: the job needs one again, like any other.
+                claimed = await asyncio.to_thread(self._take_over_in_slot, current)
+                if not isinstance(claimed, tuple):
+                    return claimed  # held back
+                claim, slot = claimed
                 if claim.job is None:
                     return RetryIn(LEASE_MARGIN_S)  # someone else took it: look again shortly
-                return await self._run_claimed(claim.job)
+                return await self._run_in_slot(claim.job, slot)
+
+    # --- concurrency slots (concurrency.py) -------------------------------------------------------
+
+    def _claim_in_slot(self, job_id: str) -> tuple[Claim, Slot | None] | Outcome:
+        """Claim a queued job under a concurrency slot taken first, or the outcome that holds it back. A job that is
+        not queued (running, finished, missing) takes no slot: its claim fails and it goes its usual way."""
+        slot = None
+        if self.slots is not None:
+            state = self.store.get_state(job_id)
+            if state is not None and state.status is JobStatus.queued:
+                taken = self._take_slot(state.tenant, state.created_at)
+                if taken is not None and not isinstance(taken, Slot):
+                    return taken
+                slot = taken
+        claim = self.store.claim_job(job_id, lease_s=self.lease_s)
+        if claim.job is None:
+            self._give_back_now(slot)
+            slot = None
+        return claim, slot
+
+    def _take_over_in_slot(self, current: Job) -> tuple[Claim, Slot | None] | Outcome:
+        slot = self._take_slot(current.tenant, current.created_at)
+        if slot is not None and not isinstance(slot, Slot):
+            return slot
+        claim = self.store.take_over(current.id, lease_s=self.lease_s)
+        if claim.job is None:
+            self._give_back_now(slot)
+            slot = None
+        return claim, slot
+
+    def _take_slot(self, tenant: str, created_at: int) -> Slot | Outcome | None:
+        """A slot for the tenant's job (None: no limits are kept), or the outcome that holds the job back."""
+        if self.slots is None or self.concurrent_jobs is None:
+            return None
+        limit = self.concurrent_jobs(tenant)
+        slot = self.slots.take(tenant, limit=limit, lease_s=self.lease_s)
+        if slot is not None:
+            return slot
+        waited = max(0.0, self.clock() - created_at)
+        delay = math.ceil(min(HOLD_MAX_S, max(HOLD_MIN_S, waited / 4)) * random.uniform(1.0, 1.5))
+        logger.info("job held back: its tenant runs as many jobs as it may",
+                    extra={"tenant": tenant, "concurrent_jobs": limit, "delay_s": delay})
+        count("JobsHeldBack")
+        return SendAgainIn(delay)
+
+    async def _run_in_slot(self, job: Job, slot: Slot | None) -> Outcome:
+        """Run a claimed job; its slot is given back however the attempt stops running (a dead process's slot ends
+        with its lease instead)."""
+        try:
+            outcome = await self._run_claimed(job)
+        except Exception:
+            await self._give_back(slot)
+            raise
+        # Not in a `finally`: a BaseException is the process going down, and awaiting there would let the batch's
+        # other jobs run on in a dying process. Its slots end with their leases, as a killed process's do.
+        await self._give_back(slot)
+        return outcome
+
+    async def _give_back(self, slot: Slot | None) -> None:
+        if slot is not None:
+            await asyncio.to_thread(self._give_back_now, slot)
+
+    def _give_back_now(self, slot: Slot | None) -> None:
+        if slot is None or self.slots is None:
+            return
+        try:
+            self.slots.give_back(slot)
+        except Exception:
+            # The job's outcome stands: the slot ends with its lease instead, holding one of the tenant's slots.
+            logger.exception("concurrency slot not given back; it ends with its lease", extra={"tenant": slot.tenant})
 
     def _missing(self, job_id: str, sent_at: float | None) -> Outcome:
         age = self.clock() - sent_at if sent_at is not None else math.inf

@@ -1,0 +1,297 @@
+"""Concurrency limits (issue 11, item 4): at most ``concurrent_jobs`` of a tenant in_progress at once, across
+workers; jobs over it stay queued and start as slots free, never failed, dropped, dead-lettered or run twice.
+
+Most tests run the real worker handler under the simulator (tests/simulation.py: SQS delays and leases on the
+services' clock, so a 15-minute lease costs no wall time). The burst test runs real worker invocations in threads,
+as concurrent Lambda instances would, and checks the order jobs started in, never how long anything took.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
+
+import boto3
+import pytest
+from boto3.dynamodb.conditions import Attr
+
+from aijobs.concurrency import TenantSlots
+from aijobs.errors import Conflict
+from aijobs.local.stack import UvicornThread
+from aijobs.local.template import LocalResources
+from aijobs.models.jobs import JobRequest, JobStatus
+from aijobs.models.tenants import TenantLimits
+from aijobs.services import Services
+from aijobs.store import Claim
+from tests.faults import register_hooks
+from tests.helpers import eventually
+from tests.integration.conftest import TENANT_A, TENANT_B, run_worker
+from tests.simulation import Simulator
+
+AWS = tuple[boto3.session.Session, LocalResources]
+
+
+class ClaimLog:
+    """Every successful claim (or take-over), with how many of its tenant's jobs were running right after it,
+    counted from the table (not from the worker's own bookkeeping): in_progress under a lease that holds (a job
+    whose worker died reads in_progress until it is taken over, but runs nowhere and holds no slot)."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.order: list[tuple[str, str]] = []  # (tenant, job id), in the order they were claimed
+        self.peak: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def installed(self) -> Iterator[ClaimLog]:
+        store = self.services.store
+        real = {name: getattr(store, name) for name in ("claim_job", "take_over")}
+
+        def counted(name: str) -> Callable[..., Claim]:
+            def claim(job_id: str, *, lease_s: int) -> Claim:
+                result = real[name](job_id, lease_s=lease_s)
+                if result.job is not None:
+                    self._note(result.job.tenant, job_id)
+                return result
+            return claim
+
+        for name in real:
+            setattr(store, name, counted(name))
+        try:
+            yield self
+        finally:
+            for name in real:
+                delattr(store, name)
+
+    def _note(self, tenant: str, job_id: str) -> None:
+        running = self.services.table.scan(
+            FilterExpression=Attr("sk").eq("JOB") & Attr("tenant").eq(tenant)
+            & Attr("status").eq(JobStatus.in_progress.value) & Attr("lease_until").gte(int(self.services.clock())),
+            ConsistentRead=True)["Items"]
+        with self._lock:
+            self.order.append((tenant, job_id))
+            self.peak[tenant] = max(self.peak[tenant], len(running))
+
+
+def _submit(services: Services, tenant: str, prompt: str) -> str:
+    return services.jobs.submit_job(tenant=tenant, request=JobRequest(input=prompt)).id
+
+
+def _status(services: Services, job_id: str) -> JobStatus:
+    job = services.store.get_job(job_id, consistent=True)
+    assert job is not None
+    return job.status
+
+
+def _dead_letters(services: Services) -> int:
+    attributes = services.sqs.get_queue_attributes(QueueUrl=services.settings.jobs_dead_letter_queue_url,
+                                                   AttributeNames=["ApproximateNumberOfMessages",
+                                                                   "ApproximateNumberOfMessagesNotVisible"])
+    return sum(int(v) for v in attributes["Attributes"].values())
+
+
+@contextmanager
+def _delayed_sends(services: Services) -> Iterator[list[int]]:
+    """The delays of the SendMessage calls a handler makes to the jobs queue (a held-back job's message)."""
+    delays: list[int] = []
+
+    def note(params: dict[str, Any], **_: Any) -> None:
+        if int(params.get("DelaySeconds") or 0) > 0 and params["QueueUrl"] == services.settings.jobs_queue_url:
+            delays.append(int(params["DelaySeconds"]))
+
+    remove = register_hooks(services.sqs.meta.events, [("before-parameter-build.sqs.SendMessage", note)])
+    try:
+        yield delays
+    finally:
+        remove()
+
+
+@pytest.fixture
+def sim(aws: AWS, services: Services) -> Iterator[Simulator]:
+    simulator = Simulator.create(services, sweep_period_s=300, queue_arns=aws[1].arns)
+    remove = simulator.install()
+    try:
+        yield simulator
+    finally:
+        remove()
+
+
+def _model_calls(fake_model: UvicornThread, prompt: str) -> int:
+    return int(fake_model.server.config.app.state.calls.get(f"prompt:{prompt}", 0))
+
+
+# --- the slots themselves ------------------------------------------------------------------------------------------
+
+
+def test_slots_hold_a_tenants_limit_across_processes_and_leave_other_tenants_alone(services: Services) -> None:
+    # Two workers' processes: two TenantSlots on one table.
+    first, second = (TenantSlots(table=services.table, clock=services.clock) for _ in range(2))
+
+    a1 = first.take(TENANT_A, limit=2, lease_s=900)
+    a2 = second.take(TENANT_A, limit=2, lease_s=900)
+    refused = first.take(TENANT_A, limit=2, lease_s=900)
+    b1 = second.take(TENANT_B, limit=1, lease_s=900)
+
+    assert a1 and a2 and b1 and refused is None
+    assert second.take(TENANT_B, limit=1, lease_s=900) is None
+    first.give_back(a1)
+    assert second.take(TENANT_A, limit=2, lease_s=900) is not None  # a slot given back is free at once
+    assert len(first.running(TENANT_A)) == 2 and len(first.running(TENANT_B)) == 1
+
+
+def test_a_dead_workers_slot_ends_with_its_lease_and_is_removed_by_the_next_take(services: Services) -> None:
+    slots = TenantSlots(table=services.table, clock=services.clock)
+    dead = slots.take(TENANT_A, limit=1, lease_s=900)  # taken, never given back: its worker died
+    assert dead is not None and slots.take(TENANT_A, limit=1, lease_s=900) is None
+
+    services.clock.advance(901)
+    taken = slots.take(TENANT_A, limit=1, lease_s=900)
+
+    assert taken is not None
+    assert slots.running(TENANT_A) == {taken.token: taken.lease_until}  # the expired one went in the same write
+
+
+def test_a_lower_limit_holds_back_new_jobs_until_the_running_ones_end(services: Services) -> None:
+    slots = TenantSlots(table=services.table, clock=services.clock)
+    held = [slots.take(TENANT_A, limit=3, lease_s=900) for _ in range(3)]
+
+    assert slots.take(TENANT_A, limit=2, lease_s=900) is None
+    for slot in held[:2]:
+        assert slot is not None
+        slots.give_back(slot)
+    assert slots.take(TENANT_A, limit=2, lease_s=900) is not None
+
+
+# --- the worker, under the simulator -------------------------------------------------------------------------------
+
+
+def test_no_tenant_ever_runs_more_than_its_limit_and_every_job_completes_once(
+        services: Services, sim: Simulator, fake_model: UvicornThread) -> None:
+    services.tenants.set_limits(TENANT_A, TenantLimits(concurrent_jobs=3))
+    services.tenants.set_limits(TENANT_B, TenantLimits(concurrent_jobs=1))
+    prompts = {TENANT_A: [f"limit a{i} [[delay_ms=30]]" for i in range(15)],
+               TENANT_B: [f"limit b{i} [[delay_ms=30]]" for i in range(4)]}
+    jobs = {p: _submit(services, tenant, p) for tenant, ps in prompts.items() for p in ps}
+
+    with ClaimLog(services).installed() as log, _delayed_sends(services) as delays:
+        sim.run()
+
+    assert {p: _status(services, j) for p, j in jobs.items()} == dict.fromkeys(jobs, JobStatus.completed)
+    assert log.peak == {TENANT_A: 3, TENANT_B: 1}  # reached, never passed, each tenant its own
+    assert all(_model_calls(fake_model, p) == 1 for p in jobs)
+    assert all(getattr(services.store.get_job(j), "attempt", 0) == 1 for j in jobs.values())
+    # Jobs were held back (sent again with a delay), and none of it walked a message to the dead-letter queue.
+    assert delays and max(delays) <= 900
+    assert _dead_letters(services) == 0
+    assert TenantSlots(table=services.table).running(TENANT_A) == {}
+
+
+def test_a_slot_is_given_back_however_the_attempt_stops(services: Services, sim: Simulator) -> None:
+    # With one slot, a slot not given back would keep the next job waiting a whole lease.
+    services.tenants.set_limits(TENANT_A, TenantLimits(concurrent_jobs=1))
+    jobs = {name: _submit(services, TENANT_A, prompt) for name, prompt in (
+        ("completed", "fine"), ("failed", "refused [[fail=400]]"), ("retried", "flaky [[fail=500,times=1]]"),
+        ("also completed", "fine again"))}
+    started = services.clock()
+
+    with ClaimLog(services).installed() as log:
+        sim.run()
+
+    assert {name: _status(services, j) for name, j in jobs.items()} == {
+        "completed": JobStatus.completed, "failed": JobStatus.failed, "retried": JobStatus.completed,
+        "also completed": JobStatus.completed}
+    assert log.peak[TENANT_A] == 1
+    assert services.clock() - started < services.settings.job_lease_s  # (simulated time) no slot waited out a lease
+    assert TenantSlots(table=services.table).running(TENANT_A) == {}
+
+
+def test_a_dead_workers_slot_frees_after_its_lease_and_both_jobs_complete(
+        services: Services, sim: Simulator, fake_model: UvicornThread) -> None:
+    services.tenants.set_limits(TENANT_A, TenantLimits(concurrent_jobs=1))
+    orphan = _submit(services, TENANT_A, "slot orphaned")
+    # A worker received it, took the tenant's one slot, claimed it, and died.
+    assert services.sqs.receive_message(QueueUrl=services.settings.jobs_queue_url, MaxNumberOfMessages=1)["Messages"]
+    assert TenantSlots(table=services.table, clock=services.clock).take(TENANT_A, limit=1, lease_s=900)
+    assert services.store.claim_job(orphan, lease_s=services.settings.job_lease_s).job is not None
+    waiting = _submit(services, TENANT_A, "slot waiting")
+
+    with ClaimLog(services).installed() as log:
+        sim.run()
+
+    assert _status(services, orphan) is JobStatus.completed and _status(services, waiting) is JobStatus.completed
+    assert log.peak[TENANT_A] == 1
+    assert _model_calls(fake_model, "slot orphaned") == 1 and _model_calls(fake_model, "slot waiting") == 1
+    assert _dead_letters(services) == 0
+
+
+def test_a_duplicate_delivery_of_a_held_or_running_job_runs_it_once(
+        services: Services, sim: Simulator, fake_model: UvicornThread) -> None:
+    services.tenants.set_limits(TENANT_A, TenantLimits(concurrent_jobs=1))
+    first = _submit(services, TENANT_A, "dup first [[delay_ms=30]]")
+    second = _submit(services, TENANT_A, "dup second [[delay_ms=30]]")
+    for _ in range(4):
+        services.job_queue.send_job(second)
+
+    with ClaimLog(services).installed() as log:
+        sim.run()
+
+    assert _status(services, first) is JobStatus.completed and _status(services, second) is JobStatus.completed
+    assert _model_calls(fake_model, "dup second [[delay_ms=30]]") == 1
+    assert Counter(job for _, job in log.order) == {first: 1, second: 1}  # each claimed once, duplicates or not
+    assert TenantSlots(table=services.table).running(TENANT_A) == {}
+
+
+# --- one tenant's burst, real invocations in threads ---------------------------------------------------------------
+
+
+def test_one_tenants_burst_does_not_stall_another_tenants_jobs_behind_it(services: Services) -> None:
+    # A sends a burst of slow jobs with a small limit, then B sends a few: B's start after a handful of A's,
+    # not after A's backlog (which, without a limit, would all run first: they were queued first).
+    services.tenants.set_limits(TENANT_A, TenantLimits(concurrent_jobs=2))
+    burst = [_submit(services, TENANT_A, f"a{i} [[delay_ms=3000]]") for i in range(60)]
+    small = [_submit(services, TENANT_B, f"b{i}") for i in range(5)]
+    handler = _worker_handler()
+    services.worker  # noqa: B018 (built once, before the threads race to build it)
+    stop = threading.Event()
+
+    def instance() -> None:  # one Lambda instance of the worker, polling
+        while not stop.is_set():
+            if not run_worker(services, handler)["received"]:
+                stop.wait(0.05)  # as the event source mapping's long poll: no busy loop on an empty queue
+
+    with ClaimLog(services).installed() as log:
+        threads = [threading.Thread(target=instance) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        try:
+            eventually(lambda: all(state.status is JobStatus.completed
+                                   for state in services.store.get_states(small, consistent=True).values()),
+                       timeout_s=60, interval_s=0.5)
+            backlog = sum(state.status is JobStatus.queued
+                          for state in services.store.get_states(burst, consistent=True).values())
+        finally:
+            stop.set()
+            running = services.table.scan(FilterExpression=Attr("status").eq(JobStatus.in_progress.value),
+                                          ConsistentRead=True)["Items"]
+            for item in running:  # ended: their worker sees the cancel within half a second
+                with suppress(Conflict):  # (or it ended meanwhile)
+                    services.jobs.cancel_job(tenant=TENANT_A, job_id=str(item["id"]))
+            for thread in threads:
+                thread.join(timeout=30)
+
+    last_b = max(i for i, (tenant, _) in enumerate(log.order) if tenant == TENANT_B)
+    a_before = sum(tenant == TENANT_A for tenant, _ in log.order[:last_b])
+    # Out of 60 queued ahead of B's: the two A started first, and at most a couple more as those end (3 s each).
+    assert a_before <= 6, a_before
+    assert backlog >= 50  # and A's backlog was still there when B's last job ended
+    assert log.peak[TENANT_A] == 2
+    assert _dead_letters(services) == 0
+
+
+def _worker_handler() -> Any:
+    from aijobs.local.stack import load_handler
+
+    return load_handler("worker", "lambda_handler")
