@@ -38,6 +38,7 @@ STATUSES = [
     ("POST /v1/webhook-secrets/rotate", {201, 400, 401, 409, 413, 422, 429, 500}),
     ("GET /v1/jobs/{job_id}/deliveries", {200, 401, 404, 422, 429, 500}),
     ("POST /v1/jobs/{job_id}/deliveries/redeliver", {202, 401, 404, 409, 422, 429, 500}),
+    ("GET /v1/usage", {200, 401, 422, 429, 500}),
 ]
 
 

@@ -140,11 +140,11 @@ GRANTS: dict[str, dict[str, set[str]]] = {
         _key(JOBS_TABLE): {
             "dynamodb:GetItem",  # the API key, jobs, schedules
             "dynamodb:PutItem",  # jobs, schedules, signing secrets
-            "dynamodb:UpdateItem",  # secrets rotated out, the webhook marks on redeliver
+            "dynamodb:UpdateItem",  # secrets rotated out, the webhook marks on redeliver, rate and usage counters
             "dynamodb:DeleteItem",  # schedules
             "dynamodb:BatchGetItem",  # POST /v1/jobs/status
             "dynamodb:BatchWriteItem",  # POST /v1/jobs/batch, jobs removed when their enqueue fails
-            "dynamodb:Query",  # signing secrets, the delivery ledger
+            "dynamodb:Query",  # signing secrets, the delivery ledger, usage days
         },
         _key(_index("gsi1")): {"dynamodb:Query"},
         _key(_index("gsi2")): {"dynamodb:Query"},
@@ -155,7 +155,9 @@ GRANTS: dict[str, dict[str, set[str]]] = {
     "WorkerFunction": {_key(JOBS_TABLE): {"dynamodb:GetItem", "dynamodb:UpdateItem"}},
     "WebhookFunction": {_key(JOBS_TABLE): {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
                                            "dynamodb:Query"}},
-    "SchedulerFunction": {_key(JOBS_TABLE): {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:BatchWriteItem"}},
+    # the schedule and the tenant's limits; the job; its tokens reserved in the tenant's minute; the job taken back
+    "SchedulerFunction": {_key(JOBS_TABLE): {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
+                                             "dynamodb:BatchWriteItem"}},
     # the job read before a repair; its sweep entry moved or removed, a dead letter's job failed, webhook marks
     "SweeperFunction": {_key(JOBS_TABLE): {"dynamodb:GetItem", "dynamodb:UpdateItem"},
                         _key(_index("gsi3")): {"dynamodb:Query"}},
