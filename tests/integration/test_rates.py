@@ -10,7 +10,7 @@ import pytest
 from aijobs.models.tenants import TenantLimits
 from aijobs.services import Services
 from tests.faults import sqs_down
-from tests.helpers import read_sse
+from tests.helpers import MovableClock, read_sse
 from tests.integration.conftest import KEY_B, TENANT_A, TENANT_B, api_client, run_worker
 
 RATE_HEADERS = {"x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests",
@@ -21,9 +21,13 @@ HI_INPUT_TOKENS = 7
 
 
 @pytest.fixture(autouse=True)
-def _start_of_a_minute(services: Services) -> None:
-    """The services' clock 1 s into a minute: a test's counts stay in one window (it has 58 s)."""
-    services.clock.advance(61 - services.clock() % 60)  # type: ignore[attr-defined]
+def _still_at_the_start_of_a_minute(services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The services' clock stands 1 s into a minute (``advance`` still moves it): a test's counts stay in one
+    window, and the resets it reads do not depend on how fast it runs."""
+    clock = services.clock
+    assert isinstance(clock, MovableClock)
+    start, offset = (clock() // 60 + 1) * 60 + 1, clock.offset
+    monkeypatch.setattr(MovableClock, "__call__", lambda self: start + self.offset - offset)
 
 
 def _limit(services: Services, tenant: str = TENANT_A, **limits: Any) -> None:
@@ -104,6 +108,7 @@ def test_a_job_over_the_minutes_tokens_is_429_and_fits_again_the_next_minute(api
     first, second = api.post("/v1/jobs", json=job), api.post("/v1/jobs", json=job)
 
     assert first.status_code == 202
+    assert first.headers["x-ratelimit-remaining-tokens"] == str(1000 - HI_INPUT_TOKENS - 500)  # its own included
     assert second.status_code == 429
     error = second.json()["error"]
     assert (error["type"], error["code"], error["retryable"]) == ("rate_limited", "tokens_per_minute", True)
@@ -134,6 +139,7 @@ def test_each_item_of_a_batch_is_admitted_on_its_own(api: Any, services: Service
     assert [d.get("status") for d in data] == ["queued", "queued", None, None]
     assert data[2]["error"]["code"] == "invalid_fields"
     assert data[3]["error"]["code"] == "tokens_per_minute"
+    assert answer.headers["x-ratelimit-remaining-tokens"] == str(1000 - 2 * (HI_INPUT_TOKENS + 400))
     assert services.store.get_job(data[0]["id"]) is not None and services.store.get_job(data[1]["id"]) is not None
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from aijobs.errors import RateLimited
@@ -49,6 +50,11 @@ def rate_headers(limits: Limits, window: Window, now: float) -> dict[str, str]:
 
 
 # mypy reads aijobs.errors as Any (it resolves the package through ignore_missing_imports), hence the ignore
+# The headers of the answer to the request being served (api/deps.py sets them, api/middleware.py sends them): a job
+# admitted while it runs updates what they say of the tokens left. Unset outside a request (a schedule's fire).
+ANSWER_HEADERS: ContextVar[dict[str, str] | None] = ContextVar("answer_rate_headers", default=None)
+
+
 class OverRate(RateLimited):  # type: ignore[misc]
     """Refused by a rate: the window as it was, for the answer's headers."""
 
@@ -90,7 +96,7 @@ class Limiter:
         limits = self.limits(job.tenant)
         tokens = estimated_tokens(job)
         try:
-            _, reservation = self.usage.reserve_tokens(job.tenant, tokens, limit=limits.tokens_per_minute)
+            window, reservation = self.usage.reserve_tokens(job.tenant, tokens, limit=limits.tokens_per_minute)
         except Refused as refused:
             if tokens > limits.tokens_per_minute:
                 raise OverRate(f"the job's estimate ({tokens} tokens) is over the {limits.tokens_per_minute} tokens "
@@ -100,6 +106,8 @@ class Limiter:
             raise OverRate(f"the job's estimate ({tokens} tokens) does not fit in this minute's "
                            f"{limits.tokens_per_minute} tokens; try again after Retry-After", code="tokens_per_minute",
                            window=refused.window, retry_after=_retry_after(refused.window, self.usage.now())) from None
+        if (headers := ANSWER_HEADERS.get()) is not None:
+            headers["x-ratelimit-remaining-tokens"] = str(max(0, limits.tokens_per_minute - window.tokens))
         return reservation
 
     def release(self, tenant: str, reservation: Reservation) -> None:
