@@ -45,6 +45,11 @@ MAX_USAGE_DAYS = 92
 MAX_STALE_MINUTES = 8
 
 
+# What every write of a day's item sets (its TTL is kept with it, and the tenant and day make it readable alone).
+DAY_FIELDS = "#tenant = :tenant, #date = :date, #expires_at = :expires_at"
+DAY_NAMES = {"#tenant": "tenant", "#date": "date", "#expires_at": "expires_at"}
+
+
 def usage_key(tenant: str, day: dt.date) -> dict[str, str]:
     return {"pk": tenant_partition(tenant), "sk": f"{USAGE_PREFIX}{day.isoformat()}"}
 
@@ -120,10 +125,10 @@ class UsageStore:
             remove = " REMOVE " + ", ".join(f"#s{i}" for i in range(len(stale)))
         return self._window_write(
             tenant, minute,
-            UpdateExpression=f"SET #r = if_not_exists(#r, :zero) + :one, {self._day_fields(names)} "
+            UpdateExpression=f"SET #r = if_not_exists(#r, :zero) + :one, {DAY_FIELDS} "
                              f"ADD #requests :one{remove}",
             ConditionExpression="attribute_not_exists(#r) OR #r < :limit",
-            ExpressionAttributeNames=names,
+            ExpressionAttributeNames=names | DAY_NAMES,
             ExpressionAttributeValues={":zero": 0, ":one": 1, ":limit": limit, **self._day_values(tenant, minute)})
 
     def reserve_tokens(self, tenant: str, tokens: int, *, limit: int) -> tuple[Window, Reservation]:
@@ -135,11 +140,11 @@ class UsageStore:
         names = {"#t": f"t{minute.index}", "#jobs": "jobs"}
         window = self._window_write(
             tenant, minute,
-            UpdateExpression=f"SET #t = if_not_exists(#t, :zero) + :tokens, {self._day_fields(names)} "
+            UpdateExpression=f"SET #t = if_not_exists(#t, :zero) + :tokens, {DAY_FIELDS} "
                              "ADD #jobs :one",
             # DynamoDB's conditions have no arithmetic: "t + tokens <= limit" is "t <= limit - tokens".
             ConditionExpression="attribute_not_exists(#t) OR #t <= :room",
-            ExpressionAttributeNames=names,
+            ExpressionAttributeNames=names | DAY_NAMES,
             ExpressionAttributeValues={":zero": 0, ":one": 1, ":tokens": tokens, ":room": limit - tokens,
                                        **self._day_values(tenant, minute)})
         return window, Reservation(day=minute.day.isoformat(), minute=minute.index, tokens=tokens)
@@ -167,8 +172,9 @@ class UsageStore:
             expression += ", #t :settle"
         self._table.update_item(
             Key=usage_key(tenant, minute.day),
-            UpdateExpression=f"SET {self._day_fields(names)} {expression}",
-            ExpressionAttributeNames=names, ExpressionAttributeValues={**values, **self._day_values(tenant, minute)})
+            UpdateExpression=f"SET {DAY_FIELDS} {expression}",
+            ExpressionAttributeNames=names | DAY_NAMES,
+            ExpressionAttributeValues={**values, **self._day_values(tenant, minute)})
 
     # --- reads ------------------------------------------------------------------------------------
 
@@ -193,11 +199,6 @@ class UsageStore:
         return self._read_window(minute, item)
 
     # --- helpers ----------------------------------------------------------------------------------
-
-    @staticmethod
-    def _day_fields(names: dict[str, str]) -> str:
-        names |= {"#tenant": "tenant", "#date": "date", "#expires_at": "expires_at"}
-        return "#tenant = :tenant, #date = :date, #expires_at = :expires_at"
 
     @staticmethod
     def _day_values(tenant: str, minute: Minute) -> dict[str, Any]:
