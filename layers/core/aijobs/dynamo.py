@@ -10,6 +10,7 @@ about it can get stuck any more.
 | delivery attempt | ``JOB#<id>`` | ``DELIVERY#<webhook id>#<attempt 0-padded>`` | | |
 | tenant | ``TENANT#<t>`` | ``TENANT`` | | |
 | tenant's limits | ``TENANT#<t>`` | ``LIMITS`` | | |
+| tenant's day: usage and the minute's rate window | ``TENANT#<t>`` | ``USAGE#<YYYY-MM-DD>`` | | | (usage.py)
 | signing secret | ``TENANT#<t>`` | ``WHSEC#<ulid>`` (newest last) | | |
 | API key | ``KEY#<sha256>`` | ``KEY`` | | |
 | schedule | ``SCHEDULE#<id>`` | ``SCHEDULE`` | ``SCHEDULES#<t>`` / id | |
