@@ -147,8 +147,10 @@ def test_each_item_of_a_batch_is_admitted_on_its_own(api: Any, services: Service
 
 def test_a_retry_goes_through_admission_too(api: Any, services: Services) -> None:
     _limit(services, tokens_per_minute=1000)
-    job_id = api.post("/v1/jobs", json={"input": "hi", "max_output_tokens": 600}).json()["id"]
-    api.delete(f"/v1/jobs/{job_id}")
+    job = {"input": "hi", "max_output_tokens": 600}
+    job_id = api.post("/v1/jobs", json=job).json()["id"]
+    api.delete(f"/v1/jobs/{job_id}")  # its tokens go back to the minute...
+    assert api.post("/v1/jobs", json=job).status_code == 202  # ...and another job takes them
 
     answer = api.post(f"/v1/jobs/{job_id}/retry")
 
@@ -217,3 +219,16 @@ def test_a_job_that_ends_after_its_minute_leaves_the_new_minute_alone(
     run_worker(services, worker_handler)
 
     assert services.usage_store.window(TENANT_A).tokens == 0
+
+
+def test_a_job_cancelled_before_it_ran_gives_its_tokens_back(api: Any, services: Services) -> None:
+    _limit(services, tokens_per_minute=1000)
+    job = {"input": "hi", "max_output_tokens": 600}
+    job_id = api.post("/v1/jobs", json=job).json()["id"]
+    assert api.post("/v1/jobs", json=job).status_code == 429
+
+    api.delete(f"/v1/jobs/{job_id}")
+
+    assert services.usage_store.window(TENANT_A).tokens == 0
+    assert api.post("/v1/jobs", json=job).status_code == 202
+    assert api.get("/v1/usage").json()["today"]["jobs"] == 2  # the cancelled one was admitted all the same

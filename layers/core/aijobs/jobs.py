@@ -123,11 +123,11 @@ class JobService:
                 refused[job.id] = exc
         return admitted, refused
 
-    def _release(self, jobs: list[Job]) -> None:
+    def _release(self, jobs: list[Job], *, submitted: bool = False) -> None:
         for job in jobs:
             if self.limiter is not None and job.reservation is not None:
                 try:
-                    self.limiter.release(job.tenant, job.reservation)
+                    self.limiter.release(job.tenant, job.reservation, submitted=submitted)
                 except Exception:  # it ends with its minute anyway
                     logger.exception("reservation not released", extra={"job_id": job.id})
 
@@ -170,6 +170,8 @@ class JobService:
             if self.store.cancel_job(job):
                 logger.info("job cancelled", extra={"job_id": job.id, "was": job.status.value})
                 count("JobsCancelled")
+                if job.status is JobStatus.queued and job.attempt == 0:  # it never ran: its tokens go back
+                    self._release([job], submitted=True)
                 if job.request.callback_url and self.outbox is not None:
                     try:
                         self.outbox.enqueue_final_event(job.id)

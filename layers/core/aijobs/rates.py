@@ -8,6 +8,7 @@ it ends within the same minute.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from aijobs.errors import RateLimited
 from aijobs.models.jobs import Job, Reservation
 from aijobs.models.tenants import Limits
-from aijobs.usage import Refused, UsageStore, Window
+from aijobs.usage import Minute, Refused, UsageStore, Window
 
 # What a job that sets no max_output_tokens reserves for its output (OpenAI's models stop far later, but most
 # answers are far shorter: the real count replaces it when the job ends within the minute).
@@ -110,5 +111,7 @@ class Limiter:
             headers["x-ratelimit-remaining-tokens"] = str(max(0, limits.tokens_per_minute - window.tokens))
         return reservation
 
-    def release(self, tenant: str, reservation: Reservation) -> None:
-        self.usage.release(tenant, reservation)
+    def release(self, tenant: str, reservation: Reservation, *, submitted: bool = False) -> None:
+        """Give a reservation back to its minute (when that minute is still going on)."""
+        if Minute.at(self.usage.now()) == Minute(dt.date.fromisoformat(reservation.day), reservation.minute):
+            self.usage.release(tenant, reservation, submitted=submitted)

@@ -149,11 +149,13 @@ class UsageStore:
                                        **self._day_values(tenant, minute)})
         return window, Reservation(day=minute.day.isoformat(), minute=minute.index, tokens=tokens)
 
-    def release(self, tenant: str, reservation: Reservation) -> None:
-        """Take back a reservation whose job was never submitted (it could not be queued or stored)."""
+    def release(self, tenant: str, reservation: Reservation, *, submitted: bool = False) -> None:
+        """Take back a reservation: of a job never submitted (it could not be queued or stored: it is not counted
+        in the day's jobs either), or of a ``submitted`` one that will never run (cancelled while queued). Once its
+        minute is over (its counters removed) there is nothing to take back."""
         day = dt.date.fromisoformat(reservation.day)
-        self._update_if_exists(tenant, day, add={f"t{reservation.minute}": -reservation.tokens, "jobs": -1},
-                               window=f"t{reservation.minute}")
+        add = {f"t{reservation.minute}": -reservation.tokens} | ({} if submitted else {"jobs": -1})
+        self._update_if_exists(tenant, day, add=add, window=f"t{reservation.minute}")
 
     def record_job_end(self, tenant: str, *, input_tokens: int, output_tokens: int, cost_usd: Decimal | None,
                        reservation: Reservation | None) -> None:
