@@ -30,16 +30,38 @@ def _lifecycle_block(measured: dict[str, Any]) -> dict[str, Any]:
     from bench.recorder import summarize
 
     def per_job(run: Any) -> dict[str, Any]:
-        return summarize(run.calls, exclude_kinds=frozenset({"KEY"}))
+        return summarize(run.calls, exclude_kinds=frozenset({"KEY", "LIMITS"}))
 
-    key_lookup = summarize([c for c in measured["with_key"].calls if c.kind == "KEY"])
+    key_lookup = summarize([c for c in measured["with_key"].calls if c.kind in ("KEY", "LIMITS")])
     return {
         "steps": "submit (Mangum handler, events/api_submit_job.json), GET while queued, ReceiveMessage, "
                  "worker handler on the received message, DeleteMessageBatch, GET once completed",
         "with_idempotency_key": per_job(measured["with_key"]),
         "without_idempotency_key": per_job(measured["without_key"]),
         "api_key_lookup": {k: key_lookup[k] for k in ("aws_requests", "rru", "by_operation")}
-                          | {"note": "set apart: the API caches a key's tenant for 60 s per warm container"},
+                          | {"note": "set apart: the API caches a key's tenant and its limits for 60 s per warm "
+                                     "container"},
+        "limits": _limits_cost(measured["with_key"].calls),
+    }
+
+
+def _limits_cost(calls: list[Any]) -> dict[str, Any]:
+    """What the limits add (the tenant's USAGE# item, aijobs/usage.py): the request rate's counter, the first write
+    of each API request; the job's token reservation, the submit's second; the usage the worker adds at its end."""
+    from bench.recorder import summarize
+
+    usage = [c for c in calls if c.kind == "USAGE"]
+    api_phases = [p for p in dict.fromkeys(c.phase for c in calls) if p.startswith("api ")]
+    counters = [next(c for c in usage if c.phase == phase) for phase in api_phases]
+    per_job = [c for c in usage if c not in counters]
+    request, job = summarize(counters), summarize(per_job)
+    return {
+        "api_requests": len(api_phases),
+        "per_api_request": {"dynamodb_requests": request["dynamodb_requests"] / len(api_phases),
+                            "wru": request["wru"] / len(api_phases)},
+        "per_job": {"dynamodb_requests": job["dynamodb_requests"], "wru": job["wru"],
+                    "by_operation": job["by_operation"]},
+        "budget": "at most 1 WRU per API request plus 2 WRU per job (issue 11)",
     }
 
 
@@ -144,6 +166,10 @@ def _render_imports(r: dict[str, Any]) -> list[str]:
         heavy = ", ".join(f"{pkg} {ms:g}" for pkg, ms in f["heaviest_packages_ms"].items())
         lines.append(f"  {name} heaviest (self ms, -X importtime): {heavy}")
     lines.append("  first use = import + the clients and lazy imports the first request builds (no I/O)")
+    tokenizer = {name: "at import" if f.get("imports_tokenizer") else
+                 "at first use" if f.get("first_use_imports_tokenizer") else "no" for name, f in r["functions"].items()}
+    lines.append("  tokenizer (bpe-openai) loaded: " + ", ".join(f"{n} {w}" for n, w in tokenizer.items())
+                 + " (it loads at an instance's first admission of an OpenAI model's job)")
     return lines
 
 
@@ -164,8 +190,13 @@ def _render_lifecycle(r: dict[str, Any]) -> list[str]:
     lines.append(f"  without Idempotency-Key: {without['aws_requests']} requests, {without['wru']} WRU, "
                  f"{without['rru']:g} RRU, {without['sqs_billed_requests']} SQS")
     lookup = life["api_key_lookup"]
-    lines.append(f"  set apart, API-key lookup: {lookup['aws_requests']} request, {lookup['rru']:g} RRU "
+    lines.append(f"  set apart, API-key and limits lookups: {lookup['aws_requests']} requests, {lookup['rru']:g} RRU "
                  "(cached 60 s per warm API container)")
+    limits = life["limits"]
+    lines.append(f"  limits on, included above: +{limits['per_api_request']['dynamodb_requests']:g} request, "
+                 f"{limits['per_api_request']['wru']:g} WRU per API request (the rate counter); "
+                 f"+{limits['per_job']['dynamodb_requests']:g} requests, {limits['per_job']['wru']:g} WRU per job "
+                 f"(token reservation, usage at its end); {limits['budget']}")
     return lines + ["  units: " + rule for rule in r["capacity_rules"]]
 
 

@@ -20,7 +20,7 @@ FUNCTIONS = ("api", "worker")
 
 # What the first request builds on top of the import (clients, lazily imported modules; no I/O).
 FIRST_USE = {
-    "api": "from aijobs.services import get_services\ns = get_services()\ns.jobs\ns.idempotency",
+    "api": "from aijobs.services import get_services\ns = get_services()\ns.jobs\ns.idempotency\ns.limiter",
     "worker": "app.services.worker\nimport aws_lambda_powertools.utilities.batch",  # the SQS batch processor
 }
 
@@ -31,7 +31,8 @@ t0 = time.perf_counter()
 {statement}
 elapsed_ms = (time.perf_counter() - t0) * 1000
 import json
-print(json.dumps({{"ms": elapsed_ms, "openai": "openai" in sys.modules, "modules": len(sys.modules)}}))
+print(json.dumps({{"ms": elapsed_ms, "openai": "openai" in sys.modules, "tokenizer": "bpe_openai" in sys.modules,
+                  "modules": len(sys.modules)}}))
 """
 
 
@@ -102,6 +103,9 @@ def measure(runs: int = 11) -> dict[str, Any]:
             "modules_loaded": samples[function][0]["modules"],
             "first_use_ms": round(median[f"{function}_first_use"], 1),
             "first_use_imports_openai": any(s["openai"] for s in samples[f"{function}_first_use"]),
+            # the tokenizer (75 MB, in the layer) loads at a job's first admission, never at the import
+            "imports_tokenizer": any(s["tokenizer"] for s in samples[function]),
+            "first_use_imports_tokenizer": any(s["tokenizer"] for s in samples[f"{function}_first_use"]),
             "heaviest_packages_ms": heaviest_packages(function),
         }
     return result

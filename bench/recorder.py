@@ -183,7 +183,9 @@ class AwsRecorder:
 def _kind(table: str, key: dict[str, Any], names: dict[str, str]) -> str:
     if names.get(table) == "IdempotencyTable":
         return "idempotency"
-    pk = next(iter(key.values())).get("S", "")
+    pk = key.get("pk", next(iter(key.values()))).get("S", "")
+    if pk.startswith("TENANT#") and "sk" in key:  # a tenant's items, by what they are: USAGE, LIMITS, WHSEC...
+        return str(key["sk"].get("S", "").split("#", 1)[0])
     return str(pk.split("#", 1)[0]) if "#" in pk else "item"
 
 

@@ -56,10 +56,14 @@ def test_sam_build_bundles_an_arm64_layer_and_thin_handlers(tmp_path: Path) -> N
     assert not (site / "boto3").exists()
     assert (build_dir / "ApiFunction" / "app.py").is_file()
     assert (build_dir / "WorkerFunction" / "app.py").is_file()
-    # the tokenizer that counts a stopped call's usage ships its encodings, for arm64, in the worker only
-    tokenizer = build_dir / "WorkerFunction" / "bpe_openai"
+    # the tokenizer (admission's token counts, a stopped call's usage) ships its encodings, for arm64, in the layer
+    tokenizer = site / "bpe_openai"
     assert (tokenizer / "data" / "o200k_base.tiktoken.gz").is_file() and (tokenizer / "_bindings.abi3.so").is_file()
-    assert not (site / "bpe_openai").exists()
+    assert not (build_dir / "WorkerFunction" / "bpe_openai").exists()
+    # Lambda refuses a function whose code and layers pass 250 MB unzipped
+    layer_mb = _size_mb(build_dir / "CoreLayer")
+    for function in ("ApiFunction", "StreamFunction", "WorkerFunction", "SchedulerFunction"):
+        assert layer_mb + _size_mb(build_dir / function) < 250, function
     assert (build_dir / "WebhookFunction" / "app.py").is_file()
     for package in ("standardwebhooks", "httpx", "certifi"):  # what the webhook sender needs at run time
         assert (site / package / "__init__.py").is_file(), package
@@ -72,6 +76,10 @@ def test_sam_build_bundles_an_arm64_layer_and_thin_handlers(tmp_path: Path) -> N
         assert not (stream / package).exists(), package
     _assert_every_requirement_is_installed(stream, [stream, site])
     assert (build_dir / "template.yaml").is_file()
+
+
+def _size_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
 
 
 def _assert_every_requirement_is_installed(packages: Path, search: list[Path]) -> None:

@@ -274,7 +274,8 @@ def test_scheduler_function_writes_only_the_jobs_table_and_queue(template: dict[
     (dynamodb,) = _statements(policies)
 
     assert dynamodb["Resource"] == {"Fn::GetAtt": ["JobsTable", "Arn"]}
-    assert set(dynamodb["Action"]) == {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:BatchWriteItem"}
+    assert set(dynamodb["Action"]) == {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
+                                       "dynamodb:BatchWriteItem"}  # UpdateItem: the token rate's reservation
     assert {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["JobsQueue", "QueueName"]}}} in policies
     assert "scheduler" not in json.dumps(policies) and "iam:" not in json.dumps(policies)
 

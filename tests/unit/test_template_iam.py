@@ -140,11 +140,11 @@ GRANTS: dict[str, dict[str, set[str]]] = {
         _key(JOBS_TABLE): {
             "dynamodb:GetItem",  # the API key and its tenant, jobs, schedules, limits
             "dynamodb:PutItem",  # jobs, schedules, signing secrets; admin: keys, limits, audit entries
-            "dynamodb:UpdateItem",  # secrets rotated out, the webhook marks on redeliver
+            "dynamodb:UpdateItem",  # secrets rotated out, the webhook marks on redeliver, rate and usage counters
             "dynamodb:DeleteItem",  # schedules; admin: a revoked key, a deleted tenant's items
             "dynamodb:BatchGetItem",  # POST /v1/jobs/status
             "dynamodb:BatchWriteItem",  # POST /v1/jobs/batch, jobs removed when their enqueue fails
-            "dynamodb:Query",  # signing secrets, the delivery ledger; admin: a tenant's items, the audit
+            "dynamodb:Query",  # signing secrets, the delivery ledger, usage days; admin: a tenant's items, the audit
         },
         _key(_index("gsi1")): {"dynamodb:Query"},  # a tenant's jobs, schedules, and (admin) keys
         _key(_index("gsi2")): {"dynamodb:Query"},
@@ -155,7 +155,9 @@ GRANTS: dict[str, dict[str, set[str]]] = {
     "WorkerFunction": {_key(JOBS_TABLE): {"dynamodb:GetItem", "dynamodb:UpdateItem"}},
     "WebhookFunction": {_key(JOBS_TABLE): {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
                                            "dynamodb:Query"}},
-    "SchedulerFunction": {_key(JOBS_TABLE): {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:BatchWriteItem"}},
+    # the schedule and the tenant's limits; the job; its tokens reserved in the tenant's minute; the job taken back
+    "SchedulerFunction": {_key(JOBS_TABLE): {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
+                                             "dynamodb:BatchWriteItem"}},
     # the job read before a repair; its sweep entry moved or removed, a dead letter's job failed, webhook marks
     "SweeperFunction": {_key(JOBS_TABLE): {"dynamodb:GetItem", "dynamodb:UpdateItem"},
                         _key(_index("gsi3")): {"dynamodb:Query"}},

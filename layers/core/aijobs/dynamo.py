@@ -11,6 +11,7 @@ about it can get stuck any more.
 | tenant | ``TENANT#<t>`` | ``TENANT`` | | |
 | tenant's limits | ``TENANT#<t>`` | ``LIMITS`` | | |
 | tenant's concurrency slots (concurrency.py) | ``TENANT#<t>`` | ``SLOTS`` | | |
+| tenant's day: usage and the minute's rate window | ``TENANT#<t>`` | ``USAGE#<YYYY-MM-DD>`` | | | (usage.py)
 | signing secret | ``TENANT#<t>`` | ``WHSEC#<ulid>`` (newest last) | | |
 | API key | ``KEY#<sha256>`` | ``KEY`` | | |
 | API key by id | ``APIKEY#<key id>`` | ``APIKEY`` | ``APIKEYS#<t>`` / key id | |

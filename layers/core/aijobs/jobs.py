@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -29,6 +29,9 @@ from aijobs.store import JobStore
 from aijobs.webhooks.guard import CallbackGuard
 from aijobs.webhooks.outbox import WebhookOutbox
 
+if TYPE_CHECKING:
+    from aijobs.rates import Limiter
+
 
 @dataclass(frozen=True)
 class JobService:
@@ -40,6 +43,7 @@ class JobService:
     outbox: WebhookOutbox | None = None  # queues the webhook of a job cancelled here
     callbacks: CallbackGuard = field(default_factory=CallbackGuard)
     clock: Clock = system_clock
+    limiter: Limiter | None = None  # the token rate: each new job reserves its estimate before it is sent
     # A tenant's limits in force (TenantService.limits); None: no limits (tests of the job domain alone)
     limits: Callable[[str], Limits] | None = None
 
@@ -73,7 +77,10 @@ class JobService:
         job = self._new_job(tenant, request, schedule_id=schedule_id, job_id=job_id, retry_of=retry_of)
         if job_id is not None and self.store.get_job(job_id, consistent=True) is not None:
             raise Conflict("a job with this id exists", code="job_exists")
-        [job] = self._submit([job], key)
+        [result] = self._submit([job], key)
+        if isinstance(result, AijobsError):
+            raise result
+        job = result
         logger.info("job submitted", extra={"job_id": job.id, "tenant": tenant, "model": job.model})
         return job
 
@@ -95,8 +102,8 @@ class JobService:
         submitted = iter(self._submit([r for r in results if isinstance(r, Job)], key))
         return [next(submitted) if isinstance(r, Job) else r for r in results]
 
-    def _submit(self, jobs: list[Job], key: RequestKey | None) -> list[Job]:
-        """Send, then store, the jobs; answers them as stored.
+    def _submit(self, jobs: list[Job], key: RequestKey | None) -> list[Job | AijobsError]:
+        """Admit, send, then store, the jobs; answers them as stored, or the error of each job the token rate refused.
 
         With a ``key``, the jobs take the ids the key reserved. On a retry whose first try died after sending or
         storing, those jobs that were stored are answered as they are now (they run once) and only the others
@@ -111,12 +118,38 @@ class JobService:
             if ids != [job.id for job in jobs]:
                 jobs = [job.model_copy(update={"id": job_id}) for job, job_id in zip(jobs, ids, strict=True)]
                 stored = self.store.get_jobs(ids, consistent=True)
-        new = [job for job in jobs if job.id not in stored]
+        new, refused = self._admit([job for job in jobs if job.id not in stored])
         if new:
-            self._enqueue(new)
-            self._store(new)
+            try:
+                self._enqueue(new)
+                self._store(new)
+            except Exception:
+                self._release(new)  # nothing was submitted: its reservations go back to the minute
+                raise
             count("JobsSubmitted", len(new))
-        return [stored.get(job.id, job) for job in jobs]
+        admitted = {job.id: job for job in new}
+        return [stored.get(job.id) or refused.get(job.id) or admitted[job.id] for job in jobs]
+
+    def _admit(self, jobs: list[Job]) -> tuple[list[Job], dict[str, AijobsError]]:
+        """The jobs whose estimate the tenant's token rate admits, each with its reservation, and the others' errors."""
+        if self.limiter is None:
+            return jobs, {}
+        admitted: list[Job] = []
+        refused: dict[str, AijobsError] = {}
+        for job in jobs:
+            try:
+                admitted.append(job.model_copy(update={"reservation": self.limiter.reserve(job)}))
+            except AijobsError as exc:
+                refused[job.id] = exc
+        return admitted, refused
+
+    def _release(self, jobs: list[Job], *, submitted: bool = False) -> None:
+        for job in jobs:
+            if self.limiter is not None and job.reservation is not None:
+                try:
+                    self.limiter.release(job.tenant, job.reservation, submitted=submitted)
+                except Exception:  # it ends with its minute anyway
+                    logger.exception("reservation not released", extra={"job_id": job.id})
 
     def _enqueue(self, jobs: list[Job]) -> None:
         try:
@@ -157,6 +190,8 @@ class JobService:
             if self.store.cancel_job(job):
                 logger.info("job cancelled", extra={"job_id": job.id, "was": job.status.value})
                 count("JobsCancelled")
+                if job.status is JobStatus.queued and job.attempt == 0:  # it never ran: its tokens go back
+                    self._release([job], submitted=True)
                 if job.request.callback_url and self.outbox is not None:
                     try:
                         self.outbox.enqueue_final_event(job.id)

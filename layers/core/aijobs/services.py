@@ -14,6 +14,7 @@ from aijobs.queues import DeliveryQueue, JobQueue
 from aijobs.settings import Settings, get_settings
 from aijobs.store import JobStore, OutputBlobs
 from aijobs.tenants import FailedAuthentications, TenantService, TenantStore
+from aijobs.usage import UsageService, UsageStore
 from aijobs.webhooks.guard import CallbackGuard
 from aijobs.webhooks.outbox import WebhookOutbox
 from aijobs.webhooks.slots import HostSlots
@@ -21,6 +22,7 @@ from aijobs.webhooks.store import WebhookStore
 
 if TYPE_CHECKING:
     from aijobs.idempotency import Idempotency
+    from aijobs.rates import Limiter
     from aijobs.schedules.service import ScheduleService
     from aijobs.streams import JobEvents
     from aijobs.sweeper import Sweeper
@@ -95,7 +97,21 @@ class Services:
         return JobService(store=self.store, queue=self.job_queue, default_model=self.settings.default_model,
                           retention_s=self.settings.retention_s, request_key_ttl_s=self.settings.idempotency_ttl_s,
                           callbacks=self.callback_guard, outbox=self.outbox, clock=self.clock,
-                          limits=lambda tenant: self.tenants.limits(tenant))
+                          limits=lambda tenant: self.tenants.limits(tenant), limiter=self.limiter)
+
+    @cached_property
+    def usage_store(self) -> UsageStore:
+        return UsageStore(table=self.table, clock=self.clock)
+
+    @cached_property
+    def limiter(self) -> Limiter:
+        from aijobs.rates import Limiter
+
+        return Limiter(usage=self.usage_store, limits=self.tenants.limits)
+
+    @cached_property
+    def usage(self) -> UsageService:
+        return UsageService(store=self.usage_store, limits=self.tenants.limits)
 
     @cached_property
     def job_waits(self) -> JobWaits:
@@ -178,7 +194,8 @@ class Services:
 
         return Worker(store=self.store, provider=provider, retry=retry, lease_s=self.settings.job_lease_s,
                       outbox=self.outbox, clock=self.clock, slots=TenantSlots(table=self.table, clock=self.clock),
-                      concurrent_jobs=lambda tenant: self.tenants.limits(tenant).concurrent_jobs)
+                      concurrent_jobs=lambda tenant: self.tenants.limits(tenant).concurrent_jobs,
+                      usage=self.usage_store)
 
     @cached_property
     def sweeper(self) -> Sweeper:

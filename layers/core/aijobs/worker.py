@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 from aijobs.clock import Clock, system_clock
 from aijobs.concurrency import Slot
 from aijobs.errors import AijobsError, ProviderError
-from aijobs.models.jobs import Job, JobStatus, Progress
+from aijobs.models.jobs import Job, JobStatus, Progress, Usage
 from aijobs.observability import count, log_context, logger
 from aijobs.outcomes import DONE, Outcome, RetryIn, SendAgainIn
 from aijobs.pricing import estimate_cost
@@ -39,7 +39,10 @@ from aijobs.store import Claim, JobStore, RunRecord
 from aijobs.tokens import stopped_call_usage
 
 if TYPE_CHECKING:
+    from decimal import Decimal
+
     from aijobs.concurrency import TenantSlots
+    from aijobs.usage import UsageStore
     from aijobs.webhooks.outbox import WebhookOutbox
 
 ATTEMPTS_EXHAUSTED = AijobsError("the job did not finish within its attempts", code="attempts_exhausted")
@@ -110,7 +113,8 @@ class Worker:
     def __init__(self, *, store: JobStore, provider: ModelProvider, retry: RetryPolicy, lease_s: int,
                  outbox: WebhookOutbox | None = None, clock: Clock = system_clock,
                  cancel_check_s: float = CANCEL_CHECK_S, flush_s: float = FLUSH_S,
-                 slots: TenantSlots | None = None, concurrent_jobs: Callable[[str], int] | None = None) -> None:
+                 slots: TenantSlots | None = None, concurrent_jobs: Callable[[str], int] | None = None,
+                 usage: UsageStore | None = None) -> None:
         self.store = store
         # The tenants' concurrency slots, and a tenant's limit; without them no limit is kept.
         self.slots = slots if concurrent_jobs is not None else None
@@ -122,6 +126,7 @@ class Worker:
         self.flush_s = flush_s
         self.outbox = outbox
         self.clock = clock
+        self.usage = usage
         self._isolations: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Isolation] = (
             weakref.WeakKeyDictionary())
 
@@ -268,11 +273,13 @@ class Worker:
                 if await asyncio.to_thread(self.store.keep_cancelled_run, job, output_text=completion.text,
                                            usage=usage, price=price, run=run):
                     logger.info("job was cancelled while it ran: its output, usage and cost are kept")
+                    await self._count_usage(job, usage, price.cost_usd)
                 else:
                     logger.info("job outcome dropped: claim lost")
                 return DONE
             logger.info("job completed", extra={"output_tokens": usage.output_tokens})
             count("JobsCompleted")
+            await self._count_usage(job, usage, price.cost_usd)
             return await self._finished(job)
 
     async def _call_model(self, job: Job, log: _OutputLog) -> Completion | Stopped:
@@ -323,6 +330,7 @@ class Worker:
                                    price=price, run=run):
             logger.info("job cancelled while it ran: its model call was stopped, its usage kept",
                         extra={"output_tokens": usage.output_tokens})
+            await self._count_usage(job, usage, price.cost_usd)
         else:
             logger.info("model call stopped: the job is no longer this attempt's (taken over, or gone)")
         return DONE
@@ -349,7 +357,20 @@ class Worker:
             return DONE
         logger.warning("job failed", extra={"error_type": error.type, "error_code": error.code})
         count("JobsFailed", error_type=error.type)
+        await self._count_usage(job, Usage(), None)  # no usage was reported: its reservation is settled at zero
         return await self._finished(job)
+
+    async def _count_usage(self, job: Job, usage: Usage, cost: Decimal | None) -> None:
+        """Add an ended job's usage and cost to its tenant's day (once: only the worker whose write ended it calls
+        this). A failure here loses that count, never the job's outcome: it is logged and counted."""
+        if self.usage is None:
+            return
+        try:
+            await asyncio.to_thread(self.usage.record_job_end, job.tenant, input_tokens=usage.input_tokens,
+                                    output_tokens=usage.output_tokens, cost_usd=cost, reservation=job.reservation)
+        except Exception:
+            logger.exception("usage not counted", extra={"job_id": job.id})
+            count("UsageNotCounted")
 
     async def _finished(self, job: Job) -> Outcome:
         return await self._queue_webhook(job.id) if job.request.callback_url else DONE

@@ -13,6 +13,7 @@ from aijobs.idempotency import IdempotentAnswer, RequestKey
 from aijobs.jobs import JobService
 from aijobs.models.tenants import Tenant
 from aijobs.observability import logger
+from aijobs.rates import ANSWER_HEADERS, OverRate, rate_headers
 from aijobs.services import Services, get_services
 from aijobs.tenants import TenantService
 from aijobs.waits import JobWaits
@@ -74,8 +75,9 @@ else:  # FastAPI reads the annotation at run time, where the module is not loade
     SchedulesDep = Annotated[Any, Depends(schedule_service)]
 
 
-async def authenticate(request: Request, tenants: TenantsDep) -> Tenant:
-    """The tenant of the ``Authorization: Bearer`` key; its id joins every log line of the request."""
+async def authenticate(request: Request, tenants: TenantsDep, svc: ServicesDep) -> Tenant:
+    """The tenant of the ``Authorization: Bearer`` key, its request counted against its request rate (429 past it,
+    aijobs/limits.py); its id joins every log line of the request, its rate window the answer's headers."""
     scheme, _, key = request.headers.get("authorization", "").partition(" ")
     key = key.strip() if scheme.lower() == "bearer" else ""
     # The caller's address (aijobs.api.middleware): API Gateway's requestContext sourceIp (Mangum), the function
@@ -84,6 +86,17 @@ async def authenticate(request: Request, tenants: TenantsDep) -> Tenant:
     tenant = await run_in_threadpool(tenants.authenticate, key, source=source)
     # Async, so this runs in the request's own task: the key reaches the route's thread, and no other request.
     logger.thread_safe_append_keys(tenant=tenant.id)
+    limiter = svc.limiter
+    try:
+        limits, window = await run_in_threadpool(limiter.count_request, tenant.id)
+    except OverRate as exc:
+        limits = await run_in_threadpool(limiter.limits, tenant.id)
+        request.state.rate_headers = rate_headers(limits, exc.window, limiter.usage.now())
+        raise
+    # aijobs.api.middleware puts them on the answer, whatever it is (an error, a stream); a job the route admits
+    # updates the tokens left in them (aijobs.rates)
+    request.state.rate_headers = rate_headers(limits, window, limiter.usage.now())
+    ANSWER_HEADERS.set(request.state.rate_headers)
     return tenant
 
 

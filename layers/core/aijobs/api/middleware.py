@@ -123,6 +123,9 @@ class RequestContext:
                 headers = MutableHeaders(scope=message)
                 headers.append("X-Request-Id", request_id)
                 headers.update(SECURITY_HEADERS)
+                # The caller's rate window, once the request was authenticated and counted (api/deps.py); a
+                # stream's start goes through here too, so its headers go out before its first byte.
+                headers.update(scope["state"].get("rate_headers") or {})
             await send(message)
 
         async def answer(error: AijobsError) -> None:

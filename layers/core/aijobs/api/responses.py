@@ -23,8 +23,10 @@ _ERRORS: dict[int, tuple[str, dict[str, Any]]] = {
     413: ("The body is over the limit (`body_too_large`), or input and instructions are (`input_too_large`)", {}),
     422: ("Invalid fields, named in the message (`invalid_fields`), or a value the operation cannot accept "
           "(e.g. `invalid_cursor`, `invalid_expression`, `callback_url_forbidden`, `idempotency_conflict`)", {}),
-    429: ("Too many requests of a kind: failed authentications from this address "
-          "(`too_many_failed_authentications`), redeliveries of one job (`too_many_redeliveries`)", _RETRY_AFTER),
+    429: ("Too many requests of a kind: the tenant's request rate (`requests_per_minute`) or token rate "
+          "(`tokens_per_minute`; not retryable for a job larger than the whole minute), failed authentications from "
+          "this address (`too_many_failed_authentications`), redeliveries of one job (`too_many_redeliveries`)",
+          _RETRY_AFTER),
     500: ("An error nobody planned for; it is logged with the request id", {}),
     503: ("A service behind the API is unavailable; try again", _RETRY_AFTER),
 }

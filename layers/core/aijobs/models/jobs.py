@@ -106,6 +106,14 @@ class Usage(BaseModel):
     estimated: bool = False
 
 
+class Reservation(BaseModel):
+    """Tokens a job reserved in its tenant's minute at admission (aijobs/limits.py): its end settles them."""
+
+    day: str  # the UTC day (YYYY-MM-DD) and the minute of that day (0-1439) whose window holds them
+    minute: int
+    tokens: int
+
+
 class Progress(BaseModel):
     """How far a running job's model call has got: the output so far is flushed to the job's output log."""
 
@@ -147,6 +155,7 @@ class Job(BaseModel):
     webhook_event_id: str | None = None
     webhook_event_for: str | None = None
     webhook_enqueued: bool = False
+    reservation: Reservation | None = None  # the tokens it reserved at admission (not shown by the API)
 
     @property
     def terminal_instance(self) -> str:
