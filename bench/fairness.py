@@ -11,9 +11,11 @@ submission to its claim. The ratio is B's median wait behind A's backlog over B'
 
 from __future__ import annotations
 
+import os
 import statistics
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
@@ -118,6 +120,10 @@ def _fairness() -> dict[str, Any]:
         services.worker  # noqa: B018 (built before the pollers' threads race to build it)
         claims = _Claims(services.store)
         claims.install()
+        # The worker threads' metrics (EMF lines on stdout, as on Lambda) would drown the bench's table.
+        metrics_were = os.environ.get("POWERTOOLS_METRICS_DISABLED")
+        os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
+        warnings.filterwarnings("ignore", "No application metrics to publish")
         poller = QueuePoller(name="WorkerFunction", sqs=stack.esm_sqs, queue_url=stack.queue_url,
                              queue_arn=stack.queue_arn, handler=stack.worker, concurrency=WORKER_INSTANCES)
         poller.start()
@@ -151,6 +157,10 @@ def _fairness() -> dict[str, Any]:
                         services.jobs.cancel_job(tenant=str(item["tenant"]), job_id=str(item["id"]))
             poller_stop.join()
             claims.remove()
+            if metrics_were is None:
+                os.environ.pop("POWERTOOLS_METRICS_DISABLED", None)
+            else:
+                os.environ["POWERTOOLS_METRICS_DISABLED"] = metrics_were
     idle_ms = statistics.median(idle) * 1000
     behind_ms = statistics.median(behind) * 1000
     return {
@@ -194,7 +204,6 @@ def render(r: dict[str, Any]) -> list[str]:
 
 if __name__ == "__main__":
     import json
-    import os
 
     os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"
     result = measure()
