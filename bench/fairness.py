@@ -11,9 +11,11 @@ submission to its claim. The ratio is B's median wait behind A's backlog over B'
 
 from __future__ import annotations
 
+import os
 import statistics
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
@@ -118,9 +120,22 @@ def _fairness() -> dict[str, Any]:
         services.worker  # noqa: B018 (built before the pollers' threads race to build it)
         claims = _Claims(services.store)
         claims.install()
+        # The worker threads' metrics (EMF lines on stdout, as on Lambda) would drown the bench's table.
+        metrics_were = os.environ.get("POWERTOOLS_METRICS_DISABLED")
+        os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
+        warnings.filterwarnings("ignore", "No application metrics to publish")
         poller = QueuePoller(name="WorkerFunction", sqs=stack.esm_sqs, queue_url=stack.queue_url,
-                             queue_arn=stack.queue_arn, handler=stack.worker, concurrency=WORKER_INSTANCES)
-        poller.start()
+                             queue_arn=stack.queue_arn, handler=stack.worker)
+        stop = threading.Event()
+
+        def instance() -> None:  # one worker instance, polling as the event source mapping does
+            while not stop.is_set():
+                with suppress(Exception):
+                    poller.poll_once(wait_s=1)
+
+        threads = [threading.Thread(target=instance, daemon=True) for _ in range(WORKER_INSTANCES)]
+        for thread in threads:
+            thread.start()
         try:
             idle, _ = _small_waits(stack, claims, tag="idle")
             started = time.monotonic()
@@ -142,15 +157,22 @@ def _fairness() -> dict[str, Any]:
             states = services.store.get_states(backlog)
             queued = sum(s.status is JobStatus.queued for s in states.values())
         finally:
-            poller_stop = threading.Thread(target=poller.stop)
-            poller_stop.start()
-            for item in services.table.scan(ProjectionExpression="id, tenant, #s",
-                                            ExpressionAttributeNames={"#s": "status"})["Items"]:
-                if item.get("status") == JobStatus.in_progress.value:
-                    with suppress(Exception):
-                        services.jobs.cancel_job(tenant=str(item["tenant"]), job_id=str(item["id"]))
-            poller_stop.join()
+            stop.set()
+            # Every thread is done before moto goes (a late call would go to the real AWS endpoint): running jobs
+            # are cancelled until none is left, which their worker sees within half a second.
+            while any(thread.is_alive() for thread in threads):
+                for item in services.table.scan(ProjectionExpression="id, tenant, #s",
+                                                ExpressionAttributeNames={"#s": "status"})["Items"]:
+                    if item.get("status") == JobStatus.in_progress.value:
+                        with suppress(Exception):
+                            services.jobs.cancel_job(tenant=str(item["tenant"]), job_id=str(item["id"]))
+                for thread in threads:
+                    thread.join(timeout=0.5)
             claims.remove()
+            if metrics_were is None:
+                os.environ.pop("POWERTOOLS_METRICS_DISABLED", None)
+            else:
+                os.environ["POWERTOOLS_METRICS_DISABLED"] = metrics_were
     idle_ms = statistics.median(idle) * 1000
     behind_ms = statistics.median(behind) * 1000
     return {
@@ -194,7 +216,6 @@ def render(r: dict[str, Any]) -> list[str]:
 
 if __name__ == "__main__":
     import json
-    import os
 
     os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"
     result = measure()

@@ -57,10 +57,13 @@ LEASE_MARGIN_S = 5
 FLUSH_S = 0.25
 QUIET_FLUSH_S = 1.0
 CANCEL_CHECK_S = 0.5
-# A job held back by its tenant's concurrency limit looks again after a quarter of what it has waited so far (1 s to
-# HOLD_MAX_S, with jitter): a slot that frees is found within about a quarter of the wait behind it, and a backlog
-# of N held jobs looks about N / HOLD_MAX_S times a second, however long it waits.
-HOLD_MIN_S = 1
+# A job held back by its tenant's concurrency limit looks again after a quarter of what it has waited so far
+# (HOLD_MIN_S to HOLD_MAX_S, with jitter). The floor is what keeps a burst from crowding out the other tenants: a
+# burst of N held jobs looks at most N / HOLD_MIN_S times a second, and another tenant's message waits for those
+# looks ahead of it (1 s made a small tenant wait 25-30x its idle wait behind a backlog of 200, 5 s about 6x, 10 s
+# about 2x: bench/fairness.py). The price is paid by the tenant over its limit: a slot that frees may wait up to
+# 15 s for its next job. Past that, a backlog of N held jobs looks about N / HOLD_MAX_S times a second.
+HOLD_MIN_S = 10
 HOLD_MAX_S = 30
 
 
