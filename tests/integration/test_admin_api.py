@@ -24,7 +24,8 @@ ADMIN_KEY = "aj_admin_test_key_0123456789"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 ROUTES = [("POST", "/v1/admin/tenants/acme/keys"), ("GET", "/v1/admin/tenants/acme/keys"),
           ("DELETE", "/v1/admin/keys/key_01J00000000000000000000000"), ("GET", "/v1/admin/tenants/acme/limits"),
-          ("PUT", "/v1/admin/tenants/acme/limits"), ("DELETE", "/v1/admin/tenants/acme"), ("GET", "/v1/admin/audit")]
+          ("PUT", "/v1/admin/tenants/acme/limits"), ("DELETE", "/v1/admin/tenants/acme"), ("GET", "/v1/admin/audit"),
+          ("GET", "/v1/admin/tenants/acme/usage")]
 ROUTE_NOT_FOUND = {"type": "not_found", "code": "route_not_found"}
 
 AwsWorld = tuple[boto3.session.Session, LocalResources]
@@ -210,6 +211,19 @@ def test_limits_read_null_as_the_defaults_and_put_replaces_them(admin: Any, admi
     replaced = admin.put("/v1/admin/tenants/acme/limits", json={"concurrent_jobs": 2}).json()
     assert replaced["set"]["requests_per_minute"] is None and replaced["in_force"]["requests_per_minute"] == \
         defaults["requests_per_minute"]
+
+
+def test_an_operator_reads_any_tenant_s_usage_as_the_tenant_reads_its_own(admin: Any, admin_services: Services) -> None:
+    key = _new_key(admin)["key"]
+    with api_client(key) as tenant:
+        assert tenant.post("/v1/jobs", json={"input": "counted"}).status_code == 202
+        own = tenant.get("/v1/usage").json()
+    usage = admin.get("/v1/admin/tenants/acme/usage")
+    assert usage.status_code == 200
+    assert usage.json()["data"] == own["data"] and usage.json()["today"]["jobs"] == 1
+    assert admin.get("/v1/admin/tenants/nobody/usage").status_code == 404
+    assert admin.get("/v1/admin/tenants/acme/usage", params={"from": "2026-01-01", "to": "2026-12-31"}).status_code \
+        == 422  # more than 92 days
 
 
 @pytest.mark.parametrize(("body", "status", "code"), [

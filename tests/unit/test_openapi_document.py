@@ -45,6 +45,7 @@ STATUSES = [
     ("GET /v1/admin/tenants/{tenant}/limits", {200, 404, 422, 500}),
     ("PUT /v1/admin/tenants/{tenant}/limits", {200, 400, 404, 413, 422, 500}),
     ("DELETE /v1/admin/tenants/{tenant}", {204, 404, 422, 500, 503}),
+    ("GET /v1/admin/tenants/{tenant}/usage", {200, 404, 422, 500}),
     ("GET /v1/admin/audit", {200, 404, 422, 500}),
     ("GET /v1/usage", {200, 401, 422, 429, 500}),
 ]

@@ -6,6 +6,7 @@ the deployment has no admin key, every route answers the 404 of a route that doe
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
@@ -13,11 +14,12 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from aijobs.api.deps import MAX_ID_CHARS, Cursor, TenantsDep
+from aijobs.api.deps import MAX_ID_CHARS, Cursor, ServicesDep, TenantsDep
 from aijobs.api.responses import errors
 from aijobs.errors import from_validation_errors
 from aijobs.models.admin import ApiKeyCreated, ApiKeyList, AuditList, TenantLimitsOut
 from aijobs.models.tenants import TENANT_PATTERN, TenantLimits
+from aijobs.models.usage import UsageReport
 from aijobs.observability import logger
 
 
@@ -94,6 +96,16 @@ def delete_tenant(tenant: TenantName, tenants: TenantsDep) -> Response:
     tenant). A deletion interrupted midway is finished by calling it again."""
     tenants.delete_tenant(tenant, actor="admin")
     return Response(status_code=204)
+
+
+@router.get("/tenants/{tenant}/usage", response_model=UsageReport, responses=errors(422))
+def tenant_usage(tenant: TenantName, tenants: TenantsDep, svc: ServicesDep,
+                 from_: Annotated[dt.date | None, Query(alias="from", description="First UTC day (YYYY-MM-DD)")] = None,
+                 to: Annotated[dt.date | None, Query(description="Last UTC day, included (default: today)")] = None,
+                 ) -> UsageReport:
+    """Any tenant's usage, as `GET /v1/usage` answers it to the tenant (404 for a tenant that does not exist)."""
+    tenants.tenant_limits(tenant)  # the tenant must exist
+    return svc.usage.usage(tenant, from_, to)
 
 
 @router.get("/audit", response_model=AuditList, responses=errors(422))
