@@ -9,7 +9,7 @@ import pytest
 
 from aijobs.models.jobs import Job, JobRequest, JobStatus
 from aijobs.models.tenants import Limits
-from aijobs.rates import DEFAULT_OUTPUT_TOKENS, duration, estimated_tokens, rate_headers
+from aijobs.rates import DEFAULT_OUTPUT_TOKENS, duration, estimate, rate_headers
 from aijobs.usage import Minute, Window
 
 NOON = dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.UTC).timestamp()
@@ -47,12 +47,12 @@ def _job(model: str, **request: object) -> Job:
 
 def test_a_job_reserves_its_input_and_its_output_cap_or_the_default_cap() -> None:
     # another provider's model: 4 characters a token, 3 per message and 3 to prime the answer
-    assert estimated_tokens(_job("llama-3", input="x" * 40, max_output_tokens=100)) == 3 + 3 + 10 + 100
-    assert estimated_tokens(_job("llama-3", input="x" * 41)) == 3 + 3 + 11 + DEFAULT_OUTPUT_TOKENS
+    assert estimate(_job("llama-3", input="x" * 40, max_output_tokens=100))[0] == 3 + 3 + 10 + 100
+    assert estimate(_job("llama-3", input="x" * 41))[0] == 3 + 3 + 11 + DEFAULT_OUTPUT_TOKENS
 
 
 def test_an_openai_models_input_is_counted_with_its_tokenizer() -> None:
     # "hello world" is 2 tokens in o200k_base; instructions are a message of their own
     job = _job("gpt-4o-mini", input="hello world", instructions="hello world", max_output_tokens=10)
 
-    assert estimated_tokens(job) == 3 + (3 + 2) * 2 + 10
+    assert estimate(job)[0] == 3 + (3 + 2) * 2 + 10

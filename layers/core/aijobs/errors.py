@@ -91,6 +91,12 @@ class RateLimited(AijobsError):
     retryable_by_default = True
 
 
+class QuotaExceeded(RateLimited):
+    """The tenant's daily cost budget is spent: new jobs wait for the next UTC day (``Retry-After``)."""
+
+    type = "quota_exceeded"
+
+
 class ServiceUnavailable(AijobsError):
     type = "internal"
     status = 503

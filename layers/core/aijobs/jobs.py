@@ -21,10 +21,10 @@ from aijobs.errors import (
 )
 from aijobs.idempotency import RequestKey
 from aijobs.ids import new_job_id
-from aijobs.models.jobs import Job, JobRequest, JobStatus, JobStatusItem
+from aijobs.models.jobs import Job, JobRequest, JobStatus, JobStatusItem, StatusDetails
 from aijobs.models.tenants import Limits
 from aijobs.observability import count, logger
-from aijobs.queues import JobQueue
+from aijobs.queues import MAX_DELAY_S, JobQueue
 from aijobs.store import JobStore
 from aijobs.webhooks.guard import CallbackGuard
 from aijobs.webhooks.outbox import WebhookOutbox
@@ -66,18 +66,20 @@ class JobService:
                    expires_at=now + self.retention_s, schedule_id=schedule_id, retry_of=retry_of)
 
     def submit_job(self, *, tenant: str, request: JobRequest, schedule_id: str | None = None,
-                   job_id: str | None = None, key: RequestKey | None = None, retry_of: str | None = None) -> Job:
+                   job_id: str | None = None, key: RequestKey | None = None, retry_of: str | None = None,
+                   defer: bool = False) -> Job:
         """Send a job's message, then store the job as queued: nothing is stored that would never run.
 
         A message whose job could not be stored finds no job and is dropped by the worker. A schedule passes its
         ``schedule_id``, and for a fire a ``job_id`` derived from the scheduled time: if that job exists already
         (the fire was delivered again), ``Conflict`` (``job_exists``) is raised and nothing is sent. A request
         with an ``Idempotency-Key`` passes its ``key``: a retry of it names the same job (see ``_submit``).
+        ``defer``: a job over a limit waits whatever its ``on_limit`` (a schedule's fire has nobody to answer).
         """
         job = self._new_job(tenant, request, schedule_id=schedule_id, job_id=job_id, retry_of=retry_of)
         if job_id is not None and self.store.get_job(job_id, consistent=True) is not None:
             raise Conflict("a job with this id exists", code="job_exists")
-        [result] = self._submit([job], key)
+        [result] = self._submit([job], key, defer=defer)
         if isinstance(result, AijobsError):
             raise result
         job = result
@@ -102,8 +104,8 @@ class JobService:
         submitted = iter(self._submit([r for r in results if isinstance(r, Job)], key))
         return [next(submitted) if isinstance(r, Job) else r for r in results]
 
-    def _submit(self, jobs: list[Job], key: RequestKey | None) -> list[Job | AijobsError]:
-        """Admit, send, then store, the jobs; answers them as stored, or the error of each job the token rate refused.
+    def _submit(self, jobs: list[Job], key: RequestKey | None, *, defer: bool = False) -> list[Job | AijobsError]:
+        """Admit, send, then store, the jobs; answers them as stored, or the error of each job a limit refused.
 
         With a ``key``, the jobs take the ids the key reserved. On a retry whose first try died after sending or
         storing, those jobs that were stored are answered as they are now (they run once) and only the others
@@ -118,7 +120,7 @@ class JobService:
             if ids != [job.id for job in jobs]:
                 jobs = [job.model_copy(update={"id": job_id}) for job, job_id in zip(jobs, ids, strict=True)]
                 stored = self.store.get_jobs(ids, consistent=True)
-        new, refused = self._admit([job for job in jobs if job.id not in stored])
+        new, refused = self._admit([job for job in jobs if job.id not in stored], defer=defer)
         if new:
             try:
                 self._enqueue(new)
@@ -130,18 +132,34 @@ class JobService:
         admitted = {job.id: job for job in new}
         return [stored.get(job.id) or refused.get(job.id) or admitted[job.id] for job in jobs]
 
-    def _admit(self, jobs: list[Job]) -> tuple[list[Job], dict[str, AijobsError]]:
-        """The jobs whose estimate the tenant's token rate admits, each with its reservation, and the others' errors."""
+    def _admit(self, jobs: list[Job], *, defer: bool = False) -> tuple[list[Job], dict[str, AijobsError]]:
+        """The jobs the tenant's token rate and budget admit, each with its reservation; the jobs they defer (over a
+        limit with ``on_limit: "defer"``: queued with ``status_details``, and no reservation yet); and the errors
+        of the others."""
         if self.limiter is None:
             return jobs, {}
+        from aijobs.rates import OverBudget, OverRate
+
         admitted: list[Job] = []
         refused: dict[str, AijobsError] = {}
         for job in jobs:
             try:
                 admitted.append(job.model_copy(update={"reservation": self.limiter.reserve(job)}))
+            except (OverRate, OverBudget) as exc:
+                if exc.not_before is not None and (defer or self._on_limit(job) == "defer"):
+                    details = StatusDetails(reason=exc.code, not_before=exc.not_before)
+                    admitted.append(job.model_copy(update={"status_details": details}))
+                    count("JobsDeferred", reason=exc.code)
+                else:
+                    refused[job.id] = exc
             except AijobsError as exc:
                 refused[job.id] = exc
         return admitted, refused
+
+    def _on_limit(self, job: Job) -> str:
+        if job.request.on_limit is not None:
+            return job.request.on_limit
+        return self.limits(job.tenant).on_limit if self.limits is not None else "reject"
 
     def _release(self, jobs: list[Job], *, submitted: bool = False) -> None:
         for job in jobs:
@@ -152,11 +170,18 @@ class JobService:
                     logger.exception("reservation not released", extra={"job_id": job.id})
 
     def _enqueue(self, jobs: list[Job]) -> None:
+        """Send the jobs' messages; a deferred job's is delayed to when it may start, or, past SQS's delays, left to
+        the sweeper (its sweep index entry is due then)."""
+        ready = [job.id for job in jobs if job.status_details is None]
         try:
-            if len(jobs) == 1:
-                self.queue.send_job(jobs[0].id)
-            else:
-                self.queue.send_jobs([job.id for job in jobs])
+            if len(ready) == 1:
+                self.queue.send_job(ready[0])
+            elif ready:
+                self.queue.send_jobs(ready)
+            now = int(self.clock())
+            for job in jobs:
+                if job.status_details is not None and job.status_details.not_before - now <= MAX_DELAY_S:
+                    self.queue.send_job(job.id, delay_s=job.status_details.not_before - now)
         except Exception:
             logger.exception("enqueue failed: nothing stored", extra={"jobs": len(jobs)})
             raise ServiceUnavailable("the job could not be queued; try again", code="enqueue_failed",

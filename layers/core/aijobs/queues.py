@@ -30,8 +30,13 @@ class JobQueue(_Queue):
     def _body(self, job_id: str) -> str:
         return JobMessage(job_id=job_id, sent_at=self._clock()).model_dump_json()
 
-    def send_job(self, job_id: str) -> None:
-        self._client.send_message(QueueUrl=self._url, MessageBody=self._body(job_id))
+    def send_job(self, job_id: str, *, delay_s: int = 0) -> None:
+        """Send a job's message, visible in ``delay_s`` (SQS's 900 at most)."""
+        if delay_s <= 0:
+            self._client.send_message(QueueUrl=self._url, MessageBody=self._body(job_id))
+        else:
+            self._client.send_message(QueueUrl=self._url, MessageBody=self._body(job_id),
+                                      DelaySeconds=min(MAX_DELAY_S, delay_s))
 
     def send_again(self, body: str, delay_s: int) -> None:
         """Send a received message's body again as a new message, visible in ``delay_s`` (at most SQS's 900)."""

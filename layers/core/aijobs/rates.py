@@ -1,23 +1,25 @@
-"""Admission against a tenant's rates: requests per minute (every authenticated request) and tokens per minute (every
-job admitted), counted in DynamoDB (aijobs/usage.py), with OpenAI's ``x-ratelimit-*`` headers.
+"""Admission against a tenant's limits: requests per minute (every authenticated request), tokens per minute and the
+daily cost budget (every job admitted), counted in DynamoDB (aijobs/usage.py), with OpenAI's ``x-ratelimit-*``
+headers and aijobs' ``x-aijobs-budget-warning``.
 
-The windows are fixed UTC minutes. A job reserves its estimate at admission: its input tokens (``tokens.py``) plus
-its ``max_output_tokens``, or ``DEFAULT_OUTPUT_TOKENS`` when it sets none; its real usage replaces the estimate when
-it ends within the same minute.
+The windows are fixed UTC minutes and days. A job reserves its estimate at admission: its input tokens
+(``tokens.py``) plus its ``max_output_tokens``, or ``DEFAULT_OUTPUT_TOKENS`` when it sets none, and what they cost
+at its model's price (pricing.py: a model without a known price at the fallback price, never free); its real
+usage replaces the estimate when it ends (in the tokens' minute only while that minute lasts).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
+from decimal import Decimal
 
-from aijobs.errors import RateLimited
+from aijobs.errors import QuotaExceeded, RateLimited
 from aijobs.models.jobs import Job, Reservation
 from aijobs.models.tenants import Limits
-from aijobs.usage import Minute, Refused, UsageStore, Window
+from aijobs.usage import Refused, UsageStore, Window, next_midnight
 
 # What a job that sets no max_output_tokens reserves for its output (OpenAI's models stop far later, but most
 # answers are far shorter: the real count replaces it when the job ends within the minute).
@@ -50,6 +52,20 @@ def rate_headers(limits: Limits, window: Window, now: float) -> dict[str, str]:
     }
 
 
+def budget_headers(limits: Limits, window: Window) -> dict[str, str]:
+    """``x-aijobs-budget-warning`` once the day's spend has reached the soft budget: what was spent of which limit."""
+    if window.spent_usd < Decimal(str(limits.daily_cost_soft_usd)):
+        return {}
+    return {"x-aijobs-budget-warning": f"spent_usd={window.spent_usd:.4f}; "
+                                       f"daily_cost_soft_usd={limits.daily_cost_soft_usd:g}; "
+                                       f"daily_cost_usd={limits.daily_cost_usd:g}"}
+
+
+def answer_headers(limits: Limits, window: Window, now: float) -> dict[str, str]:
+    """Every header an answer carries about the tenant's limits."""
+    return rate_headers(limits, window, now) | budget_headers(limits, window)
+
+
 # mypy reads aijobs.errors as Any (it resolves the package through ignore_missing_imports), hence the ignore
 # The headers of the answer to the request being served (api/deps.py sets them, api/middleware.py sends them): a job
 # admitted while it runs updates what they say of the tokens left. Unset outside a request (a schedule's fire).
@@ -64,16 +80,33 @@ class OverRate(RateLimited):  # type: ignore[misc]
         super().__init__(message, code=code, retry_after=retry_after, retryable=retryable)
         self.window = window
 
+    @property
+    def not_before(self) -> int | None:
+        """When a job deferred by this refusal may be admitted (None: never, it does not fit any minute)."""
+        return math.ceil(self.window.minute.ends_at) if self.retryable else None
+
+
+class OverBudget(QuotaExceeded):  # type: ignore[misc]
+    """Refused by the daily budget: new jobs wait for the next UTC day."""
+
+    def __init__(self, message: str, *, window: Window, not_before: int, retry_after: int) -> None:
+        super().__init__(message, code="daily_budget", retry_after=retry_after)
+        self.window = window
+        self.not_before = not_before
+
 
 def _retry_after(window: Window, now: float) -> int:
     return max(1, math.ceil(window.minute.ends_at - now))
 
 
-def estimated_tokens(job: Job) -> int:
-    """What a job reserves: its input tokens (counted for OpenAI models, estimated for others) and its output cap."""
+def estimate(job: Job) -> tuple[int, Decimal]:
+    """What a job reserves: its input tokens (counted for OpenAI models, estimated for others) and its output cap,
+    and what they would cost."""
+    from aijobs.pricing import estimate_cost
     from aijobs.tokens import input_tokens  # the tokenizer loads on the first admission, not at cold start
 
-    return input_tokens(job.request, model=job.model) + (job.request.max_output_tokens or DEFAULT_OUTPUT_TOKENS)
+    read, made = input_tokens(job.request, model=job.model), job.request.max_output_tokens or DEFAULT_OUTPUT_TOKENS
+    return read + made, estimate_cost(job.model, input_tokens=read, output_tokens=made).cost_usd
 
 
 @dataclass
@@ -92,26 +125,38 @@ class Limiter:
                            retry_after=_retry_after(refused.window, self.usage.now())) from None
 
     def reserve(self, job: Job) -> Reservation:
-        """Reserve the job's estimated tokens in the minute; ``OverRate`` (``tokens_per_minute``) if they do not fit
-        (not retryable when they could never fit: the job is larger than the tenant's whole minute)."""
+        """Reserve the job's estimated tokens in the minute and its estimated cost in the day; ``OverRate``
+        (``tokens_per_minute``) if the tokens do not fit (not retryable when they never could: the job is larger
+        than the tenant's whole minute), ``OverBudget`` once the day's spend has reached the hard budget."""
         limits = self.limits(job.tenant)
-        tokens = estimated_tokens(job)
+        tokens, cost = estimate(job)
+        now = self.usage.now()
         try:
-            window, reservation = self.usage.reserve_tokens(job.tenant, tokens, limit=limits.tokens_per_minute)
+            window, reservation = self.usage.reserve(job.tenant, tokens=tokens, cost_usd=cost,
+                                                     token_limit=limits.tokens_per_minute,
+                                                     budget_usd=Decimal(str(limits.daily_cost_usd)))
         except Refused as refused:
-            if tokens > limits.tokens_per_minute:
-                raise OverRate(f"the job's estimate ({tokens} tokens) is over the {limits.tokens_per_minute} tokens "
-                               "per minute this tenant may use: lower max_output_tokens or the input",
-                               code="tokens_per_minute", window=refused.window, retry_after=None,
-                               retryable=False) from None
-            raise OverRate(f"the job's estimate ({tokens} tokens) does not fit in this minute's "
-                           f"{limits.tokens_per_minute} tokens; try again after Retry-After", code="tokens_per_minute",
-                           window=refused.window, retry_after=_retry_after(refused.window, self.usage.now())) from None
+            raise self._refusal(limits, tokens, refused.window, now) from None
         if (headers := ANSWER_HEADERS.get()) is not None:
-            headers["x-ratelimit-remaining-tokens"] = str(max(0, limits.tokens_per_minute - window.tokens))
+            headers.update(answer_headers(limits, window, now))
         return reservation
+
+    @staticmethod
+    def _refusal(limits: Limits, tokens: int, window: Window, now: float) -> OverRate | OverBudget:
+        if window.spent_usd >= Decimal(str(limits.daily_cost_usd)):
+            resets_at = next_midnight(window.minute.day)
+            return OverBudget(f"this tenant's daily budget of {limits.daily_cost_usd:g} USD is spent "
+                              f"({window.spent_usd:.4f} USD today); new jobs are admitted from the next UTC day, "
+                              "after Retry-After", window=window, not_before=resets_at,
+                              retry_after=max(1, math.ceil(resets_at - now)))
+        if tokens > limits.tokens_per_minute:
+            return OverRate(f"the job's estimate ({tokens} tokens) is over the {limits.tokens_per_minute} tokens "
+                            "per minute this tenant may use: lower max_output_tokens or the input",
+                            code="tokens_per_minute", window=window, retry_after=None, retryable=False)
+        return OverRate(f"the job's estimate ({tokens} tokens) does not fit in this minute's "
+                        f"{limits.tokens_per_minute} tokens; try again after Retry-After", code="tokens_per_minute",
+                        window=window, retry_after=_retry_after(window, now))
 
     def release(self, tenant: str, reservation: Reservation, *, submitted: bool = False) -> None:
         """Give a reservation back to its minute (when that minute is still going on)."""
-        if Minute.at(self.usage.now()) == Minute(dt.date.fromisoformat(reservation.day), reservation.minute):
-            self.usage.release(tenant, reservation, submitted=submitted)
+        self.usage.release(tenant, reservation, submitted=submitted)

@@ -195,7 +195,7 @@ class Services:
         return Worker(store=self.store, provider=provider, retry=retry, lease_s=self.settings.job_lease_s,
                       outbox=self.outbox, clock=self.clock, slots=TenantSlots(table=self.table, clock=self.clock),
                       concurrent_jobs=lambda tenant: self.tenants.limits(tenant).concurrent_jobs,
-                      usage=self.usage_store)
+                      usage=self.usage_store, limiter=self.limiter)
 
     @cached_property
     def sweeper(self) -> Sweeper:
@@ -205,7 +205,7 @@ class Services:
         return Sweeper(store=self.store, queue=self.job_queue, outbox=self.outbox,
                        dead_letters=dead_letters if self.settings.jobs_dead_letter_queue_url else None,
                        resend_after_s=self.settings.sweep_resend_after_s, limit=self.settings.sweep_limit,
-                       clock=self.clock)
+                       clock=self.clock, usage=self.usage_store)
 
     def _admin_key(self) -> str | None:
         """The admin key (None: the admin API is off): AIJOBS_ADMIN_KEY, else the secret AIJOBS_ADMIN_KEY_SECRET_ARN

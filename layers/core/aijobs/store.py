@@ -42,7 +42,7 @@ from aijobs.dynamo import (
 from aijobs.errors import Conflict, IdempotencyConflict, NotFound
 from aijobs.ids import new_webhook_id
 from aijobs.models.common import ErrorDetail
-from aijobs.models.jobs import Job, JobRequest, JobStatus, Progress, Usage
+from aijobs.models.jobs import Job, JobRequest, JobStatus, Progress, Reservation, StatusDetails, Usage
 from aijobs.models.webhooks import FinalEvent
 from aijobs.pricing import Price
 
@@ -139,6 +139,8 @@ def job_item(job: Job) -> dict[str, Any]:
     item = {**job_key(job.id), "gsi1pk": tenant_partition(job.tenant), "gsi1sk": job.id, **to_attributes(job)}
     if job.schedule_id is not None:
         item |= {"gsi2pk": schedule_jobs_partition(job.tenant, job.schedule_id), "gsi2sk": job.id}
+    if job.status_details is not None:  # deferred: the sweeper sends it when it may start, if nothing has
+        item |= sweep_keys(job.id, job.status_details.not_before)
     return item
 
 
@@ -280,9 +282,24 @@ class JobStore:
     # --- the run: claim, then one outcome ---------------------------------------------------------
 
     def claim_job(self, job_id: str, *, lease_s: int) -> Claim:
-        """Move a queued job to in_progress under a lease; when it is not queued, what it is instead."""
-        return self._claim(job_id, lease_s=lease_s, condition="#status = :queued",
+        """Move a queued job to in_progress under a lease; when it is not queued, or deferred by a limit (it must
+        be admitted first: ``admit_deferred``), what it is instead."""
+        return self._claim(job_id, lease_s=lease_s,
+                           condition="#status = :queued AND attribute_not_exists(#status_details)",
                            values={":queued": JobStatus.queued.value})
+
+    def admit_deferred(self, job: Job, reservation: Reservation | None) -> bool:
+        """A deferred job, admitted by its tenant's limits at last: it keeps its reservation and may be claimed."""
+        return conditional(self._table.update_item, Key=job_key(job.id), **update_request(
+            set={"reservation": reservation} if reservation is not None else {}, remove=("status_details",),
+            condition="#status = :queued AND attribute_exists(#status_details)",
+            values={":queued": JobStatus.queued.value})) is not None
+
+    def defer(self, job: Job, details: StatusDetails) -> bool:
+        """Keep a queued job waiting for its limits (again): why, and until when; the sweeper sends it then."""
+        return conditional(self._table.update_item, Key=job_key(job.id), **update_request(
+            set={"status_details": details, **sweep_keys(job.id, details.not_before)},
+            condition="#status = :queued", values={":queued": JobStatus.queued.value})) is not None
 
     def take_over(self, job_id: str, *, lease_s: int) -> Claim:
         """Claim an in_progress job whose worker's lease ran out (that worker died)."""

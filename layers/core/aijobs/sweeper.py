@@ -14,7 +14,7 @@ still get stuck; a repair moves its due time on, so a job is never repaired twic
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -26,6 +26,9 @@ from aijobs.observability import count, logger
 from aijobs.queues import JobQueue
 from aijobs.store import JobStore
 from aijobs.webhooks.outbox import WebhookOutbox
+
+if TYPE_CHECKING:
+    from aijobs.usage import UsageStore
 
 DEAD_LETTERED = ErrorDetail(type="internal", code="dead_lettered", retryable=False,
                             message="the job's message could not be processed and was set aside")
@@ -71,6 +74,7 @@ class Sweeper:
     resend_after_s: int  # after a repair, how long before the sweeper looks at the job again
     limit: int = 200
     clock: Clock = system_clock
+    usage: UsageStore | None = None  # a dead-lettered job's reservation goes back to its tenant's day
     report: SweepReport = field(default_factory=SweepReport)
 
     def sweep(self) -> SweepReport:
@@ -122,5 +126,8 @@ class Sweeper:
         if self.store.fail_stuck_job(job, DEAD_LETTERED):
             self.report.dead_lettered += 1
             logger.error("dead-lettered job failed", extra={"job_id": job.id, "attempt": job.attempt})
+            if self.usage is not None:  # it ended with no usage reported: its reservation is settled at zero
+                self.usage.record_job_end(job.tenant, input_tokens=0, output_tokens=0, cost_usd=None,
+                                          reservation=job.reservation)
             if job.request.callback_url:
                 self.outbox.enqueue_final_event(job.id)

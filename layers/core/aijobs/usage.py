@@ -9,8 +9,13 @@ condition on the attribute enforces the limit atomically, across any number of L
 by are removed by later writes (the minute before, always; older ones once a process has seen them), so the item
 stays small: one write unit a request.
 
-``UsageStore`` is the one writer of these items; the daily budget's reservation (issue 11, item 5) is meant to join
-the admission write here, on the same item.
+The daily budget is ``spend_e8`` (USD in hundred-millionths, pricing.py's quantum: an exact integer): the finished
+jobs' ``cost_usd`` plus the estimates of the admitted, unfinished ones. A job's admission reserves its estimate in
+the same write that reserves its tokens, under a condition that the day's spend has not reached the hard budget (so
+a burst of concurrent admissions passes it by at most one job's estimate); its end replaces the estimate with its
+real cost, in the same write that adds its usage.
+
+``UsageStore`` is the one writer of these items.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from boto3.dynamodb.conditions import Key as KeyCondition
@@ -32,7 +37,7 @@ from aijobs.dynamo import from_low_level, is_condition_failure, tenant_partition
 from aijobs.errors import InvalidRequest
 from aijobs.models.jobs import Reservation
 from aijobs.models.tenants import Limits
-from aijobs.models.usage import UsageDay, UsageReport
+from aijobs.models.usage import UsageBudget, UsageDay, UsageReport
 
 USAGE_PREFIX = "USAGE#"
 # A day's item is kept this long past the day (the usage endpoint reads at most MAX_USAGE_DAYS back).
@@ -41,6 +46,9 @@ _WINDOW_ATTRIBUTE = re.compile(r"^[rt](\d{1,4})$")
 # GET /v1/usage: the days a request answers when it names none, and the most it may ask for.
 DEFAULT_USAGE_DAYS = 7
 MAX_USAGE_DAYS = 92
+# The day's spend: an integer count of E8ths of a dollar.
+SPEND = "spend_e8"
+E8 = 10**8
 # Past this many minutes gone by seen on an item, a process removes them at once rather than with its next write.
 MAX_STALE_MINUTES = 8
 
@@ -75,11 +83,12 @@ class Minute:
 
 @dataclass(frozen=True)
 class Window:
-    """The rate window's counts after a write (or, when a limit refused it, as they were)."""
+    """The rate window's counts after a write (or, when a limit refused it, as they were), and the day's spend."""
 
     minute: Minute
     requests: int
     tokens: int
+    spent_usd: Decimal = Decimal(0)
 
 
 class Refused(Exception):
@@ -96,6 +105,15 @@ def _day_expiry(day: dt.date) -> int:
 
 def _int(value: Any) -> int:
     return int(value) if value is not None else 0
+
+
+def _e8(usd: Decimal) -> int:
+    return int((usd * E8).to_integral_value(ROUND_HALF_UP))
+
+
+def spent(item: dict[str, Any]) -> Decimal:
+    """A day item's spend, in USD."""
+    return Decimal(_int(item.get(SPEND))) / E8
 
 
 class UsageStore:
@@ -131,52 +149,59 @@ class UsageStore:
             ExpressionAttributeNames=names | DAY_NAMES,
             ExpressionAttributeValues={":zero": 0, ":one": 1, ":limit": limit, **self._day_values(tenant, minute)})
 
-    def reserve_tokens(self, tenant: str, tokens: int, *, limit: int) -> tuple[Window, Reservation]:
-        """Reserve a job's ``tokens`` in the current minute and count the job in the day; ``Refused`` (nothing
-        written) when the minute's reservations would pass ``limit``."""
+    def reserve(self, tenant: str, *, tokens: int, cost_usd: Decimal, token_limit: int,
+                budget_usd: Decimal) -> tuple[Window, Reservation]:
+        """Reserve a job's ``tokens`` in the current minute and its ``cost_usd`` in the day's spend, and count the
+        job in the day; ``Refused`` (nothing written) when the minute's tokens would pass ``token_limit`` or the
+        day's spend has reached ``budget_usd`` (the refused window says which)."""
         minute = Minute.at(self._clock())
-        if tokens > limit:
+        if tokens > token_limit:
             raise Refused(Window(minute, requests=0, tokens=0))
-        names = {"#t": f"t{minute.index}", "#jobs": "jobs"}
+        names = {"#t": f"t{minute.index}", "#jobs": "jobs", "#spend": SPEND}
         window = self._window_write(
             tenant, minute,
             UpdateExpression=f"SET #t = if_not_exists(#t, :zero) + :tokens, {DAY_FIELDS} "
-                             "ADD #jobs :one",
+                             "ADD #jobs :one, #spend :cost",
             # DynamoDB's conditions have no arithmetic: "t + tokens <= limit" is "t <= limit - tokens".
-            ConditionExpression="attribute_not_exists(#t) OR #t <= :room",
+            ConditionExpression="(attribute_not_exists(#t) OR #t <= :room) "
+                                "AND (attribute_not_exists(#spend) OR #spend < :budget)",
             ExpressionAttributeNames=names | DAY_NAMES,
-            ExpressionAttributeValues={":zero": 0, ":one": 1, ":tokens": tokens, ":room": limit - tokens,
+            ExpressionAttributeValues={":zero": 0, ":one": 1, ":tokens": tokens, ":room": token_limit - tokens,
+                                       ":cost": _e8(cost_usd), ":budget": _e8(budget_usd),
                                        **self._day_values(tenant, minute)})
-        return window, Reservation(day=minute.day.isoformat(), minute=minute.index, tokens=tokens)
+        return window, Reservation(day=minute.day.isoformat(), minute=minute.index, tokens=tokens, cost_usd=cost_usd)
 
     def release(self, tenant: str, reservation: Reservation, *, submitted: bool = False) -> None:
         """Take back a reservation: of a job never submitted (it could not be queued or stored: it is not counted
-        in the day's jobs either), or of a ``submitted`` one that will never run (cancelled while queued). Once its
-        minute is over (its counters removed) there is nothing to take back."""
-        day = dt.date.fromisoformat(reservation.day)
-        add = {f"t{reservation.minute}": -reservation.tokens} | ({} if submitted else {"jobs": -1})
-        self._update_if_exists(tenant, day, add=add, window=f"t{reservation.minute}")
+        in the day's jobs either), or of a ``submitted`` one that will never run (cancelled while queued). Its cost
+        leaves its day's spend; its tokens leave its minute only while that minute goes on (after it, the window
+        is gone, and a write would bring it back)."""
+        minute = Minute.at(self._clock())
+        add: dict[str, Any] = {SPEND: -_e8(reservation.cost_usd)}
+        if not submitted:
+            add["jobs"] = -1
+        if (reservation.day, reservation.minute) == (minute.day.isoformat(), minute.index):
+            add[f"t{minute.index}"] = -reservation.tokens
+        self._add(tenant, dt.date.fromisoformat(reservation.day), add)
 
     def record_job_end(self, tenant: str, *, input_tokens: int, output_tokens: int, cost_usd: Decimal | None,
                        reservation: Reservation | None) -> None:
-        """Add an ended job's usage and cost to the day it ends; still in the minute of its reservation, its real
-        tokens replace the reserved ones in that minute's window (a later minute's window never held them)."""
+        """Add an ended job's usage and cost to the day it ends, where its cost replaces its reserved estimate in the
+        day's spend (a job admitted the day before gives its estimate back to that day: a second write); still in
+        the minute of its reservation, its real tokens replace the reserved ones in that minute's window (a later
+        minute's window never held them)."""
         minute = Minute.at(self._clock())
+        cost = cost_usd or Decimal(0)
+        # an integral Decimal (a zero cost quantized is 0E-8) goes as an integer: moto cannot add "0E-8"
         add: dict[str, Any] = {"input_tokens": input_tokens, "output_tokens": output_tokens,
-                               "cost_usd": cost_usd or Decimal(0)}
-        names = {f"#{name}": name for name in add}
-        values = {f":{name}": value for name, value in add.items()}
-        expression = "ADD " + ", ".join(f"#{name} :{name}" for name in add)
-        if (reservation is not None and reservation.day == minute.day.isoformat()
-                and reservation.minute == minute.index):
-            names["#t"] = f"t{minute.index}"
-            values[":settle"] = input_tokens + output_tokens - reservation.tokens
-            expression += ", #t :settle"
-        self._table.update_item(
-            Key=usage_key(tenant, minute.day),
-            UpdateExpression=f"SET {DAY_FIELDS} {expression}",
-            ExpressionAttributeNames=names | DAY_NAMES,
-            ExpressionAttributeValues={**values, **self._day_values(tenant, minute)})
+                               "cost_usd": cost if cost != cost.to_integral_value() else int(cost), SPEND: _e8(cost)}
+        if reservation is not None and reservation.day == minute.day.isoformat():
+            add[SPEND] = _e8(cost) - _e8(reservation.cost_usd)
+            if reservation.minute == minute.index:
+                add[f"t{minute.index}"] = input_tokens + output_tokens - reservation.tokens
+        self._add(tenant, minute.day, add)
+        if reservation is not None and reservation.day != minute.day.isoformat() and reservation.cost_usd:
+            self._add(tenant, dt.date.fromisoformat(reservation.day), {SPEND: -_e8(reservation.cost_usd)})
 
     # --- reads ------------------------------------------------------------------------------------
 
@@ -225,7 +250,8 @@ class UsageStore:
                     self._stale[(tenant, minute.day)] = stale
                 if len(stale) > MAX_STALE_MINUTES:
                     self._remove(tenant, minute.day, stale)
-        return Window(minute, requests=_int(item.get(f"r{minute.index}")), tokens=_int(item.get(f"t{minute.index}")))
+        return Window(minute, requests=_int(item.get(f"r{minute.index}")), tokens=_int(item.get(f"t{minute.index}")),
+                      spent_usd=spent(item))
 
     def _remove(self, tenant: str, day: dt.date, names: set[str]) -> None:
         with self._lock:
@@ -234,18 +260,15 @@ class UsageStore:
         self._table.update_item(Key=usage_key(tenant, day), UpdateExpression="REMOVE " + ", ".join(aliases),
                                 ExpressionAttributeNames=aliases)
 
-    def _update_if_exists(self, tenant: str, day: dt.date, *, add: dict[str, Any], window: str) -> None:
+    def _add(self, tenant: str, day: dt.date, add: dict[str, Any]) -> None:
+        """Add to counters of a day's item (made with its fields if it does not exist)."""
         names = {f"#a{i}": name for i, name in enumerate(add)}
         values = {f":a{i}": value for i, value in enumerate(add.values())}
-        try:
-            self._table.update_item(
-                Key=usage_key(tenant, day),
-                UpdateExpression="ADD " + ", ".join(f"#a{i} :a{i}" for i in range(len(add))),
-                ConditionExpression="attribute_exists(#w)", ExpressionAttributeNames={**names, "#w": window},
-                ExpressionAttributeValues=values)
-        except ClientError as exc:
-            if not is_condition_failure(exc):  # the minute is gone (removed): nothing left to take back
-                raise
+        self._table.update_item(
+            Key=usage_key(tenant, day),
+            UpdateExpression=f"SET {DAY_FIELDS} ADD " + ", ".join(f"#a{i} :a{i}" for i in range(len(add))),
+            ExpressionAttributeNames=names | DAY_NAMES,
+            ExpressionAttributeValues=values | self._day_values(tenant, Minute(day, 0)))
 
 
 def usage_day(day: dt.date, item: dict[str, Any] | None) -> UsageDay:
@@ -281,5 +304,20 @@ class UsageService:
         if not first <= today <= last:
             found |= self.store.days(tenant, today, today)
         days = [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
-        return UsageReport(limits=self.limits(tenant), today=usage_day(today, found.get(today)),
+        limits = self.limits(tenant)
+        return UsageReport(limits=limits, today=usage_day(today, found.get(today)),
+                           budget=budget(limits, spent(found.get(today) or {}), today),
                            data=[usage_day(day, found.get(day)) for day in days])
+
+
+def next_midnight(day: dt.date) -> int:
+    """When ``day`` (UTC) ends: its budget's reset."""
+    return int(dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), dt.UTC).timestamp())
+
+
+def budget(limits: Limits, spent: Decimal, day: dt.date) -> UsageBudget:
+    hard, soft = Decimal(str(limits.daily_cost_usd)), Decimal(str(limits.daily_cost_soft_usd))
+    return UsageBudget(spent_usd=float(spent), daily_cost_usd=limits.daily_cost_usd,
+                       daily_cost_soft_usd=limits.daily_cost_soft_usd,
+                       remaining_usd=float(max(Decimal(0), hard - spent)), soft_limit_reached=spent >= soft,
+                       hard_limit_reached=spent >= hard, resets_at=next_midnight(day))

@@ -29,11 +29,12 @@ from typing import TYPE_CHECKING
 from aijobs.clock import Clock, system_clock
 from aijobs.concurrency import Slot
 from aijobs.errors import AijobsError, ProviderError
-from aijobs.models.jobs import Job, JobStatus, Progress, Usage
+from aijobs.models.jobs import Job, JobStatus, Progress, StatusDetails, Usage
 from aijobs.observability import count, log_context, logger
 from aijobs.outcomes import DONE, Outcome, RetryIn, SendAgainIn
 from aijobs.pricing import estimate_cost
 from aijobs.providers import Completion, ModelProvider
+from aijobs.queues import MAX_DELAY_S
 from aijobs.retry import RetryPolicy
 from aijobs.store import Claim, JobStore, RunRecord
 from aijobs.tokens import stopped_call_usage
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from decimal import Decimal
 
     from aijobs.concurrency import TenantSlots
+    from aijobs.rates import Limiter
     from aijobs.usage import UsageStore
     from aijobs.webhooks.outbox import WebhookOutbox
 
@@ -117,7 +119,7 @@ class Worker:
                  outbox: WebhookOutbox | None = None, clock: Clock = system_clock,
                  cancel_check_s: float = CANCEL_CHECK_S, flush_s: float = FLUSH_S,
                  slots: TenantSlots | None = None, concurrent_jobs: Callable[[str], int] | None = None,
-                 usage: UsageStore | None = None) -> None:
+                 usage: UsageStore | None = None, limiter: Limiter | None = None) -> None:
         self.store = store
         # The tenants' concurrency slots, and a tenant's limit; without them no limit is kept.
         self.slots = slots if concurrent_jobs is not None else None
@@ -130,6 +132,7 @@ class Worker:
         self.outbox = outbox
         self.clock = clock
         self.usage = usage
+        self.limiter = limiter  # admits a job deferred by its tenant's token rate or budget, when it comes due
         self._isolations: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Isolation] = (
             weakref.WeakKeyDictionary())
 
@@ -156,6 +159,9 @@ class Worker:
         if current.status.is_terminal:
             # A finished job whose webhook was never queued (the enqueue failed, or the worker died) gets it now.
             return await self._queue_webhook(current.id)
+        if current.status is JobStatus.queued and current.status_details is not None:
+            outcome = await self._admit_deferred(current)
+            return outcome if outcome is not None else await self.run(job_id, sent_at=sent_at)
         left = (current.lease_until or 0) - self.clock()
         if current.status is JobStatus.in_progress and left >= 0:
             logger.info("job running elsewhere: its message waits for the lease", extra={"job_id": job_id})
@@ -246,6 +252,29 @@ class Worker:
         except Exception:
             # The job's outcome stands: the slot ends with its lease instead, holding one of the tenant's slots.
             logger.exception("concurrency slot not given back; it ends with its lease", extra={"tenant": slot.tenant})
+
+    async def _admit_deferred(self, job: Job) -> Outcome | None:
+        """A job deferred by its tenant's token rate or budget, come due: admitted now (None: claim it), or deferred
+        again until the limit allows (its message comes back then, or, past SQS's delays, the sweeper sends it)."""
+        from aijobs.rates import OverBudget, OverRate
+
+        reservation = None
+        if self.limiter is not None:  # else the limits were turned off meanwhile: it runs
+            try:
+                reservation = await asyncio.to_thread(self.limiter.reserve, job)
+            except (OverRate, OverBudget) as exc:
+                with log_context(job_id=job.id, tenant=job.tenant):
+                    if exc.not_before is None:  # its limits were lowered below what it needs: it can never run
+                        return await self._fail(job, exc)
+                    details = StatusDetails(reason=exc.code, not_before=exc.not_before)
+                    await asyncio.to_thread(self.store.defer, job, details)
+                    logger.info("deferred job still over its limit", extra={"reason": exc.code})
+                    wait = details.not_before - int(self.clock())
+                    return SendAgainIn(wait) if wait <= MAX_DELAY_S else DONE
+        if not await asyncio.to_thread(self.store.admit_deferred, job, reservation) and self.limiter and reservation:
+            # Admitted by another delivery of its message, or cancelled meanwhile: the reservation goes back.
+            await asyncio.to_thread(self.limiter.release, job.tenant, reservation, submitted=True)
+        return None
 
     def _missing(self, job_id: str, sent_at: float | None) -> Outcome:
         age = self.clock() - sent_at if sent_at is not None else math.inf

@@ -13,7 +13,7 @@ from aijobs.idempotency import IdempotentAnswer, RequestKey
 from aijobs.jobs import JobService
 from aijobs.models.tenants import Tenant
 from aijobs.observability import logger
-from aijobs.rates import ANSWER_HEADERS, OverRate, rate_headers
+from aijobs.rates import ANSWER_HEADERS, OverRate, answer_headers
 from aijobs.services import Services, get_services
 from aijobs.tenants import TenantService
 from aijobs.waits import JobWaits
@@ -91,11 +91,11 @@ async def authenticate(request: Request, tenants: TenantsDep, svc: ServicesDep) 
         limits, window = await run_in_threadpool(limiter.count_request, tenant.id)
     except OverRate as exc:
         limits = await run_in_threadpool(limiter.limits, tenant.id)
-        request.state.rate_headers = rate_headers(limits, exc.window, limiter.usage.now())
+        request.state.rate_headers = answer_headers(limits, exc.window, limiter.usage.now())
         raise
     # aijobs.api.middleware puts them on the answer, whatever it is (an error, a stream); a job the route admits
     # updates the tokens left in them (aijobs.rates)
-    request.state.rate_headers = rate_headers(limits, window, limiter.usage.now())
+    request.state.rate_headers = answer_headers(limits, window, limiter.usage.now())
     ANSWER_HEADERS.set(request.state.rate_headers)
     return tenant
 

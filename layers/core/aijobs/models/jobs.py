@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from pydantic_core import PydanticCustomError
 
 from aijobs.models.common import ErrorDetail, unicode_text
+from aijobs.models.tenants import OnLimit
 
 MAX_INPUT_CHARS = 100_000
 # A job item (the request and an inline output of up to 100 KB) must stay under DynamoDB's 400 KB. A single POST
@@ -61,6 +62,9 @@ class JobRequest(BaseModel):
     # Checked against server-side request forgery by the submit path (aijobs.webhooks.guard), not here:
     # what is allowed depends on the deployment's settings.
     callback_url: Annotated[str | None, Field(min_length=1, max_length=2048)] = None
+    # Over the token rate or the daily budget: refused with a 429 ("reject"), or kept queued until the limit allows
+    # ("defer", with status_details); null: the tenant's on_limit.
+    on_limit: OnLimit | None = None
 
     @field_validator("input")
     @classmethod
@@ -107,11 +111,20 @@ class Usage(BaseModel):
 
 
 class Reservation(BaseModel):
-    """Tokens a job reserved in its tenant's minute at admission (aijobs/limits.py): its end settles them."""
+    """What a job reserved at admission (aijobs/rates.py): tokens in its tenant's minute, its estimated cost in the
+    day's spend. Its end settles them."""
 
     day: str  # the UTC day (YYYY-MM-DD) and the minute of that day (0-1439) whose window holds them
     minute: int
     tokens: int
+    cost_usd: Decimal = Decimal(0)  # held in that day's spend until the job ends
+
+
+class StatusDetails(BaseModel):
+    """Why a queued job waits: a limit deferred it (``on_limit: "defer"``), and when it may start."""
+
+    reason: Literal["tokens_per_minute", "daily_budget"]
+    not_before: int = Field(description="Unix seconds: the job starts once this time is reached and the limit allows")
 
 
 class Progress(BaseModel):
@@ -155,7 +168,8 @@ class Job(BaseModel):
     webhook_event_id: str | None = None
     webhook_event_for: str | None = None
     webhook_enqueued: bool = False
-    reservation: Reservation | None = None  # the tokens it reserved at admission (not shown by the API)
+    reservation: Reservation | None = None  # what it reserved at admission (not shown by the API)
+    status_details: StatusDetails | None = None  # a deferred job's reason to wait (it has no reservation yet)
 
     @property
     def terminal_instance(self) -> str:
@@ -191,6 +205,7 @@ class Job(BaseModel):
             progress=self.progress if self.status is JobStatus.in_progress else None,
             duration_ms=self.duration if self.status.is_terminal else None,
             stream_url=f"{stream_base.rstrip('/')}/v1/jobs/{self.id}/stream" if stream_base else None,
+            status_details=self.status_details if self.status is JobStatus.queued else None,
         )
 
 
@@ -221,6 +236,7 @@ class JobOut(BaseModel):
     progress: Progress | None = None  # while it runs: the output so far is in `output`
     duration_ms: int | None = None  # once it has ended: its model call's time (else from its start to its end)
     stream_url: str | None = None  # GET it for the job's server-sent events (on the front that streams)
+    status_details: StatusDetails | None = None  # a queued job deferred by a limit: why, and when it may start
 
 
 class JobList(BaseModel):

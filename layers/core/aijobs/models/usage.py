@@ -19,8 +19,22 @@ class UsageDay(BaseModel):
     cost_usd: float = Field(0.0, description="The sum of the cost_usd of the jobs that ended this day")
 
 
+class UsageBudget(BaseModel):
+    """Today's spend against the tenant's daily budgets (UTC)."""
+
+    spent_usd: float = Field(description="The cost_usd of the jobs that ended today plus the estimates of the jobs "
+                                         "admitted today that have not ended")
+    daily_cost_usd: float = Field(description="The hard budget: past it, new jobs are 429 quota_exceeded")
+    daily_cost_soft_usd: float = Field(description="The soft budget: past it, answers carry x-aijobs-budget-warning")
+    remaining_usd: float = Field(description="What is left of the hard budget (0 once it is reached)")
+    soft_limit_reached: bool
+    hard_limit_reached: bool
+    resets_at: int = Field(description="Unix seconds: the next UTC midnight, when a new day's budget begins")
+
+
 class UsageReport(BaseModel):
     object: Literal["usage"] = "usage"
     limits: Limits
     today: UsageDay
+    budget: UsageBudget
     data: list[UsageDay] = Field(description="Every day of the range, oldest first, days without use as zeros")

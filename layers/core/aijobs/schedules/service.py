@@ -144,7 +144,9 @@ class ScheduleService:
         job_id = derived_job_id(seed=f"{tenant}#{event.schedule_id}#{due:%Y-%m-%dT%H:%M:%SZ}",
                                 at_ms=int(due.timestamp() * 1000))
         try:
-            self.jobs.submit_job(tenant=tenant, request=request, schedule_id=event.schedule_id, job_id=job_id)
+            # Over the tenant's token rate or budget, the fire's job waits (deferred): nobody is there to retry it.
+            self.jobs.submit_job(tenant=tenant, request=request, schedule_id=event.schedule_id, job_id=job_id,
+                                 defer=True)
         except ModelNotAllowed:
             # The tenant's allowed_models changed since the schedule was made: no job, and nothing to retry.
             logger.info("fire skipped: model not allowed", extra=log)
