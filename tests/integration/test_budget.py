@@ -242,3 +242,16 @@ def test_a_schedule_fire_over_a_limit_is_deferred_not_lost(services: Services) -
     job = services.store.get_job(outcome.job_id or "")
     assert job is not None and job.status is JobStatus.queued
     assert job.status_details is not None and job.status_details.reason == "daily_budget"
+
+
+def test_a_schedule_fire_that_could_never_fit_the_token_rate_is_skipped_not_retried(services: Services) -> None:
+    from aijobs.models.schedules import ScheduledFire, ScheduleRequest
+
+    schedule = services.schedules.create_schedule(tenant=TENANT_A, request=ScheduleRequest(
+        expression="rate(1 hour)", job=JobRequest(**HI)))
+    _budget(services, tokens_per_minute=500)  # lowered after the schedule was made
+
+    outcome = services.schedules.fire(ScheduledFire(schedule_id=schedule.id, tenant=TENANT_A,
+                                                    scheduled_time=dt.datetime.now(dt.UTC)))
+
+    assert (outcome.outcome, outcome.reason, outcome.job_id) == ("skipped", "tokens_per_minute", None)

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from aijobs.clock import Clock, system_clock
 from aijobs.dynamo import Page
-from aijobs.errors import Conflict, InvalidRequest, ModelNotAllowed, NotFound
+from aijobs.errors import Conflict, InvalidRequest, ModelNotAllowed, NotFound, RateLimited
 from aijobs.idempotency import RequestKey
 from aijobs.ids import derived_job_id, new_schedule_id
 from aijobs.jobs import JobService
@@ -151,6 +151,12 @@ class ScheduleService:
             # The tenant's allowed_models changed since the schedule was made: no job, and nothing to retry.
             logger.info("fire skipped: model not allowed", extra=log)
             return FireOutcome(outcome="skipped", schedule_id=event.schedule_id, reason="model_not_allowed")
+        except RateLimited as exc:
+            if exc.retryable:
+                raise
+            # Larger than the tenant's whole minute of tokens (its limit was lowered): it could never be admitted.
+            logger.warning("fire skipped: the job can never fit the tenant's limits", extra={**log, "code": exc.code})
+            return FireOutcome(outcome="skipped", schedule_id=event.schedule_id, reason=exc.code)
         except Conflict as exc:
             if exc.code != "job_exists":
                 raise
