@@ -255,3 +255,12 @@ def test_a_schedule_fire_that_could_never_fit_the_token_rate_is_skipped_not_retr
                                                     scheduled_time=dt.datetime.now(dt.UTC)))
 
     assert (outcome.outcome, outcome.reason, outcome.job_id) == ("skipped", "tokens_per_minute", None)
+
+
+def test_a_budget_of_zero_admits_nothing_not_even_the_days_first_job(api: Any, services: Services) -> None:
+    _budget(services, daily_cost_usd=0)
+
+    answer = api.post("/v1/jobs", json=HI)
+
+    assert answer.status_code == 429 and answer.json()["error"]["code"] == "daily_budget"
+    assert _spent(services) == 0

@@ -155,7 +155,7 @@ class UsageStore:
         job in the day; ``Refused`` (nothing written) when the minute's tokens would pass ``token_limit`` or the
         day's spend has reached ``budget_usd`` (the refused window says which)."""
         minute = Minute.at(self._clock())
-        if tokens > token_limit:
+        if tokens > token_limit or budget_usd <= 0:  # could never fit (the condition would pass a day's first job)
             raise Refused(Window(minute, requests=0, tokens=0))
         names = {"#t": f"t{minute.index}", "#jobs": "jobs", "#spend": SPEND}
         window = self._window_write(
