@@ -170,6 +170,13 @@ class Job(BaseModel):
     webhook_enqueued: bool = False
     reservation: Reservation | None = None  # what it reserved at admission (not shown by the API)
     status_details: StatusDetails | None = None  # a deferred job's reason to wait (it has no reservation yet)
+    # Which API made it (its webhooks and events speak that API's language): POST /v1/jobs, or POST /v1/responses.
+    surface: Literal["jobs", "responses"] = "jobs"
+    background: bool = True  # a response made with background: false is waited for by its request
+    provider_model: str | None = None  # the model the provider answered with (e.g. a dated snapshot)
+    finish_reason: str | None = None  # why the model stopped: "stop", "length" (max_output_tokens), ...
+    prompt_id: str | None = None  # the registry prompt it was made from (POST /v1/prompts), and which version
+    prompt_version: int | None = None
 
     @property
     def terminal_instance(self) -> str:
@@ -206,6 +213,10 @@ class Job(BaseModel):
             duration_ms=self.duration if self.status.is_terminal else None,
             stream_url=f"{stream_base.rstrip('/')}/v1/jobs/{self.id}/stream" if stream_base else None,
             status_details=self.status_details if self.status is JobStatus.queued else None,
+            provider_model=self.provider_model,
+            finish_reason=self.finish_reason,
+            prompt_id=self.prompt_id,
+            prompt_version=self.prompt_version,
         )
 
 
@@ -237,6 +248,10 @@ class JobOut(BaseModel):
     duration_ms: int | None = None  # once it has ended: its model call's time (else from its start to its end)
     stream_url: str | None = None  # GET it for the job's server-sent events (on the front that streams)
     status_details: StatusDetails | None = None  # a queued job deferred by a limit: why, and when it may start
+    provider_model: str | None = None  # the model the provider answered with (e.g. a dated snapshot of `model`)
+    finish_reason: str | None = None  # "stop", or "length" when it stopped at max_output_tokens
+    prompt_id: str | None = None  # the registry prompt the job was made from, and its version
+    prompt_version: int | None = None
 
 
 class JobList(BaseModel):
