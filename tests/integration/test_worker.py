@@ -171,3 +171,15 @@ def test_output_too_large_for_an_item_is_kept_in_s3_and_read_back(services: Serv
     words = job["output"]["text"].split()
     assert words[:3] == ["Echo:", "long", "answer"] and len(words) == 40000
     assert "output_key" not in job
+
+
+def test_a_job_records_the_model_that_answered_and_why_it_stopped(
+        api: Any, services: Services, worker_handler: Any) -> None:
+    capped = api.post("/v1/jobs", json={"input": "one two three four five six", "max_output_tokens": 3}).json()["id"]
+    whole = api.post("/v1/jobs", json={"input": "short"}).json()["id"]
+
+    run_worker(services, worker_handler)
+
+    capped_job, whole_job = api.get(f"/v1/jobs/{capped}").json(), api.get(f"/v1/jobs/{whole}").json()
+    assert (capped_job["status"], capped_job["finish_reason"]) == ("completed", "length")
+    assert (whole_job["finish_reason"], whole_job["provider_model"]) == ("stop", "fake-model")

@@ -38,7 +38,7 @@ def test_stream_yields_the_output_in_pieces_then_usage_and_the_answering_model()
     *deltas, end = events
     assert all(isinstance(d, Delta) for d in deltas) and len(deltas) == 4
     assert "".join(d.text for d in deltas if isinstance(d, Delta)) == "Echo: one two three"
-    assert end == StreamEnd(usage=end.usage, model="fake-model")  # type: ignore[union-attr]
+    assert end == StreamEnd(usage=end.usage, model="fake-model", finish_reason="stop")  # type: ignore[union-attr]
     assert (end.usage.input_tokens, end.usage.output_tokens) == (3, 4)  # type: ignore[union-attr]
 
 

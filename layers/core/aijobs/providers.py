@@ -34,10 +34,12 @@ class Delta:
 
 @dataclass(frozen=True)
 class StreamEnd:
-    """The last event of a stream: what the call used, and which model answered (a provider may resolve an alias)."""
+    """The last event of a stream: what the call used, which model answered (a provider may resolve an alias to a
+    dated snapshot), and why it stopped (``stop``, ``length`` at max_output_tokens)."""
 
     usage: Usage
     model: str
+    finish_reason: str | None = None
 
 
 StreamEvent = Delta | StreamEnd
@@ -48,6 +50,7 @@ class Completion:
     text: str
     usage: Usage
     model: str
+    finish_reason: str | None = None
 
 
 class ModelProvider(ABC):
@@ -75,7 +78,7 @@ class ModelProvider(ABC):
             await stream.aclose()  # type: ignore[attr-defined]  # an async generator: closes the HTTP response
         if end is None:
             raise ProviderError("the model provider's answer ended early", code="bad_response", retryable=True)
-        return Completion(text="".join(parts), usage=end.usage, model=end.model)
+        return Completion(text="".join(parts), usage=end.usage, model=end.model, finish_reason=end.finish_reason)
 
 
 def to_messages(request: JobRequest) -> list[dict[str, str]]:
@@ -128,7 +131,7 @@ class OpenAIProvider(ModelProvider):
             raise classify_openai_error(exc) from None
         if finish == "content_filter":
             raise ContentFiltered("the provider's content filter stopped the output", code="content_filter")
-        yield StreamEnd(usage=usage, model=answered_by)
+        yield StreamEnd(usage=usage, model=answered_by, finish_reason=finish)
 
 
 def classify_openai_error(exc: Exception) -> ProviderError:

@@ -111,15 +111,21 @@ class RunRecord:
     duration_ms: int
     output_seq: int
     output_logged_chars: int
+    provider_model: str | None = None  # the model that answered, and why it stopped (a call that ended)
+    finish_reason: str | None = None
 
 
 def _price_fields(price: Price) -> dict[str, Any]:
     return {"cost_usd": price.cost_usd, "price_known": price.known}
 
 
-def _run_fields(run: RunRecord | None) -> dict[str, int]:
-    return {} if run is None else {"duration_ms": run.duration_ms, "output_seq": run.output_seq,
-                                   "output_logged_chars": run.output_logged_chars}
+def _run_fields(run: RunRecord | None) -> dict[str, Any]:
+    if run is None:
+        return {}
+    fields = {"duration_ms": run.duration_ms, "output_seq": run.output_seq,
+              "output_logged_chars": run.output_logged_chars,
+              "provider_model": run.provider_model, "finish_reason": run.finish_reason}
+    return {name: value for name, value in fields.items() if value is not None}
 
 
 _STATE_FIELDS = ("id", "tenant", "status", "attempt", "expires_at", "created_at")

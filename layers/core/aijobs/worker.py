@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import math
 import random
 import time
@@ -298,6 +299,7 @@ class Worker:
                             output_logged_chars=log.chars)
             if isinstance(completion, Stopped):
                 return await self._stopped(job, completion.text, run)
+            run = dataclasses.replace(run, provider_model=completion.model, finish_reason=completion.finish_reason)
             usage = completion.usage
             price = estimate_cost(job.model, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
             if not await asyncio.to_thread(self.store.complete_job, job, output_text=completion.text, usage=usage,
