@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+import aijobs
 from aijobs.jobs import JobService
 from aijobs.models.jobs import MAX_INPUT_CHARS
 from aijobs.services import Services
@@ -28,6 +29,7 @@ def test_submit_answers_202_with_location_and_queues_one_message(api: Any, servi
     assert job["model"] == "fake-model" and job["metadata"] == {"ticket": "T-1"}
     assert response.headers["Location"] == f"/v1/jobs/{job['id']}"
     assert response.headers["X-Request-Id"]
+    assert response.headers["x-aijobs-version"] == aijobs.__version__
     assert _queued_messages(services) == 1
     assert api.get(f"/v1/jobs/{job['id']}").json() == job
 

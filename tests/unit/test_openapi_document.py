@@ -12,6 +12,7 @@ DOCUMENT = create_app().openapi()
 OPERATIONS = {f"{method.upper()} {path}": operation for path, operations in DOCUMENT["paths"].items()
               for method, operation in operations.items()}
 ERROR_BODY = {"$ref": "#/components/schemas/ErrorResponse"}
+OPENAI_ERROR_BODY = {"$ref": "#/components/schemas/OpenAIErrorResponse"}
 
 
 def _statuses(operation: dict[str, Any]) -> set[int]:
@@ -48,6 +49,11 @@ STATUSES = [
     ("GET /v1/admin/tenants/{tenant}/usage", {200, 404, 422, 500}),
     ("GET /v1/admin/audit", {200, 404, 422, 500}),
     ("GET /v1/usage", {200, 401, 422, 429, 500}),
+    # OpenAI's face: a bad request is a 400 there, in OpenAI's error shape
+    ("POST /v1/responses", {200, 400, 401, 403, 404, 409, 413, 429, 500, 503, 504}),
+    ("GET /v1/responses/{response_id}", {200, 400, 401, 404, 429, 500}),
+    ("POST /v1/responses/{response_id}/cancel", {200, 400, 401, 404, 409, 429, 500}),
+    ("GET /v1/responses/{response_id}/input_items", {200, 400, 401, 404, 429, 500}),
 ]
 
 
@@ -62,9 +68,10 @@ def test_every_route_is_in_the_table_above() -> None:
 
 @pytest.mark.parametrize("operation", sorted(OPERATIONS))
 def test_every_error_status_has_the_typed_error_body(operation: str) -> None:
+    body = OPENAI_ERROR_BODY if " /v1/responses" in operation else ERROR_BODY
     for status, response in OPERATIONS[operation]["responses"].items():
         if int(status) >= 400:
-            assert response["content"] == {"application/json": {"schema": ERROR_BODY}}, status
+            assert response["content"] == {"application/json": {"schema": body}}, status
 
 
 def test_fastapis_validation_error_body_which_the_api_never_sends_is_not_documented() -> None:

@@ -56,18 +56,18 @@ class JobService:
         return model
 
     def _new_job(self, tenant: str, request: JobRequest, *, schedule_id: str | None = None,
-                 job_id: str | None = None, retry_of: str | None = None) -> Job:
+                 job_id: str | None = None, retry_of: str | None = None, **face: Any) -> Job:
         model = self.check_model(tenant, request)  # 403, and nothing is written
         if request.callback_url is not None:
             self.callbacks.check_url(request.callback_url)  # a forbidden URL is a 422 and nothing is written
         now = int(self.clock())
         return Job(id=job_id or new_job_id(), tenant=tenant, status=JobStatus.queued,
                    model=model, request=request, created_at=now,
-                   expires_at=now + self.retention_s, schedule_id=schedule_id, retry_of=retry_of)
+                   expires_at=now + self.retention_s, schedule_id=schedule_id, retry_of=retry_of, **face)
 
     def submit_job(self, *, tenant: str, request: JobRequest, schedule_id: str | None = None,
                    job_id: str | None = None, key: RequestKey | None = None, retry_of: str | None = None,
-                   defer: bool = False) -> Job:
+                   defer: bool = False, **face: Any) -> Job:
         """Send a job's message, then store the job as queued: nothing is stored that would never run.
 
         A message whose job could not be stored finds no job and is dropped by the worker. A schedule passes its
@@ -75,8 +75,9 @@ class JobService:
         (the fire was delivered again), ``Conflict`` (``job_exists``) is raised and nothing is sent. A request
         with an ``Idempotency-Key`` passes its ``key``: a retry of it names the same job (see ``_submit``).
         ``defer``: a job over a limit waits whatever its ``on_limit`` (a schedule's fire has nobody to answer).
+        ``face``: how another API shows the job (``surface="responses", background=False``: see models/jobs.py).
         """
-        job = self._new_job(tenant, request, schedule_id=schedule_id, job_id=job_id, retry_of=retry_of)
+        job = self._new_job(tenant, request, schedule_id=schedule_id, job_id=job_id, retry_of=retry_of, **face)
         if job_id is not None and self.store.get_job(job_id, consistent=True) is not None:
             raise Conflict("a job with this id exists", code="job_exists")
         [result] = self._submit([job], key, defer=defer)

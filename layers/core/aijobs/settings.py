@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     stream_heartbeat_s: float = Field(default=15.0, gt=0, le=120)
     stream_poll_s: float = Field(default=0.1, ge=0.02, le=5)
     stream_max_s: int = Field(default=840, ge=1, le=3600)
+    # How long POST /v1/responses with background: false waits for its response, within the front's timeout
+    # (API Gateway's 30 s; the stream function's 900 s sets 840); past it the client is told to use background mode.
+    sync_wait_s: int = Field(default=WAIT_LIMIT_S, ge=1, le=3600)
 
     # The limits of a tenant that has not set its own (TenantLimits; template parameters in AWS).
     limit_requests_per_minute: int = Field(default=600, ge=1)

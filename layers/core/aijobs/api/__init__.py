@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
 from aijobs.api.errors import install_error_handlers
 from aijobs.api.middleware import RequestContext
-from aijobs.api.routes import admin, health, jobs, schedules, streams, usage, webhooks
+from aijobs.api.routes import admin, health, jobs, responses, schedules, streams, usage, webhooks
 
 # API Gateway takes up to 10 MB; a job is far smaller. Batches of 100 get the larger bound.
 MAX_BODY_BYTES = 256 * 1024
@@ -21,10 +25,28 @@ def body_limit(path: str) -> int:
 def create_app() -> FastAPI:
     app = FastAPI(title="aijobs", version="1", summary="Asynchronous AI-inference jobs")
     install_error_handlers(app)
-    routers = (health.router, jobs.router, streams.router, schedules.router, webhooks.secrets_router,
+    routers = (health.router, jobs.router, streams.router, responses.router, schedules.router, webhooks.secrets_router,
                webhooks.deliveries_router, usage.router, admin.router)
     for router in routers:
         app.include_router(router)
     app.state.api_routes = [route for router in routers for route in router.routes if isinstance(route, APIRoute)]
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.add_middleware(RequestContext, body_limit=body_limit)
     return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, without the 422 it adds to routes that never send one: /v1/responses answers a bad request
+    with a 400 in OpenAI's shape (api/errors.py), and FastAPI's validation body is never sent."""
+    if app.openapi_schema is None:
+        document = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+        for path, operations in document["paths"].items():
+            if path.startswith("/v1/responses"):
+                for operation in operations.values():
+                    operation["responses"].pop("422", None)
+        schemas = document.get("components", {}).get("schemas", {})
+        if "HTTPValidationError" not in json.dumps(document["paths"]):
+            for name in ("HTTPValidationError", "ValidationError"):
+                schemas.pop(name, None)
+        app.openapi_schema = document
+    return app.openapi_schema

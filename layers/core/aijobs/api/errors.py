@@ -36,6 +36,28 @@ def error_response(error: AijobsError, request_id: str | None, headers: dict[str
     return JSONResponse(body, status_code=error.status, headers=headers)
 
 
+# OpenAI's error types, by status: its SDKs raise their exceptions by status, and show the type.
+_OPENAI_TYPES = {401: "invalid_request_error", 429: "rate_limit_error"}
+
+
+def openai_error_response(error: AijobsError, request_id: str | None, headers: dict[str, str] | None = None,
+                          *, param: str | None = None) -> JSONResponse:
+    """An error on ``/v1/responses``, in OpenAI's shape: ``{"error": {message, type, param, code}, request_id}``;
+    a bad request is a 400 there, not a 422."""
+    status = 400 if error.status == 422 else error.status
+    kind = ("insufficient_quota" if error.type == "quota_exceeded" else "server_error" if status >= 500
+            else _OPENAI_TYPES.get(status, "invalid_request_error"))
+    body = {"error": {"message": error.message, "type": kind, "param": param, "code": error.code},
+            "request_id": request_id}
+    response = error_response(error, request_id, headers)  # its headers: Retry-After, WWW-Authenticate
+    return JSONResponse(body, status_code=status, headers={
+        k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-type")})
+
+
+def is_openai_face(request: Request) -> bool:
+    return request.url.path.startswith("/v1/responses")
+
+
 def unexpected(exc: BaseException) -> AijobsError:
     """The public face of an error nobody planned for: logged here, a bare 500 for the client."""
     logger.exception("unhandled error", exc_info=exc)
@@ -67,18 +89,26 @@ def install_error_handlers(app: FastAPI) -> None:
     def request_id(request: Request) -> str | None:
         return getattr(request.state, "request_id", None)
 
+    def answer(request: Request, error: AijobsError, headers: dict[str, str] | None = None,
+               param: str | None = None) -> JSONResponse:
+        if is_openai_face(request):
+            return openai_error_response(error, request_id(request), headers, param=param)
+        return error_response(error, request_id(request), headers)
+
     async def on_domain(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, AijobsError)
-        return error_response(exc, request_id(request))
+        return answer(request, exc, getattr(exc, "headers", None))
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        return error_response(from_validation_errors(exc.errors()), request_id(request))
+        errors = exc.errors()
+        first = [str(part) for part in (errors[0].get("loc") or ()) if part != "body"] if errors else []
+        return answer(request, from_validation_errors(errors), param=".".join(first) or None)
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
         error, headers = _from_http(request, exc)
-        return error_response(error, request_id(request), headers)
+        return answer(request, error, headers)
 
     app.add_exception_handler(AijobsError, on_domain)
     app.add_exception_handler(RequestValidationError, on_validation)

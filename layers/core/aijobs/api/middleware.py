@@ -30,6 +30,7 @@ from typing import Any
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from aijobs import __version__
 from aijobs.api.errors import error_response, unexpected
 from aijobs.errors import AijobsError, PayloadTooLarge
 from aijobs.observability import log_context, logger
@@ -37,6 +38,8 @@ from aijobs.observability import log_context, logger
 # On every answer, errors included. Answers are per tenant and change (a job's status, a secret): no cache, shared
 # or private, may keep one. nosniff: a client reads JSON as JSON, never as whatever the bytes look like.
 SECURITY_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+# Every answer names the aijobs that made it (the API's version is the path's /v1).
+VERSION_HEADERS = {"x-aijobs-version": __version__}
 
 
 ADAPTER_CONTEXT_HEADER = b"x-amzn-request-context"
@@ -123,6 +126,7 @@ class RequestContext:
                 headers = MutableHeaders(scope=message)
                 headers.append("X-Request-Id", request_id)
                 headers.update(SECURITY_HEADERS)
+                headers.update(VERSION_HEADERS)
                 # The caller's rate window, once the request was authenticated and counted (api/deps.py); a
                 # stream's start goes through here too, so its headers go out before its first byte.
                 headers.update(scope["state"].get("rate_headers") or {})
