@@ -218,3 +218,23 @@ def test_the_worker_calls_only_the_dynamodb_actions_the_template_grants_it(
     granted = set().union(*_grants(template, "WorkerFunction").values())
     assert {"dynamodb:GetItem", "dynamodb:UpdateItem"} <= called  # (the hook saw the worker)
     assert called <= granted, called - granted
+
+
+def test_deleting_a_jobs_content_keeps_its_accounting_and_a_running_job_is_cancelled_first(
+        api: Any, services: Services, worker_handler: Any) -> None:
+    job_id = api.post("/v1/jobs", json={"input": "zebraquartz [[tokens=200]] [[token_ms=20]]", "stream": True,
+                                        "instructions": "mauvelantern"}).json()["id"]
+    worker = threading.Thread(target=run_worker, args=(services, worker_handler))
+    worker.start()
+    eventually(lambda: api.get(f"/v1/jobs/{job_id}").json()["progress"], timeout_s=10)
+
+    answer = api.delete(f"/v1/jobs/{job_id}/content")
+    worker.join(timeout=30)
+
+    assert answer.status_code == 200
+    job = api.get(f"/v1/jobs/{job_id}").json()
+    assert job["status"] == "cancelled" and job["content_deleted_at"] and job["output"] is None
+    assert job["usage"]["output_tokens"] > 0 and job["cost_usd"] > 0  # the stopped call was paid for
+    items = str(services.table.scan()["Items"])
+    assert "zebraquartz" not in items and "mauvelantern" not in items
+    assert api.delete(f"/v1/jobs/{job_id}/content").json()["content_deleted_at"] == job["content_deleted_at"]

@@ -263,3 +263,21 @@ def test_a_non_background_stream_whose_client_leaves_is_cancelled(client: openai
         job = eventually(lambda: (j := services.store.get_job(job_id)) and j.status.is_terminal and j, timeout_s=15)
 
     assert job.status.value == "cancelled"
+
+
+def test_deleting_a_response_deletes_its_input_and_output_everywhere(client: openai.OpenAI, services: Services,
+                                                                     worker_handler: Any) -> None:
+    created = client.responses.create(model="fake-model", input="private words", background=True)
+    run_worker(services, worker_handler)
+    job_id = "job_" + created.id.removeprefix("resp_")
+
+    client.responses.delete(created.id)
+
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(created.id)
+    job = services.store.get_job(job_id)
+    assert job is not None and job.content_deleted_at is not None and job.output_text is None
+    assert job.request.input == "" and job.usage is not None and job.cost_usd  # what it used and cost stays
+    assert "private words" not in str(services.table.scan()["Items"])
+    with pytest.raises(openai.NotFoundError):
+        client.responses.delete(created.id)

@@ -27,6 +27,7 @@ STATUSES = [
     ("POST /v1/jobs/status", {200, 400, 401, 413, 422, 429, 500}),
     ("GET /v1/jobs/{job_id}", {200, 401, 404, 422, 429, 500}),
     ("DELETE /v1/jobs/{job_id}", {200, 401, 404, 409, 422, 429, 500}),
+    ("DELETE /v1/jobs/{job_id}/content", {200, 401, 404, 409, 422, 429, 500}),
     ("POST /v1/jobs/{job_id}/retry", {202, 401, 403, 404, 409, 422, 429, 500, 503}),
     ("GET /v1/jobs/{job_id}/stream", {200, 401, 404, 422, 429, 500}),
     ("POST /v1/schedules", {201, 400, 401, 403, 409, 413, 422, 429, 500, 503}),
@@ -54,6 +55,7 @@ STATUSES = [
     ("GET /v1/responses/{response_id}", {200, 400, 401, 404, 429, 500}),
     ("POST /v1/responses/{response_id}/cancel", {200, 400, 401, 404, 409, 429, 500}),
     ("GET /v1/responses/{response_id}/input_items", {200, 400, 401, 404, 429, 500}),
+    ("DELETE /v1/responses/{response_id}", {200, 400, 401, 404, 409, 429, 500}),
 ]
 
 

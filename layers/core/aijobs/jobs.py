@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -258,6 +259,23 @@ class JobService:
             if exc.code != "job_exists":
                 raise
             return self.store.get_tenant_job(tenant=tenant, job_id=retry_id, consistent=True)
+
+    def delete_content(self, *, tenant: str, job_id: str) -> Job:
+        """Delete a job's input and output (a privacy request before retention ends); a job that has not ended is
+        cancelled first, and a running one's stopped call given time to record its usage (whose output is then
+        not kept). What the job was, used and cost stays. Deleting again answers the job as it is."""
+        from aijobs.streams import CANCEL_SETTLE_S
+
+        job = self.get_job(tenant=tenant, job_id=job_id, consistent=True)
+        if not job.status.is_terminal:
+            job = self.cancel_job(tenant=tenant, job_id=job_id)
+        deadline = self.clock() + CANCEL_SETTLE_S
+        while job.status is JobStatus.cancelled and job.attempt and job.usage is None and self.clock() < deadline:
+            time.sleep(0.2)  # its worker stops within about half a second and records what the call used
+            job = self.get_job(tenant=tenant, job_id=job_id, consistent=True)
+        if job.content_deleted_at is None and self.store.delete_content(job):
+            logger.info("job content deleted", extra={"job_id": job.id})
+        return self.get_job(tenant=tenant, job_id=job_id, consistent=True)
 
     def get_job(self, *, tenant: str, job_id: str, consistent: bool = False) -> Job:
         return self.store.get_tenant_job(tenant=tenant, job_id=job_id, consistent=consistent)

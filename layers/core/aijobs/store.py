@@ -82,6 +82,10 @@ class JobState(NamedTuple):
 def read_job(item: dict[str, Any]) -> Job:
     """A stored job; one this version cannot read (written by an older or newer one) reads as failed with
     ``job_unreadable``, with what can be read of it, so that it is a typed error and never a crash."""
+    if "content_deleted_at" in item and isinstance(item.get("request"), dict):
+        # Its input is gone (an empty input is not a request one could make): the rest of the request is as sent.
+        request = JobRequest.model_validate({**item["request"], "input": "-"}).model_copy(update={"input": ""})
+        item = {**item, "request": request}
     try:
         return Job.model_validate(item)
     except ValidationError:
@@ -167,6 +171,9 @@ class OutputBlobs:
 
     def get(self, key: str) -> str:
         return str(self._client.get_object(Bucket=self._bucket, Key=key)["Body"].read().decode())
+
+    def delete(self, key: str) -> None:
+        self._client.delete_object(Bucket=self._bucket, Key=key)
 
 
 class JobStore:
@@ -389,12 +396,49 @@ class JobStore:
 
     def keep_cancelled_run(self, job: Job, *, output_text: str, usage: Usage, price: Price,
                            run: RunRecord | None = None) -> bool:
-        """On a job cancelled while this attempt ran: the output, usage and cost of the run (it was paid for)."""
+        """On a job cancelled while this attempt ran: the output, usage and cost of the run (it was paid for); the
+        output is not kept once the job's content was deleted (its usage and cost are)."""
         output, _ = self._output(job, output_text)
-        return conditional(self._table.update_item, Key=job_key(job.id), **update_request(
-            set={**output, "usage": usage, **_price_fields(price), **_run_fields(run)},
-            condition="#status = :cancelled AND #attempt = :attempt AND attribute_not_exists(#usage)",
-            values={":cancelled": JobStatus.cancelled.value, ":attempt": job.attempt})) is not None
+        kept = {"usage": usage, **_price_fields(price), **_run_fields(run)}
+        condition = "#status = :cancelled AND #attempt = :attempt AND attribute_not_exists(#usage)"
+        values = {":cancelled": JobStatus.cancelled.value, ":attempt": job.attempt}
+
+        def keep(fields: dict[str, Any], deleted: str) -> bool:
+            return conditional(self._table.update_item, Key=job_key(job.id), **update_request(
+                set=fields | kept, condition=f"{condition} AND {deleted}", values=values)) is not None
+
+        if keep(output, "attribute_not_exists(#content_deleted_at)"):
+            return True
+        if "output_key" in output and self._blobs is not None:  # written for nothing: its content was deleted
+            self._blobs.delete(output["output_key"])
+        return keep({}, "attribute_exists(#content_deleted_at)")
+
+    def delete_content(self, job: Job) -> bool:
+        """Delete an ended job's input and output (its request's input and instructions, its output, in the item or
+        the results bucket, and its output log), keeping what it was, what it used and cost; False when it was
+        deleted already or has not ended."""
+        request = job.request.model_dump(mode="json", exclude_none=True) | {"input": ""}
+        request.pop("instructions", None)
+        if not conditional(self._table.update_item, Key=job_key(job.id), **update_request(
+                set={"content_deleted_at": self._now(), "request": request},
+                remove=("output_text", "output_key", "progress"),
+                condition="#status IN (:completed, :failed, :cancelled) AND attribute_not_exists(#content_deleted_at)",
+                values={f":{s.value}": s.value for s in (JobStatus.completed, JobStatus.failed,
+                                                         JobStatus.cancelled)})):
+            return False
+        if job.output_key and self._blobs is not None:
+            self._blobs.delete(job.output_key)
+        log = KeyCondition("pk").eq(job_key(job.id)["pk"]) & KeyCondition("sk").begins_with("OUT#")
+        query: dict[str, Any] = {"KeyConditionExpression": log, "ProjectionExpression": "pk, sk"}
+        with self._table.batch_writer() as batch:
+            while True:
+                answer = self._table.query(**query)
+                for item in answer["Items"]:
+                    batch.delete_item(Key={"pk": item["pk"], "sk": item["sk"]})
+                if not (start := answer.get("LastEvaluatedKey")):
+                    break
+                query["ExclusiveStartKey"] = start
+        return True
 
     def mark_retried(self, job: Job, retry_id: str) -> bool:
         """Name the job that re-runs this one; once, and only while the job is as read."""

@@ -177,6 +177,7 @@ class Job(BaseModel):
     finish_reason: str | None = None  # why the model stopped: "stop", "length" (max_output_tokens), ...
     prompt_id: str | None = None  # the registry prompt it was made from (POST /v1/prompts), and which version
     prompt_version: int | None = None
+    content_deleted_at: int | None = None  # its input and output were deleted (DELETE /v1/jobs/{id}/content)
 
     @property
     def terminal_instance(self) -> str:
@@ -217,6 +218,7 @@ class Job(BaseModel):
             finish_reason=self.finish_reason,
             prompt_id=self.prompt_id,
             prompt_version=self.prompt_version,
+            content_deleted_at=self.content_deleted_at,
         )
 
 
@@ -252,6 +254,7 @@ class JobOut(BaseModel):
     finish_reason: str | None = None  # "stop", or "length" when it stopped at max_output_tokens
     prompt_id: str | None = None  # the registry prompt the job was made from, and its version
     prompt_version: int | None = None
+    content_deleted_at: int | None = None  # when its input and output were deleted, at its owner's request
 
 
 class JobList(BaseModel):

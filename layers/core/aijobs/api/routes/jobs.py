@@ -98,6 +98,14 @@ def cancel_job(job_id: JobId, tenant: TenantDep, jobs: JobsDep, base: StreamBase
     return jobs.cancel_job(tenant=tenant.id, job_id=job_id).to_public(stream_base=base)
 
 
+@router.delete("/{job_id}/content", response_model=JobOut, responses=errors(404, 409, 422))
+def delete_job_content(job_id: JobId, tenant: TenantDep, jobs: JobsDep, base: StreamBaseDep) -> JobOut:
+    """Delete the job's input and output before retention would (a privacy request): its request's `input` and
+    `instructions`, its output and its output log. A job that has not ended is cancelled first. The job stays, with
+    `content_deleted_at`, its status, usage and cost; deleting again answers it as it is."""
+    return jobs.delete_content(tenant=tenant.id, job_id=job_id).to_public(stream_base=base)
+
+
 @router.post("/{job_id}/retry", status_code=202, response_model=JobOut,
              responses=errors(403, 404, 409, 422, 503))
 def retry_job(job_id: JobId, tenant: TenantDep, jobs: JobsDep, idempotent: IdempotentDep,

@@ -63,10 +63,12 @@ def _job_request(body: ResponseCreate) -> JobRequest:
 
 
 def _job(jobs: JobService, tenant: str, response_id: str) -> Job:
+    """The response's job; a deleted response (its content deleted) is not found, as OpenAI's is."""
     job_id = job_id_of(response_id)
-    if job_id is None:
+    job = jobs.read_job(tenant=tenant, job_id=job_id) if job_id is not None else None
+    if job is None or job.content_deleted_at is not None:
         raise NotFound("no such response", code="response_not_found")
-    return jobs.read_job(tenant=tenant, job_id=job_id)
+    return job
 
 
 def _with_cost(job: Job) -> dict[str, str]:
@@ -169,3 +171,13 @@ def list_input_items(response_id: ResponseId, tenant: TenantDep, jobs: JobsDep) 
     items = input_items(_job(jobs, tenant.id, response_id))
     return {"object": "list", "data": items, "first_id": items[0]["id"] if items else None,
             "last_id": items[-1]["id"] if items else None, "has_more": False}
+
+
+@router.delete("/{response_id}", responses={200: {"description": "`{id, object: \"response\", deleted: true}`"},
+                                             409: {"model": OpenAIErrorResponse}})
+def delete_response(response_id: ResponseId, tenant: TenantDep, jobs: JobsDep) -> dict[str, Any]:
+    """Delete a response: cancelled first if it runs, then its input and output are deleted (as
+    `DELETE /v1/jobs/{id}/content`); it is then not found here, and its job shows `content_deleted_at`."""
+    job = _job(jobs, tenant.id, response_id)
+    jobs.delete_content(tenant=tenant.id, job_id=job.id)
+    return {"id": response_id_of(job.id), "object": "response", "deleted": True}
