@@ -281,3 +281,13 @@ def test_deleting_a_response_deletes_its_input_and_output_everywhere(client: ope
     assert "private words" not in str(services.table.scan()["Items"])
     with pytest.raises(openai.NotFoundError):
         client.responses.delete(created.id)
+
+
+def test_a_job_waited_for_on_v1_jobs_carries_its_cost_too(server: UvicornThread, services: Services,
+                                                           worker_handler: Any) -> None:
+    with worker_running(services, worker_handler), httpx.Client(
+            base_url=server.url, headers={"Authorization": f"Bearer {KEY_A}"}, timeout=30) as api:
+        answer = api.post("/v1/jobs", json={"input": "wait"}, headers={"Prefer": "wait=10"})
+
+    assert answer.status_code == 200
+    assert float(answer.headers["x-aijobs-cost-usd"]) == answer.json()["cost_usd"] > 0

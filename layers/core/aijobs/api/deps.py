@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 
 from aijobs.idempotency import IdempotentAnswer, RequestKey
 from aijobs.jobs import JobService
+from aijobs.models.jobs import Job
 from aijobs.models.tenants import Tenant
 from aijobs.observability import logger
 from aijobs.rates import ANSWER_HEADERS, OverRate, answer_headers
@@ -140,3 +141,8 @@ def created(result: IdempotentAnswer, *, status_code: int, location: str | None 
     if result.replayed:
         headers["Idempotent-Replayed"] = "true"
     return JSONResponse(result.answer, status_code=status_code, headers=headers)
+
+
+def cost_header(job: Job) -> dict[str, str]:
+    """``x-aijobs-cost-usd`` on a synchronous answer that carries a finished job (what its model call cost)."""
+    return {"x-aijobs-cost-usd": f"{job.cost_usd:f}"} if job.cost_usd is not None and job.status.is_terminal else {}

@@ -10,7 +10,17 @@ from fastapi import APIRouter, Header, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from aijobs.api.deps import Cursor, IdempotentDep, JobId, JobsDep, StreamBaseDep, TenantDep, WaitsDep, created
+from aijobs.api.deps import (
+    Cursor,
+    IdempotentDep,
+    JobId,
+    JobsDep,
+    StreamBaseDep,
+    TenantDep,
+    WaitsDep,
+    cost_header,
+    created,
+)
 from aijobs.api.responses import errors
 from aijobs.errors import AijobsError
 from aijobs.idempotency import RequestKey
@@ -61,7 +71,7 @@ async def submit_job(body: JobRequest, tenant: TenantDep, jobs: JobsDep, waits: 
     final = await waits.wait(tenant=tenant.id, job_id=job_id, timeout_s=seconds)
     return created(replace(result, answer=final.to_public(stream_base=base).model_dump(mode="json")),
                    status_code=200 if final.status.is_terminal else 202, location=f"/v1/jobs/{job_id}",
-                   headers={"Preference-Applied": f"wait={seconds}"})
+                   headers={"Preference-Applied": f"wait={seconds}", **cost_header(final)})
 
 
 @router.get("", response_model=JobList, responses=errors(422))

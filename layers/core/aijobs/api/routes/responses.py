@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from aijobs.api.deps import MAX_ID_CHARS, IdempotentDep, JobsDep, ServicesDep, TenantDep, WaitsDep
+from aijobs.api.deps import MAX_ID_CHARS, IdempotentDep, JobsDep, ServicesDep, TenantDep, WaitsDep, cost_header
 from aijobs.api.routes.streams import job_events
 from aijobs.errors import AijobsError, InvalidRequest, NotFound
 from aijobs.jobs import JobService
@@ -69,11 +69,6 @@ def _job(jobs: JobService, tenant: str, response_id: str) -> Job:
     if job is None or job.content_deleted_at is not None:
         raise NotFound("no such response", code="response_not_found")
     return job
-
-
-def _with_cost(job: Job) -> dict[str, str]:
-    """``x-aijobs-cost-usd`` on an answer that carries a finished response."""
-    return {"x-aijobs-cost-usd": f"{job.cost_usd:f}"} if job.cost_usd is not None else {}
 
 
 def _sse(event: dict[str, Any]) -> ServerSentEvent:
@@ -133,7 +128,7 @@ async def create_response(body: ResponseCreate, tenant: TenantDep, jobs: JobsDep
                               f"{svc.settings.sync_wait_s} s and runs on: retrieve it with GET /v1/responses/"
                               f"{response_id_of(job.id)}, or create responses with background: true",
                               code="response_timeout")
-    return JSONResponse(to_response(job), headers=_with_cost(job))
+    return JSONResponse(to_response(job), headers=cost_header(job))
 
 
 @router.get("/{response_id}", responses={200: _RESPONSE_OR_EVENTS})
@@ -148,7 +143,7 @@ async def get_response(response_id: ResponseId, tenant: TenantDep, jobs: JobsDep
     job = await run_in_threadpool(_job, jobs, tenant.id, response_id)
     if stream:
         return _event_stream(svc, events, job, starting_after=-1 if starting_after is None else starting_after)
-    return JSONResponse(to_response(job), headers=_with_cost(job) if job.status.is_terminal else {})
+    return JSONResponse(to_response(job), headers=cost_header(job))
 
 
 @router.post("/{response_id}/cancel", responses={200: _RESPONSE_SCHEMA, 409: {"model": OpenAIErrorResponse}})
