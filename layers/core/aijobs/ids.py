@@ -33,6 +33,10 @@ def new_webhook_id() -> str:
     return f"msg_{new_ulid()}"
 
 
+def new_endpoint_id() -> str:
+    return f"we_{new_ulid()}"
+
+
 def new_key_id() -> str:
     """An API key's public id: what lists and revocation name, never the key or its hash."""
     return f"key_{new_ulid()}"

@@ -15,6 +15,7 @@ from aijobs.settings import Settings, get_settings
 from aijobs.store import JobStore, OutputBlobs
 from aijobs.tenants import FailedAuthentications, TenantService, TenantStore
 from aijobs.usage import UsageService, UsageStore
+from aijobs.webhooks.endpoints import WebhookEndpoints
 from aijobs.webhooks.guard import CallbackGuard
 from aijobs.webhooks.outbox import WebhookOutbox
 from aijobs.webhooks.slots import HostSlots
@@ -76,6 +77,10 @@ class Services:
     @cached_property
     def webhook_store(self) -> WebhookStore:
         return WebhookStore(table=self.table, clock=self.clock)
+
+    @cached_property
+    def webhook_endpoints(self) -> WebhookEndpoints:
+        return WebhookEndpoints(table=self.table, guard=self.callback_guard, clock=self.clock)
 
     @cached_property
     def job_queue(self) -> JobQueue:

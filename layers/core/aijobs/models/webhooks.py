@@ -1,4 +1,4 @@
-"""Webhooks: a job's final event, its delivery attempts (the ledger), and a tenant's signing secrets."""
+"""Webhooks: a job's final event, its delivery attempts (the ledger), a tenant's signing secrets and endpoints."""
 
 from __future__ import annotations
 
@@ -62,3 +62,35 @@ class RotateSecretRequest(BaseModel):
 
     # How long the previous secrets stay valid; unset, the deployment's default (24 h).
     overlap_s: Annotated[int | None, Field(ge=0, le=7 * 86_400)] = None
+
+
+# The event types a webhook endpoint may subscribe to: a job's (POST /v1/jobs), and a response's in OpenAI's names.
+JOB_EVENT_TYPES = ("job.completed", "job.failed", "job.cancelled")
+RESPONSE_EVENT_TYPES = ("response.completed", "response.failed", "response.cancelled", "response.incomplete")
+EventType = Literal["job.completed", "job.failed", "job.cancelled", "response.completed", "response.failed",
+                    "response.cancelled", "response.incomplete"]
+ENDPOINT_ID_PATTERN = r"^we_[0-9A-Z]{26}$"
+
+
+class WebhookEndpointCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: Annotated[str, Field(min_length=1, max_length=2048, description="Where the events go (https, public).")]
+    # Validated by the service, so that an unknown type is a 422 that names it.
+    event_types: Annotated[list[str], Field(min_length=1, max_length=len(JOB_EVENT_TYPES + RESPONSE_EVENT_TYPES),
+                                            description="The event types sent to it, e.g. response.completed.")]
+
+
+class WebhookEndpoint(BaseModel):
+    """A tenant's webhook endpoint: every final event of the tenant's jobs whose type it subscribes to goes there."""
+
+    id: str
+    object: Literal["webhook_endpoint"] = "webhook_endpoint"
+    url: str
+    event_types: list[EventType]
+    created_at: int
+
+
+class WebhookEndpointList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[WebhookEndpoint]
