@@ -72,7 +72,8 @@ class Services:
         blobs = OutputBlobs(bucket=self.settings.results_bucket, client_factory=lambda: self.session.client("s3"))
         return JobStore(table_name=self.settings.jobs_table, resource=self.dynamodb, clock=self.clock,
                         retention_s=self.settings.retention_s, blobs=blobs if self.settings.results_bucket else None,
-                        sweep_grace_s=self.settings.sweep_grace_s)
+                        sweep_grace_s=self.settings.sweep_grace_s,
+                        has_webhook_destinations=lambda job: self.outbox.has_destinations(job))
 
     @cached_property
     def webhook_store(self) -> WebhookStore:
@@ -143,7 +144,8 @@ class Services:
     @cached_property
     def outbox(self) -> WebhookOutbox:
         return WebhookOutbox(store=self.store, ledger=self.webhook_store, queue=self.delivery_queue,
-                             redeliveries_per_hour=self.settings.redeliveries_per_hour, clock=self.clock)
+                             redeliveries_per_hour=self.settings.redeliveries_per_hour, clock=self.clock,
+                             endpoints=self.webhook_endpoints)
 
     @cached_property
     def webhook_dispatcher(self) -> WebhookDispatcher:
@@ -158,7 +160,8 @@ class Services:
         return WebhookDispatcher(store=self.store, ledger=self.webhook_store, queue=self.delivery_queue, sender=sender,
                                  schedule=RetrySchedule(s.webhook_retry_schedule),
                                  slots=self.webhook_slots,
-                                 busy_delay_s=s.webhook_busy_host_delay_s, clock=self.clock)
+                                 busy_delay_s=s.webhook_busy_host_delay_s, endpoints=self.webhook_endpoints,
+                                 clock=self.clock)
 
     @cached_property
     def schedules(self) -> ScheduleService:

@@ -20,6 +20,8 @@ class DeliveryAttempt(BaseModel):
     object: Literal["delivery_attempt"] = "delivery_attempt"
     webhook_id: str
     event_type: str
+    # Where it went: a webhook endpoint (we_...), or null for the job's callback_url.
+    endpoint_id: str | None = None
     attempt: int
     at: int
     # abandoned: its sender died mid-attempt (the receiver may have got it); a takeover of the attempt follows
@@ -36,11 +38,23 @@ class DeliveryList(BaseModel):
     next_cursor: str | None
 
 
+class RedeliveredTo(BaseModel):
+    """One destination a redelivery went to: its ``webhook-id`` (the same as the first time) and attempt."""
+
+    endpoint_id: str | None  # null: the job's callback_url
+    webhook_id: str
+    attempt: int
+
+
 class Redelivery(BaseModel):
+    """A redelivery to every destination of the final event; ``webhook_id`` and ``attempt`` are the first one's
+    (the callback_url's when the job has one), ``deliveries`` lists them all."""
+
     object: Literal["redelivery"] = "redelivery"
     webhook_id: str
     attempt: int
     status: Literal["queued"] = "queued"
+    deliveries: list[RedeliveredTo]
 
 
 class WebhookSecret(BaseModel):

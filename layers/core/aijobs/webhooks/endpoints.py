@@ -26,6 +26,7 @@ from aijobs.dynamo import conditional, to_attributes, webhook_endpoints_key
 from aijobs.errors import Conflict, InvalidRequest, NotFound
 from aijobs.ids import new_endpoint_id
 from aijobs.models.webhooks import JOB_EVENT_TYPES, RESPONSE_EVENT_TYPES, WebhookEndpoint
+from aijobs.observability import logger
 from aijobs.webhooks.guard import CallbackGuard
 
 # Endpoints per tenant: each final event of the tenant's jobs is one delivery per subscribed endpoint.
@@ -114,8 +115,17 @@ class WebhookEndpoints:
 
     def has_any(self, tenant: str) -> bool:
         """Whether the tenant has an endpoint (cached): a job of a tenant without, and without callback_url, sends
-        nothing."""
-        return bool(self.cached(tenant))
+        nothing.
+
+        Asked as a job ends (before its terminal write, and before a cancel answers): should the read fail, the
+        answer is yes, so that the job ends all the same and stays in the sweep index, whose sweeper queues its
+        event (or lets it go) once it can read them.
+        """
+        try:
+            return bool(self.cached(tenant))
+        except Exception:
+            logger.exception("webhook endpoints not read; the job's event is left to the sweeper")
+            return True
 
     def cached(self, tenant: str) -> list[WebhookEndpoint]:
         now = time.monotonic()
