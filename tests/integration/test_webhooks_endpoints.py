@@ -316,3 +316,23 @@ def test_a_responses_final_event_is_openais_and_unwrap_accepts_it(
     assert json.loads(request.body)["object"] == "event"
     with pytest.raises(openai.InvalidWebhookSignatureError):
         client.webhooks.unwrap(request.body.replace(b"resp_", b"resp_X"), request.headers)
+
+
+def test_jobs_without_callback_of_a_tenant_without_endpoints_read_its_endpoints_once_per_cache_period(
+        dev: Services, handlers: tuple[Any, Any]) -> None:
+    reads: list[str] = []
+
+    def note(params: Any, **_: Any) -> None:
+        if "WEBHOOK_ENDPOINTS" in str(params):
+            reads.append(str(params))
+
+    events = dev.dynamodb.meta.client.meta.events
+    events.register("provide-client-params.dynamodb.GetItem", note)
+    try:
+        for i in range(3):
+            dev.jobs.submit_job(tenant=TENANT_A, request=JobRequest(input=f"plain {i}"))
+        _run_all(dev, handlers)
+    finally:
+        events.unregister("provide-client-params.dynamodb.GetItem", note)
+    assert len(reads) == 1  # the first job's end; the others are answered by the cache
+    assert _queue_counts(dev) == {"Visible": 0, "NotVisible": 0, "Delayed": 0}
