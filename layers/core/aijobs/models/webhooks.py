@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -79,11 +79,9 @@ class RotateSecretRequest(BaseModel):
 
 
 # The event types a webhook endpoint may subscribe to: a job's (POST /v1/jobs), and a response's in OpenAI's names.
-JOB_EVENT_TYPES = ("job.completed", "job.failed", "job.cancelled")
-RESPONSE_EVENT_TYPES = ("response.completed", "response.failed", "response.cancelled", "response.incomplete")
 EventType = Literal["job.completed", "job.failed", "job.cancelled", "response.completed", "response.failed",
                     "response.cancelled", "response.incomplete"]
-ENDPOINT_ID_PATTERN = r"^we_[0-9A-Z]{26}$"
+EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 
 
 class WebhookEndpointCreate(BaseModel):
@@ -91,7 +89,7 @@ class WebhookEndpointCreate(BaseModel):
 
     url: Annotated[str, Field(min_length=1, max_length=2048, description="Where the events go (https, public).")]
     # Validated by the service, so that an unknown type is a 422 that names it.
-    event_types: Annotated[list[str], Field(min_length=1, max_length=len(JOB_EVENT_TYPES + RESPONSE_EVENT_TYPES),
+    event_types: Annotated[list[str], Field(min_length=1, max_length=len(EVENT_TYPES),
                                             description="The event types sent to it, e.g. response.completed.")]
 
 

@@ -25,13 +25,12 @@ from aijobs.clock import Clock, system_clock
 from aijobs.dynamo import conditional, to_attributes, webhook_endpoints_key
 from aijobs.errors import Conflict, InvalidRequest, NotFound
 from aijobs.ids import new_endpoint_id
-from aijobs.models.webhooks import JOB_EVENT_TYPES, RESPONSE_EVENT_TYPES, WebhookEndpoint
+from aijobs.models.webhooks import EVENT_TYPES, WebhookEndpoint
 from aijobs.observability import logger
 from aijobs.webhooks.guard import CallbackGuard
 
 # Endpoints per tenant: each final event of the tenant's jobs is one delivery per subscribed endpoint.
 MAX_ENDPOINTS = 10
-EVENT_TYPES = JOB_EVENT_TYPES + RESPONSE_EVENT_TYPES
 CACHE_S = 10.0
 
 
