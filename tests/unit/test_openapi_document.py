@@ -38,6 +38,10 @@ STATUSES = [
     ("POST /v1/schedules/{schedule_id}/run", {202, 401, 403, 404, 409, 422, 429, 500, 503}),
     ("GET /v1/webhook-secrets", {200, 401, 429, 500}),
     ("POST /v1/webhook-secrets/rotate", {201, 400, 401, 409, 413, 422, 429, 500}),
+    ("POST /v1/webhook-endpoints", {201, 400, 401, 409, 413, 422, 429, 500}),
+    ("GET /v1/webhook-endpoints", {200, 401, 429, 500}),
+    ("GET /v1/webhook-endpoints/{endpoint_id}", {200, 401, 404, 422, 429, 500}),
+    ("DELETE /v1/webhook-endpoints/{endpoint_id}", {204, 401, 404, 422, 429, 500}),
     ("GET /v1/jobs/{job_id}/deliveries", {200, 401, 404, 422, 429, 500}),
     ("POST /v1/jobs/{job_id}/deliveries/redeliver", {202, 401, 404, 409, 422, 429, 500}),
     # The admin API: without the admin key every route is the 404 of a route that does not exist (never 401).

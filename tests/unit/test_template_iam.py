@@ -138,7 +138,7 @@ def test_no_function_may_scan_or_bypass_its_grants_with_partiql(template: dict[s
 GRANTS: dict[str, dict[str, set[str]]] = {
     "ApiFunction": {
         _key(JOBS_TABLE): {
-            "dynamodb:GetItem",  # the API key and its tenant, jobs, schedules, limits
+            "dynamodb:GetItem",  # the API key and its tenant, jobs, schedules, limits, webhook endpoints (one item)
             "dynamodb:PutItem",  # jobs, schedules, signing secrets; admin: keys, limits, audit entries
             "dynamodb:UpdateItem",  # secrets rotated out, the webhook marks on redeliver, rate and usage counters
             "dynamodb:DeleteItem",  # schedules; admin: a revoked key, a deleted tenant's items
@@ -152,6 +152,7 @@ GRANTS: dict[str, dict[str, set[str]]] = {
         _key(IDEMPOTENCY_TABLE): {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
                                   "dynamodb:DeleteItem"},
     },
+    # the tenant's webhook endpoints are one item, read with GetItem: the worker needs no Query for them
     "WorkerFunction": {_key(JOBS_TABLE): {"dynamodb:GetItem", "dynamodb:UpdateItem"}},
     "WebhookFunction": {_key(JOBS_TABLE): {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
                                            "dynamodb:Query"}},

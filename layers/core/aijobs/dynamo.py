@@ -13,6 +13,7 @@ about it can get stuck any more.
 | tenant's concurrency slots (concurrency.py) | ``TENANT#<t>`` | ``SLOTS`` | | |
 | tenant's day: usage and the minute's rate window | ``TENANT#<t>`` | ``USAGE#<YYYY-MM-DD>`` | | | (usage.py)
 | signing secret | ``TENANT#<t>`` | ``WHSEC#<ulid>`` (newest last) | | |
+| webhook endpoints (all of the tenant's, one map by id) | ``TENANT#<t>`` | ``WEBHOOK_ENDPOINTS`` | | |
 | API key | ``KEY#<sha256>`` | ``KEY`` | | |
 | API key by id | ``APIKEY#<key id>`` | ``APIKEY`` | ``APIKEYS#<t>`` / key id | |
 | admin audit entry | ``AUDIT`` | ``<ulid>`` (newest last) | | |
@@ -94,6 +95,11 @@ def secret_key(tenant: str, ulid: str) -> Key:
 
 
 SECRET_PREFIX = "WHSEC#"
+
+
+def webhook_endpoints_key(tenant: str) -> Key:
+    """The one item of a tenant's webhook endpoints: read with one GetItem (the worker may not Query)."""
+    return {"pk": tenant_partition(tenant), "sk": "WEBHOOK_ENDPOINTS"}
 
 
 def api_key_key(key_hash: str) -> Key:

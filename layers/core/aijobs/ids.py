@@ -33,6 +33,23 @@ def new_webhook_id() -> str:
     return f"msg_{new_ulid()}"
 
 
+def destination_webhook_id(event_id: str, endpoint_id: str | None) -> str:
+    """The ``webhook-id`` of one event at one destination: the event's own id at the job's callback_url, else one
+    fixed by the event and the endpoint, so every retry and redelivery to that endpoint carries the same id.
+
+    It keeps the event's time (its first 10 characters) and takes its other 80 bits from a SHA-256 of both ids.
+    """
+    if endpoint_id is None:
+        return event_id
+    ulid = ULID.from_str(event_id.removeprefix("msg_"))
+    seed = hashlib.sha256(f"{event_id}#{endpoint_id}".encode()).digest()[:10]
+    return f"msg_{ULID.from_bytes(ulid.bytes[:6] + seed)}"
+
+
+def new_endpoint_id() -> str:
+    return f"we_{new_ulid()}"
+
+
 def new_key_id() -> str:
     """An API key's public id: what lists and revocation name, never the key or its hash."""
     return f"key_{new_ulid()}"

@@ -219,7 +219,7 @@ class JobService:
                 count("JobsCancelled")
                 if job.status is JobStatus.queued and job.attempt == 0:  # it never ran: its tokens go back
                     self._release([job], submitted=True)
-                if job.request.callback_url and self.outbox is not None:
+                if self.outbox is not None and self.outbox.has_destinations(job):
                     try:
                         self.outbox.enqueue_final_event(job.id)
                     except Exception:

@@ -58,5 +58,6 @@ MAX_DELAY_S = 900
 
 class DeliveryQueue(_Queue):
     def send_delivery(self, message: DeliveryMessage, *, delay_s: int = 0) -> None:
-        self._client.send_message(QueueUrl=self._url, MessageBody=message.model_dump_json(),
+        # None fields left out: a callback_url's message reads as it did before webhook endpoints
+        self._client.send_message(QueueUrl=self._url, MessageBody=message.model_dump_json(exclude_none=True),
                                   DelaySeconds=max(0, min(MAX_DELAY_S, delay_s)))

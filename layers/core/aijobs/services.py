@@ -15,6 +15,7 @@ from aijobs.settings import Settings, get_settings
 from aijobs.store import JobStore, OutputBlobs
 from aijobs.tenants import FailedAuthentications, TenantService, TenantStore
 from aijobs.usage import UsageService, UsageStore
+from aijobs.webhooks.endpoints import WebhookEndpoints
 from aijobs.webhooks.guard import CallbackGuard
 from aijobs.webhooks.outbox import WebhookOutbox
 from aijobs.webhooks.slots import HostSlots
@@ -71,11 +72,16 @@ class Services:
         blobs = OutputBlobs(bucket=self.settings.results_bucket, client_factory=lambda: self.session.client("s3"))
         return JobStore(table_name=self.settings.jobs_table, resource=self.dynamodb, clock=self.clock,
                         retention_s=self.settings.retention_s, blobs=blobs if self.settings.results_bucket else None,
-                        sweep_grace_s=self.settings.sweep_grace_s)
+                        sweep_grace_s=self.settings.sweep_grace_s,
+                        has_webhook_destinations=lambda job: self.outbox.has_destinations(job))
 
     @cached_property
     def webhook_store(self) -> WebhookStore:
         return WebhookStore(table=self.table, clock=self.clock)
+
+    @cached_property
+    def webhook_endpoints(self) -> WebhookEndpoints:
+        return WebhookEndpoints(table=self.table, guard=self.callback_guard, clock=self.clock)
 
     @cached_property
     def job_queue(self) -> JobQueue:
@@ -138,7 +144,8 @@ class Services:
     @cached_property
     def outbox(self) -> WebhookOutbox:
         return WebhookOutbox(store=self.store, ledger=self.webhook_store, queue=self.delivery_queue,
-                             redeliveries_per_hour=self.settings.redeliveries_per_hour, clock=self.clock)
+                             redeliveries_per_hour=self.settings.redeliveries_per_hour, clock=self.clock,
+                             endpoints=self.webhook_endpoints)
 
     @cached_property
     def webhook_dispatcher(self) -> WebhookDispatcher:
@@ -153,7 +160,8 @@ class Services:
         return WebhookDispatcher(store=self.store, ledger=self.webhook_store, queue=self.delivery_queue, sender=sender,
                                  schedule=RetrySchedule(s.webhook_retry_schedule),
                                  slots=self.webhook_slots,
-                                 busy_delay_s=s.webhook_busy_host_delay_s, clock=self.clock)
+                                 busy_delay_s=s.webhook_busy_host_delay_s, endpoints=self.webhook_endpoints,
+                                 clock=self.clock)
 
     @cached_property
     def schedules(self) -> ScheduleService:

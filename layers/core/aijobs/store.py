@@ -176,15 +176,24 @@ class OutputBlobs:
         self._client.delete_object(Bucket=self._bucket, Key=key)
 
 
+def has_callback(job: Job) -> bool:
+    """Whether the job names its own webhook receiver (``callback_url``)."""
+    return bool(job.request.callback_url)
+
+
 class JobStore:
     def __init__(self, *, table_name: str, resource: DynamoDBServiceResource, retention_s: int,
-                 blobs: OutputBlobs | None = None, clock: Clock = system_clock, sweep_grace_s: int = 60) -> None:
+                 blobs: OutputBlobs | None = None, clock: Clock = system_clock, sweep_grace_s: int = 60,
+                 has_webhook_destinations: Callable[[Job], bool] = has_callback) -> None:
         self._resource = resource
         self._table = resource.Table(table_name)
         self._retention_s = retention_s
         self._blobs = blobs
         self._clock = clock
         self._grace_s = sweep_grace_s  # how long past its due a job may be before the sweeper repairs it
+        # Whether a job's final event may have somewhere to go (its callback_url, or its tenant's webhook endpoints:
+        # WebhookOutbox.has_destinations): such a job stays in the sweep index until its webhook is queued.
+        self._has_webhook_destinations = has_webhook_destinations
 
     def _now(self) -> int:
         return int(self._clock())
@@ -465,10 +474,11 @@ class JobStore:
     def _finish(self, job: Job, status: JobStatus, fields: dict[str, Any], remove: tuple[str, ...] = (),
                 expected: JobStatus = JobStatus.in_progress) -> bool:
         now = self._now()
-        # A job with a callback stays in the sweep index until its webhook is queued (a claimed one is there, due
-        # at its lease's end: should the webhook be lost, the sweeper queues it then); any other job leaves it.
+        # A job with a webhook destination stays in the sweep index until its webhook is queued (a claimed one is
+        # there, due at its lease's end: should the webhook be lost, the sweeper queues it then); any other job
+        # leaves it.
         sweep, drop = {}, SWEEP_KEYS
-        if job.request.callback_url:
+        if self._has_webhook_destinations(job):
             drop = ()
             if expected is not JobStatus.in_progress:  # not ended by its worker: it may not be in the index
                 sweep = sweep_keys(job.id, now + self._grace_s)

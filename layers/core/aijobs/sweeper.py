@@ -3,7 +3,8 @@
 - a job ``in_progress`` past its lease (its worker died): its message is sent again, and the next worker takes it
   over (claims are conditional, so a message that turns out to be a duplicate is harmless);
 - a job ``queued`` for a retry whose message did not come back: its message is sent again;
-- a finished job whose webhook was never queued (the deliveries queue refused it): the webhook is queued;
+- a finished job whose webhook was never queued (the deliveries queue refused it): the webhook is queued (to its
+  callback_url and its tenant's subscribed endpoints);
 - a job whose message reached the jobs dead-letter queue: it fails with ``dead_lettered``, and its webhook goes out.
 
 It reads only what is due: the sparse sweep index (dynamo.py), at most ``limit`` jobs per shard and run, and
@@ -105,10 +106,14 @@ class Sweeper:
             self.store.sweep_later(job, due=now + self.resend_after_s)
             self.report.resent += 1
             logger.warning("stuck job sent again", extra=log)
-        elif job.request.callback_url and not job.webhook_enqueued:
+        elif not job.webhook_enqueued and self.outbox.has_destinations(job):
             if self.outbox.enqueue_final_event(job.id):
                 self.report.webhooks_queued += 1
                 logger.warning("lost webhook queued", extra=log)
+            elif not job.request.callback_url:
+                # Kept for its tenant's endpoints, none of which takes its event's type: nothing to wait for.
+                self.store.forget_sweep(job.id)
+                self.report.cleared += 1
         else:
             self.store.forget_sweep(job.id)
             self.report.cleared += 1
@@ -129,5 +134,5 @@ class Sweeper:
             if self.usage is not None:  # it ended with no usage reported: its reservation is settled at zero
                 self.usage.record_job_end(job.tenant, input_tokens=0, output_tokens=0, cost_usd=None,
                                           reservation=job.reservation)
-            if job.request.callback_url:
+            if self.outbox.has_destinations(job):
                 self.outbox.enqueue_final_event(job.id)

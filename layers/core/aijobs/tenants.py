@@ -108,8 +108,8 @@ class TenantStore:
         self._table.delete_item(Key=api_key_id_key(key_id))
 
     def delete_tenant_items(self, tenant: str) -> None:
-        """Every item of the tenant's partition (limits, signing secrets), the tenant's own item last: until it
-        goes the tenant exists, and deleting it again finishes the job."""
+        """Every item of the tenant's partition (limits, signing secrets, webhook endpoints), the tenant's own item
+        last: until it goes the tenant exists, and deleting it again finishes the job."""
         from boto3.dynamodb.conditions import Key as KeyCondition
 
         query: dict[str, Any] = {"KeyConditionExpression": KeyCondition("pk").eq(tenant_partition(tenant)),
@@ -306,7 +306,8 @@ class TenantService:
 
     def delete_tenant(self, tenant: str, *, actor: Actor) -> None:
         """Remove a tenant: its keys (at once here; ``tenant_for_key`` refuses them everywhere once the tenant item
-        is gone), its schedules (EventBridge's too), its limits and signing secrets, the tenant item last.
+        is gone), its schedules (EventBridge's too), its limits, signing secrets and webhook endpoints (one item of its
+        partition), the tenant item last.
 
         Its jobs stay until their retention ends (``expires_at``, DynamoDB TTL): nobody can read them meanwhile,
         as no key names the tenant. A deletion that fails midway is finished by running it again.

@@ -407,7 +407,8 @@ class Worker:
             count("UsageNotCounted")
 
     async def _finished(self, job: Job) -> Outcome:
-        return await self._queue_webhook(job.id) if job.request.callback_url else DONE
+        # A callback_url, or the tenant's webhook endpoints (a cached read): else nothing to queue, at no cost.
+        return await self._queue_webhook(job.id) if self.outbox and self.outbox.has_destinations(job) else DONE
 
     async def _queue_webhook(self, job_id: str) -> Outcome:
         """Queue a finished job's webhook (a no-op when queued already); if that fails, the sweeper queues it."""

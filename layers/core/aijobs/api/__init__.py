@@ -25,8 +25,9 @@ def body_limit(path: str) -> int:
 def create_app() -> FastAPI:
     app = FastAPI(title="aijobs", version="1", summary="Asynchronous AI-inference jobs")
     install_error_handlers(app)
-    routers = (health.router, jobs.router, streams.router, responses.router, schedules.router, webhooks.secrets_router,
-               webhooks.deliveries_router, usage.router, admin.router)
+    routers = (health.router, jobs.router, streams.router, responses.router, schedules.router,
+               webhooks.secrets_router, webhooks.endpoints_router, webhooks.deliveries_router, usage.router,
+               admin.router)
     for router in routers:
         app.include_router(router)
     app.state.api_routes = [route for router in routers for route in router.routes if isinstance(route, APIRoute)]

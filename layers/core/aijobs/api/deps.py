@@ -18,6 +18,7 @@ from aijobs.rates import ANSWER_HEADERS, OverRate, answer_headers
 from aijobs.services import Services, get_services
 from aijobs.tenants import TenantService
 from aijobs.waits import JobWaits
+from aijobs.webhooks.endpoints import WebhookEndpoints
 from aijobs.webhooks.outbox import WebhookOutbox
 
 if TYPE_CHECKING:  # schedules load croniter: only when a schedule route runs
@@ -27,6 +28,7 @@ if TYPE_CHECKING:  # schedules load croniter: only when a schedule route runs
 MAX_ID_CHARS = 64
 JobId = Annotated[str, Path(max_length=MAX_ID_CHARS, description="A job's id (job_...)")]
 ScheduleId = Annotated[str, Path(max_length=MAX_ID_CHARS, description="A schedule's id (sch_...)")]
+EndpointId = Annotated[str, Path(max_length=MAX_ID_CHARS, description="A webhook endpoint's id (we_...)")]
 # A list's cursor; decode_cursor (dynamo.py) refuses one that is not ours (422 invalid_cursor).
 Cursor = Annotated[str | None, Query(max_length=2048, description=(
     "next_cursor of the previous page; a page may be short or empty and still have one: the list ends only "
@@ -52,6 +54,10 @@ def webhook_outbox(svc: ServicesDep) -> WebhookOutbox:
     return svc.outbox
 
 
+def webhook_endpoints(svc: ServicesDep) -> WebhookEndpoints:
+    return svc.webhook_endpoints
+
+
 def schedule_service(svc: ServicesDep) -> Any:
     return svc.schedules
 
@@ -70,6 +76,7 @@ WaitsDep = Annotated[JobWaits, Depends(job_waits)]
 StreamBaseDep = Annotated[str, Depends(stream_base)]
 TenantsDep = Annotated[TenantService, Depends(tenants_service)]
 OutboxDep = Annotated[WebhookOutbox, Depends(webhook_outbox)]
+EndpointsDep = Annotated[WebhookEndpoints, Depends(webhook_endpoints)]
 if TYPE_CHECKING:
     SchedulesDep = Annotated[ScheduleService, Depends(schedule_service)]
 else:  # FastAPI reads the annotation at run time, where the module is not loaded yet

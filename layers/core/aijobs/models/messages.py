@@ -25,6 +25,8 @@ class DeliveryMessage(BaseModel):
 
     job_id: Annotated[str, Field(pattern=JOB_ID_PATTERN)]
     webhook_id: Annotated[str, Field(pattern=r"^msg_[0-9A-Z]{26}$")]
+    # The webhook endpoint it goes to; None (left out of the body): the job's callback_url.
+    endpoint_id: Annotated[str | None, Field(pattern=r"^we_[0-9A-Z]{26}$")] = None
     attempt: Annotated[int, Field(ge=1, le=1000)]
     first_attempt: Annotated[int, Field(ge=1, le=1000)]  # where this run of the retry schedule began
     due_at: float

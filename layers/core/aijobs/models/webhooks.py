@@ -1,8 +1,8 @@
-"""Webhooks: a job's final event, its delivery attempts (the ledger), and a tenant's signing secrets."""
+"""Webhooks: a job's final event, its delivery attempts (the ledger), a tenant's signing secrets and endpoints."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,6 +20,8 @@ class DeliveryAttempt(BaseModel):
     object: Literal["delivery_attempt"] = "delivery_attempt"
     webhook_id: str
     event_type: str
+    # Where it went: a webhook endpoint (we_...), or null for the job's callback_url.
+    endpoint_id: str | None = None
     attempt: int
     at: int
     # abandoned: its sender died mid-attempt (the receiver may have got it); a takeover of the attempt follows
@@ -36,11 +38,23 @@ class DeliveryList(BaseModel):
     next_cursor: str | None
 
 
+class RedeliveredTo(BaseModel):
+    """One destination a redelivery went to: its ``webhook-id`` (the same as the first time) and attempt."""
+
+    endpoint_id: str | None  # null: the job's callback_url
+    webhook_id: str
+    attempt: int
+
+
 class Redelivery(BaseModel):
+    """A redelivery to every destination of the final event; ``webhook_id`` and ``attempt`` are the first one's
+    (the callback_url's when the job has one), ``deliveries`` lists them all."""
+
     object: Literal["redelivery"] = "redelivery"
     webhook_id: str
     attempt: int
     status: Literal["queued"] = "queued"
+    deliveries: list[RedeliveredTo]
 
 
 class WebhookSecret(BaseModel):
@@ -62,3 +76,33 @@ class RotateSecretRequest(BaseModel):
 
     # How long the previous secrets stay valid; unset, the deployment's default (24 h).
     overlap_s: Annotated[int | None, Field(ge=0, le=7 * 86_400)] = None
+
+
+# The event types a webhook endpoint may subscribe to: a job's (POST /v1/jobs), and a response's in OpenAI's names.
+EventType = Literal["job.completed", "job.failed", "job.cancelled", "response.completed", "response.failed",
+                    "response.cancelled", "response.incomplete"]
+EVENT_TYPES: tuple[str, ...] = get_args(EventType)
+
+
+class WebhookEndpointCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: Annotated[str, Field(min_length=1, max_length=2048, description="Where the events go (https, public).")]
+    # Validated by the service, so that an unknown type is a 422 that names it.
+    event_types: Annotated[list[str], Field(min_length=1, max_length=len(EVENT_TYPES),
+                                            description="The event types sent to it, e.g. response.completed.")]
+
+
+class WebhookEndpoint(BaseModel):
+    """A tenant's webhook endpoint: every final event of the tenant's jobs whose type it subscribes to goes there."""
+
+    id: str
+    object: Literal["webhook_endpoint"] = "webhook_endpoint"
+    url: str
+    event_types: list[EventType]
+    created_at: int
+
+
+class WebhookEndpointList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[WebhookEndpoint]

@@ -1,7 +1,8 @@
 """The webhook dispatcher: makes one attempt of a final event's delivery, records it, and chains the next.
 
 Exactly what a receiver may rely on:
-- one ``webhook-id`` per final event, the same on every retry and redelivery (deduplicate by it);
+- one ``webhook-id`` per final event and destination (the job's callback_url, or one of its tenant's webhook
+  endpoints), the same on every retry and redelivery (deduplicate by it);
 - a duplicate message of an attempt sends nothing (the attempt is claimed with a conditional write);
 - a sender that dies mid-attempt is replaced once its lease runs out, so the event is delivered at least once;
 - waits longer than SQS's 15 minutes are chained: the message carries its due time and is sent on until then.
@@ -20,12 +21,14 @@ import random
 from typing import TYPE_CHECKING
 
 from aijobs.clock import Clock, system_clock
+from aijobs.ids import destination_webhook_id
 from aijobs.models.messages import DeliveryMessage
 from aijobs.observability import count, log_context, logger
 from aijobs.outcomes import DONE, Outcome
 from aijobs.queues import MAX_DELAY_S, DeliveryQueue
 from aijobs.retry import RetrySchedule
 from aijobs.store import JobStore
+from aijobs.webhooks.endpoints import WebhookEndpoints
 from aijobs.webhooks.signing import event_payload, event_type, signed_headers
 from aijobs.webhooks.slots import HostSlots
 from aijobs.webhooks.store import WebhookStore
@@ -42,7 +45,7 @@ ATTEMPT_LEASE_S = 60
 class WebhookDispatcher:
     def __init__(self, *, store: JobStore, ledger: WebhookStore, queue: DeliveryQueue, sender: WebhookSender,
                  schedule: RetrySchedule, slots: HostSlots, busy_delay_s: int = 2,
-                 clock: Clock = system_clock) -> None:
+                 endpoints: WebhookEndpoints | None = None, clock: Clock = system_clock) -> None:
         self.store = store
         self.ledger = ledger
         self.queue = queue
@@ -50,6 +53,7 @@ class WebhookDispatcher:
         self.schedule = schedule
         self.slots = slots
         self.busy_delay_s = busy_delay_s
+        self.endpoints = endpoints
         self.clock = clock
 
     async def run(self, message: DeliveryMessage) -> Outcome:
@@ -58,22 +62,35 @@ class WebhookDispatcher:
         if wait_s >= 1:
             await asyncio.to_thread(self.queue.send_delivery, message, delay_s=math.ceil(wait_s))
             return DONE
-        with log_context(job_id=message.job_id, webhook_id=message.webhook_id,
-                                        attempt=message.attempt):
+        with log_context(job_id=message.job_id, webhook_id=message.webhook_id, endpoint_id=message.endpoint_id,
+                         attempt=message.attempt):
             await self._attempt(message)
         return DONE
 
     async def _attempt(self, message: DeliveryMessage) -> None:
         job = await asyncio.to_thread(self.store.get_job, message.job_id, consistent=True)
-        if job is None or job.webhook_event_id != message.webhook_id or not job.request.callback_url:
+        if job is None or job.webhook_event_id is None or (
+                destination_webhook_id(job.webhook_event_id, message.endpoint_id) != message.webhook_id):
             logger.info("webhook dropped: the job is gone or has another final event")
             return
-        url = job.request.callback_url
+        url = await asyncio.to_thread(self._url, job, message.endpoint_id)
+        if url is None:
+            logger.info("webhook dropped: its destination is gone (a deleted endpoint, or one no longer subscribed)")
+            return
         with self.slots.take(url) as taken:
             if taken:
                 await self._send(message, job, url)
             else:
                 await asyncio.to_thread(self._defer, message)
+
+    def _url(self, job: Job, endpoint_id: str | None) -> str | None:
+        """Where the attempt goes: the job's callback_url, or the endpoint as it is now (read uncached)."""
+        if endpoint_id is None:
+            return job.request.callback_url
+        if self.endpoints is None:
+            return None
+        subscribed = self.endpoints.subscribed(job.tenant, event_type(job), cached=False)
+        return next((e.url for e in subscribed if e.id == endpoint_id), None)
 
     def _defer(self, message: DeliveryMessage) -> None:
         """The receiver's host has its cap of attempts in flight: the same attempt comes back in a few seconds."""

@@ -103,6 +103,8 @@ class WebhookStore:
         now = self._now()
         row = {"webhook_id": message.webhook_id, "event_type": event_type, "attempt": message.attempt,
                "first_attempt": message.first_attempt, "at": now, "outcome": "sending", "lease_until": now + lease_s}
+        if message.endpoint_id is not None:
+            row["endpoint_id"] = message.endpoint_id
         if expires_at is not None:
             row["expires_at"] = expires_at
         key = delivery_key(message.job_id, message.webhook_id, message.attempt)

@@ -91,9 +91,9 @@ async def put_limits(tenant: TenantName, request: Request, tenants: TenantsDep) 
 
 @router.delete("/tenants/{tenant}", status_code=204, response_class=Response, responses=errors(422, 503))
 def delete_tenant(tenant: TenantName, tenants: TenantsDep) -> Response:
-    """Delete a tenant: its keys stop working at once, its schedules stop, its limits and webhook signing secrets
-    go. Its jobs are not purged: they expire by the stack's retention, unreadable meanwhile (no key names the
-    tenant). A deletion interrupted midway is finished by calling it again."""
+    """Delete a tenant: its keys stop working at once, its schedules stop, its limits, webhook signing secrets and
+    webhook endpoints go. Its jobs are not purged: they expire by the stack's retention, unreadable meanwhile (no
+    key names the tenant). A deletion interrupted midway is finished by calling it again."""
     tenants.delete_tenant(tenant, actor="admin")
     return Response(status_code=204)
 
