@@ -7,7 +7,7 @@ from fastapi.routing import APIRoute
 
 from aijobs.api.errors import install_error_handlers
 from aijobs.api.middleware import RequestContext
-from aijobs.api.routes import admin, health, jobs, schedules, streams, usage, webhooks
+from aijobs.api.routes import admin, health, jobs, prompts, schedules, streams, usage, webhooks
 
 # API Gateway takes up to 10 MB; a job is far smaller. Batches of 100 get the larger bound.
 MAX_BODY_BYTES = 256 * 1024
@@ -21,7 +21,7 @@ def body_limit(path: str) -> int:
 def create_app() -> FastAPI:
     app = FastAPI(title="aijobs", version="1", summary="Asynchronous AI-inference jobs")
     install_error_handlers(app)
-    routers = (health.router, jobs.router, streams.router, schedules.router, webhooks.secrets_router,
+    routers = (health.router, jobs.router, streams.router, schedules.router, prompts.router, webhooks.secrets_router,
                webhooks.deliveries_router, usage.router, admin.router)
     for router in routers:
         app.include_router(router)
