@@ -90,9 +90,9 @@ class PromptStore:
         return Prompt.model_validate(item) if item else None
 
     def get_version(self, tenant: str, prompt_id: str, version: int) -> PromptVersion | None:
-        # Versions never change (but for their count of jobs): an eventually consistent read is enough once the
-        # prompt item, read consistently, names the version.
-        item = self._table.get_item(Key=prompt_version_key(tenant, prompt_id, version)).get("Item")
+        # Consistent too: a version made a moment ago (and a label moved to it) must be found by the next job.
+        item = self._table.get_item(Key=prompt_version_key(tenant, prompt_id, version),
+                                    ConsistentRead=True).get("Item")
         return PromptVersion.model_validate(item) if item else None
 
     def list_prompts(self, *, tenant: str, limit: int, cursor: str | None) -> Page[Prompt]:

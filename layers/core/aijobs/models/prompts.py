@@ -117,8 +117,7 @@ class LabelTarget(BaseModel):
         if self.weights is not None:
             if not 1 <= len(self.weights) <= MAX_SPLIT_VERSIONS:
                 raise ValueError(f"weights must name 1 to {MAX_SPLIT_VERSIONS} versions")
-            if any(not key.isdigit() or not 1 <= int(key) <= MAX_VERSION or key != str(int(key))
-                   for key in self.weights):
+            if any(not re.fullmatch(r"[1-9][0-9]{0,5}", key) for key in self.weights):  # 1 to MAX_VERSION
                 raise ValueError("weights' keys must be version numbers, e.g. \"3\"")
         return self
 
