@@ -23,6 +23,7 @@ from tests.integration.conftest import TENANT_A, MotoWorld, api_client, installe
 
 JOB = "job_01J0000000000000000000000Z"
 SCHEDULE = "sch_01J0000000000000000000000Z"
+PROMPT = "pmpt_01J0000000000000000000000Z"
 SURROGATE = "\\ud800"  # as JSON spells it
 EMOJI = "\U0001f600"  # four bytes in UTF-8
 
@@ -183,6 +184,26 @@ CORPUS = [
     bad_callback("plain http", "http://example.com/hook"),
     bad_callback("a CRLF", "https://example.com/\r\nX-Injected: 1"),
     post_job("callback on a public name and odd port", _job(callback_url="https://hooks.example.com:8443/in"), 202),
+    # registry prompts
+    post_job("a prompt that does not exist", _job(prompt={"id": PROMPT}), 404, "not_found", code="prompt_not_found"),
+    post_job("a prompt id that is not one", _job(prompt={"id": "pmpt_\u0000"}), 422, "invalid_request"),
+    post_job("33 prompt variables", _job(prompt={"id": PROMPT, "variables": {f"v{i}": "x" for i in range(33)}}),
+             422, "invalid_request"),
+    post_job("a variable name with a null byte", _job(prompt={"id": PROMPT, "variables": {"a\u0000": "x"}}), 422,
+             "invalid_request"),
+    post_job("a variable value with a lone surrogate",
+             f'{{"prompt": {{"id": "{PROMPT}", "variables": {{"a": "{SURROGATE}"}}}}}}'.encode(), 422,
+             "invalid_request"),
+    post_job("a prompt version of 5,000 digits", _job(prompt={"id": PROMPT, "version": int("9" * 4000)}), 422,
+             "invalid_request"),
+    Hostile("a prompt id of 3,000 characters", "GET", "/v1/prompts/pmpt_" + "x" * 3000, 422, "invalid_request"),
+    Hostile("unicode in a prompt id", "GET", f"/v1/prompts/pmpt_{EMOJI}", 404, "not_found"),
+    Hostile("a label with a slash: another path", "PUT", f"/v1/prompts/{PROMPT}/labels/a%2Fb", 404, "not_found",
+            body=b'{"version": 1}'),
+    Hostile("a label with a space", "PUT", f"/v1/prompts/{PROMPT}/labels/a%20b", 422, "invalid_request",
+            body=b'{"version": 1}'),
+    Hostile("weights of a huge version", "PUT", f"/v1/prompts/{PROMPT}/labels/production", 422, "invalid_request",
+            body=json.dumps({"weights": {"9" * 5000: 1}}).encode()),
 ]
 
 # Every route, by a method it does not take: 405 with Allow (GET on /v1/jobs/batch is a job named "batch": 404).
@@ -202,6 +223,13 @@ WRONG_METHODS = [
     Hostile("GET /v1/schedules/{id}/run", "GET", f"/v1/schedules/{SCHEDULE}/run", 405, "invalid_request"),
     Hostile("POST /v1/webhook-secrets", "POST", "/v1/webhook-secrets", 405, "invalid_request"),
     Hostile("GET /v1/webhook-secrets/rotate", "GET", "/v1/webhook-secrets/rotate", 405, "invalid_request"),
+    Hostile("PATCH /v1/prompts", "PATCH", "/v1/prompts", 405, "invalid_request"),
+    Hostile("PUT /v1/prompts/{id}", "PUT", f"/v1/prompts/{PROMPT}", 405, "invalid_request"),
+    Hostile("PUT /v1/prompts/{id}/versions", "PUT", f"/v1/prompts/{PROMPT}/versions", 405, "invalid_request"),
+    Hostile("DELETE /v1/prompts/{id}/versions/{n}", "DELETE", f"/v1/prompts/{PROMPT}/versions/1", 405,
+            "invalid_request"),
+    Hostile("POST /v1/prompts/{id}/labels/{label}", "POST", f"/v1/prompts/{PROMPT}/labels/production", 405,
+            "invalid_request"),
     Hostile("POST /healthz", "POST", "/healthz", 405, "invalid_request"),
     Hostile("OPTIONS /v1/jobs", "OPTIONS", "/v1/jobs", 405, "invalid_request"),
 ]
@@ -235,7 +263,9 @@ def test_a_hostile_request_is_a_typed_4xx_or_a_legitimate_2xx(client: Any, case:
 
 def test_the_corpus_is_at_least_forty_requests_and_tries_every_route_with_a_wrong_method() -> None:
     paths = {route.path for route in create_app().routes if isinstance(route, APIRoute)}
-    tried = {case.path.replace(JOB, "{job_id}").replace(SCHEDULE, "{schedule_id}") for case in WRONG_METHODS}
+    tried = {case.path.replace(JOB, "{job_id}").replace(SCHEDULE, "{schedule_id}").replace(PROMPT, "{prompt_id}")
+             .replace("/versions/1", "/versions/{version}").replace("/labels/production", "/labels/{label}")
+             for case in WRONG_METHODS}
 
     assert len(CORPUS) >= 40
     assert paths <= tried

@@ -291,3 +291,24 @@ def test_a_job_waited_for_on_v1_jobs_carries_its_cost_too(server: UvicornThread,
 
     assert answer.status_code == 200
     assert float(answer.headers["x-aijobs-cost-usd"]) == answer.json()["cost_usd"] > 0
+
+
+def test_a_response_from_a_registry_prompt_by_version_or_label(client: openai.OpenAI, server: UvicornThread,
+                                                               services: Services, worker_handler: Any) -> None:
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {KEY_A}"}) as api:
+        prompt = api.post("/v1/prompts", json={"name": "greet", "template": [
+            {"role": "user", "content": "Hello {{name}}"}], "labels": ["production"]}).json()
+        api.post(f"/v1/prompts/{prompt['id']}/versions", json={"template": [
+            {"role": "user", "content": "Hi {{name}}"}]})
+
+    with worker_running(services, worker_handler):
+        by_label = client.responses.create(model="fake-model", prompt={"id": prompt["id"], "variables": {
+            "name": "Ann"}})
+        by_version = client.responses.create(model="fake-model", prompt={"id": prompt["id"], "version": "2",
+                                                                         "variables": {"name": "Bo"}})
+
+    assert by_label.output_text == "Echo: Hello Ann" and by_label.prompt.version == "1"  # type: ignore[union-attr]
+    assert by_version.output_text == "Echo: Hi Bo" and by_version.prompt.version == "2"  # type: ignore[union-attr]
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.responses.create(model="fake-model", prompt={"id": prompt["id"], "variables": {}}, background=True)
+    assert "name" in raised.value.message

@@ -21,6 +21,12 @@ about it can get stuck any more.
 An API key has two items: the one authentication reads (by the key's hash; keys made before key ids have only this
 one, without ``key_id``) and the one lists and revocation read (by id, and per tenant in gsi1).
 | schedule | ``SCHEDULE#<id>`` | ``SCHEDULE`` | ``SCHEDULES#<t>`` / id | |
+| registry prompt (prompts.py) | ``TENANT#<t>`` | ``PROMPT#<id>`` | | |
+| prompt version (immutable) | ``TENANT#<t>`` | ``PROMPTVER#<id>#<n, 6 digits>`` | | |
+
+A tenant's prompts are listed by the ``PROMPT#`` prefix of its partition (newest first: ids are ULIDs), a prompt's
+versions by ``PROMPTVER#<id>#``; the two prefixes never overlap. Deleting a tenant deletes its whole partition,
+prompts included.
 """
 
 from __future__ import annotations
@@ -88,6 +94,21 @@ def slots_key(tenant: str) -> Key:
 def tenant_partition(tenant: str) -> str:
     """The tenant item's partition, which is also its jobs' partition of the tenant index."""
     return f"TENANT#{tenant}"
+
+
+PROMPT_PREFIX = "PROMPT#"
+
+
+def prompt_key(tenant: str, prompt_id: str) -> Key:
+    return {"pk": tenant_partition(tenant), "sk": f"{PROMPT_PREFIX}{prompt_id}"}
+
+
+def prompt_versions_prefix(prompt_id: str) -> str:
+    return f"PROMPTVER#{prompt_id}#"
+
+
+def prompt_version_key(tenant: str, prompt_id: str, version: int) -> Key:
+    return {"pk": tenant_partition(tenant), "sk": f"{prompt_versions_prefix(prompt_id)}{version:06d}"}
 
 
 def secret_key(tenant: str, ulid: str) -> Key:

@@ -17,6 +17,8 @@ from aijobs.errors import (
     Conflict,
     InvalidRequest,
     ModelNotAllowed,
+    NotFound,
+    PayloadTooLarge,
     ServiceUnavailable,
     from_validation_errors,
 )
@@ -31,6 +33,7 @@ from aijobs.webhooks.guard import CallbackGuard
 from aijobs.webhooks.outbox import WebhookOutbox
 
 if TYPE_CHECKING:
+    from aijobs.prompts import PromptService
     from aijobs.rates import Limiter
 
 
@@ -47,6 +50,28 @@ class JobService:
     limiter: Limiter | None = None  # the token rate: each new job reserves its estimate before it is sent
     # A tenant's limits in force (TenantService.limits); None: no limits (tests of the job domain alone)
     limits: Callable[[str], Limits] | None = None
+    prompts: PromptService | None = None  # resolves a request's ``prompt`` (None: a request naming one is refused)
+
+    def resolve_request(self, tenant: str, request: JobRequest) -> tuple[JobRequest, str | None, int | None]:
+        """The request the job runs, and the prompt id and version it was made from: a request naming a registry
+        prompt is resolved now (aijobs/prompts.py: 404 for an unknown prompt, version or label, 422
+        ``prompt_variables`` naming missing or unexpected variables); any other is itself."""
+        if request.prompt is None:
+            return request, None, None
+        if self.prompts is None:
+            raise InvalidRequest("prompts are not available here", code="prompts_unavailable")
+        from aijobs.prompts import apply
+
+        resolved = self.prompts.resolve(request.prompt, tenant)
+        return apply(resolved, request), resolved.prompt_id, resolved.version
+
+    def check_request(self, tenant: str, request: JobRequest) -> JobRequest:
+        """What submitting ``request`` would refuse, refused now (a schedule checks its job): the resolved request."""
+        resolved, _, _ = self.resolve_request(tenant, request)
+        self.check_model(tenant, resolved)
+        if resolved.callback_url is not None:
+            self.callbacks.check_url(resolved.callback_url)
+        return resolved
 
     def check_model(self, tenant: str, request: JobRequest) -> str:
         """The job's model (the default when it names none); ``ModelNotAllowed`` if the tenant's limits exclude it."""
@@ -57,18 +82,25 @@ class JobService:
         return model
 
     def _new_job(self, tenant: str, request: JobRequest, *, schedule_id: str | None = None,
-                 job_id: str | None = None, retry_of: str | None = None, **face: Any) -> Job:
+                 job_id: str | None = None, retry_of: str | None = None,
+                 ran: tuple[str | None, int | None] = (None, None), **face: Any) -> Job:
+        """``ran``: the prompt id and version of a job run again (its request was resolved when it was made);
+        ``face``: how another API shows the job (``surface="responses", background=False``: see models/jobs.py)."""
+        request, prompt_id, prompt_version = self.resolve_request(tenant, request)  # 404/422: nothing is written
+        if prompt_id is None:
+            prompt_id, prompt_version = ran
         model = self.check_model(tenant, request)  # 403, and nothing is written
         if request.callback_url is not None:
             self.callbacks.check_url(request.callback_url)  # a forbidden URL is a 422 and nothing is written
         now = int(self.clock())
         return Job(id=job_id or new_job_id(), tenant=tenant, status=JobStatus.queued,
                    model=model, request=request, created_at=now,
-                   expires_at=now + self.retention_s, schedule_id=schedule_id, retry_of=retry_of, **face)
+                   expires_at=now + self.retention_s, schedule_id=schedule_id, retry_of=retry_of,
+                   prompt_id=prompt_id, prompt_version=prompt_version, **face)
 
     def submit_job(self, *, tenant: str, request: JobRequest, schedule_id: str | None = None,
                    job_id: str | None = None, key: RequestKey | None = None, retry_of: str | None = None,
-                   defer: bool = False, **face: Any) -> Job:
+                   defer: bool = False, ran: tuple[str | None, int | None] = (None, None), **face: Any) -> Job:
         """Send a job's message, then store the job as queued: nothing is stored that would never run.
 
         A message whose job could not be stored finds no job and is dropped by the worker. A schedule passes its
@@ -76,9 +108,11 @@ class JobService:
         (the fire was delivered again), ``Conflict`` (``job_exists``) is raised and nothing is sent. A request
         with an ``Idempotency-Key`` passes its ``key``: a retry of it names the same job (see ``_submit``).
         ``defer``: a job over a limit waits whatever its ``on_limit`` (a schedule's fire has nobody to answer).
+        A request naming a registry ``prompt`` is resolved here (``resolve_request``); ``ran`` is for a retry.
         ``face``: how another API shows the job (``surface="responses", background=False``: see models/jobs.py).
         """
-        job = self._new_job(tenant, request, schedule_id=schedule_id, job_id=job_id, retry_of=retry_of, **face)
+        job = self._new_job(tenant, request, schedule_id=schedule_id, job_id=job_id, retry_of=retry_of, ran=ran,
+                            **face)
         if job_id is not None and self.store.get_job(job_id, consistent=True) is not None:
             raise Conflict("a job with this id exists", code="job_exists")
         [result] = self._submit([job], key, defer=defer)
@@ -101,7 +135,7 @@ class JobService:
                 results.append(self._new_job(tenant, JobRequest.model_validate(item)))
             except ValidationError as exc:
                 results.append(from_validation_errors(exc.errors()))
-            except (InvalidRequest, ModelNotAllowed) as exc:
+            except (InvalidRequest, ModelNotAllowed, NotFound, PayloadTooLarge) as exc:
                 results.append(exc)
         submitted = iter(self._submit([r for r in results if isinstance(r, Job)], key))
         return [next(submitted) if isinstance(r, Job) else r for r in results]
@@ -131,6 +165,9 @@ class JobService:
                 self._release(new)  # nothing was submitted: its reservations go back to the minute
                 raise
             count("JobsSubmitted", len(new))
+            if self.prompts is not None:  # each version's count of jobs: how a weighted label split them
+                self.prompts.count_jobs(new[0].tenant, [(job.prompt_id, job.prompt_version) for job in new
+                                                        if job.prompt_id is not None and job.prompt_version])
         admitted = {job.id: job for job in new}
         return [stored.get(job.id) or refused.get(job.id) or admitted[job.id] for job in jobs]
 
@@ -254,7 +291,8 @@ class JobService:
             return existing
         try:
             return self.submit_job(tenant=tenant, request=original.request, schedule_id=original.schedule_id,
-                                   job_id=retry_id, retry_of=original.id)
+                                   job_id=retry_id, retry_of=original.id,
+                                   ran=(original.prompt_id, original.prompt_version))
         except Conflict as exc:  # a concurrent call submitted it first
             if exc.code != "job_exists":
                 raise

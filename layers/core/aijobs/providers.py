@@ -83,6 +83,8 @@ class ModelProvider(ABC):
 
 def to_messages(request: JobRequest) -> list[dict[str, str]]:
     messages = [{"role": "system", "content": request.instructions}] if request.instructions else []
+    if request.input is None:  # a job's request always has one once its prompt is resolved (aijobs/prompts.py)
+        return messages
     if isinstance(request.input, str):
         return [*messages, {"role": "user", "content": request.input}]
     return messages + [m.model_dump() for m in request.input]

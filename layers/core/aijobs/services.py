@@ -23,6 +23,7 @@ from aijobs.webhooks.store import WebhookStore
 
 if TYPE_CHECKING:
     from aijobs.idempotency import Idempotency
+    from aijobs.prompts import PromptService
     from aijobs.rates import Limiter
     from aijobs.schedules.service import ScheduleService
     from aijobs.streams import JobEvents
@@ -103,7 +104,15 @@ class Services:
         return JobService(store=self.store, queue=self.job_queue, default_model=self.settings.default_model,
                           retention_s=self.settings.retention_s, request_key_ttl_s=self.settings.idempotency_ttl_s,
                           callbacks=self.callback_guard, outbox=self.outbox, clock=self.clock,
-                          limits=lambda tenant: self.tenants.limits(tenant), limiter=self.limiter)
+                          limits=lambda tenant: self.tenants.limits(tenant), limiter=self.limiter,
+                          prompts=self.prompts)
+
+    @cached_property
+    def prompts(self) -> PromptService:
+        from aijobs.prompt_store import PromptStore
+        from aijobs.prompts import PromptService
+
+        return PromptService(store=PromptStore(table=self.table), clock=self.clock)
 
     @cached_property
     def usage_store(self) -> UsageStore:

@@ -108,8 +108,9 @@ class TenantStore:
         self._table.delete_item(Key=api_key_id_key(key_id))
 
     def delete_tenant_items(self, tenant: str) -> None:
-        """Every item of the tenant's partition (limits, signing secrets, webhook endpoints), the tenant's own item
-        last: until it goes the tenant exists, and deleting it again finishes the job."""
+        """Every item of the tenant's partition (limits, signing secrets, webhook endpoints, prompts and their
+        versions), the tenant's own item last: until it goes the tenant exists, and deleting it again finishes the
+        job."""
         from boto3.dynamodb.conditions import Key as KeyCondition
 
         query: dict[str, Any] = {"KeyConditionExpression": KeyCondition("pk").eq(tenant_partition(tenant)),

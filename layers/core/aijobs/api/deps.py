@@ -12,8 +12,10 @@ from fastapi.responses import JSONResponse
 from aijobs.idempotency import IdempotentAnswer, RequestKey
 from aijobs.jobs import JobService
 from aijobs.models.jobs import Job
+from aijobs.models.prompts import LABEL_PATTERN, MAX_VERSION
 from aijobs.models.tenants import Tenant
 from aijobs.observability import logger
+from aijobs.prompts import PromptService
 from aijobs.rates import ANSWER_HEADERS, OverRate, answer_headers
 from aijobs.services import Services, get_services
 from aijobs.tenants import TenantService
@@ -29,6 +31,9 @@ MAX_ID_CHARS = 64
 JobId = Annotated[str, Path(max_length=MAX_ID_CHARS, description="A job's id (job_...)")]
 ScheduleId = Annotated[str, Path(max_length=MAX_ID_CHARS, description="A schedule's id (sch_...)")]
 EndpointId = Annotated[str, Path(max_length=MAX_ID_CHARS, description="A webhook endpoint's id (we_...)")]
+PromptIdPath = Annotated[str, Path(max_length=MAX_ID_CHARS, description="A registry prompt's id (pmpt_...)")]
+VersionPath = Annotated[int, Path(ge=1, le=MAX_VERSION, description="A version number of the prompt")]
+LabelPath = Annotated[str, Path(pattern=LABEL_PATTERN, description="A label, e.g. production or staging")]
 # A list's cursor; decode_cursor (dynamo.py) refuses one that is not ours (422 invalid_cursor).
 Cursor = Annotated[str | None, Query(max_length=2048, description=(
     "next_cursor of the previous page; a page may be short or empty and still have one: the list ends only "
@@ -62,6 +67,10 @@ def schedule_service(svc: ServicesDep) -> Any:
     return svc.schedules
 
 
+def prompt_service(svc: ServicesDep) -> PromptService:
+    return svc.prompts
+
+
 def job_waits(svc: ServicesDep) -> JobWaits:
     return svc.job_waits
 
@@ -77,6 +86,7 @@ StreamBaseDep = Annotated[str, Depends(stream_base)]
 TenantsDep = Annotated[TenantService, Depends(tenants_service)]
 OutboxDep = Annotated[WebhookOutbox, Depends(webhook_outbox)]
 EndpointsDep = Annotated[WebhookEndpoints, Depends(webhook_endpoints)]
+PromptsDep = Annotated[PromptService, Depends(prompt_service)]
 if TYPE_CHECKING:
     SchedulesDep = Annotated[ScheduleService, Depends(schedule_service)]
 else:  # FastAPI reads the annotation at run time, where the module is not loaded yet

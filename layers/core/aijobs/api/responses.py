@@ -17,12 +17,14 @@ _ERRORS: dict[int, tuple[str, dict[str, Any]]] = {
     401: ("No API key, or one that is not valid (`missing_api_key`, `invalid_api_key`)",
           {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}}),
     403: ("The tenant's limits do not allow this: a model not in its `allowed_models` (`model_not_allowed`)", {}),
-    404: ("No such job or schedule for this tenant", {}),
+    404: ("No such job, schedule or prompt for this tenant (a job's `prompt`: `prompt_not_found`, "
+          "`prompt_version_not_found`, `prompt_label_not_found`)", {}),
     409: ("A conflict: a request with the same Idempotency-Key still in progress, or a state that does not allow "
           "this now; `retryable` says whether trying again may help", _RETRY_AFTER),
     413: ("The body is over the limit (`body_too_large`), or input and instructions are (`input_too_large`)", {}),
     422: ("Invalid fields, named in the message (`invalid_fields`), or a value the operation cannot accept "
-          "(e.g. `invalid_cursor`, `invalid_expression`, `callback_url_forbidden`, `idempotency_conflict`)", {}),
+          "(e.g. `invalid_cursor`, `invalid_expression`, `callback_url_forbidden`, `idempotency_conflict`, "
+          "`prompt_variables` naming the missing and unexpected variables of a job's `prompt`)", {}),
     429: ("Too many requests of a kind: the tenant's request rate (`requests_per_minute`) or token rate "
           "(`tokens_per_minute`; not retryable for a job larger than the whole minute), failed authentications from "
           "this address (`too_many_failed_authentications`), redeliveries of one job (`too_many_redeliveries`)",

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from pydantic_core import PydanticCustomError
 
 from aijobs.models.common import ErrorDetail, unicode_text
+from aijobs.models.prompts import PromptRef
 from aijobs.models.tenants import OnLimit
 
 MAX_INPUT_CHARS = 100_000
@@ -52,8 +53,10 @@ class JobRequest(BaseModel):
     # instructions come before input so that the size check of input sees them
     instructions: Annotated[str | None, Field(max_length=MAX_INPUT_CHARS)] = None
     # The limits of a text input are documented, and checked with the instructions by _input_fits.
+    # Required, unless ``prompt`` names a registry prompt whose version has template messages (then the input
+    # given comes after them).
     input: (Annotated[str, Field(json_schema_extra={"minLength": 1, "maxLength": MAX_INPUT_CHARS})]
-            | Annotated[list[Message], Field(min_length=1, max_length=256)])
+            | Annotated[list[Message], Field(min_length=1, max_length=256)] | None) = None
     max_output_tokens: Annotated[int | None, Field(ge=1, le=128_000)] = None
     temperature: Annotated[float | None, Field(ge=0, le=2)] = None
     stream: bool = False
@@ -65,10 +68,15 @@ class JobRequest(BaseModel):
     # Over the token rate or the daily budget: refused with a 429 ("reject"), or kept queued until the limit allows
     # ("defer", with status_details); null: the tenant's on_limit.
     on_limit: OnLimit | None = None
+    # A registry prompt (POST /v1/prompts), as OpenAI's ``prompt`` parameter: resolved when the job is submitted
+    # (aijobs/prompts.py) into the instructions and input the job runs; the job records prompt_id and prompt_version.
+    prompt: PromptRef | None = None
 
     @field_validator("input")
     @classmethod
-    def _input_fits(cls, value: str | list[Message], info: ValidationInfo) -> str | list[Message]:
+    def _input_fits(cls, value: str | list[Message] | None, info: ValidationInfo) -> str | list[Message] | None:
+        if value is None:
+            return value
         text = unicode_text(value if isinstance(value, str) else "".join(m.content for m in value))
         if not text.strip():
             raise ValueError("must not be empty")
@@ -96,6 +104,8 @@ class JobRequest(BaseModel):
 
     @model_validator(mode="after")
     def _fits_an_item(self) -> JobRequest:
+        if self.input is None and self.prompt is None:
+            raise PydanticCustomError("input_missing", "input is required (unless prompt names a registry prompt)")
         if len(self.model_dump_json().encode()) > MAX_REQUEST_BYTES:
             raise PydanticCustomError("too_large", "a job request must be at most {limit} bytes as JSON (UTF-8)",
                                       {"limit": MAX_REQUEST_BYTES})

@@ -34,13 +34,22 @@ class InputMessage(BaseModel):
 
 
 class PromptParam(BaseModel):
-    """OpenAI's ``prompt`` parameter: a registry prompt (``/v1/prompts``), its version, and its variables."""
+    """OpenAI's ``prompt`` parameter: a registry prompt (``/v1/prompts``), its version (or a label), its variables."""
 
     model_config = ConfigDict(extra="forbid")
 
     id: Annotated[str, Field(min_length=1, max_length=64)]
     version: Annotated[str | None, Field(max_length=64)] = None
     variables: dict[str, str] | None = None
+
+    def registry_ref(self) -> dict[str, Any]:
+        """The job's ``prompt``: a version given as digits is that version; any other ``version`` names a label
+        (``production``, ``staging``): OpenAI's ids of versions are strings."""
+        ref: dict[str, Any] = {"id": self.id, "variables": self.variables or {}}
+        if self.version is not None:
+            ref["version" if self.version.isdigit() else "label"] = (int(self.version) if self.version.isdigit()
+                                                                   else self.version)
+        return ref
 
 
 class ResponseCreate(BaseModel):
@@ -68,6 +77,8 @@ class ResponseCreate(BaseModel):
         for name in ("model", "instructions", "max_output_tokens", "temperature", "metadata"):
             if (value := getattr(self, name)) is not None:
                 fields[name] = value
+        if self.prompt is not None:
+            fields["prompt"] = self.prompt.registry_ref()
         return fields
 
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from aijobs.clock import Clock, system_clock
 from aijobs.dynamo import Page
-from aijobs.errors import Conflict, InvalidRequest, ModelNotAllowed, NotFound, RateLimited
+from aijobs.errors import Conflict, InvalidRequest, ModelNotAllowed, NotFound, PayloadTooLarge, RateLimited
 from aijobs.idempotency import RequestKey
 from aijobs.ids import derived_job_id, new_schedule_id
 from aijobs.jobs import JobService
@@ -151,6 +151,13 @@ class ScheduleService:
             # The tenant's allowed_models changed since the schedule was made: no job, and nothing to retry.
             logger.info("fire skipped: model not allowed", extra=log)
             return FireOutcome(outcome="skipped", schedule_id=event.schedule_id, reason="model_not_allowed")
+        except (NotFound, InvalidRequest, PayloadTooLarge) as exc:
+            if request.prompt is None:
+                raise
+            # Its registry prompt resolves no more (deleted, a label removed, or the version a label now names
+            # wants other variables): no job, and nothing a retry would change.
+            logger.info("fire skipped: its prompt does not resolve", extra={**log, "code": exc.code})
+            return FireOutcome(outcome="skipped", schedule_id=event.schedule_id, reason=exc.code)
         except RateLimited as exc:
             if exc.retryable:
                 raise
@@ -178,10 +185,10 @@ class ScheduleService:
                                  "daylight-saving change skips does not fire)", code="invalid_expression")
 
     def _check_job(self, tenant: str, request: JobRequest) -> None:
-        # What submit_job would refuse, refused now rather than at every fire.
-        self.jobs.check_model(tenant, request)
-        if request.callback_url is not None:
-            self.jobs.callbacks.check_url(request.callback_url)
+        # What submit_job would refuse, refused now rather than at every fire. A job naming a registry prompt is
+        # resolved now to check it (the prompt, its version or label, its variables), and again at every fire:
+        # moving a label changes what the next fire runs.
+        self.jobs.check_request(tenant, request)
 
     def _restore(self, schedule: Schedule) -> None:
         try:

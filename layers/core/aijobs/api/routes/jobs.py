@@ -53,7 +53,7 @@ def requested_wait(prefer: str | None, wait: int | None) -> int:
 
 @router.post("", status_code=202, response_model=JobOut,
              responses={200: {"model": JobOut, "description": "Finished within the requested wait"},
-                        **errors(400, 403, 409, 413, 422, 503)})
+                        **errors(400, 403, 404, 409, 413, 422, 503)})
 async def submit_job(body: JobRequest, tenant: TenantDep, jobs: JobsDep, waits: WaitsDep,
                      idempotent: IdempotentDep, base: StreamBaseDep, prefer: Annotated[str | None, Header()] = None,
                      wait: Annotated[int | None, Query(ge=0, le=3600)] = None) -> JSONResponse:

@@ -51,9 +51,7 @@ class ResponseTimeout(AijobsError):  # type: ignore[misc]
 
 def _job_request(body: ResponseCreate) -> JobRequest:
     """The job the response asks for; its validation errors are the request's (400, naming the field)."""
-    if body.prompt is not None:
-        raise InvalidRequest("prompt is not supported on this stack yet", code="unsupported_parameter")
-    if body.input is None:
+    if body.input is None and body.prompt is None:
         raise RequestValidationError([{"type": "missing", "loc": ("body", "input"), "msg": "Field required",
                                        "input": None}])
     try:

@@ -15,7 +15,8 @@ from aijobs.models.schedules import ScheduleList, ScheduleOut, ScheduleRequest, 
 router = APIRouter(prefix="/v1/schedules", tags=["schedules"], responses=errors(401, 429, 500))
 
 
-@router.post("", status_code=201, response_model=ScheduleOut, responses=errors(400, 403, 409, 413, 422, 503))
+@router.post("", status_code=201, response_model=ScheduleOut,
+             responses=errors(400, 403, 404, 409, 413, 422, 503))
 def create_schedule(body: ScheduleRequest, tenant: TenantDep, schedules: SchedulesDep,
                     idempotent: IdempotentDep) -> JSONResponse:
     """Create a schedule: its job is submitted at every fire of `expression`, read in `timezone`."""
