@@ -3,6 +3,9 @@
 - a job ``in_progress`` past its lease (its worker died): its message is sent again, and the next worker takes it
   over (claims are conditional, so a message that turns out to be a duplicate is harmless);
 - a job ``queued`` for a retry whose message did not come back: its message is sent again;
+- a job ``queued`` and parked by its tenant's concurrency limit (concurrency.py) past its backstop: its message is
+  sent again, in case its release was lost (it starts if its tenant has room, and parks again, in its place, if
+  not). That is no repair: it is counted apart (``SweeperParkedResent``), out of ``SweeperRepairsAlarm``'s count;
 - a finished job whose webhook was never queued (the deliveries queue refused it): the webhook is queued;
 - a job whose message reached the jobs dead-letter queue: it fails with ``dead_lettered``, and its webhook goes out.
 
@@ -14,7 +17,7 @@ still get stuck; a repair moves its due time on, so a job is never repaired twic
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -27,6 +30,9 @@ from aijobs.queues import JobQueue
 from aijobs.store import JobStore
 from aijobs.webhooks.outbox import WebhookOutbox
 
+if TYPE_CHECKING:
+    from aijobs.concurrency import WaitingJobs
+
 DEAD_LETTERED = ErrorDetail(type="internal", code="dead_lettered", retryable=False,
                             message="the job's message could not be processed and was set aside")
 # How long a message the sweeper has read stays hidden in the dead-letter queue (it is kept for the operator).
@@ -38,6 +44,7 @@ class SweepReport(BaseModel):
 
     looked_at: int = 0
     resent: int = 0
+    parked_resent: int = 0
     webhooks_queued: int = 0
     dead_lettered: int = 0
     cleared: int = 0
@@ -69,6 +76,7 @@ class Sweeper:
     outbox: WebhookOutbox
     dead_letters: DeadLetters | None
     resend_after_s: int  # after a repair, how long before the sweeper looks at the job again
+    waiting: WaitingJobs | None = None  # the parked jobs (None: no concurrency limits are kept)
     limit: int = 200
     clock: Clock = system_clock
     report: SweepReport = field(default_factory=SweepReport)
@@ -96,11 +104,18 @@ class Sweeper:
         if job.status is JobStatus.in_progress and (job.lease_until or 0) >= now:
             self.store.sweep_later(job, due=job.lease_until or now)  # still running: look again when its lease ends
         elif not job.status.is_terminal:
-            # Its worker died (in_progress past the lease), or its retry's message never came back (queued).
+            # Its worker died (in_progress past the lease), its retry's message never came back (queued), or it is
+            # parked past its backstop. Sending a parked job again is harmless: it runs once, or parks again.
+            parked = job.status is JobStatus.queued and self.waiting is not None and self.waiting.is_parked(
+                job.tenant, job.id)
             self.queue.send_job(job.id)
             self.store.sweep_later(job, due=now + self.resend_after_s)
-            self.report.resent += 1
-            logger.warning("stuck job sent again", extra=log)
+            if parked:
+                self.report.parked_resent += 1
+                logger.info("parked job sent again: its backstop", extra=log)
+            else:
+                self.report.resent += 1
+                logger.warning("stuck job sent again", extra=log)
         elif job.request.callback_url and not job.webhook_enqueued:
             if self.outbox.enqueue_final_event(job.id):
                 self.report.webhooks_queued += 1
