@@ -370,6 +370,27 @@ def test_a_slot_freed_while_a_job_parks_releases_it(services: Services, sim: Sim
     assert services.clock() - started < PARK_BACKSTOP_S  # (simulated time) it never waited for the sweeper
 
 
+def test_the_sweeper_sends_a_parked_job_again_at_its_backstop_and_that_is_harmless(
+        services: Services, sim: Simulator, fake_model: UvicornThread) -> None:
+    services.tenants.set_limits(TENANT_A, TenantLimits(concurrent_jobs=1))
+    running = TenantSlots(table=services.table, clock=services.clock).take(TENANT_A, limit=1, lease_s=86_400)
+    assert running is not None  # a long job: its slot outlives the backstop
+    job = _submit(services, TENANT_A, "backstop")
+    sim.poll(sim.jobs)
+
+    services.clock.advance(2 * PARK_BACKSTOP_S + 1)  # type: ignore[attr-defined]
+    report = sim.sweep()
+    # Sent again (its release might have been lost), counted apart from repairs (SweeperRepairsAlarm's count).
+    assert (report["parked_resent"], report["resent"]) == (1, 0) and _messages(services) == 1
+    sim.poll(sim.jobs)  # its tenant is still full: it parks again, in its place; nothing else changed
+    assert _status(services, job) is JobStatus.queued and _waiting(services, TENANT_A) == [job]
+    assert _messages(services) == 0
+
+    services.worker._give_back_now(running)
+    sim.run()
+    assert _status(services, job) is JobStatus.completed and _model_calls(fake_model, "backstop") == 1
+
+
 def test_a_dead_workers_expired_slots_release_parked_jobs_at_the_next_take(
         services: Services, sim: Simulator) -> None:
     # Two workers died holding both of A's slots (their jobs were cancelled meanwhile: nobody takes them over).
