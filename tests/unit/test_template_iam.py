@@ -183,6 +183,11 @@ def test_worker_moves_jobs_by_key_and_cannot_put_or_read_in_bulk(template: dict[
     assert {"dynamodb:Query", "dynamodb:DeleteItem"} <= actions
     assert not actions & {"dynamodb:Scan", "dynamodb:PutItem", "dynamodb:BatchWriteItem", "dynamodb:BatchGetItem"}
     assert not any("/index/" in resource for resource in _grants(template, "WorkerFunction"))
+    # ...and only in tenants' partitions (TENANT#<t>): the worker can neither list nor delete anyone's jobs.
+    for statement in _dynamodb_statements(template, "WorkerFunction"):
+        if set(_as_list(statement["Action"])) & {"dynamodb:Query", "dynamodb:DeleteItem"}:
+            assert set(_as_list(statement["Action"])) == {"dynamodb:Query", "dynamodb:DeleteItem"}
+            assert statement["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["TENANT#*"]}}
 
 
 @pytest.mark.parametrize("function", ["WorkerFunction", "WebhookFunction", "SchedulerFunction", "SweeperFunction"])
