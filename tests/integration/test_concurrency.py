@@ -9,6 +9,7 @@ as concurrent Lambda instances would, and checks the order jobs started in, neve
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -19,7 +20,7 @@ import boto3
 import pytest
 from boto3.dynamodb.conditions import Attr, Key
 
-from aijobs.concurrency import PARK_BACKSTOP_S, TenantSlots
+from aijobs.concurrency import PARK_BACKSTOP_S, TenantSlots, WaitingJobs
 from aijobs.dynamo import WAITING_PREFIX, tenant_partition
 from aijobs.errors import Conflict
 from aijobs.local.stack import UvicornThread
@@ -339,6 +340,35 @@ def test_parked_jobs_start_oldest_first(services: Services, sim: Simulator) -> N
 
     assert [job for _, job in log.order] == jobs
     assert log.peak[TENANT_A] == 1
+
+
+def test_two_releasers_never_both_send_a_parked_job_and_a_cancelled_one_is_skipped(services: Services) -> None:
+    services.tenants.set_limits(TENANT_A, TenantLimits(concurrent_jobs=1))
+    cancelled, first, second = (_submit(services, TENANT_A, f"release {i}") for i in range(3))
+    services.sqs.purge_queue(QueueUrl=services.settings.jobs_queue_url)
+    for job in (cancelled, first, second):
+        services.waiting_jobs.park(TENANT_A, job, expires_at=None, queued=True)
+    services.jobs.cancel_job(tenant=TENANT_A, job_id=cancelled)
+    mine, theirs = (WaitingJobs(table=services.table, store=services.store, queue=services.job_queue,
+                                clock=services.clock) for _ in range(2))
+    real = mine._oldest
+    raced: list[int] = []
+
+    def oldest_then_raced(tenant: str, *, limit: int) -> list[str]:
+        entries = real(tenant, limit=limit)
+        if not raced:  # another worker, reading the same entries, releases first
+            raced.append(theirs.release(tenant, room=1))
+        return entries
+
+    mine._oldest = oldest_then_raced  # type: ignore[method-assign]
+    released = mine.release(TENANT_A, room=1)
+
+    # The cancelled job lost its entry and was skipped; the other worker won `first` (its delete came first): this
+    # one's delete of it failed, so it sent `second` instead. Each job was sent once.
+    assert (raced, released) == ([1], 1)
+    bodies = services.sqs.receive_message(QueueUrl=services.settings.jobs_queue_url, MaxNumberOfMessages=10)
+    assert sorted(json.loads(m["Body"])["job_id"] for m in bodies["Messages"]) == [first, second]
+    assert _waiting(services, TENANT_A) == []
 
 
 def test_a_slot_freed_while_a_job_parks_releases_it(services: Services, sim: Simulator) -> None:
