@@ -15,4 +15,4 @@ services = get_services()  # settings validated at cold start; clients are made 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return process_batch(event, context, body=JobMessage,
                          run=lambda message: services.worker.run(message.job_id, sent_at=message.sent_at),
-                         redeliver_in=services.job_queue.delay_redelivery, send_again=services.job_queue.send_again)
+                         redeliver_in=services.job_queue.delay_redelivery)

@@ -7,7 +7,7 @@ from typing import Any
 
 from aijobs.local.pollers import FakeLambdaContext
 from aijobs.models.messages import JobMessage
-from aijobs.outcomes import DONE, Outcome, Poison, RetryIn, SendAgainIn
+from aijobs.outcomes import DONE, Outcome, Poison, RetryIn
 from aijobs.sqs_batch import process_batch
 from tests.helpers import load_event
 
@@ -57,39 +57,3 @@ def test_an_unexpected_error_fails_the_record_and_leaves_its_visibility_to_sqs()
     failed, visibility = _run(event, {IDS[0]: ConnectionError("DynamoDB is unreachable"), IDS[1]: DONE})
 
     assert failed == ["m0"] and visibility == {}
-
-
-def _run_sending(event: dict[str, Any], outcomes: dict[str, Outcome],
-                 send: Any) -> tuple[list[str], dict[str, int]]:
-    visibility: dict[str, int] = {}
-
-    async def run(message: JobMessage) -> Outcome:
-        return outcomes[message.job_id]
-
-    answer = process_batch(event, FakeLambdaContext("WorkerFunction"), body=JobMessage, run=run,
-                           redeliver_in=lambda handle, seconds: visibility.__setitem__(handle, seconds),
-                           send_again=send)
-    return [f["itemIdentifier"] for f in answer["batchItemFailures"]], visibility
-
-
-def test_a_held_back_message_is_sent_again_delayed_and_the_received_one_deleted() -> None:
-    event = _event(json.dumps({"job_id": IDS[0], "sent_at": 1700000000.5}), json.dumps({"job_id": IDS[1]}))
-    sent: list[tuple[dict[str, Any], int]] = []
-
-    failed, visibility = _run_sending(event, {IDS[0]: SendAgainIn(12), IDS[1]: DONE},
-                                      lambda body, seconds: sent.append((json.loads(body), seconds)))
-
-    # deleted (not a failure): its receive count never grows toward the dead-letter queue's
-    assert failed == [] and visibility == {}
-    assert sent == [({"job_id": IDS[0], "sent_at": 1700000000.5}, 12)]
-
-
-def test_a_held_back_message_that_cannot_be_sent_again_stays_and_comes_back_by_its_visibility() -> None:
-    event = _event(json.dumps({"job_id": IDS[0]}))
-
-    def refuse(body: str, seconds: int) -> None:
-        raise ConnectionError("SQS is unreachable")
-
-    failed, visibility = _run_sending(event, {IDS[0]: SendAgainIn(7)}, refuse)
-
-    assert failed == ["m0"] and visibility == {"r0": 7}  # nothing lost: the received message is kept

@@ -152,8 +152,11 @@ GRANTS: dict[str, dict[str, set[str]]] = {
         _key(IDEMPOTENCY_TABLE): {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
                                   "dynamodb:DeleteItem"},
     },
-    # the tenant's webhook endpoints are one item, read with GetItem: the worker needs no Query for them
-    "WorkerFunction": {_key(JOBS_TABLE): {"dynamodb:GetItem", "dynamodb:UpdateItem"}},
+    # jobs, slots, wait items by key (UpdateItem makes items); parked jobs: the oldest of one tenant's partition
+    # (Query, base table), and each one's wait item deleted by the worker that wins its release (DeleteItem); the
+    # tenant's webhook endpoints are one item, read with GetItem
+    "WorkerFunction": {_key(JOBS_TABLE): {"dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query",
+                                          "dynamodb:DeleteItem"}},
     "WebhookFunction": {_key(JOBS_TABLE): {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
                                            "dynamodb:Query"}},
     # the schedule and the tenant's limits; the job; its tokens reserved in the tenant's minute; the job taken back
@@ -171,12 +174,21 @@ def test_each_function_gets_exactly_the_dynamodb_actions_its_code_uses(template:
     assert _grants(template, function) == GRANTS[function]
 
 
-def test_worker_moves_jobs_by_key_and_cannot_create_delete_or_read_in_bulk(template: dict[str, Any]) -> None:
+def test_worker_moves_jobs_by_key_and_cannot_put_or_read_in_bulk(template: dict[str, Any]) -> None:
     actions = set().union(*_grants(template, "WorkerFunction").values())
 
     assert "dynamodb:UpdateItem" in actions  # claim and every transition are conditional updates
-    assert not actions & {"dynamodb:DeleteItem", "dynamodb:Scan", "dynamodb:PutItem", "dynamodb:Query",
-                          "dynamodb:BatchWriteItem", "dynamodb:BatchGetItem"}
+    # Parking (concurrency.py) added Query and DeleteItem, deliberately: releasing a tenant's oldest parked job reads
+    # the tenant's WAIT# range (on the base table: no index is granted) and deletes the one wait item it wins. The
+    # wait item itself is made with UpdateItem, so PutItem stays out, and nothing may Scan or batch.
+    assert {"dynamodb:Query", "dynamodb:DeleteItem"} <= actions
+    assert not actions & {"dynamodb:Scan", "dynamodb:PutItem", "dynamodb:BatchWriteItem", "dynamodb:BatchGetItem"}
+    assert not any("/index/" in resource for resource in _grants(template, "WorkerFunction"))
+    # ...and only in tenants' partitions (TENANT#<t>): the worker can neither list nor delete anyone's jobs.
+    for statement in _dynamodb_statements(template, "WorkerFunction"):
+        if set(_as_list(statement["Action"])) & {"dynamodb:Query", "dynamodb:DeleteItem"}:
+            assert set(_as_list(statement["Action"])) == {"dynamodb:Query", "dynamodb:DeleteItem"}
+            assert statement["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["TENANT#*"]}}
 
 
 @pytest.mark.parametrize("function", ["WorkerFunction", "WebhookFunction", "SchedulerFunction", "SweeperFunction"])
@@ -193,10 +205,10 @@ def test_metrics_go_out_through_the_logs_so_no_function_may_put_metric_data(temp
         assert "CloudWatchPutMetricPolicy" not in json.dumps(function_policies(template, function)), function
 
 
-def test_the_worker_may_send_a_held_back_jobs_message_again_to_the_jobs_queue_only(template: dict[str, Any]) -> None:
+def test_the_worker_may_send_a_released_jobs_message_to_the_jobs_queue_only(template: dict[str, Any]) -> None:
     policies = function_policies(template, "WorkerFunction")
 
-    # SendAgainIn: a job over its tenant's concurrency limit is re-sent with a delay, not made visible again
+    # a parked job (over its tenant's concurrency limit) is released by sending its message again
     assert {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["JobsQueue", "QueueName"]}}} in policies
     sends = [p for p in policies if "SQSSendMessagePolicy" in p]
     assert {json.dumps(p) for p in sends} == {

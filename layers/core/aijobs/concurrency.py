@@ -1,48 +1,101 @@
-"""Concurrency slots: at most ``concurrent_jobs`` of a tenant's jobs run at once, across every worker process.
+"""Concurrency slots: at most ``concurrent_jobs`` of a tenant's jobs run at once, across every worker process; the
+jobs over it wait *parked*, in the table, until a slot frees.
 
 A tenant's slots are one item, ``TENANT#<t>`` / ``SLOTS``, whose ``held`` map names each running attempt by a short
 random token with the end of its lease. A worker takes a slot before it claims a job and gives it back when the
 attempt stops running (completed, failed, cancelled, handed back for a retry, or its claim lost). A worker that
 dies never gives its slot back: the slot ends with the lease it was taken for (the job's ``job_lease_s``), and the
-next worker that finds the tenant full removes the expired slots in the same write that takes its own. So a dead
-worker holds a slot no longer than it holds its job.
+next worker that takes one of the tenant's slots removes the expired ones in the same write. So a dead worker holds
+a slot no longer than it holds its job.
 
-Costs (why one item, and why it is read first): taking and giving back are one conditional ``UpdateItem`` each,
-1 WRU while the item stays under 1 KB (about 23 bytes a running job: some 40 running jobs). A job that finds its
-tenant full is told so by a read (``GetItem``, 0.5 RRU), not by a failed conditional write, which would cost a
-write unit each time a held-back job looks again. The worker's grants stay GetItem and UpdateItem: no Query, no
-Put, no Delete (the item is made by its first UpdateItem).
+A job that finds its tenant full is parked (``WaitingJobs``): an item ``TENANT#<t>`` / ``WAIT#<job_id>`` is written,
+and its message deleted. The job stays ``queued``; nothing about it cycles through the jobs queue while it waits, so
+a tenant's backlog of thousands costs the worker one look per job, and another tenant's messages never queue behind
+the backlog's looks. Whoever frees room *releases* the tenant's oldest waiting jobs (job ids are ULIDs: FIFO per
+tenant): it deletes their wait items (the conditional delete is what wins the right to send: two releasers never
+both send one) and sends their messages again. Room frees when:
+- a slot is given back: the giver releases as many as the tenant then has room for (normally one);
+- a parked job finds, on a second look right after parking, that a slot freed meanwhile (its giver looked for
+  waiting jobs before the wait item was there): it releases at once;
+- a take removes a dead worker's expired slots: the taker releases as many as that leaves room for.
+What is left, a release whose send failed (``JobReleasesNotSent``) or one whose job was cancelled on its way, is
+the backstop's: a parked job is in the sweep index, due ``PARK_BACKSTOP_S`` (with jitter) after it parked, and the
+sweeper sends its message again then; it runs if its tenant has room, and parks again (same item) if not.
+
+Costs. Taking and giving back are one conditional ``UpdateItem`` each, 1 WRU while the slots item stays under 1 KB
+(about 23 bytes a running job: some 40 running jobs); the give-back's answer is the item as written, so the room it
+leaves costs no read. A job that finds its tenant full is told so by a read (``GetItem``, 0.5 RRU), not by a failed
+conditional write. A job that runs pays one thing more than without parking: the giver's look for waiting jobs, one
+strongly consistent ``Query`` of the tenant's ``WAIT#`` range (1 RRU while it returns under 4 KB: a consistent read
+is what keeps a job parked a moment earlier from being missed). Parking costs the waiting item's write (1 WRU), the
+job's sweep entry moved to the backstop (an ``UpdateItem`` of the job item: 1 WRU a KB of it, plus the sweep
+index's) and the second look (a consistent ``GetItem`` of the slots, 1 RRU). Releasing one job costs the wait item's
+``DeleteItem`` (1 WRU), the job's state read consistently (1 RRU) and a ``SendMessage``; the released job is then
+received and looked at once more, as any message. A parked job that waits past the backstop is sent again once per
+backstop period (1,000 jobs waiting: under two looks a second).
 """
 
 from __future__ import annotations
 
+import random
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from boto3.dynamodb.conditions import Key as KeyCondition
 from botocore.exceptions import ClientError
 
 from aijobs.clock import Clock, system_clock
-from aijobs.dynamo import conditional, from_low_level, is_condition_failure, slots_key
+from aijobs.dynamo import (
+    WAITING_PREFIX,
+    conditional,
+    from_low_level,
+    is_condition_failure,
+    slots_key,
+    tenant_partition,
+    waiting_key,
+)
+from aijobs.models.jobs import JobStatus
+from aijobs.observability import count, logger
+
+if TYPE_CHECKING:
+    from aijobs.queues import JobQueue
+    from aijobs.store import JobState, JobStore
 
 # An abandoned tenant's slot item goes with TTL this long after its last slot was taken (all of them have ended).
 SLOTS_RETENTION_S = 86_400
 # Tries to take a slot when others write the item at the same time (each try reads the item it lost to).
 TAKE_TRIES = 4
+# A parked job's backstop: the sweeper sends its message again 10 to 20 minutes after it parked (the jitter spreads
+# a burst's backstops over the sweeper's runs), should nobody have released it by then. Long enough that a waiting
+# backlog costs little (N / 900 looks a second on average), short against the jobs' hour-scale lives.
+PARK_BACKSTOP_S = 600
+# Entries a release reads past the room it has: those of jobs that no longer wait (cancelled, or started by a
+# duplicate message) are skipped; and how many Queries one release makes at most.
+RELEASE_LOOKAHEAD = 2
+RELEASE_QUERIES = 3
 
 
 @dataclass(frozen=True)
 class Slot:
-    """One running attempt's slot: given back by its token."""
+    """One running attempt's slot: given back by its token. ``cleared`` is how many dead workers' expired slots the
+    take removed, and ``room`` how many more the tenant could run right after it."""
 
     tenant: str
     token: str
     lease_until: int
+    cleared: int = 0
+    room: int = 0
 
 
 def _held(item: dict[str, Any] | None) -> dict[str, int]:
     held = (item or {}).get("held")
     return {str(k): int(v) for k, v in held.items()} if isinstance(held, dict) else {}
+
+
+def _room(held: dict[str, int], *, limit: int, now: float) -> int:
+    """Free slots: expired ones count as free (the next take removes them)."""
+    return max(0, limit - sum(until >= now for until in held.values()))
 
 
 class TenantSlots:
@@ -56,22 +109,28 @@ class TenantSlots:
         """The tenant's slots (token -> lease end), live or expired, as read (strongly consistent)."""
         return _held(self._table.get_item(Key=slots_key(tenant), ConsistentRead=True).get("Item"))
 
+    def room(self, tenant: str, *, limit: int) -> int:
+        """How many more of the tenant's jobs may start now (a strongly consistent read)."""
+        return _room(self.running(tenant), limit=limit, now=self._clock())
+
     def take(self, tenant: str, *, limit: int, lease_s: int) -> Slot | None:
         """A slot for one attempt, held until ``lease_s`` from now, or None when the tenant runs ``limit`` jobs."""
         now = int(self._clock())
-        # Eventually consistent: a stale "full" holds a job back a little longer; a stale "room" costs one failed
-        # write. Either way the conditional write below is what keeps the limit.
+        # Eventually consistent: a stale "full" parks a job that the second look after parking releases at once; a
+        # stale "room" costs one failed write. Either way the conditional write below is what keeps the limit.
         held = _held(self._table.get_item(Key=slots_key(tenant)).get("Item"))
         for _ in range(TAKE_TRIES):
             expired = sorted(token for token, until in held.items() if until < now)
-            if len(held) - len(expired) >= limit:
+            live = len(held) - len(expired)
+            if live >= limit:
                 return None
-            slot = Slot(tenant=tenant, token=secrets.token_urlsafe(9), lease_until=now + lease_s)
+            slot = Slot(tenant=tenant, token=secrets.token_urlsafe(9), lease_until=now + lease_s,
+                        cleared=len(expired), room=limit - live - 1)
             taken, current = self._write(slot, held=held, expired=expired, limit=limit)
             if taken:
                 return slot
             held = current
-        return None  # lost every race: the tenant is busy; the job looks again shortly
+        return None  # lost every race: the tenant is busy; the job parks, and looks again right after
 
     def _write(self, slot: Slot, *, held: dict[str, int], expired: list[str],
                limit: int) -> tuple[bool, dict[str, int]]:
@@ -103,8 +162,102 @@ class TenantSlots:
             return False, _held(from_low_level(exc.response.get("Item")))
         return True, held
 
-    def give_back(self, slot: Slot) -> None:
-        """End the slot (a no-op when it is gone: removed as expired by another worker)."""
-        conditional(self._table.update_item, Key=slots_key(slot.tenant), UpdateExpression="REMOVE #held.#slot",
-                    ConditionExpression="attribute_exists(#held.#slot)",
-                    ExpressionAttributeNames={"#held": "held", "#slot": slot.token})
+    def give_back(self, slot: Slot, *, limit: int) -> int:
+        """End the slot (a no-op when it is gone: removed as expired by another worker); the tenant's room after it,
+        from the write's own answer (the item as written, or as found when the slot was gone): no read."""
+        try:
+            answer = self._table.update_item(
+                Key=slots_key(slot.tenant), UpdateExpression="REMOVE #held.#slot",
+                ConditionExpression="attribute_exists(#held.#slot)", ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                ExpressionAttributeNames={"#held": "held", "#slot": slot.token})
+            item = answer.get("Attributes")
+        except ClientError as exc:
+            if not is_condition_failure(exc):
+                raise
+            item = from_low_level(exc.response.get("Item"))
+        return _room(_held(item), limit=limit, now=self._clock())
+
+
+class WaitingJobs:
+    """The owner of the ``WAIT#`` items: a tenant's parked jobs, oldest first."""
+
+    def __init__(self, *, table: Any, store: JobStore, queue: JobQueue, clock: Clock = system_clock) -> None:
+        self._table = table
+        self._store = store
+        self._queue = queue
+        self._clock = clock
+
+    def park(self, tenant: str, job_id: str, *, expires_at: int | None, queued: bool) -> None:
+        """Park a job until its tenant has room. Parking again (a duplicate message, a backstop's) rewrites the same
+        item: the job keeps its place. A ``queued`` job's sweep entry becomes the backstop (a job being taken over
+        is in the sweep index already, due since its lease ended)."""
+        now = int(self._clock())
+        # UpdateItem makes the item: the worker moves items by key, and is granted no PutItem.
+        self._table.update_item(Key=waiting_key(tenant, job_id), UpdateExpression="SET #expires_at = :expires",
+                                ExpressionAttributeNames={"#expires_at": "expires_at"},
+                                ExpressionAttributeValues={":expires": expires_at or now + SLOTS_RETENTION_S})
+        if queued:
+            self._store.sweep_queued_later(job_id, due=now + int(PARK_BACKSTOP_S * random.uniform(1.0, 2.0)))
+
+    def is_parked(self, tenant: str, job_id: str) -> bool:
+        """Whether the job has a wait item (the sweeper's question: a parked job's backstop is no repair)."""
+        return "Item" in self._table.get_item(Key=waiting_key(tenant, job_id), ProjectionExpression="pk")
+
+    def release(self, tenant: str, *, room: int) -> int:
+        """Send the messages of the tenant's oldest waiting jobs, at most ``room`` of them; how many were sent. A job
+        whose send fails stays queued, without its wait item: the sweeper's backstop sends it."""
+        released = 0
+        for _ in range(RELEASE_QUERIES):
+            if released >= room:
+                break
+            asked = room - released + RELEASE_LOOKAHEAD
+            entries = self._oldest(tenant, limit=asked)
+            for job_id in entries:
+                if released >= room:
+                    break
+                if self._take_entry(tenant, job_id) and self._still_waiting(job_id):
+                    if not self._send(tenant, job_id):
+                        return released
+                    released += 1
+            if len(entries) < asked:
+                break  # the tenant's whole range was read: nobody else waits
+        if released:
+            count("JobsReleased", released)
+        return released
+
+    def _oldest(self, tenant: str, *, limit: int) -> list[str]:
+        # Strongly consistent: a job parked just before a slot was given back must be seen by the giver.
+        answer = self._table.query(
+            KeyConditionExpression=KeyCondition("pk").eq(tenant_partition(tenant))
+            & KeyCondition("sk").begins_with(WAITING_PREFIX),
+            ConsistentRead=True, Limit=limit, ProjectionExpression="sk")
+        return [str(item["sk"]).removeprefix(WAITING_PREFIX) for item in answer["Items"]]
+
+    def _take_entry(self, tenant: str, job_id: str) -> bool:
+        """Delete the job's wait item; True for the one caller whose delete found it there."""
+        return conditional(self._table.delete_item, Key=waiting_key(tenant, job_id),
+                           ConditionExpression="attribute_exists(pk)") is not None
+
+    def _still_waiting(self, job_id: str) -> bool:
+        """Whether the job can start: queued, or in_progress past its lease (a take-over that was parked). A job
+        cancelled, finished or running elsewhere meanwhile just loses its entry."""
+        state = self._store.get_state(job_id, consistent=True)
+        return state is not None and _startable(state, now=self._clock())
+
+    def _send(self, tenant: str, job_id: str) -> bool:
+        try:
+            self._queue.send_job(job_id)
+        except Exception:
+            logger.exception("parked job not released: the sweeper's backstop sends it",
+                             extra={"tenant": tenant, "job_id": job_id})
+            count("JobReleasesNotSent")
+            return False
+        logger.info("parked job released", extra={"tenant": tenant, "job_id": job_id})
+        return True
+
+
+def _startable(state: JobState, *, now: float) -> bool:
+    if state.status is JobStatus.queued:
+        return True
+    return state.status is JobStatus.in_progress and (state.lease_until or 0) < now

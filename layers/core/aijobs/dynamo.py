@@ -91,6 +91,15 @@ def slots_key(tenant: str) -> Key:
     return {"pk": tenant_partition(tenant), "sk": "SLOTS"}
 
 
+def waiting_key(tenant: str, job_id: str) -> Key:
+    """A job parked until its tenant has a free concurrency slot. Job ids are ``job_<ULID>``: the sort key orders a
+    tenant's waiting jobs by submission, so the oldest is the first of its partition's ``WAIT#`` range."""
+    return {"pk": tenant_partition(tenant), "sk": f"{WAITING_PREFIX}{job_id}"}
+
+
+WAITING_PREFIX = "WAIT#"
+
+
 def tenant_partition(tenant: str) -> str:
     """The tenant item's partition, which is also its jobs' partition of the tenant index."""
     return f"TENANT#{tenant}"

@@ -7,21 +7,13 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Done:
-    """Finished with, whatever the result: the message is deleted."""
+    """Finished with, whatever the result: the message is deleted. A job parked by its tenant's concurrency limit
+    is done with too: it waits in the table, not in the queue, and is sent again when it may start."""
 
 
 @dataclass(frozen=True)
 class RetryIn:
     """Not finished: the message comes back in ``seconds`` (0: at once)."""
-
-    seconds: int
-
-
-@dataclass(frozen=True)
-class SendAgainIn:
-    """Not started, through no fault of its own (its tenant runs as many jobs as it may): the message is sent again,
-    delayed ``seconds`` (SQS allows at most 900), and the received one deleted. Waiting thus never counts as a
-    receive toward the dead-letter queue, as a visibility change would."""
 
     seconds: int
 
@@ -33,5 +25,5 @@ class Poison:
     reason: str
 
 
-Outcome = Done | RetryIn | SendAgainIn | Poison
+Outcome = Done | RetryIn | Poison
 DONE = Done()

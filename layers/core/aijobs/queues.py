@@ -38,10 +38,6 @@ class JobQueue(_Queue):
             self._client.send_message(QueueUrl=self._url, MessageBody=self._body(job_id),
                                       DelaySeconds=min(MAX_DELAY_S, delay_s))
 
-    def send_again(self, body: str, delay_s: int) -> None:
-        """Send a received message's body again as a new message, visible in ``delay_s`` (at most SQS's 900)."""
-        self._client.send_message(QueueUrl=self._url, MessageBody=body, DelaySeconds=max(0, min(MAX_DELAY_S, delay_s)))
-
     def send_jobs(self, job_ids: list[str]) -> None:
         """Send in batches of ten; raises at the first message that is not sent (those before it are)."""
         for start in range(0, len(job_ids), 10):

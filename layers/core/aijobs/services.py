@@ -22,6 +22,7 @@ from aijobs.webhooks.slots import HostSlots
 from aijobs.webhooks.store import WebhookStore
 
 if TYPE_CHECKING:
+    from aijobs.concurrency import WaitingJobs
     from aijobs.idempotency import Idempotency
     from aijobs.prompts import PromptService
     from aijobs.rates import Limiter
@@ -211,15 +212,24 @@ class Services:
 
         return Worker(store=self.store, provider=provider, retry=retry, lease_s=self.settings.job_lease_s,
                       outbox=self.outbox, clock=self.clock, slots=TenantSlots(table=self.table, clock=self.clock),
+                      waiting=self.waiting_jobs,
                       concurrent_jobs=lambda tenant: self.tenants.limits(tenant).concurrent_jobs,
-                      usage=self.usage_store, limiter=self.limiter)
+                      usage=self.usage_store, limiter=self.limiter, queue=self.job_queue)
+
+    @cached_property
+    def waiting_jobs(self) -> WaitingJobs:
+        """The jobs parked by their tenant's concurrency limit: the worker parks and releases them, the sweeper
+        tells their backstop from a repair."""
+        from aijobs.concurrency import WaitingJobs
+
+        return WaitingJobs(table=self.table, store=self.store, queue=self.job_queue, clock=self.clock)
 
     @cached_property
     def sweeper(self) -> Sweeper:
         from aijobs.sweeper import DeadLetters, Sweeper
 
         dead_letters = DeadLetters(queue_url=self.settings.jobs_dead_letter_queue_url, client=self.sqs)
-        return Sweeper(store=self.store, queue=self.job_queue, outbox=self.outbox,
+        return Sweeper(store=self.store, queue=self.job_queue, outbox=self.outbox, waiting=self.waiting_jobs,
                        dead_letters=dead_letters if self.settings.jobs_dead_letter_queue_url else None,
                        resend_after_s=self.settings.sweep_resend_after_s, limit=self.settings.sweep_limit,
                        clock=self.clock, usage=self.usage_store)

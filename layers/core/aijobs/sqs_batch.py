@@ -2,8 +2,7 @@
 
 Each record's body is parsed into its message model by Powertools' batch processor and handed to the domain,
 which answers an ``Outcome``; the records of one batch run concurrently on one event loop. ``Done`` deletes a
-message, ``RetryIn`` sets its visibility and reports it failed, ``SendAgainIn`` sends the body again with a delay and
-deletes the received message, and a body that never parses is ``Poison``.
+message, ``RetryIn`` sets its visibility and reports it failed, and a body that never parses is ``Poison``.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Json, create_model
 
 from aijobs.observability import logger
-from aijobs.outcomes import Done, Outcome, Poison, RetryIn, SendAgainIn
+from aijobs.outcomes import Done, Outcome, Poison, RetryIn
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
@@ -36,12 +35,10 @@ def record_model[M: BaseModel](body: type[M]) -> type[SqsRecordModel]:
 
 def process_batch[M: BaseModel](event: dict[str, Any], context: Any, *, body: type[M],
                                 run: Callable[[M], Awaitable[Outcome]],
-                                redeliver_in: Callable[[str, int], None],
-                                send_again: Callable[[str, int], None] | None = None) -> dict[str, Any]:
+                                redeliver_in: Callable[[str, int], None]) -> dict[str, Any]:
     """Run the batch's records concurrently; the records not done are reported so that only they come back.
 
-    ``redeliver_in(receipt_handle, seconds)`` changes a received message's visibility; ``send_again(body,
-    seconds)`` sends a body as a new message, delayed (without it, ``SendAgainIn`` changes the visibility instead).
+    ``redeliver_in(receipt_handle, seconds)`` changes a received message's visibility.
     """
     # Loaded at the first batch rather than at import (about 0.2 s): the cold start pays it either way.
     from aws_lambda_powertools.utilities.batch import AsyncBatchProcessor, EventType
@@ -53,15 +50,7 @@ def process_batch[M: BaseModel](event: dict[str, Any], context: Any, *, body: ty
         outcome = await run(record.body)
         if isinstance(outcome, Done):
             return
-        if isinstance(outcome, SendAgainIn) and send_again is not None:
-            try:
-                # Sent before the received one is deleted: a failure here leaves the message where it was.
-                await asyncio.to_thread(send_again, record.body.model_dump_json(), outcome.seconds)
-                return
-            except Exception:
-                logger.exception("message not sent again: it comes back by its visibility instead",
-                                 extra={"message_id": record.messageId})
-        seconds = outcome.seconds if isinstance(outcome, RetryIn | SendAgainIn) else 0
+        seconds = outcome.seconds if isinstance(outcome, RetryIn) else 0
         if isinstance(outcome, Poison):
             logger.error("poison message", extra={"message_id": record.messageId, "reason": outcome.reason})
         await asyncio.to_thread(redeliver_in, record.receiptHandle, seconds)

@@ -72,11 +72,17 @@ def _number(value: Any) -> float:
         return 0.0
 
 
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(_number(value))
+
+
 class JobState(NamedTuple):
     tenant: str
     status: JobStatus
     attempt: int = 0
     created_at: int = 0
+    expires_at: int | None = None
+    lease_until: int | None = None
 
 
 def read_job(item: dict[str, Any]) -> Job:
@@ -132,7 +138,7 @@ def _run_fields(run: RunRecord | None) -> dict[str, Any]:
     return {name: value for name, value in fields.items() if value is not None}
 
 
-_STATE_FIELDS = ("id", "tenant", "status", "attempt", "expires_at", "created_at")
+_STATE_FIELDS = ("id", "tenant", "status", "attempt", "expires_at", "created_at", "lease_until")
 
 
 def _projection(fields: tuple[str, ...]) -> dict[str, Any]:
@@ -260,16 +266,19 @@ class JobStore:
                                                                 fields=_STATE_FIELDS))
         return {job_id: state for job_id, state in states if state is not None}
 
-    def get_state(self, job_id: str) -> JobState | None:
+    def get_state(self, job_id: str, *, consistent: bool = False) -> JobState | None:
         """A job's tenant and status (a projected GetItem: what the worker reads while a model call runs)."""
-        return self._state(self._table.get_item(Key=job_key(job_id), **_projection(_STATE_FIELDS)).get("Item"))[1]
+        return self._state(self._table.get_item(Key=job_key(job_id), ConsistentRead=consistent,
+                                                **_projection(_STATE_FIELDS)).get("Item"))[1]
 
     def _state(self, item: dict[str, Any] | None) -> tuple[str, JobState | None]:
         if not item or "id" not in item or ("expires_at" in item and _number(item["expires_at"]) < self._now()):
             return "", None
         return str(item["id"]), JobState(tenant=str(item["tenant"]), status=JobStatus(item["status"]),
                                          attempt=int(_number(item.get("attempt", 0))),
-                                         created_at=int(_number(item.get("created_at", 0))))
+                                         created_at=int(_number(item.get("created_at", 0))),
+                                         expires_at=_optional_int(item.get("expires_at")),
+                                         lease_until=_optional_int(item.get("lease_until")))
 
     def _batch_get(self, keys: list[Key], *, consistent: bool,
                    fields: tuple[str, ...] | None = None) -> Iterator[dict[str, Any]]:
@@ -519,9 +528,17 @@ class JobStore:
 
     def sweep_later(self, job: Job, *, due: int) -> None:
         """Look at the job again at ``due`` (it was looked at, and is not due yet or was just repaired)."""
-        conditional(self._table.update_item, Key=job_key(job.id),
-                    **update_request(set=sweep_keys(job.id, due), condition="#status = :status",
-                                     values={":status": job.status.value}))
+        self._sweep_at(job.id, job.status, due)
+
+    def sweep_queued_later(self, job_id: str, *, due: int) -> None:
+        """Look at a queued job at ``due``: the backstop of a job parked by its tenant's concurrency limit (should
+        its release be lost, the sweeper sends its message again then). A no-op once the job has moved on."""
+        self._sweep_at(job_id, JobStatus.queued, due)
+
+    def _sweep_at(self, job_id: str, status: JobStatus, due: int) -> None:
+        conditional(self._table.update_item, Key=job_key(job_id),
+                    **update_request(set=sweep_keys(job_id, due), condition="#status = :status",
+                                     values={":status": status.value}))
 
     def forget_sweep(self, job_id: str) -> None:
         """Nothing about the job can get stuck any more: out of the sweep index."""

@@ -3,6 +3,9 @@
 - a job ``in_progress`` past its lease (its worker died): its message is sent again, and the next worker takes it
   over (claims are conditional, so a message that turns out to be a duplicate is harmless);
 - a job ``queued`` for a retry whose message did not come back: its message is sent again;
+- a job ``queued`` and parked by its tenant's concurrency limit (concurrency.py) past its backstop: its message is
+  sent again, in case its release was lost (it starts if its tenant has room, and parks again, in its place, if
+  not). That is no repair: it is counted apart (``SweeperParkedResent``), out of ``SweeperRepairsAlarm``'s count;
 - a finished job whose webhook was never queued (the deliveries queue refused it): the webhook is queued (to its
   callback_url and its tenant's subscribed endpoints);
 - a job whose message reached the jobs dead-letter queue: it fails with ``dead_lettered``, and its webhook goes out.
@@ -29,6 +32,7 @@ from aijobs.store import JobStore
 from aijobs.webhooks.outbox import WebhookOutbox
 
 if TYPE_CHECKING:
+    from aijobs.concurrency import WaitingJobs
     from aijobs.usage import UsageStore
 
 DEAD_LETTERED = ErrorDetail(type="internal", code="dead_lettered", retryable=False,
@@ -42,6 +46,7 @@ class SweepReport(BaseModel):
 
     looked_at: int = 0
     resent: int = 0
+    parked_resent: int = 0
     webhooks_queued: int = 0
     dead_lettered: int = 0
     cleared: int = 0
@@ -73,6 +78,7 @@ class Sweeper:
     outbox: WebhookOutbox
     dead_letters: DeadLetters | None
     resend_after_s: int  # after a repair, how long before the sweeper looks at the job again
+    waiting: WaitingJobs | None = None  # the parked jobs (None: no concurrency limits are kept)
     limit: int = 200
     clock: Clock = system_clock
     usage: UsageStore | None = None  # a dead-lettered job's reservation goes back to its tenant's day
@@ -101,11 +107,18 @@ class Sweeper:
         if job.status is JobStatus.in_progress and (job.lease_until or 0) >= now:
             self.store.sweep_later(job, due=job.lease_until or now)  # still running: look again when its lease ends
         elif not job.status.is_terminal:
-            # Its worker died (in_progress past the lease), or its retry's message never came back (queued).
+            # Its worker died (in_progress past the lease), its retry's message never came back (queued), or it is
+            # parked past its backstop. Sending a parked job again is harmless: it runs once, or parks again.
+            parked = job.status is JobStatus.queued and self.waiting is not None and self.waiting.is_parked(
+                job.tenant, job.id)
             self.queue.send_job(job.id)
             self.store.sweep_later(job, due=now + self.resend_after_s)
-            self.report.resent += 1
-            logger.warning("stuck job sent again", extra=log)
+            if parked:
+                self.report.parked_resent += 1
+                logger.info("parked job sent again: its backstop", extra=log)
+            else:
+                self.report.resent += 1
+                logger.warning("stuck job sent again", extra=log)
         elif not job.webhook_enqueued and self.outbox.has_destinations(job):
             if self.outbox.enqueue_final_event(job.id):
                 self.report.webhooks_queued += 1

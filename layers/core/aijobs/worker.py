@@ -9,8 +9,9 @@ What the worker promises, whatever fails (the sweeper covers what a dead process
 - a job whose worker died is taken over once its lease has run out, and runs alone, after the other jobs of its
   batch, so that a job that kills the process costs only its own attempts;
 - every job ends within ``max_attempts``; a failed job's error is final (``retryable: false``);
-- at most a tenant's ``concurrent_jobs`` run at once (concurrency.py): a job over it stays queued and its message
-  is sent again later (``SendAgainIn``), so waiting never walks it toward the dead-letter queue.
+- at most a tenant's ``concurrent_jobs`` run at once (concurrency.py): a job over it stays queued, parked in the
+  table with its message deleted (so waiting never walks it toward the dead-letter queue, nor cycles it through
+  the queue ahead of other tenants' messages), and is sent again when one of its tenant's slots frees.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import asyncio
 import contextlib
 import dataclasses
 import math
-import random
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable
@@ -32,7 +32,7 @@ from aijobs.concurrency import Slot
 from aijobs.errors import AijobsError, ProviderError
 from aijobs.models.jobs import Job, JobStatus, Progress, StatusDetails, Usage
 from aijobs.observability import count, log_context, logger
-from aijobs.outcomes import DONE, Outcome, RetryIn, SendAgainIn
+from aijobs.outcomes import DONE, Outcome, RetryIn
 from aijobs.pricing import estimate_cost
 from aijobs.providers import Completion, ModelProvider
 from aijobs.queues import MAX_DELAY_S
@@ -43,7 +43,8 @@ from aijobs.tokens import stopped_call_usage
 if TYPE_CHECKING:
     from decimal import Decimal
 
-    from aijobs.concurrency import TenantSlots
+    from aijobs.concurrency import TenantSlots, WaitingJobs
+    from aijobs.queues import JobQueue
     from aijobs.rates import Limiter
     from aijobs.usage import UsageStore
     from aijobs.webhooks.outbox import WebhookOutbox
@@ -60,14 +61,6 @@ LEASE_MARGIN_S = 5
 FLUSH_S = 0.25
 QUIET_FLUSH_S = 1.0
 CANCEL_CHECK_S = 0.5
-# A job held back by its tenant's concurrency limit looks again after a quarter of what it has waited so far
-# (HOLD_MIN_S to HOLD_MAX_S, with jitter). The floor is what keeps a burst from crowding out the other tenants: a
-# burst of N held jobs looks at most N / HOLD_MIN_S times a second, and another tenant's message waits for those
-# looks ahead of it (1 s made a small tenant wait 25-30x its idle wait behind a backlog of 200, 5 s about 6x, 10 s
-# about 2x: bench/fairness.py). The price is paid by the tenant over its limit: a slot that frees may wait up to
-# 15 s for its next job. Past that, a backlog of N held jobs looks about N / HOLD_MAX_S times a second.
-HOLD_MIN_S = 10
-HOLD_MAX_S = 30
 
 
 @dataclass
@@ -119,11 +112,13 @@ class Worker:
     def __init__(self, *, store: JobStore, provider: ModelProvider, retry: RetryPolicy, lease_s: int,
                  outbox: WebhookOutbox | None = None, clock: Clock = system_clock,
                  cancel_check_s: float = CANCEL_CHECK_S, flush_s: float = FLUSH_S,
-                 slots: TenantSlots | None = None, concurrent_jobs: Callable[[str], int] | None = None,
-                 usage: UsageStore | None = None, limiter: Limiter | None = None) -> None:
+                 slots: TenantSlots | None = None, waiting: WaitingJobs | None = None,
+                 concurrent_jobs: Callable[[str], int] | None = None, usage: UsageStore | None = None,
+                 limiter: Limiter | None = None, queue: JobQueue | None = None) -> None:
         self.store = store
-        # The tenants' concurrency slots, and a tenant's limit; without them no limit is kept.
-        self.slots = slots if concurrent_jobs is not None else None
+        # The tenants' concurrency slots, their parked jobs, and a tenant's limit; without them no limit is kept.
+        self.slots = slots if concurrent_jobs is not None and waiting is not None else None
+        self.waiting = waiting
         self.concurrent_jobs = concurrent_jobs
         self.provider = provider
         self.retry = retry
@@ -133,7 +128,10 @@ class Worker:
         self.outbox = outbox
         self.clock = clock
         self.usage = usage
-        self.limiter = limiter  # admits a job deferred by its tenant's token rate or budget, when it comes due
+        # Admits a job deferred by its tenant's token rate or budget when it comes due; one still over its limit is
+        # deferred again, its message sent delayed to when it may start.
+        self.limiter = limiter
+        self.queue = queue
         self._isolations: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Isolation] = (
             weakref.WeakKeyDictionary())
 
@@ -150,7 +148,7 @@ class Worker:
             # One thread hop, as the claim alone took: the batch's jobs keep their order in reaching the model.
             claimed = await asyncio.to_thread(self._claim_in_slot, job_id)
             if not isinstance(claimed, tuple):
-                return claimed  # held back
+                return claimed  # parked
             claim, slot = claimed
             if claim.job is not None:
                 return await self._run_in_slot(claim.job, slot)
@@ -178,7 +176,7 @@ class Worker:
                 # The dead worker's slot ended with its lease: the job needs one again, like any other.
                 claimed = await asyncio.to_thread(self._take_over_in_slot, current)
                 if not isinstance(claimed, tuple):
-                    return claimed  # held back
+                    return claimed  # parked
                 claim, slot = claimed
                 if claim.job is None:
                     return RetryIn(LEASE_MARGIN_S)  # someone else took it: look again shortly
@@ -193,7 +191,7 @@ class Worker:
         if self.slots is not None:
             state = self.store.get_state(job_id)
             if state is not None and state.status is JobStatus.queued:
-                taken = self._take_slot(state.tenant, state.created_at)
+                taken = self._take_slot(state.tenant, job_id, expires_at=state.expires_at, queued=True)
                 if taken is not None and not isinstance(taken, Slot):
                     return taken
                 slot = taken
@@ -204,7 +202,7 @@ class Worker:
         return claim, slot
 
     def _take_over_in_slot(self, current: Job) -> tuple[Claim, Slot | None] | Outcome:
-        slot = self._take_slot(current.tenant, current.created_at)
+        slot = self._take_slot(current.tenant, current.id, expires_at=current.expires_at, queued=False)
         if slot is not None and not isinstance(slot, Slot):
             return slot
         claim = self.store.take_over(current.id, lease_s=self.lease_s)
@@ -213,20 +211,45 @@ class Worker:
             slot = None
         return claim, slot
 
-    def _take_slot(self, tenant: str, created_at: int) -> Slot | Outcome | None:
-        """A slot for the tenant's job (None: no limits are kept), or the outcome that holds the job back."""
-        if self.slots is None or self.concurrent_jobs is None:
+    def _take_slot(self, tenant: str, job_id: str, *, expires_at: int | None,
+                   queued: bool) -> Slot | Outcome | None:
+        """A slot for the tenant's job (None: no limits are kept), or the outcome of parking the job (its tenant is
+        full). A take that removed dead workers' expired slots may leave room nobody else would release: it
+        releases waiting jobs into it."""
+        if self.slots is None or self.waiting is None or self.concurrent_jobs is None:
             return None
         limit = self.concurrent_jobs(tenant)
         slot = self.slots.take(tenant, limit=limit, lease_s=self.lease_s)
-        if slot is not None:
-            return slot
-        waited = max(0.0, self.clock() - created_at)
-        delay = math.ceil(min(HOLD_MAX_S, max(HOLD_MIN_S, waited / 4)) * random.uniform(1.0, 1.5))
-        logger.info("job held back: its tenant runs as many jobs as it may",
-                    extra={"tenant": tenant, "concurrent_jobs": limit, "delay_s": delay})
-        count("JobsHeldBack")
-        return SendAgainIn(delay)
+        if slot is None:
+            return self._park(tenant, job_id, limit=limit, expires_at=expires_at, queued=queued)
+        if slot.cleared and slot.room > 0:
+            self._release(tenant, slot.room)
+        return slot
+
+    def _park(self, tenant: str, job_id: str, *, limit: int, expires_at: int | None, queued: bool) -> Outcome:
+        """Park the job (concurrency.py) and delete its message; then look again: a slot given back between the
+        take's refusal and the park was given back to no one (its giver found nobody waiting), so if the tenant
+        has room now, its oldest waiting jobs are released at once."""
+        assert self.slots is not None and self.waiting is not None
+        self.waiting.park(tenant, job_id, expires_at=expires_at, queued=queued)
+        logger.info("job parked: its tenant runs as many jobs as it may",
+                    extra={"tenant": tenant, "job_id": job_id, "concurrent_jobs": limit})
+        count("JobsParked")
+        if (room := self.slots.room(tenant, limit=limit)) > 0:
+            self._release(tenant, room)
+        return DONE
+
+    def _release(self, tenant: str, room: int) -> None:
+        """Release up to ``room`` of the tenant's waiting jobs. A failure here leaves them parked (the next give-back
+        or the sweeper's backstop releases them): it never changes the outcome of the job at hand."""
+        if self.waiting is None:
+            return
+        try:
+            self.waiting.release(tenant, room=room)
+        except Exception:
+            logger.exception("parked jobs not released; the next slot given back or the sweeper releases them",
+                             extra={"tenant": tenant})
+            count("JobReleasesNotSent")
 
     async def _run_in_slot(self, job: Job, slot: Slot | None) -> Outcome:
         """Run a claimed job; its slot is given back however the attempt stops running (a dead process's slot ends
@@ -246,13 +269,18 @@ class Worker:
             await asyncio.to_thread(self._give_back_now, slot)
 
     def _give_back_now(self, slot: Slot | None) -> None:
-        if slot is None or self.slots is None:
+        """Give the slot back, and release the tenant's oldest waiting jobs into the room there is then (normally
+        the one slot given back; more when a limit was raised or dead workers' slots have expired)."""
+        if slot is None or self.slots is None or self.concurrent_jobs is None:
             return
         try:
-            self.slots.give_back(slot)
+            room = self.slots.give_back(slot, limit=self.concurrent_jobs(slot.tenant))
         except Exception:
             # The job's outcome stands: the slot ends with its lease instead, holding one of the tenant's slots.
             logger.exception("concurrency slot not given back; it ends with its lease", extra={"tenant": slot.tenant})
+            return
+        if room > 0:
+            self._release(slot.tenant, room)
 
     async def _admit_deferred(self, job: Job) -> Outcome | None:
         """A job deferred by its tenant's token rate or budget, come due: admitted now (None: claim it), or deferred
@@ -271,7 +299,9 @@ class Worker:
                     await asyncio.to_thread(self.store.defer, job, details)
                     logger.info("deferred job still over its limit", extra={"reason": exc.code})
                     wait = details.not_before - int(self.clock())
-                    return SendAgainIn(wait) if wait <= MAX_DELAY_S else DONE
+                    if wait <= MAX_DELAY_S and self.queue is not None:  # else the sweeper sends it when due
+                        await asyncio.to_thread(self.queue.send_job, job.id, delay_s=wait)
+                    return DONE
         if not await asyncio.to_thread(self.store.admit_deferred, job, reservation) and self.limiter and reservation:
             # Admitted by another delivery of its message, or cancelled meanwhile: the reservation goes back.
             await asyncio.to_thread(self.limiter.release, job.tenant, reservation, submitted=True)

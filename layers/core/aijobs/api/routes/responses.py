@@ -111,16 +111,18 @@ async def create_response(body: ResponseCreate, tenant: TenantDep, jobs: JobsDep
     stream; otherwise the request waits for the response (up to `AIJOBS_SYNC_WAIT_S`, then a 504 with
     `x-should-retry: false`: the response runs on, fetch it by its id or use background mode)."""
     request = _job_request(body)
+    # The answer is the response as submitted (queued): a worker may claim it before a read could see it so.
     result = await run_in_threadpool(
         idempotent.run, "create_response", body=body.model_dump(mode="json", exclude_unset=True),
-        create=lambda key: {"id": jobs.submit_job(tenant=tenant.id, request=request, key=key, surface="responses",
-                                                  background=body.background).id})
-    job = await run_in_threadpool(jobs.get_job, tenant=tenant.id, job_id=result.answer["id"], consistent=True)
+        create=lambda key: to_response(jobs.submit_job(tenant=tenant.id, request=request, key=key,
+                                                       surface="responses", background=body.background)))
+    if body.background and not body.stream:
+        return JSONResponse(result.answer, headers={"Idempotent-Replayed": "true"} if result.replayed else {})
+    job_id = str(job_id_of(result.answer["id"]))
     if body.stream:
+        job = await run_in_threadpool(jobs.get_job, tenant=tenant.id, job_id=job_id, consistent=True)
         return _event_stream(svc, events, job, cancel_on_close=not body.background)
-    if body.background:
-        return JSONResponse(to_response(job), headers={"Idempotent-Replayed": "true"} if result.replayed else {})
-    job = await waits.wait(tenant=tenant.id, job_id=job.id, timeout_s=svc.settings.sync_wait_s)
+    job = await waits.wait(tenant=tenant.id, job_id=job_id, timeout_s=svc.settings.sync_wait_s)
     if not job.status.is_terminal:
         raise ResponseTimeout(f"the response {response_id_of(job.id)} did not finish within "
                               f"{svc.settings.sync_wait_s} s and runs on: retrieve it with GET /v1/responses/"
