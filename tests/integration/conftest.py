@@ -166,3 +166,40 @@ def run_worker(services: Services, handler: Any) -> dict[str, Any]:
         if m["MessageId"] not in failed:
             sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
     return {**result, "received": len(messages)}
+
+
+# Services as the local stack runs them: receivers on 127.0.0.1 over http, retries without waiting (webhook tests).
+DEV_SETTINGS = {"allow_private_callbacks": True, "allow_http_callbacks": True, "webhook_retry_schedule": "0,0,0,0"}
+
+
+@pytest.fixture
+def dev(aws: tuple[boto3.session.Session, LocalResources], fake_model: UvicornThread) -> Iterator[Services]:
+    """Services as the local stack runs them: receivers on 127.0.0.1 over http, retries without waiting."""
+    with installed_services(aws, fake_model, **DEV_SETTINGS) as svc:
+        yield svc
+
+
+@pytest.fixture
+def dev_api(dev: Services) -> Iterator[Any]:
+    with api_client() as client:
+        yield client
+
+
+@pytest.fixture
+def handlers(dev: Services) -> tuple[Any, Any]:
+    """The worker's and the webhook sender's Lambda handlers."""
+    from aijobs.local.stack import load_handler
+
+    return load_handler("worker", "lambda_handler"), load_handler("webhook", "lambda_handler")
+
+
+@pytest.fixture
+def server(services: Services) -> Iterator[UvicornThread]:
+    """The API on uvicorn on 127.0.0.1 (for streams and real HTTP clients such as the openai SDK)."""
+    from aijobs.api import create_app
+    from aijobs.local.stack import free_port
+
+    live = UvicornThread(create_app(), free_port())
+    live.start()
+    yield live
+    live.stop()

@@ -13,21 +13,11 @@ import httpx
 import openai
 import pytest
 
-from aijobs.local.stack import UvicornThread, free_port
+from aijobs.local.stack import UvicornThread
 from aijobs.models.tenants import TenantLimits
 from aijobs.services import Services
 from tests.helpers import eventually
 from tests.integration.conftest import KEY_A, KEY_B, TENANT_A, run_worker
-
-
-@pytest.fixture
-def server(services: Services) -> Iterator[UvicornThread]:
-    from aijobs.api import create_app
-
-    live = UvicornThread(create_app(), free_port())
-    live.start()
-    yield live
-    live.stop()
 
 
 @pytest.fixture

@@ -4,26 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 
-from aijobs.local.stack import UvicornThread, free_port
+from aijobs.local.stack import UvicornThread
 from aijobs.services import Services
 from tests.helpers import SseEvent, eventually, read_sse
 from tests.integration.conftest import KEY_A, KEY_B, run_worker
-
-
-@pytest.fixture
-def server(services: Services) -> Iterator[UvicornThread]:
-    from aijobs.api import create_app
-
-    live = UvicornThread(create_app(), free_port())
-    live.start()
-    yield live
-    live.stop()
 
 
 def _client(server: UvicornThread, key: str = KEY_A) -> httpx.Client:

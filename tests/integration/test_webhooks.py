@@ -7,7 +7,6 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -29,28 +28,15 @@ from aijobs.webhooks.guard import CallbackGuard
 from aijobs.webhooks.sender import WebhookSender
 from tests.faults import sqs_down
 from tests.helpers import eventually, load_event
-from tests.integration.conftest import KEY_B, TENANT_A, TENANT_B, api_client, installed_services, run_worker
+from tests.integration.conftest import (
+    DEV_SETTINGS,
+    KEY_B,
+    TENANT_A,
+    TENANT_B,
+    installed_services,
+    run_worker,
+)
 from tests.receiver import Answer, Receiver, Tarpit
-
-DEV_SETTINGS = {"allow_private_callbacks": True, "allow_http_callbacks": True, "webhook_retry_schedule": "0,0,0,0"}
-
-
-@pytest.fixture
-def dev(aws: tuple[boto3.session.Session, LocalResources], fake_model: UvicornThread) -> Iterator[Services]:
-    """Services as the local stack runs them: receivers on 127.0.0.1 over http, retries without waiting."""
-    with installed_services(aws, fake_model, **DEV_SETTINGS) as svc:
-        yield svc
-
-
-@pytest.fixture
-def dev_api(dev: Services) -> Iterator[TestClient]:
-    with api_client() as client:
-        yield client
-
-
-@pytest.fixture
-def handlers(dev: Services) -> tuple[Any, Any]:
-    return load_handler("worker", "lambda_handler"), load_handler("webhook", "lambda_handler")
 
 
 def _deliveries_poller(svc: Services, handler: Any) -> QueuePoller:

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
-import boto3
 import openai
 import pytest
 from fastapi.testclient import TestClient
@@ -23,37 +22,17 @@ from openai.types.webhooks import (
 from standardwebhooks.webhooks import Webhook
 
 from aijobs.dynamo import job_key, update_request
-from aijobs.local.stack import UvicornThread, load_handler
-from aijobs.local.template import LocalResources
 from aijobs.models.common import ErrorDetail
 from aijobs.models.jobs import JobRequest, Usage
 from aijobs.pricing import Price
 from aijobs.services import Services
 from aijobs.webhooks.endpoints import MAX_ENDPOINTS
 from tests.faults import sqs_down
-from tests.integration.conftest import KEY_B, TENANT_A, api_client, installed_services, run_worker
-from tests.integration.test_webhooks import DEV_SETTINGS, _ledger, _queue_counts, _run_all, _secrets
+from tests.integration.conftest import KEY_B, TENANT_A, api_client, run_worker
+from tests.integration.test_webhooks import _ledger, _queue_counts, _run_all, _secrets
 from tests.receiver import Answer, Receiver
 
 RESPONSE_EVENTS = {"response.completed", "response.failed", "response.cancelled", "response.incomplete"}
-
-
-@pytest.fixture
-def dev(aws: tuple[boto3.session.Session, LocalResources], fake_model: UvicornThread) -> Iterator[Services]:
-    """Services as the local stack runs them: receivers on 127.0.0.1 over http, retries without waiting."""
-    with installed_services(aws, fake_model, **DEV_SETTINGS) as svc:
-        yield svc
-
-
-@pytest.fixture
-def dev_api(dev: Services) -> Iterator[TestClient]:
-    with api_client() as client:
-        yield client
-
-
-@pytest.fixture
-def handlers(dev: Services) -> tuple[Any, Any]:
-    return load_handler("worker", "lambda_handler"), load_handler("webhook", "lambda_handler")
 
 
 @pytest.fixture
