@@ -1,4 +1,5 @@
-"""A deterministic, OpenAI-compatible fake model server (chat completions, streaming or not).
+"""A deterministic, OpenAI-compatible fake model server: chat completions (streaming or not, structured outputs),
+embeddings and image generations (local/fake_kinds.py makes their vectors, images and JSON).
 
 Directives in the prompt drive tests:
 ``[[delay_ms=N]]`` latency before answering; ``[[fail=CODE]]`` answer that HTTP status every time;
@@ -7,13 +8,18 @@ Directives in the prompt drive tests:
 ``[[tokens=N]]`` make the output exactly N tokens (words) long;
 ``[[token_ms=N]]`` (0 to 10000) N ms between one output token and the next: streamed token by token, or in one
 answer that takes as long; another value is a 400.
-The reply is ``Echo: `` followed by the text of the last user message.
+``[[invalid_json=1]]`` answer a ``json_schema`` request with JSON that does not fit its schema.
+The reply is ``Echo: `` followed by the text of the last user message; with ``response_format`` ``json_schema``, JSON
+that fits the schema (its strings echo that text); with ``json_object``, ``{"echo": <that text>}``.
+Embeddings are unit vectors from a hash of each text (``dimensions``, default 256); images are one-colour PNGs of
+the asked ``size``, as ``b64_json``. ``delay_ms`` and ``fail`` apply to them too (in any input text, or the prompt).
 ``GET /_stats`` counts calls, and streams the client closed before their end (``aborted``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import re
@@ -26,7 +32,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-_DIRECTIVE = re.compile(r"\[\[(delay_ms|fail|tokens|token_ms|retry_after|retry_after_ms)=([^\]]+)\]\]")
+from aijobs.local import fake_kinds
+
+_DIRECTIVE = re.compile(r"\[\[(delay_ms|fail|tokens|token_ms|retry_after|retry_after_ms|invalid_json)=([^\]]+)\]\]")
 _FILLER = ["lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit"]
 TOKEN_MS_MAX = 10_000
 
@@ -89,6 +97,46 @@ def create_fake_model(*, sleep: Sleep = asyncio.sleep) -> FastAPI:
     async def models() -> dict[str, Any]:
         return {"object": "list", "data": [{"id": "fake-model", "object": "model", "owned_by": "aijobs"}]}
 
+    @app.post("/v1/embeddings")
+    async def embeddings(request: Request) -> Any:
+        body = await request.json()
+        texts = [body["input"]] if isinstance(body.get("input"), str) else list(body.get("input") or [])
+        if not texts or not all(isinstance(t, str) for t in texts):
+            return _error("input must be a string or a list of strings", 400)
+        dimensions = int(body.get("dimensions") or fake_kinds.DEFAULT_DIMENSIONS)
+        if not 0 < dimensions <= fake_kinds.MAX_DIMENSIONS:
+            return _error(f"dimensions must be from 1 to {fake_kinds.MAX_DIMENSIONS}", 400)
+        key = "embeddings:" + hashlib.sha256("\n".join(texts).encode()).hexdigest()
+        calls[key] += 1
+        calls["total"] += 1
+        if (failed := await _delay_or_fail("\n".join(texts), key, calls, sleep)):
+            return failed
+        as_b64 = body.get("encoding_format") == "base64"
+        data = [{"object": "embedding", "index": i, "embedding": fake_kinds.as_base64(vector) if as_b64 else vector}
+                for i, vector in enumerate(fake_kinds.embedding(t, dimensions) for t in texts)]
+        tokens = sum(len(t.split()) for t in texts)
+        return {"object": "list", "data": data, "model": body.get("model", "fake-embedding"),
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+    @app.post("/v1/images/generations")
+    async def images(request: Request) -> Any:
+        body = await request.json()
+        prompt, n = str(body.get("prompt") or ""), int(body.get("n") or 1)
+        try:
+            width, height = fake_kinds.image_size(body.get("size"))
+        except ValueError as exc:
+            return _error(str(exc), 400)
+        if not prompt or not 1 <= n <= 10:
+            return _error("prompt is required and n must be from 1 to 10", 400)
+        key = "images:" + hashlib.sha256(prompt.encode()).hexdigest()
+        calls[key] += 1
+        calls["total"] += 1
+        if (failed := await _delay_or_fail(prompt, key, calls, sleep)):
+            return failed
+        images = [base64.b64encode(fake_kinds.png(f"{i}:{prompt}", width, height)).decode() for i in range(n)]
+        return {"created": int(time.time()), "data": [{"b64_json": image} for image in images],
+                "usage": {"input_tokens": len(prompt.split()), "output_tokens": 0, "total_tokens": len(prompt.split())}}
+
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Any:
         body = await request.json()
@@ -114,13 +162,9 @@ def _error(message: str, status_code: int, headers: dict[str, str] | None = None
                         status_code=status_code, headers=headers)
 
 
-async def _answer(body: dict[str, Any], text: str, user_text: str, request_hash: str,
-                  calls: Counter[str], sleep: Sleep) -> Any:
+async def _delay_or_fail(text: str, request_hash: str, calls: Counter[str], sleep: Sleep) -> JSONResponse | None:
+    """The ``delay_ms`` and ``fail`` directives of a request: its failure, or None to answer it."""
     found = _directives(text)
-    try:
-        token_ms = _token_ms(found)
-    except ValueError:
-        return _error(f"token_ms must be a whole number from 0 to {TOKEN_MS_MAX}", 400)
     if "delay_ms" in found:
         await sleep(int(found["delay_ms"]) / 1000)
     if "fail" in found:
@@ -129,8 +173,35 @@ async def _answer(body: dict[str, Any], text: str, user_text: str, request_hash:
             headers = {name.replace("_", "-"): found[name] for name in ("retry_after", "retry_after_ms")
                        if name in found}
             return _error("fake failure", int(code), headers)
+    return None
+
+
+def _structured(body: dict[str, Any], user_text: str, found: dict[str, str]) -> str | None:
+    """The answer to a ``response_format`` request: JSON (fitting its schema unless ``invalid_json``), else None."""
+    response_format = body.get("response_format") or {}
+    if response_format.get("type") == "json_object":
+        return json.dumps({"echo": user_text})
+    if response_format.get("type") == "json_schema":
+        schema = (response_format.get("json_schema") or {}).get("schema") or {}
+        value = fake_kinds.unfitting(schema) if "invalid_json" in found else fake_kinds.fitting(schema, user_text)
+        return json.dumps(value)
+    return None
+
+
+async def _answer(body: dict[str, Any], text: str, user_text: str, request_hash: str,
+                  calls: Counter[str], sleep: Sleep) -> Any:
+    found = _directives(text)
+    try:
+        token_ms = _token_ms(found)
+    except ValueError:
+        return _error(f"token_ms must be a whole number from 0 to {TOKEN_MS_MAX}", 400)
+    if (failed := await _delay_or_fail(text, request_hash, calls, sleep)):
+        return failed
     cap = body.get("max_completion_tokens") or body.get("max_tokens")
-    words, finish = _reply_words(user_text, int(found["tokens"]) if "tokens" in found else None, cap)
+    if (structured := _structured(body, user_text, found)) is not None:
+        words, finish = structured.split(" "), "stop"
+    else:
+        words, finish = _reply_words(user_text, int(found["tokens"]) if "tokens" in found else None, cap)
     usage = {"prompt_tokens": len(text.split()), "completion_tokens": len(words),
              "total_tokens": len(text.split()) + len(words)}
     base = {"id": f"chatcmpl-{request_hash[:12]}", "created": int(time.time()),
