@@ -77,6 +77,10 @@ def before_generate_body(context: Any, strategy: st.SearchStrategy[Any]) -> st.S
 def existing(services: Services, worker_handler: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """A finished job with a webhook and a schedule of tenant A, by the stand-ins that name them."""
     monkeypatch.setattr("aijobs.api.routes.jobs.WAIT_LIMIT_S", 0)  # no worker runs while fuzzing: waits only sleep
+    # ...and a response waited for (background: false) or streamed would only wait: answered at once instead (a
+    # 504 that says to use background mode; a stream closed after what is there)
+    monkeypatch.setattr(services.settings, "sync_wait_s", 0)
+    monkeypatch.setattr(services.settings, "stream_max_s", 0)
     job = services.jobs.submit_job(tenant=TENANT_A, request=JobRequest(
         input="fuzz", callback_url="https://receiver.example/hook"))
     run_worker(services, worker_handler)
