@@ -77,8 +77,8 @@ def before_generate_body(context: Any, strategy: st.SearchStrategy[Any]) -> st.S
 def existing(services: Services, worker_handler: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """A finished job with a webhook and a schedule of tenant A, by the stand-ins that name them."""
     monkeypatch.setattr("aijobs.api.routes.jobs.WAIT_LIMIT_S", 0)  # no worker runs while fuzzing: waits only sleep
-    # ...and a response waited for (background: false) or streamed would only wait: answered at once instead (a
-    # 504 that says to use background mode; a stream closed after what is there)
+    # ...and a response waited for (background: false) or streamed would only wait: answered at once instead (the
+    # 504 that says to use background mode, below; a stream closed after what is there)
     monkeypatch.setattr(services.settings, "sync_wait_s", 0)
     monkeypatch.setattr(services.settings, "stream_max_s", 0)
     job = services.jobs.submit_job(tenant=TENANT_A, request=JobRequest(
@@ -101,4 +101,8 @@ def test_no_input_is_a_server_error_and_every_answer_is_documented(case: Any, ex
 
     response = case.call(headers={"Authorization": f"Bearer {KEY_A}"})
 
-    case.validate_response(response, checks=CHECKS)
+    checks = CHECKS
+    if response.status_code == 504 and response.json()["error"]["code"] == "response_timeout":
+        # A response waited for (background: false) while no worker runs: its documented 504, by design
+        checks = [check for check in CHECKS if check is not not_a_server_error]
+    case.validate_response(response, checks=checks)
