@@ -17,6 +17,7 @@ class AijobsError(Exception):
     type: ClassVar[str] = "internal"
     status: ClassVar[int] = 500
     retryable_by_default: ClassVar[bool] = False
+    headers: ClassVar[dict[str, str]] = {}  # sent with the error's answer (beside Retry-After, WWW-Authenticate)
 
     def __init__(self, message: str, *, code: str | None = None, retry_after: int | None = None,
                  retryable: bool | None = None) -> None:

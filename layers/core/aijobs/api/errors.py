@@ -26,14 +26,20 @@ from aijobs.observability import logger
 INTERNAL = AijobsError("internal error", code="internal")
 
 
-def error_response(error: AijobsError, request_id: str | None, headers: dict[str, str] | None = None) -> JSONResponse:
-    body = ErrorResponse(error=ErrorBody(**error.detail().model_dump(), request_id=request_id)).model_dump()
-    headers = dict(headers or {})
+def _error_headers(error: AijobsError, headers: dict[str, str] | None) -> dict[str, str]:
+    """The headers every error answer carries, whatever its body's shape: the error's own, ``Retry-After`` when it
+    says when, ``WWW-Authenticate`` on 401."""
+    headers = {**error.headers, **(headers or {})}
     if error.retry_after is not None:
         headers["Retry-After"] = str(error.retry_after)
     if error.status == 401:
         headers["WWW-Authenticate"] = "Bearer"
-    return JSONResponse(body, status_code=error.status, headers=headers)
+    return headers
+
+
+def error_response(error: AijobsError, request_id: str | None, headers: dict[str, str] | None = None) -> JSONResponse:
+    body = ErrorResponse(error=ErrorBody(**error.detail().model_dump(), request_id=request_id)).model_dump()
+    return JSONResponse(body, status_code=error.status, headers=_error_headers(error, headers))
 
 
 # OpenAI's error types, by status: its SDKs raise their exceptions by status, and show the type.
@@ -49,9 +55,7 @@ def openai_error_response(error: AijobsError, request_id: str | None, headers: d
             else _OPENAI_TYPES.get(status, "invalid_request_error"))
     body = {"error": {"message": error.message, "type": kind, "param": param, "code": error.code},
             "request_id": request_id}
-    response = error_response(error, request_id, headers)  # its headers: Retry-After, WWW-Authenticate
-    return JSONResponse(body, status_code=status, headers={
-        k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-type")})
+    return JSONResponse(body, status_code=status, headers=_error_headers(error, headers))
 
 
 def is_openai_face(request: Request) -> bool:
@@ -97,7 +101,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_domain(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, AijobsError)
-        return answer(request, exc, getattr(exc, "headers", None))
+        return answer(request, exc)
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
