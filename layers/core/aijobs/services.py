@@ -24,6 +24,7 @@ from aijobs.webhooks.store import WebhookStore
 if TYPE_CHECKING:
     from aijobs.concurrency import WaitingJobs
     from aijobs.idempotency import Idempotency
+    from aijobs.models.jobs import FileLink
     from aijobs.prompts import PromptService
     from aijobs.rates import Limiter
     from aijobs.schedules.service import ScheduleService
@@ -76,6 +77,10 @@ class Services:
                         retention_s=self.settings.retention_s, blobs=blobs if self.settings.results_bucket else None,
                         sweep_grace_s=self.settings.sweep_grace_s,
                         has_webhook_destinations=lambda job: self.outbox.has_destinations(job))
+
+    def file_link(self, key: str) -> FileLink:
+        """A presigned URL of a job's output file, for the deployment's ``file_url_ttl_s``."""
+        return self.store.file_link(key, ttl_s=self.settings.file_url_ttl_s)
 
     @cached_property
     def webhook_store(self) -> WebhookStore:
@@ -214,7 +219,8 @@ class Services:
                       outbox=self.outbox, clock=self.clock, slots=TenantSlots(table=self.table, clock=self.clock),
                       waiting=self.waiting_jobs,
                       concurrent_jobs=lambda tenant: self.tenants.limits(tenant).concurrent_jobs,
-                      usage=self.usage_store, limiter=self.limiter, queue=self.job_queue)
+                      usage=self.usage_store, limiter=self.limiter, queue=self.job_queue,
+                      output_retries=self.settings.output_invalid_retries)
 
     @cached_property
     def waiting_jobs(self) -> WaitingJobs:
