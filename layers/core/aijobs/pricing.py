@@ -31,11 +31,16 @@ def estimate_cost(model: str, *, input_tokens: int, output_tokens: int) -> Price
         return Price(_per_million(OVERRIDES_PER_MILLION[model], input_tokens, output_tokens), True)
     from genai_prices import Usage, calc_price  # its data loads on first use (about 0.5 s): most processes never price
 
-    try:
-        cost = calc_price(Usage(input_tokens=input_tokens, output_tokens=output_tokens), model_ref=model).total_price
-    except LookupError:
-        return Price(_per_million(FALLBACK_PER_MILLION, input_tokens, output_tokens), False)
-    return Price(Decimal(cost).quantize(COST_QUANTUM), True)
+    usage = Usage(input_tokens=input_tokens, output_tokens=output_tokens)
+    # genai-prices finds a model's provider from its name, except for some of OpenAI's (its embedding models): those
+    # are looked for among OpenAI's models.
+    for provider in (None, "openai"):
+        try:
+            cost = calc_price(usage, model_ref=model, provider_id=provider).total_price
+        except LookupError:
+            continue
+        return Price(Decimal(cost).quantize(COST_QUANTUM), True)
+    return Price(_per_million(FALLBACK_PER_MILLION, input_tokens, output_tokens), False)
 
 
 def _per_million(prices: tuple[Decimal, Decimal], input_tokens: int, output_tokens: int) -> Decimal:

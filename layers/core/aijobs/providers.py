@@ -170,7 +170,8 @@ class OpenAIProvider(ModelProvider):
     async def embed(self, texts: list[str], *, model: str, dimensions: int | None) -> Embeddings:
         import openai
 
-        params: dict[str, Any] = {"model": model, "input": texts}
+        # As JSON numbers (the SDK would ask for base64 float32 and widen them, adding digits the model never made).
+        params: dict[str, Any] = {"model": model, "input": texts, "encoding_format": "float"}
         if dimensions is not None:
             params["dimensions"] = dimensions
         try:
