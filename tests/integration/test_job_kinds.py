@@ -137,3 +137,24 @@ def test_deleting_a_jobs_content_deletes_its_files(services: Services, worker_ha
     assert _public(services, job_id)["output"] is None
     with pytest.raises(services.session.client("s3").exceptions.NoSuchKey):
         _object(services, url)
+
+
+def test_over_http_a_bad_kind_request_is_a_typed_422_and_stores_nothing(services: Services, api: Any) -> None:
+    answer = api.post("/v1/jobs", json={"kind": "embedding", "input": ["a", "b"], "temperature": 0.5})
+    assert answer.status_code == 422
+    error = answer.json()["error"]
+    assert error["type"] == "invalid_request" and "temperature cannot be set on an embedding job" in error["message"]
+    assert api.get("/v1/jobs").json()["data"] == []
+
+
+def test_over_http_a_file_job_answers_presigned_urls(services: Services, api: Any, worker_handler: Any) -> None:
+    job_id = api.post("/v1/jobs", json={"kind": "image", "input": "a lighthouse", "size": "256x256"}).json()["id"]
+    _run_all(services, worker_handler)
+    job = api.get(f"/v1/jobs/{job_id}").json()
+    assert job["kind"] == "image" and job["status"] == "completed"
+    url = job["output"]["images"][0]["url"]
+    assert "X-Amz-Signature=" in url and f"outputs/{job_id}/1/image-0.png" in url
+    assert _object(services, url) == fake_kinds.png("0:a lighthouse", 256, 256)
+    # each read signs anew (the URL expires; the file does not until the job's retention ends)
+    listed = api.get("/v1/jobs").json()["data"][0]
+    assert listed["output"]["images"][0]["url"].split("?")[0] == url.split("?")[0]

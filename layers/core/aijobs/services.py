@@ -64,6 +64,12 @@ class Services:
     def sqs(self) -> Any:
         return self.session.client("sqs")
 
+    def _s3(self) -> Any:
+        from botocore.config import Config
+
+        # Signature version 4: its presigned URLs are the ones every region accepts (the SDK's default may be 2).
+        return self.session.client("s3", config=Config(signature_version="s3v4"))
+
     @cached_property
     def scheduler_client(self) -> Any:
         return self.session.client("scheduler")
@@ -72,7 +78,7 @@ class Services:
 
     @cached_property
     def store(self) -> JobStore:
-        blobs = OutputBlobs(bucket=self.settings.results_bucket, client_factory=lambda: self.session.client("s3"))
+        blobs = OutputBlobs(bucket=self.settings.results_bucket, client_factory=self._s3)
         return JobStore(table_name=self.settings.jobs_table, resource=self.dynamodb, clock=self.clock,
                         retention_s=self.settings.retention_s, blobs=blobs if self.settings.results_bucket else None,
                         sweep_grace_s=self.settings.sweep_grace_s,
