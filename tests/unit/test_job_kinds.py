@@ -47,6 +47,8 @@ def test_a_schema_read_back_from_dynamodb_is_plain_json_again() -> None:
     ({"input": "x", "response_format": {"type": "json_schema", "json_schema": {"name": "a b", "schema": {}}}},
      "name"),
     ({"input": "x", "response_format": {"type": "xml"}}, "response_format"),
+    ({"input": "x", "response_format": _format({"$ref": "https://example.com/s.json"})}, "nothing is fetched"),
+    ({"input": "x", "response_format": _format({"$ref": "#/$defs/gone"})}, "points nowhere"),
     ({"input": ["a", "b"]}, "a list of strings is an embedding job's"),
     ({"input": "x", "kind": "embedding", "temperature": 1}, "temperature cannot be set on an embedding job"),
     ({"input": "x", "kind": "embedding", "stream": True}, "stream cannot be set on an embedding job"),
@@ -132,3 +134,12 @@ def test_embeddings_and_images_are_priced_and_never_free() -> None:
     assert tokens.known and tokens.cost_usd == Decimal("40")
     unknown = image_cost("my-image-model", size="512x512", count=2)
     assert not unknown.known and unknown.cost_usd == 2 * FALLBACK_PER_IMAGE
+
+
+def test_an_output_nested_past_the_parser_or_a_schema_that_cannot_be_applied_is_a_typed_error() -> None:
+    response_format = JobRequest(input="x", response_format=_format()).response_format
+    assert response_format is not None
+    assert check_output(response_format, "[" * 100_000 + "]" * 100_000).code == "not_json"  # type: ignore[union-attr]
+    anchored = JobRequest(input="x", response_format=_format({"$ref": "#no-such-anchor"})).response_format
+    assert anchored is not None
+    assert check_output(anchored, "{}").code == "schema_unusable"  # type: ignore[union-attr]

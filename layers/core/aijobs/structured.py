@@ -35,7 +35,7 @@ def check_output(response_format: JsonSchemaResponseFormat | JsonObjectResponseF
     """None when ``text`` is what ``response_format`` asks for, else the error that says where it is not."""
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         if finish_reason == "length":
             return OutputInvalid("the model's output stopped at max_output_tokens before its JSON was complete",
                                  code="output_truncated")
@@ -48,8 +48,11 @@ def check_output(response_format: JsonSchemaResponseFormat | JsonObjectResponseF
 
     schema = response_format.json_schema.schema_
     validator = validator_for(schema)(schema)
-    errors = sorted(validator.iter_errors(value), key=lambda error: (list(map(str, error.absolute_path)),
-                                                                     str(error.validator)))
+    try:
+        errors = sorted(validator.iter_errors(value), key=lambda error: (list(map(str, error.absolute_path)),
+                                                                         str(error.validator)))
+    except Exception:  # e.g. a $ref to an anchor the schema does not have: the schema's fault, not the output's
+        return OutputInvalid("the model's output could not be checked against the schema", code="schema_unusable")
     if not errors:
         return None
     first = errors[0]

@@ -75,6 +75,30 @@ def _depth(value: Any) -> int:
     return 0
 
 
+def _refs(value: Any) -> list[str]:
+    """Every ``$ref`` in a schema (a non-string one counts as a bad one)."""
+    if isinstance(value, dict):
+        own = [ref if isinstance(ref, str) else "?" for key, ref in value.items() if key == "$ref"]
+        return own + [ref for item in value.values() for ref in _refs(item)]
+    if isinstance(value, list):
+        return [ref for item in value for ref in _refs(item)]
+    return []
+
+
+def _points_into(schema: dict[str, Any], ref: str) -> bool:
+    """Whether a ``#/a/b`` JSON pointer names something in the schema."""
+    node: Any = schema
+    for part in ref[2:].split("/"):
+        part = part.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return False
+    return True
+
+
 class JsonSchemaFormat(BaseModel):
     """A JSON schema the output must match (OpenAI's ``json_schema`` response format)."""
 
@@ -96,6 +120,13 @@ class JsonSchemaFormat(BaseModel):
         if _depth(value) > MAX_SCHEMA_DEPTH:
             raise PydanticCustomError("schema_too_deep", "a JSON schema may nest at most {limit} levels",
                                       {"limit": MAX_SCHEMA_DEPTH})
+        for ref in _refs(value):
+            if not ref.startswith("#"):
+                raise PydanticCustomError("schema_remote_ref", "a JSON schema's $ref must point inside it (#/...): "
+                                          "nothing is fetched")
+            if ref.startswith("#/") and not _points_into(value, ref):
+                raise PydanticCustomError("schema_bad_ref", "a JSON schema's $ref points nowhere: {ref}",
+                                          {"ref": ref[:100]})
         from jsonschema.exceptions import SchemaError  # loaded by the first job with a schema, not at cold start
         from jsonschema.validators import validator_for
 
