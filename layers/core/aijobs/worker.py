@@ -364,17 +364,11 @@ class Worker:
             price = _price(job, made.usage)
             if job.request.response_format is not None and made.text is not None and (invalid := check_output(
                     job.request.response_format, made.text, finish_reason=made.finish_reason)) is not None:
-                return await self._output_invalid(job, invalid, made.usage, price)
+                return await self._output_invalid(job, invalid, made, price, run)
             usage, total = self._with_spent(job, made.usage, price)
             if not await asyncio.to_thread(self.store.complete_job, job, output_text=made.text, usage=usage,
                                            price=total, run=run):
-                if await asyncio.to_thread(self.store.keep_cancelled_run, job, output_text=made.text,
-                                           usage=usage, price=total, run=run):
-                    logger.info("job was cancelled while it ran: its output, usage and cost are kept")
-                    await self._count_usage(job, made.usage, price.cost_usd)
-                else:
-                    logger.info("job outcome dropped: claim lost")
-                return DONE
+                return await self._claim_lost(job, made, price, run)
             logger.info("job completed", extra={"output_tokens": usage.output_tokens})
             count("JobsCompleted")
             await self._count_usage(job, made.usage, price.cost_usd)
@@ -388,20 +382,33 @@ class Worker:
             return usage, price
         return job.usage + usage, Price(job.cost_usd + price.cost_usd, bool(job.price_known) and price.known)
 
-    async def _output_invalid(self, job: Job, error: OutputInvalid, usage: Usage, price: Price) -> Outcome:
+    async def _claim_lost(self, job: Job, made: Made, price: Price, run: RunRecord) -> Outcome:
+        """The attempt's outcome could not be written: the job was cancelled while it ran (its output, usage and cost
+        are kept: they were paid for), or another worker has it."""
+        usage, total = self._with_spent(job, made.usage, price)
+        if await asyncio.to_thread(self.store.keep_cancelled_run, job, output_text=made.text, usage=usage,
+                                   price=total, run=run):
+            logger.info("job was cancelled while it ran: its output, usage and cost are kept")
+            await self._count_usage(job, made.usage, price.cost_usd)
+        else:
+            logger.info("job outcome dropped: claim lost")
+        return DONE
+
+    async def _output_invalid(self, job: Job, error: OutputInvalid, made: Made, price: Price,
+                              run: RunRecord) -> Outcome:
         """An output that is not the JSON the job asked for: the attempt was paid for (its usage counts now, apart
         from the job's reservation, which its last attempt settles); the job runs again, up to
         ``output_retries`` times, else fails with ``output_invalid``."""
-        total_usage, total = self._with_spent(job, usage, price)
-        spent = Spent(usage=total_usage, price=total, invalid_outputs=job.invalid_outputs + 1)
+        usage, total = self._with_spent(job, made.usage, price)
+        spent = Spent(usage=usage, price=total, invalid_outputs=job.invalid_outputs + 1)
         count("OutputsInvalid")
         if spent.invalid_outputs > self.output_retries or job.attempt >= self.retry.max_attempts:
-            return await self._fail(job, error, spent=spent, last=(usage, price))
+            return await self._fail(job, error, spent=spent, last=(made.usage, price))
         if not await asyncio.to_thread(self.store.requeue_job, job, error.detail(), retry_at=int(self.clock()),
                                        spent=spent):
-            return DONE  # the claim was lost (cancelled, or taken over): not this worker's to count
+            return await self._claim_lost(job, made, price, run)
         logger.warning("job's output did not match its format: it runs again", extra={"error_code": error.code})
-        await self._count_usage(job, usage, price.cost_usd, settle=False)
+        await self._count_usage(job, made.usage, price.cost_usd, settle=False)
         return RetryIn(0)
 
     async def _make(self, job: Job, parts: list[str]) -> Made:
