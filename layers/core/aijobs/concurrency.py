@@ -55,7 +55,7 @@ from aijobs.dynamo import (
     tenant_partition,
     waiting_key,
 )
-from aijobs.models.jobs import JobStatus
+from aijobs.models.jobs import JobStatus, Priority
 from aijobs.observability import count, logger
 
 if TYPE_CHECKING:
@@ -216,8 +216,8 @@ class WaitingJobs:
             for job_id in entries:
                 if released >= room:
                     break
-                if self._take_entry(tenant, job_id) and self._still_waiting(job_id):
-                    if not self._send(tenant, job_id):
+                if self._take_entry(tenant, job_id) and (state := self._still_waiting(job_id)) is not None:
+                    if not self._send(tenant, job_id, state.priority):
                         return released
                     released += 1
             if len(entries) < asked:
@@ -239,15 +239,15 @@ class WaitingJobs:
         return conditional(self._table.delete_item, Key=waiting_key(tenant, job_id),
                            ConditionExpression="attribute_exists(pk)") is not None
 
-    def _still_waiting(self, job_id: str) -> bool:
-        """Whether the job can start: queued, or in_progress past its lease (a take-over that was parked). A job
-        cancelled, finished or running elsewhere meanwhile just loses its entry."""
+    def _still_waiting(self, job_id: str) -> JobState | None:
+        """The job's state if it can start: queued, or in_progress past its lease (a take-over that was parked). A
+        job cancelled, finished or running elsewhere meanwhile (None) just loses its entry."""
         state = self._store.get_state(job_id, consistent=True)
-        return state is not None and _startable(state, now=self._clock())
+        return state if state is not None and _startable(state, now=self._clock()) else None
 
-    def _send(self, tenant: str, job_id: str) -> bool:
+    def _send(self, tenant: str, job_id: str, priority: Priority) -> bool:
         try:
-            self._queue.send_job(job_id)
+            self._queue.send_job(job_id, priority=priority)  # to its lane: parking never demotes a job
         except Exception:
             logger.exception("parked job not released: the sweeper's backstop sends it",
                              extra={"tenant": tenant, "job_id": job_id})

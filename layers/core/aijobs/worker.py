@@ -300,7 +300,8 @@ class Worker:
                     logger.info("deferred job still over its limit", extra={"reason": exc.code})
                     wait = details.not_before - int(self.clock())
                     if wait <= MAX_DELAY_S and self.queue is not None:  # else the sweeper sends it when due
-                        await asyncio.to_thread(self.queue.send_job, job.id, delay_s=wait)
+                        await asyncio.to_thread(self.queue.send_job, job.id, priority=job.request.priority,
+                                                delay_s=wait)
                     return DONE
         if not await asyncio.to_thread(self.store.admit_deferred, job, reservation) and self.limiter and reservation:
             # Admitted by another delivery of its message, or cancelled meanwhile: the reservation goes back.

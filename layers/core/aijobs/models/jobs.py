@@ -43,6 +43,11 @@ class Message(BaseModel):
     content: Annotated[str, Field(min_length=1)]
 
 
+# Which jobs queue a job waits in: each lane has its own queue and worker concurrency, so a high job never waits
+# behind a backlog of low ones (README "How it works").
+Priority = Literal["high", "normal", "low"]
+
+
 class JobRequest(BaseModel):
     """The body of ``POST /v1/jobs``."""
 
@@ -68,6 +73,7 @@ class JobRequest(BaseModel):
     # Over the token rate or the daily budget: refused with a 429 ("reject"), or kept queued until the limit allows
     # ("defer", with status_details); null: the tenant's on_limit.
     on_limit: OnLimit | None = None
+    priority: Priority = "normal"  # its lane: the queue it waits in
     # A registry prompt (POST /v1/prompts), as OpenAI's ``prompt`` parameter: resolved when the job is submitted
     # (aijobs/prompts.py) into the instructions and input the job runs; the job records prompt_id and prompt_version.
     prompt: PromptRef | None = None
@@ -217,6 +223,7 @@ class Job(BaseModel):
             error=self.error,
             attempt=self.attempt,
             metadata=self.request.metadata,
+            priority=self.request.priority,
             schedule_id=self.schedule_id,
             retry_of=self.retry_of,
             retried_by=self.retried_by,
@@ -253,6 +260,7 @@ class JobOut(BaseModel):
     error: ErrorDetail | None
     attempt: int
     metadata: dict[str, str]
+    priority: Priority = "normal"  # its request's lane
     schedule_id: str | None = None
     retry_of: str | None = None
     retried_by: str | None = None
