@@ -163,6 +163,30 @@ def test_a_parked_job_is_released_to_its_lane(services: Services, aws: AWS) -> N
     assert _lanes(services) == {"high": [job], "normal": [], "low": []}
 
 
+def test_a_tenants_parked_jobs_are_released_high_first_then_normal_then_low_each_oldest_first(
+        services: Services, aws: AWS) -> None:
+    services.tenants.set_limits(TENANT_A, TenantLimits(concurrent_jobs=1))
+    [running] = [TenantSlots(table=services.table, clock=services.clock).take(
+        TENANT_A, limit=1, lease_s=services.settings.job_lease_s)]
+    order: list[Priority] = ["low", "normal", "high", "low", "normal", "high"]  # as submitted, oldest first
+    jobs = [services.jobs.submit_job(tenant=TENANT_A, request=JobRequest(input=f"parked {i}", priority=lane)).id
+            for i, lane in enumerate(order)]
+    for lane in QUEUES:
+        _run_lane(services, aws, lane)  # its tenant is full: every one parks
+    assert _lanes(services) == {"high": [], "normal": [], "low": []}
+
+    released = []
+    for _ in jobs:  # one slot given back at a time: one job released at a time
+        services.worker._give_back_now(running)
+        [(lane, [job])] = [(lane, ids) for lane, ids in _lanes(services).items() if ids]
+        released.append(job)
+        services.sqs.purge_queue(QueueUrl=_url(services, lane))  # (it ran and ended: its slot is given back next)
+        running = TenantSlots(table=services.table, clock=services.clock).take(
+            TENANT_A, limit=1, lease_s=services.settings.job_lease_s)
+
+    assert released == [jobs[2], jobs[5], jobs[1], jobs[4], jobs[0], jobs[3]]
+
+
 def test_the_sweeper_sends_a_stuck_job_again_to_its_lane(services: Services) -> None:
     job = services.jobs.submit_job(tenant=TENANT_A, request=JobRequest(input="stuck", priority="low")).id
     # Its worker received its message, claimed it and died.

@@ -114,7 +114,7 @@ class Sweeper:
             # Its worker died (in_progress past the lease), its retry's message never came back (queued), or it is
             # parked past its backstop. Sending a parked job again is harmless: it runs once, or parks again.
             parked = job.status is JobStatus.queued and self.waiting is not None and self.waiting.is_parked(
-                job.tenant, job.id)
+                job.tenant, job.id, job.request.priority)
             self.queue.send_job(job.id, priority=job.request.priority)  # to its lane, as it was sent first
             self.store.sweep_later(job, due=now + self.resend_after_s)
             if parked:
