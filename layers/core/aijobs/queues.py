@@ -42,9 +42,6 @@ class JobQueue(_Queue):
         # A record names its queue by ARN, a send by URL: both end with the queue's name.
         self._by_name = {url.rstrip("/").rsplit("/", 1)[-1]: url for url in self._lanes.values()}
 
-    def url(self, priority: Priority = "normal") -> str:
-        return self._lanes[priority]
-
     def _url_of(self, queue_arn: str | None) -> str:
         """The URL of the lane whose queue ``queue_arn`` names; the normal lane's for an ARN of none of them."""
         return self._by_name.get((queue_arn or "").rsplit(":", 1)[-1], self._url)
