@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from decimal import Decimal
 
     from aijobs.concurrency import TenantSlots, WaitingJobs
+    from aijobs.models.jobs import Priority
     from aijobs.queues import JobQueue
     from aijobs.rates import Limiter
     from aijobs.usage import UsageStore
@@ -221,7 +222,8 @@ class Worker:
         if self.slots is not None:
             state = self.store.get_state(job_id)
             if state is not None and state.status is JobStatus.queued:
-                taken = self._take_slot(state.tenant, job_id, expires_at=state.expires_at, queued=True)
+                taken = self._take_slot(state.tenant, job_id, expires_at=state.expires_at, queued=True,
+                                        priority=state.priority)
                 if taken is not None and not isinstance(taken, Slot):
                     return taken
                 slot = taken
@@ -232,7 +234,8 @@ class Worker:
         return claim, slot
 
     def _take_over_in_slot(self, current: Job) -> tuple[Claim, Slot | None] | Outcome:
-        slot = self._take_slot(current.tenant, current.id, expires_at=current.expires_at, queued=False)
+        slot = self._take_slot(current.tenant, current.id, expires_at=current.expires_at, queued=False,
+                               priority=current.request.priority)
         if slot is not None and not isinstance(slot, Slot):
             return slot
         claim = self.store.take_over(current.id, lease_s=self.lease_s)
@@ -241,8 +244,8 @@ class Worker:
             slot = None
         return claim, slot
 
-    def _take_slot(self, tenant: str, job_id: str, *, expires_at: int | None,
-                   queued: bool) -> Slot | Outcome | None:
+    def _take_slot(self, tenant: str, job_id: str, *, expires_at: int | None, queued: bool,
+                   priority: Priority = "normal") -> Slot | Outcome | None:
         """A slot for the tenant's job (None: no limits are kept), or the outcome of parking the job (its tenant is
         full). A take that removed dead workers' expired slots may leave room nobody else would release: it
         releases waiting jobs into it."""
@@ -251,17 +254,18 @@ class Worker:
         limit = self.concurrent_jobs(tenant)
         slot = self.slots.take(tenant, limit=limit, lease_s=self.lease_s)
         if slot is None:
-            return self._park(tenant, job_id, limit=limit, expires_at=expires_at, queued=queued)
+            return self._park(tenant, job_id, limit=limit, expires_at=expires_at, queued=queued, priority=priority)
         if slot.cleared and slot.room > 0:
             self._release(tenant, slot.room)
         return slot
 
-    def _park(self, tenant: str, job_id: str, *, limit: int, expires_at: int | None, queued: bool) -> Outcome:
+    def _park(self, tenant: str, job_id: str, *, limit: int, expires_at: int | None, queued: bool,
+              priority: Priority) -> Outcome:
         """Park the job (concurrency.py) and delete its message; then look again: a slot given back between the
         take's refusal and the park was given back to no one (its giver found nobody waiting), so if the tenant
         has room now, its oldest waiting jobs are released at once."""
         assert self.slots is not None and self.waiting is not None
-        self.waiting.park(tenant, job_id, expires_at=expires_at, queued=queued)
+        self.waiting.park(tenant, job_id, expires_at=expires_at, queued=queued, priority=priority)
         logger.info("job parked: its tenant runs as many jobs as it may",
                     extra={"tenant": tenant, "job_id": job_id, "concurrent_jobs": limit})
         count("JobsParked")
@@ -330,7 +334,8 @@ class Worker:
                     logger.info("deferred job still over its limit", extra={"reason": exc.code})
                     wait = details.not_before - int(self.clock())
                     if wait <= MAX_DELAY_S and self.queue is not None:  # else the sweeper sends it when due
-                        await asyncio.to_thread(self.queue.send_job, job.id, delay_s=wait)
+                        await asyncio.to_thread(self.queue.send_job, job.id, priority=job.request.priority,
+                                                delay_s=wait)
                     return DONE
         if not await asyncio.to_thread(self.store.admit_deferred, job, reservation) and self.limiter and reservation:
             # Admitted by another delivery of its message, or cancelled meanwhile: the reservation goes back.
