@@ -329,9 +329,11 @@ class Worker:
                             output_logged_chars=log.chars)
             if isinstance(completion, Stopped):
                 return await self._stopped(job, completion.text, run)
-            run = dataclasses.replace(run, provider_model=completion.model, finish_reason=completion.finish_reason)
+            run = dataclasses.replace(run, provider_model=completion.model, finish_reason=completion.finish_reason,
+                                      backend=completion.backend)
             usage = completion.usage
-            price = estimate_cost(job.model, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
+            priced = completion.fallback_model or job.model  # what answered is what it cost (aijobs/backends.py)
+            price = estimate_cost(priced, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
             if not await asyncio.to_thread(self.store.complete_job, job, output_text=completion.text, usage=usage,
                                            price=price, run=run):
                 if await asyncio.to_thread(self.store.keep_cancelled_run, job, output_text=completion.text,
