@@ -274,3 +274,9 @@ def test_any_call_is_routed_through_the_one_helper() -> None:
     served = asyncio.run(router._with_fallback("asked", call))
 
     assert (served.value, served.backend, served.fell_back) == ("embedded by fallback-model", "second", True)
+
+
+def test_any_name_goes_to_the_default_backend_however_long() -> None:
+    route = single_backend(None).route("m" * 1000)
+
+    assert route is not None and route.backend == "default" and route.fallback == []

@@ -110,7 +110,10 @@ class ModelBackends(BaseModel):
         for route in self.models:
             if is_pattern(route.model) and fnmatch.fnmatchcase(model, route.model):
                 return route
-        return ModelRoute(model=model, backend=self.default_backend) if self.default_backend else None
+        if self.default_backend is None:
+            return None
+        # Built, not validated: the model is any name a job or a request gives, of any length.
+        return ModelRoute.model_construct(model=model, backend=self.default_backend, fallback=[])
 
     def candidates(self, model: str) -> list[tuple[str, str]]:
         """``(backend, model)`` to try in order: the model's own backend, then each fallback model's (only the asked
