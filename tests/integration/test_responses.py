@@ -302,3 +302,27 @@ def test_a_response_from_a_registry_prompt_by_version_or_label(client: openai.Op
     with pytest.raises(openai.BadRequestError) as raised:
         client.responses.create(model="fake-model", prompt={"id": prompt["id"], "variables": {}}, background=True)
     assert "name" in raised.value.message
+
+
+def test_responses_parse_gets_a_typed_object_from_a_json_schema_job(client: openai.OpenAI, services: Services,
+                                                                    worker_handler: Any) -> None:
+    from pydantic import BaseModel
+
+    class Film(BaseModel):
+        title: str
+        year: int
+
+    with worker_running(services, worker_handler):
+        parsed = client.responses.parse(model="fake-model", input="a film", text_format=Film)
+    assert parsed.status == "completed" and isinstance(parsed.output_parsed, Film)
+    assert parsed.text is not None and parsed.text.format.type == "json_schema"
+    job = services.store.get_job("job_" + parsed.id.removeprefix("resp_"))
+    assert job is not None and job.request.response_format is not None  # the worker checked it against the schema
+    assert job.to_public().output.parsed == parsed.output_parsed.model_dump()  # type: ignore[union-attr]
+
+
+def test_a_text_format_with_a_schema_that_is_not_one_is_a_400_naming_it(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.responses.create(model="fake-model", input="x", text={"format": {
+            "type": "json_schema", "name": "bad", "schema": {"type": "no-such-type"}}})
+    assert "schema" in str(raised.value.body) and raised.value.status_code == 400

@@ -280,3 +280,15 @@ def test_any_name_goes_to_the_default_backend_however_long() -> None:
     route = single_backend(None).route("m" * 1000)
 
     assert route is not None and route.backend == "default" and route.fallback == []
+
+
+def test_embeddings_and_images_are_routed_with_fallback_and_say_who_made_them() -> None:
+    router = ModelRouter(TWO, {"first": _answering(503), "second": _fake_model()})
+
+    embedded = asyncio.run(router.embed(["a", "b"], model="asked", dimensions=8))
+    drawn = asyncio.run(router.images("a red square", model="asked", size="8x8", n=1))
+
+    assert len(embedded.vectors) == 2 and len(embedded.vectors[0]) == 8
+    assert (embedded.backend, embedded.fallback_model) == ("second", "fallback-model")
+    assert len(drawn.pngs) == 1 and (drawn.backend, drawn.fallback_model) == ("second", "fallback-model")
+    assert len(router._providers["first"].calls) == 2  # type: ignore[attr-defined]  # each tried its own first

@@ -71,7 +71,7 @@ def test_public_job_has_the_documented_shape() -> None:
     job = Job(id="job_01J0000000000000000000000A", tenant="t", status=JobStatus.queued, model="m",
               request=JobRequest(input="hi", metadata={"a": "b"}), created_at=1)
     public = job.to_public().model_dump()
-    assert set(public) == {"id", "object", "status", "model", "created_at", "started_at", "completed_at",
+    assert set(public) == {"id", "object", "status", "model", "kind", "created_at", "started_at", "completed_at",
                            "output", "usage", "cost_usd", "price_known", "error", "attempt", "metadata", "schedule_id",
                            "retry_of", "retried_by", "progress", "duration_ms", "stream_url", "status_details",
                            "provider_model", "backend", "finish_reason", "prompt_id", "prompt_version",

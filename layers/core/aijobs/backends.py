@@ -35,7 +35,7 @@ from pydantic_core import ErrorDetails
 from aijobs.errors import ProviderError
 from aijobs.models.jobs import JobRequest
 from aijobs.observability import count, logger
-from aijobs.providers import ModelProvider, StreamEnd, StreamEvent
+from aijobs.providers import Embeddings, Images, ModelProvider, StreamEnd, StreamEvent
 
 # The backend of the single-backend settings (AIJOBS_MODEL_BASE_URL and its key), as jobs record it.
 SINGLE_BACKEND = "default"
@@ -213,10 +213,12 @@ class ModelRouter(ModelProvider):  # type: ignore[misc]
 
     async def _with_fallback[T](self, model: str, call: Callable[[ModelProvider, str], Awaitable[T]]) -> Served[T]:
         """``call(provider, model)`` on the model's backend, then on each fallback's while they fail retryably; the
-        last error when every one did. Any model call is routed through here, e.g. a provider's ``embed``::
+        last error when every one did. Every model call is routed through here: a new provider method is one line,
+        as ``embed`` and ``images`` are (``_tagged`` when its result carries ``backend`` and ``fallback_model``, else
+        ``.value``)::
 
-            async def embed(self, texts, *, model):
-                return (await self._with_fallback(model, lambda p, m: p.embed(texts, model=m))).value
+            async def moderate(self, text: str, *, model: str) -> Moderation:
+                return (await self._with_fallback(model, lambda p, m: p.moderate(text, model=m))).value
 
         A call that streams must fail here only before its first output (``stream`` below reads the first event
         inside ``call``): after that, a failure is the caller's.
@@ -245,6 +247,12 @@ class ModelRouter(ModelProvider):  # type: ignore[misc]
     def stream(self, request: JobRequest, *, model: str) -> AsyncIterator[StreamEvent]:
         return self._stream(request, model=model)
 
+    async def embed(self, texts: list[str], *, model: str, dimensions: int | None) -> Embeddings:
+        return _tagged(await self._with_fallback(model, lambda p, m: p.embed(texts, model=m, dimensions=dimensions)))
+
+    async def images(self, prompt: str, *, model: str, size: str | None, n: int) -> Images:
+        return _tagged(await self._with_fallback(model, lambda p, m: p.images(prompt, model=m, size=size, n=n)))
+
     async def _stream(self, request: JobRequest, *, model: str) -> AsyncIterator[StreamEvent]:
         """The output of the first backend that answers; its ``StreamEnd`` says which backend, and which fallback
         model when it was not the asked one."""
@@ -252,16 +260,19 @@ class ModelRouter(ModelProvider):  # type: ignore[misc]
         event, rest = served.value
         try:
             while True:
-                if isinstance(event, StreamEnd):
-                    event = dataclasses.replace(event, backend=served.backend,
-                                                fallback_model=served.model if served.fell_back else None)
-                yield event
+                yield _tagged(dataclasses.replace(served, value=event)) if isinstance(event, StreamEnd) else event
                 try:
                     event = await anext(rest)
                 except StopAsyncIteration:
                     return
         finally:
             await rest.aclose()  # type: ignore[attr-defined]  # an async generator: closes the HTTP response
+
+
+def _tagged[R: (StreamEnd, Embeddings, Images)](served: Served[R]) -> R:
+    """A call's result, saying which backend answered, and which fallback model when not the asked one."""
+    return dataclasses.replace(served.value, backend=served.backend,
+                               fallback_model=served.model if served.fell_back else None)
 
 
 async def _first_event(stream: AsyncIterator[StreamEvent]) -> tuple[StreamEvent, AsyncIterator[StreamEvent]]:

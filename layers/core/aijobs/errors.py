@@ -123,6 +123,13 @@ class ContentFiltered(ProviderError):
     type = "content_filtered"
 
 
+class OutputInvalid(AijobsError):
+    """The model's output is not the JSON the job's ``response_format`` asks for (aijobs/structured.py)."""
+
+    type = "output_invalid"
+    status = 502
+
+
 def _location(part: object) -> str:
     """One step of an error's location. A key the client chose (an unknown field, a metadata key) is named only
     when it is short printable text: anything else would echo input, or be unencodable (a lone surrogate)."""

@@ -58,7 +58,37 @@ class Completion:
     fallback_model: str | None = None
 
 
+@dataclass(frozen=True)
+class Embeddings:
+    """One embeddings call's vectors (in the order of its texts), usage, and the model that answered."""
+
+    vectors: list[list[float]]
+    usage: Usage
+    model: str
+    backend: str | None = None  # as StreamEnd's
+    fallback_model: str | None = None
+
+
+@dataclass(frozen=True)
+class Images:
+    """One image call's PNGs, and its usage (gpt-image-1 reports tokens; other models none: zeros)."""
+
+    pngs: list[bytes]
+    usage: Usage
+    model: str
+    backend: str | None = None  # as StreamEnd's
+    fallback_model: str | None = None
+
+
 class ModelProvider(ABC):
+    async def embed(self, texts: list[str], *, model: str, dimensions: int | None) -> Embeddings:
+        """The texts' embedding vectors, in one call; raises ``ProviderError`` on failure."""
+        raise ProviderError("this model provider makes no embeddings", code="unsupported_kind")
+
+    async def images(self, prompt: str, *, model: str, size: str | None, n: int) -> Images:
+        """``n`` images of ``prompt``, as PNG bytes, in one call; raises ``ProviderError`` on failure."""
+        raise ProviderError("this model provider makes no images", code="unsupported_kind")
+
     @abstractmethod
     def stream(self, request: JobRequest, *, model: str) -> AsyncIterator[StreamEvent]:
         """The output as it is made, then one ``StreamEnd``; raises ``ProviderError`` on failure."""
@@ -88,12 +118,15 @@ class ModelProvider(ABC):
 
 
 def to_messages(request: JobRequest) -> list[dict[str, str]]:
+    """A text job's prompt as chat messages; an embedding or image job's input as one user message a text (what
+    its tokens are counted as)."""
     messages = [{"role": "system", "content": request.instructions}] if request.instructions else []
     if request.input is None:  # a job's request always has one once its prompt is resolved (aijobs/prompts.py)
         return messages
     if isinstance(request.input, str):
         return [*messages, {"role": "user", "content": request.input}]
-    return messages + [m.model_dump() for m in request.input]
+    return messages + [{"role": "user", "content": m} if isinstance(m, str) else m.model_dump()
+                       for m in request.input]
 
 
 class OpenAIProvider(ModelProvider):
@@ -121,6 +154,8 @@ class OpenAIProvider(ModelProvider):
             params["max_completion_tokens"] = request.max_output_tokens
         if request.temperature is not None:
             params["temperature"] = request.temperature
+        if request.response_format is not None:
+            params["response_format"] = request.response_format.model_dump(exclude_none=True)
         usage, answered_by, finish = Usage(), model, None
         try:
             async with await self._client().chat.completions.create(**params) as chunks:
@@ -140,6 +175,52 @@ class OpenAIProvider(ModelProvider):
         if finish == "content_filter":
             raise ContentFiltered("the provider's content filter stopped the output", code="content_filter")
         yield StreamEnd(usage=usage, model=answered_by, finish_reason=finish)
+
+
+    async def embed(self, texts: list[str], *, model: str, dimensions: int | None) -> Embeddings:
+        import openai
+
+        # As JSON numbers (the SDK would ask for base64 float32 and widen them, adding digits the model never made).
+        params: dict[str, Any] = {"model": model, "input": texts, "encoding_format": "float"}
+        if dimensions is not None:
+            params["dimensions"] = dimensions
+        try:
+            answer = await self._client().embeddings.create(**params)
+        except openai.OpenAIError as exc:
+            raise classify_openai_error(exc) from None
+        data = sorted(answer.data, key=lambda item: item.index)
+        if len(data) != len(texts):
+            raise ProviderError("the model provider's answer ended early", code="bad_response", retryable=True)
+        tokens = answer.usage.prompt_tokens if answer.usage else 0
+        return Embeddings(vectors=[list(item.embedding) for item in data], model=answer.model or model,
+                          usage=Usage(input_tokens=tokens, total_tokens=tokens))
+
+    async def images(self, prompt: str, *, model: str, size: str | None, n: int) -> Images:
+        import base64
+        import binascii
+
+        import openai
+
+        params: dict[str, Any] = {"model": model, "prompt": prompt, "n": n}
+        if size is not None:
+            params["size"] = size
+        if not model.startswith("gpt-image"):  # gpt-image models always answer base64, and refuse the parameter
+            params["response_format"] = "b64_json"
+        try:
+            answer = await self._client().images.generate(**params)
+        except openai.OpenAIError as exc:
+            raise classify_openai_error(exc) from None
+        try:
+            pngs = [base64.b64decode(item.b64_json or "", validate=True) for item in answer.data or []]
+        except (binascii.Error, ValueError):
+            pngs = []
+        if len(pngs) != n or not all(png.startswith(b"\x89PNG") for png in pngs):
+            raise ProviderError("the model provider's answer held no PNG images", code="bad_response", retryable=True)
+        usage = Usage()
+        if answer.usage is not None:
+            usage = Usage(input_tokens=answer.usage.input_tokens, output_tokens=answer.usage.output_tokens,
+                          total_tokens=answer.usage.total_tokens)
+        return Images(pngs=pngs, usage=usage, model=model)
 
 
 def classify_openai_error(exc: Exception) -> ProviderError:

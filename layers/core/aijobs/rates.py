@@ -100,12 +100,16 @@ def _retry_after(window: Window, now: float) -> int:
 
 
 def estimate(job: Job) -> tuple[int, Decimal]:
-    """What a job reserves: its input tokens (counted for OpenAI models, estimated for others) and its output cap,
-    and what they would cost."""
-    from aijobs.pricing import estimate_cost
+    """What a job reserves: its input tokens (counted for OpenAI models, estimated for others) and its output cap
+    (an embedding job makes no output tokens), and what they would cost (an image job: its images)."""
+    from aijobs.pricing import estimate_cost, image_cost
     from aijobs.tokens import input_tokens  # the tokenizer loads on the first admission, not at cold start
 
-    read, made = input_tokens(job.request, model=job.model), job.request.max_output_tokens or DEFAULT_OUTPUT_TOKENS
+    request = job.request
+    read = input_tokens(request, model=job.model)
+    if request.kind == "image":  # priced per image (unless its model reports image tokens: then by them, later)
+        return read, image_cost(job.model, size=request.size, count=request.n or 1).cost_usd
+    made = 0 if request.kind == "embedding" else request.max_output_tokens or DEFAULT_OUTPUT_TOKENS
     return read + made, estimate_cost(job.model, input_tokens=read, output_tokens=made).cost_usd
 
 

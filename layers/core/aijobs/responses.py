@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from aijobs.models.jobs import Job, JobStatus
+from aijobs.models.jobs import Job, JobStatus, JsonSchemaResponseFormat
 from aijobs.models.responses import response_id_of
 from aijobs.streams import JobEvent
 
@@ -55,6 +55,16 @@ def _usage(job: Job) -> dict[str, Any] | None:
             "total_tokens": job.usage.total_tokens or job.usage.input_tokens + job.usage.output_tokens}
 
 
+def _text_format(job: Job) -> dict[str, Any]:
+    """The response's ``text.format``: its job's ``response_format`` as the Responses API spells it (flat)."""
+    response_format = job.request.response_format
+    if response_format is None:
+        return {"type": "text"}
+    if isinstance(response_format, JsonSchemaResponseFormat):
+        return {"type": "json_schema", **response_format.json_schema.model_dump(exclude_none=True)}
+    return {"type": "json_object"}
+
+
 def to_response(job: Job, *, status: str | None = None, with_output: bool = True) -> dict[str, Any]:
     """The Response object of a job (``status`` overrides the job's: a stream's snapshots)."""
     status = status or response_status(job)
@@ -72,7 +82,7 @@ def to_response(job: Job, *, status: str | None = None, with_output: bool = True
         "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
         "instructions": request.instructions, "metadata": request.metadata, "background": job.background,
         "max_output_tokens": request.max_output_tokens, "temperature": request.temperature, "top_p": None,
-        "parallel_tool_calls": True, "tool_choice": "auto", "tools": [], "text": {"format": {"type": "text"}},
+        "parallel_tool_calls": True, "tool_choice": "auto", "tools": [], "text": {"format": _text_format(job)},
         "previous_response_id": None, "reasoning": None, "store": True, "truncation": "disabled",
         "prompt": ({"id": job.prompt_id, "version": str(job.prompt_version), "variables": None}
                    if job.prompt_id else None),

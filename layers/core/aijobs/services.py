@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from aijobs.backends import ModelRouter
     from aijobs.concurrency import WaitingJobs
     from aijobs.idempotency import Idempotency
+    from aijobs.models.jobs import FileLink
     from aijobs.prompts import PromptService
     from aijobs.rates import Limiter
     from aijobs.schedules.service import ScheduleService
@@ -66,6 +67,12 @@ class Services:
     def sqs(self) -> Any:
         return self.session.client("sqs")
 
+    def _s3(self) -> Any:
+        from botocore.config import Config
+
+        # Signature version 4: its presigned URLs are the ones every region accepts (the SDK's default may be 2).
+        return self.session.client("s3", config=Config(signature_version="s3v4"))
+
     @cached_property
     def scheduler_client(self) -> Any:
         return self.session.client("scheduler")
@@ -74,11 +81,15 @@ class Services:
 
     @cached_property
     def store(self) -> JobStore:
-        blobs = OutputBlobs(bucket=self.settings.results_bucket, client_factory=lambda: self.session.client("s3"))
+        blobs = OutputBlobs(bucket=self.settings.results_bucket, client_factory=self._s3)
         return JobStore(table_name=self.settings.jobs_table, resource=self.dynamodb, clock=self.clock,
                         retention_s=self.settings.retention_s, blobs=blobs if self.settings.results_bucket else None,
                         sweep_grace_s=self.settings.sweep_grace_s,
                         has_webhook_destinations=lambda job: self.outbox.has_destinations(job))
+
+    def file_link(self, key: str) -> FileLink:
+        """A presigned URL of a job's output file, for the deployment's ``file_url_ttl_s``."""
+        return self.store.file_link(key, ttl_s=self.settings.file_url_ttl_s)
 
     @cached_property
     def webhook_store(self) -> WebhookStore:
@@ -210,7 +221,8 @@ class Services:
                       outbox=self.outbox, clock=self.clock, slots=TenantSlots(table=self.table, clock=self.clock),
                       waiting=self.waiting_jobs,
                       concurrent_jobs=lambda tenant: self.tenants.limits(tenant).concurrent_jobs,
-                      usage=self.usage_store, limiter=self.limiter, queue=self.job_queue)
+                      usage=self.usage_store, limiter=self.limiter, queue=self.job_queue,
+                      output_retries=self.settings.output_invalid_retries)
 
     @cached_property
     def model_backends(self) -> ModelBackends:

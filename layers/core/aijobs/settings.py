@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     model_backends: Annotated[ModelBackends | None, NoDecode] = None
 
     result_retention_hours: int = Field(default=168, ge=1)
+    # How long a presigned URL of an output file (an embedding job's vectors, an image) works: a job read again gets
+    # a new one. SigV4 presigning allows 7 days at most; a role's temporary credentials end it sooner.
+    file_url_ttl_s: int = Field(default=3600, ge=60, le=604_800)
+    # How many times a job runs again when its output does not match its response_format (each attempt is paid).
+    output_invalid_retries: int = Field(default=1, ge=0, le=3)
     max_attempts: int = Field(default=4, ge=1, le=9)
     retry_base_delay_s: float = Field(default=2.0, ge=0)
     retry_max_delay_s: int = Field(default=300, ge=0, le=43_200)

@@ -42,7 +42,16 @@ from aijobs.dynamo import (
 from aijobs.errors import Conflict, IdempotencyConflict, NotFound
 from aijobs.ids import new_webhook_id
 from aijobs.models.common import ErrorDetail
-from aijobs.models.jobs import Job, JobRequest, JobStatus, Progress, Reservation, StatusDetails, Usage
+from aijobs.models.jobs import (
+    FileLink,
+    Job,
+    JobRequest,
+    JobStatus,
+    Progress,
+    Reservation,
+    StatusDetails,
+    Usage,
+)
 from aijobs.models.webhooks import FinalEvent
 from aijobs.pricing import Price
 
@@ -124,6 +133,20 @@ class RunRecord:
     provider_model: str | None = None  # the model that answered, and why it stopped (a call that ended)
     finish_reason: str | None = None
     backend: str | None = None  # which model backend answered (aijobs/backends.py)
+    output_files: tuple[str, ...] = ()  # an embedding or image job's files, and the vectors' length
+    output_dimensions: int | None = None
+
+
+@dataclass(frozen=True)
+class Spent:
+    """What a job's attempts so far used and cost, and how many made an output that did not match its format."""
+
+    usage: Usage
+    price: Price
+    invalid_outputs: int
+
+    def fields(self) -> dict[str, Any]:
+        return {"usage": self.usage, **_price_fields(self.price), "invalid_outputs": self.invalid_outputs}
 
 
 def _price_fields(price: Price) -> dict[str, Any]:
@@ -135,7 +158,8 @@ def _run_fields(run: RunRecord | None) -> dict[str, Any]:
         return {}
     fields = {"duration_ms": run.duration_ms, "output_seq": run.output_seq,
               "output_logged_chars": run.output_logged_chars,
-              "provider_model": run.provider_model, "finish_reason": run.finish_reason, "backend": run.backend}
+              "provider_model": run.provider_model, "finish_reason": run.finish_reason, "backend": run.backend,
+              "output_files": list(run.output_files) or None, "output_dimensions": run.output_dimensions}
     return {name: value for name, value in fields.items() if value is not None}
 
 
@@ -173,8 +197,17 @@ class OutputBlobs:
         return self._client_factory()
 
     def put(self, key: str, text: str) -> None:
-        self._client.put_object(Bucket=self._bucket, Key=key, Body=text.encode(),
-                                ContentType="text/plain; charset=utf-8")
+        self.put_bytes(key, text.encode(), content_type="text/plain; charset=utf-8")
+
+    def put_bytes(self, key: str, body: bytes, *, content_type: str) -> None:
+        self._client.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType=content_type)
+
+    def link(self, key: str, *, ttl_s: int, now: float) -> FileLink:
+        """A presigned URL that reads the object for ``ttl_s`` (signed here, with no request: by the credentials
+        of the function that signs, which must be allowed to read it)."""
+        url = self._client.generate_presigned_url("get_object", Params={"Bucket": self._bucket, "Key": key},
+                                                  ExpiresIn=ttl_s)
+        return FileLink(url=str(url), expires_at=int(now) + ttl_s)
 
     def get(self, key: str) -> str:
         return str(self._client.get_object(Bucket=self._bucket, Key=key)["Body"].read().decode())
@@ -401,25 +434,43 @@ class JobStore:
             return {"output_key": key}, "output_text"
         return {"output_text": output_text}, "output_key"
 
-    def complete_job(self, job: Job, *, output_text: str, usage: Usage, price: Price,
+    def complete_job(self, job: Job, *, output_text: str | None, usage: Usage, price: Price,
                      run: RunRecord | None = None) -> bool:
-        output, stale = self._output(job, output_text)
+        """Complete the job this worker holds the claim of, with its output (the text, or for an embedding or image
+        job none: its files are in ``run``)."""
+        output, stale = self._output(job, output_text) if output_text is not None else ({}, "output_key")
         # A success clears the error of an earlier attempt.
         return self._finish(job, JobStatus.completed, {**output, "usage": usage, **_price_fields(price),
                                                        **_run_fields(run)}, remove=("error", stale))
+
+    def put_output_file(self, job: Job, name: str, body: bytes, *, content_type: str) -> str:
+        """Store a file of the attempt's output (an embedding job's vectors, an image) in the results bucket: its
+        key, which the job item keeps (``RunRecord.output_files``)."""
+        if self._blobs is None:
+            raise RuntimeError("no results bucket is configured (AIJOBS_RESULTS_BUCKET): files cannot be kept")
+        key = f"outputs/{job.id}/{job.attempt}/{name}"
+        self._blobs.put_bytes(key, body, content_type=content_type)
+        return key
+
+    def file_link(self, key: str, *, ttl_s: int) -> FileLink:
+        """A presigned URL of an output file, valid ``ttl_s``."""
+        if self._blobs is None:
+            raise RuntimeError("no results bucket is configured (AIJOBS_RESULTS_BUCKET)")
+        return self._blobs.link(key, ttl_s=ttl_s, now=self._clock())
 
     def cancel_job(self, job: Job) -> bool:
         """Cancel a queued or running job, if it is still as read; a running job's worker then finds its claim
         lost and drops its outcome (``keep_cancelled_run`` keeps what the model made)."""
         return self._finish(job, JobStatus.cancelled, {}, expected=job.status)
 
-    def keep_cancelled_run(self, job: Job, *, output_text: str, usage: Usage, price: Price,
-                           run: RunRecord | None = None) -> bool:
+    def keep_cancelled_run(self, job: Job, *, output_text: str | None, usage: Usage, price: Price,
+                           run: RunRecord) -> bool:
         """On a job cancelled while this attempt ran: the output, usage and cost of the run (it was paid for); the
         output is not kept once the job's content was deleted (its usage and cost are)."""
-        output, _ = self._output(job, output_text)
+        output, _ = self._output(job, output_text) if output_text is not None else ({}, "")
         kept = {"usage": usage, **_price_fields(price), **_run_fields(run)}
-        condition = "#status = :cancelled AND #attempt = :attempt AND attribute_not_exists(#usage)"
+        # Kept once: the run's record (its duration) is written with it. (An earlier attempt may have left usage.)
+        condition = "#status = :cancelled AND #attempt = :attempt AND attribute_not_exists(#duration_ms)"
         values = {":cancelled": JobStatus.cancelled.value, ":attempt": job.attempt}
 
         def keep(fields: dict[str, Any], deleted: str) -> bool:
@@ -440,13 +491,14 @@ class JobStore:
         request.pop("instructions", None)
         if not conditional(self._table.update_item, Key=job_key(job.id), **update_request(
                 set={"content_deleted_at": self._now(), "request": request},
-                remove=("output_text", "output_key", "progress"),
+                remove=("output_text", "output_key", "output_files", "progress"),
                 condition="#status IN (:completed, :failed, :cancelled) AND attribute_not_exists(#content_deleted_at)",
                 values={f":{s.value}": s.value for s in (JobStatus.completed, JobStatus.failed,
                                                          JobStatus.cancelled)})):
             return False
-        if job.output_key and self._blobs is not None:
-            self._blobs.delete(job.output_key)
+        if self._blobs is not None:
+            for key in filter(None, [job.output_key, *(job.output_files or [])]):
+                self._blobs.delete(key)
         log = KeyCondition("pk").eq(job_key(job.id)["pk"]) & KeyCondition("sk").begins_with("OUT#")
         query: dict[str, Any] = {"KeyConditionExpression": log, "ProjectionExpression": "pk, sk"}
         with self._table.batch_writer() as batch:
@@ -465,20 +517,25 @@ class JobStore:
             set={"retried_by": retry_id}, condition="#status = :status AND attribute_not_exists(#retried_by)",
             values={":status": job.status.value})) is not None
 
-    def fail_job(self, job: Job, error: ErrorDetail) -> bool:
-        """Fail the job this worker holds the claim of."""
-        return self._finish(job, JobStatus.failed, {"error": error})
+    def fail_job(self, job: Job, error: ErrorDetail, *, spent: Spent | None = None) -> bool:
+        """Fail the job this worker holds the claim of; ``spent``: what its attempts used and cost (else nothing
+        that was reported)."""
+        carried = {} if spent is None else spent.fields()
+        return self._finish(job, JobStatus.failed, {"error": error, **carried})
 
     def fail_stuck_job(self, job: Job, error: ErrorDetail) -> bool:
         """Fail a job nobody runs (its message reached the dead-letter queue), if it is still as read."""
         return self._finish(job, JobStatus.failed, {"error": error}, expected=job.status)
 
-    def requeue_job(self, job: Job, error: ErrorDetail, *, retry_at: int) -> bool:
+    def requeue_job(self, job: Job, error: ErrorDetail, *, retry_at: int, spent: Spent | None = None) -> bool:
         """Hand an in_progress job back to the queue after a retryable failure; its message returns at ``retry_at``.
+        ``spent``: what the job's attempts have used and cost so far (an attempt whose output was thrown away),
+        shown on the job and added to by its later attempts.
 
         Should the message not return, the sweeper sends it again once ``retry_at`` is past by the grace.
         """
-        return self._transition(job, set={"status": JobStatus.queued.value, "error": error,
+        carried = {} if spent is None else spent.fields()
+        return self._transition(job, set={"status": JobStatus.queued.value, "error": error, **carried,
                                           **sweep_keys(job.id, retry_at + self._grace_s)}, remove=("lease_until",))
 
     def _finish(self, job: Job, status: JobStatus, fields: dict[str, Any], remove: tuple[str, ...] = (),

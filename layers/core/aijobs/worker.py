@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import math
 import time
 import weakref
@@ -29,15 +30,16 @@ from typing import TYPE_CHECKING
 
 from aijobs.clock import Clock, system_clock
 from aijobs.concurrency import Slot
-from aijobs.errors import AijobsError, ProviderError
+from aijobs.errors import AijobsError, OutputInvalid, ProviderError, ProviderTimeout
 from aijobs.models.jobs import Job, JobStatus, Progress, StatusDetails, Usage
 from aijobs.observability import count, log_context, logger
 from aijobs.outcomes import DONE, Outcome, RetryIn
-from aijobs.pricing import estimate_cost
-from aijobs.providers import Completion, ModelProvider
+from aijobs.pricing import Price, estimate_cost, image_cost
+from aijobs.providers import ModelProvider
 from aijobs.queues import MAX_DELAY_S
 from aijobs.retry import RetryPolicy
-from aijobs.store import Claim, JobStore, RunRecord
+from aijobs.store import Claim, JobStore, RunRecord, Spent
+from aijobs.structured import check_output
 from aijobs.tokens import stopped_call_usage
 
 if TYPE_CHECKING:
@@ -61,6 +63,9 @@ LEASE_MARGIN_S = 5
 FLUSH_S = 0.25
 QUIET_FLUSH_S = 1.0
 CANCEL_CHECK_S = 0.5
+# Texts per embeddings call: OpenAI takes up to 2,048 inputs and 300,000 tokens in one request; 512 texts of an
+# embedding job's (at most 32,000 characters each, 100,000 in all) stay within both.
+EMBED_BATCH = 512
 
 
 @dataclass
@@ -69,6 +74,30 @@ class _OutputLog:
 
     seq: int = 0
     chars: int = 0
+
+
+@dataclass(frozen=True)
+class Made:
+    """What an attempt's model call(s) made: a text job's output text, or an embedding or image job's files."""
+
+    text: str | None
+    usage: Usage
+    model: str
+    finish_reason: str | None = None
+    files: tuple[str, ...] = ()
+    dimensions: int | None = None
+    backend: str | None = None  # which model backend answered, and the fallback model when not the job's own
+    fallback_model: str | None = None
+
+
+def _price(job: Job, usage: Usage, *, served_by: str | None = None) -> Price:
+    """What an attempt's usage costs: tokens at the model's prices; images by their tokens, or per image. A fallback
+    model that answered (``served_by``, aijobs/backends.py) is what the call cost."""
+    model = served_by or job.model
+    if job.request.kind == "image":
+        return image_cost(model, size=job.request.size, count=usage.images or 0,
+                          input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
+    return estimate_cost(model, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
 
 
 @dataclass(frozen=True)
@@ -114,8 +143,13 @@ class Worker:
                  cancel_check_s: float = CANCEL_CHECK_S, flush_s: float = FLUSH_S,
                  slots: TenantSlots | None = None, waiting: WaitingJobs | None = None,
                  concurrent_jobs: Callable[[str], int] | None = None, usage: UsageStore | None = None,
-                 limiter: Limiter | None = None, queue: JobQueue | None = None) -> None:
+                 limiter: Limiter | None = None, queue: JobQueue | None = None, output_retries: int = 1,
+                 embed_batch: int = EMBED_BATCH) -> None:
         self.store = store
+        # How many times a job runs again after an output that did not match its response_format, and how many
+        # texts of an embedding job go in one call.
+        self.output_retries = output_retries
+        self.embed_batch = embed_batch
         # The tenants' concurrency slots, their parked jobs, and a tenant's limit; without them no limit is kept.
         self.slots = slots if concurrent_jobs is not None and waiting is not None else None
         self.waiting = waiting
@@ -322,33 +356,101 @@ class Worker:
                 return await self._fail(job, ATTEMPTS_EXHAUSTED)
             started, log = time.monotonic(), _OutputLog()
             try:
-                completion = await self._call_model(job, log)
+                made = await self._call_model(job, log)
             except ProviderError as exc:
                 return await self._provider_failed(job, exc)
             run = RunRecord(duration_ms=int((time.monotonic() - started) * 1000), output_seq=log.seq,
                             output_logged_chars=log.chars)
-            if isinstance(completion, Stopped):
-                return await self._stopped(job, completion.text, run)
-            run = dataclasses.replace(run, provider_model=completion.model, finish_reason=completion.finish_reason,
-                                      backend=completion.backend)
-            usage = completion.usage
-            priced = completion.fallback_model or job.model  # what answered is what it cost (aijobs/backends.py)
-            price = estimate_cost(priced, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
-            if not await asyncio.to_thread(self.store.complete_job, job, output_text=completion.text, usage=usage,
-                                           price=price, run=run):
-                if await asyncio.to_thread(self.store.keep_cancelled_run, job, output_text=completion.text,
-                                           usage=usage, price=price, run=run):
+            if isinstance(made, Stopped):
+                return await self._stopped(job, made.text, run)
+            run = dataclasses.replace(run, provider_model=made.model, finish_reason=made.finish_reason,
+                                      output_files=made.files, output_dimensions=made.dimensions, backend=made.backend)
+            price = _price(job, made.usage, served_by=made.fallback_model)
+            if job.request.response_format is not None and made.text is not None and (invalid := check_output(
+                    job.request.response_format, made.text, finish_reason=made.finish_reason)) is not None:
+                return await self._output_invalid(job, invalid, made.usage, price)
+            usage, total = self._with_spent(job, made.usage, price)
+            if not await asyncio.to_thread(self.store.complete_job, job, output_text=made.text, usage=usage,
+                                           price=total, run=run):
+                if await asyncio.to_thread(self.store.keep_cancelled_run, job, output_text=made.text,
+                                           usage=usage, price=total, run=run):
                     logger.info("job was cancelled while it ran: its output, usage and cost are kept")
-                    await self._count_usage(job, usage, price.cost_usd)
+                    await self._count_usage(job, made.usage, price.cost_usd)
                 else:
                     logger.info("job outcome dropped: claim lost")
                 return DONE
             logger.info("job completed", extra={"output_tokens": usage.output_tokens})
             count("JobsCompleted")
-            await self._count_usage(job, usage, price.cost_usd)
+            await self._count_usage(job, made.usage, price.cost_usd)
             return await self._finished(job)
 
-    async def _call_model(self, job: Job, log: _OutputLog) -> Completion | Stopped:
+    @staticmethod
+    def _with_spent(job: Job, usage: Usage, price: Price) -> tuple[Usage, Price]:
+        """The job's usage and cost with this attempt's: earlier attempts' (an output that did not match the job's
+        format) were paid for too."""
+        if job.usage is None or job.cost_usd is None:
+            return usage, price
+        return job.usage + usage, Price(job.cost_usd + price.cost_usd, bool(job.price_known) and price.known)
+
+    async def _output_invalid(self, job: Job, error: OutputInvalid, usage: Usage, price: Price) -> Outcome:
+        """An output that is not the JSON the job asked for: the attempt was paid for (its usage counts now, apart
+        from the job's reservation, which its last attempt settles); the job runs again, up to
+        ``output_retries`` times, else fails with ``output_invalid``."""
+        total_usage, total = self._with_spent(job, usage, price)
+        spent = Spent(usage=total_usage, price=total, invalid_outputs=job.invalid_outputs + 1)
+        count("OutputsInvalid")
+        if spent.invalid_outputs > self.output_retries or job.attempt >= self.retry.max_attempts:
+            return await self._fail(job, error, spent=spent, last=(usage, price))
+        if not await asyncio.to_thread(self.store.requeue_job, job, error.detail(), retry_at=int(self.clock()),
+                                       spent=spent):
+            return DONE  # the claim was lost (cancelled, or taken over): not this worker's to count
+        logger.warning("job's output did not match its format: it runs again", extra={"error_code": error.code})
+        await self._count_usage(job, usage, price.cost_usd, settle=False)
+        return RetryIn(0)
+
+    async def _make(self, job: Job, parts: list[str]) -> Made:
+        """The attempt's model call(s), by the job's kind; a text job's output arrives in ``parts``, an embedding or
+        image job's is stored in files when the calls have ended."""
+        request = job.request
+        if request.kind == "text":
+            completion = await self.provider.complete(request, model=job.model, parts=parts)
+            return Made(text=completion.text, usage=completion.usage, model=completion.model,
+                        finish_reason=completion.finish_reason, backend=completion.backend,
+                        fallback_model=completion.fallback_model)
+        try:
+            async with asyncio.timeout(request.timeout_s):
+                return await (self._embed(job) if request.kind == "embedding" else self._images(job))
+        except TimeoutError:
+            raise ProviderTimeout("the model provider did not answer in time", retryable=True) from None
+
+    async def _embed(self, job: Job) -> Made:
+        """An embedding job's vectors, made in calls of ``embed_batch`` texts, kept as one JSON Lines file."""
+        texts, vectors, usage = job.request.texts, [], Usage()
+        made = None
+        for start in range(0, len(texts), self.embed_batch):
+            made = await self.provider.embed(texts[start:start + self.embed_batch], model=job.model,
+                                             dimensions=job.request.dimensions)
+            vectors += made.vectors
+            usage += made.usage
+        lines = "".join(json.dumps({"object": "embedding", "index": i, "embedding": vector}, separators=(",", ":"))
+                        + "\n" for i, vector in enumerate(vectors))
+        key = await asyncio.to_thread(self.store.put_output_file, job, "embeddings.jsonl", lines.encode(),
+                                      content_type="application/x-ndjson")
+        # The last call's model and backend (each call is routed on its own; they answer alike as a rule).
+        return Made(text=None, usage=usage, model=made.model if made else job.model, files=(key,),
+                    dimensions=len(vectors[0]) if vectors else 0, backend=made.backend if made else None,
+                    fallback_model=made.fallback_model if made else None)
+
+    async def _images(self, job: Job) -> Made:
+        """An image job's images, made in one call, kept as PNG files."""
+        request = job.request
+        made = await self.provider.images(str(request.input), model=job.model, size=request.size, n=request.n or 1)
+        keys = [await asyncio.to_thread(self.store.put_output_file, job, f"image-{i}.png", png,
+                                        content_type="image/png") for i, png in enumerate(made.pngs)]
+        return Made(text=None, usage=made.usage.model_copy(update={"images": len(keys)}), model=made.model,
+                    files=tuple(keys), backend=made.backend, fallback_model=made.fallback_model)
+
+    async def _call_model(self, job: Job, log: _OutputLog) -> Made | Stopped:
         """The model's answer; ``Stopped`` when the job was cancelled (or taken over) meanwhile: the model's stream
         is then closed, so the provider stops generating.
 
@@ -359,7 +461,7 @@ class Worker:
         ends: a write's units follow the item's size, and a chunk is small.
         """
         parts: list[str] = []
-        call = asyncio.create_task(self.provider.complete(job.request, model=job.model, parts=parts))
+        call = asyncio.create_task(self._make(job, parts))
         flush_s = self.flush_s if job.request.stream else QUIET_FLUSH_S
         started = time.monotonic()
         next_flush, next_check, flushed = started + flush_s, started + self.cancel_check_s, 0
@@ -388,12 +490,16 @@ class Worker:
                     await call
 
     async def _stopped(self, job: Job, output_text: str, run: RunRecord) -> Outcome:
-        """A call stopped by a cancel was billed for what it read and made: that usage and cost stay on the job."""
+        """A call stopped by a cancel was billed for what it read and made: that usage and cost stay on the job (an
+        embedding or image call's input, as counted: what a provider bills for a call it did not finish is not
+        known)."""
         usage = await asyncio.to_thread(stopped_call_usage, job.request, model=job.model, output_text=output_text)
         price = estimate_cost(job.model, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
         count("ModelCallsAborted")
-        if await asyncio.to_thread(self.store.keep_cancelled_run, job, output_text=output_text, usage=usage,
-                                   price=price, run=run):
+        total_usage, total = self._with_spent(job, usage, price)
+        text = output_text if job.request.kind == "text" else None
+        if await asyncio.to_thread(self.store.keep_cancelled_run, job, output_text=text, usage=total_usage,
+                                   price=total, run=run):
             logger.info("job cancelled while it ran: its model call was stopped, its usage kept",
                         extra={"output_tokens": usage.output_tokens})
             await self._count_usage(job, usage, price.cost_usd)
@@ -417,23 +523,29 @@ class Worker:
         count("ProviderRetries")
         return RetryIn(delay)
 
-    async def _fail(self, job: Job, error: AijobsError) -> Outcome:
+    async def _fail(self, job: Job, error: AijobsError, *, spent: Spent | None = None,
+                    last: tuple[Usage, Price] | None = None) -> Outcome:
+        """Fail the job; ``spent``: its usage and cost so far, of which ``last`` is this attempt's (an output that did
+        not match its format). Without them this attempt reported no usage."""
         final = error.detail().model_copy(update={"retryable": False})  # a failed job never runs again
-        if not await asyncio.to_thread(self.store.fail_job, job, final):
+        if not await asyncio.to_thread(self.store.fail_job, job, final, spent=spent):
             return DONE
         logger.warning("job failed", extra={"error_type": error.type, "error_code": error.code})
         count("JobsFailed", error_type=error.type)
-        await self._count_usage(job, Usage(), None)  # no usage was reported: its reservation is settled at zero
+        usage, price = last or (Usage(), None)  # no usage: its reservation is settled at zero
+        await self._count_usage(job, usage, price.cost_usd if price else None)
         return await self._finished(job)
 
-    async def _count_usage(self, job: Job, usage: Usage, cost: Decimal | None) -> None:
-        """Add an ended job's usage and cost to its tenant's day (once: only the worker whose write ended it calls
-        this). A failure here loses that count, never the job's outcome: it is logged and counted."""
+    async def _count_usage(self, job: Job, usage: Usage, cost: Decimal | None, *, settle: bool = True) -> None:
+        """Add an attempt's usage and cost to its tenant's day (once: only the worker whose write moved the job on
+        calls this); ``settle``: the job has ended, and this replaces its reservation. A failure here loses that
+        count, never the job's outcome: it is logged and counted."""
         if self.usage is None:
             return
         try:
             await asyncio.to_thread(self.usage.record_job_end, job.tenant, input_tokens=usage.input_tokens,
-                                    output_tokens=usage.output_tokens, cost_usd=cost, reservation=job.reservation)
+                                    output_tokens=usage.output_tokens, cost_usd=cost,
+                                    reservation=job.reservation if settle else None)
         except Exception:
             logger.exception("usage not counted", extra={"job_id": job.id})
             count("UsageNotCounted")

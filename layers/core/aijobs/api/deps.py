@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Header, Path, Query, Request
@@ -11,7 +12,7 @@ from fastapi.responses import JSONResponse
 
 from aijobs.idempotency import IdempotentAnswer, RequestKey
 from aijobs.jobs import JobService
-from aijobs.models.jobs import Job
+from aijobs.models.jobs import Job, JobOut
 from aijobs.models.prompts import LABEL_PATTERN, MAX_VERSION
 from aijobs.models.tenants import Tenant
 from aijobs.observability import logger
@@ -80,9 +81,24 @@ def stream_base(svc: ServicesDep, request: Request) -> str:
     return svc.settings.stream_url or str(request.base_url)
 
 
+@dataclass(frozen=True)
+class JobView:
+    """A job as this request shows it: naming the front that streams, its output files at presigned URLs."""
+
+    stream_base: str
+    svc: Services
+
+    def __call__(self, job: Job) -> JobOut:
+        return job.to_public(stream_base=self.stream_base, link=self.svc.file_link)
+
+
+def job_view(svc: ServicesDep, request: Request) -> JobView:
+    return JobView(stream_base(svc, request), svc)
+
+
 JobsDep = Annotated[JobService, Depends(jobs_service)]
 WaitsDep = Annotated[JobWaits, Depends(job_waits)]
-StreamBaseDep = Annotated[str, Depends(stream_base)]
+JobViewDep = Annotated[JobView, Depends(job_view)]
 TenantsDep = Annotated[TenantService, Depends(tenants_service)]
 OutboxDep = Annotated[WebhookOutbox, Depends(webhook_outbox)]
 EndpointsDep = Annotated[WebhookEndpoints, Depends(webhook_endpoints)]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+from collections.abc import Callable
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -22,6 +25,15 @@ MAX_REQUEST_BYTES = 260 * 1024
 TEMPERATURE_DECIMALS = 6
 MAX_BATCH = 100
 MAX_METADATA_KEYS = 16
+# An embeddings job's texts: as many as OpenAI's embeddings endpoint takes in one request, each within its models'
+# 8,192-token input limit (at 4 characters a token, well within it for English; the provider refuses longer ones).
+MAX_EMBEDDING_INPUTS = 2048
+MAX_EMBEDDING_INPUT_CHARS = 32_000
+# An image's description: gpt-image-1's limit (dall-e-3 takes 4,000, dall-e-2 1,000: the provider refuses more).
+MAX_IMAGE_PROMPT_CHARS = 32_000
+MAX_IMAGES = 10
+# A JSON schema nested deeper than this is refused (validating it recurses once a level).
+MAX_SCHEMA_DEPTH = 32
 
 
 class JobStatus(StrEnum):
@@ -43,6 +55,110 @@ class Message(BaseModel):
     content: Annotated[str, Field(min_length=1)]
 
 
+def _plain_json(value: Any) -> Any:
+    """A JSON value as read back from DynamoDB (numbers as Decimals) in plain Python types, so that it is sent and
+    validated as the client wrote it."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {key: _plain_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain_json(item) for item in value]
+    return value
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+def _refs(value: Any) -> list[str]:
+    """Every ``$ref`` in a schema (a non-string one counts as a bad one)."""
+    if isinstance(value, dict):
+        own = [ref if isinstance(ref, str) else "?" for key, ref in value.items() if key == "$ref"]
+        return own + [ref for item in value.values() for ref in _refs(item)]
+    if isinstance(value, list):
+        return [ref for item in value for ref in _refs(item)]
+    return []
+
+
+def _points_into(schema: dict[str, Any], ref: str) -> bool:
+    """Whether a ``#/a/b`` JSON pointer names something in the schema."""
+    node: Any = schema
+    for part in ref[2:].split("/"):
+        part = part.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return False
+    return True
+
+
+class JsonSchemaFormat(BaseModel):
+    """A JSON schema the output must match (OpenAI's ``json_schema`` response format)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
+
+    name: Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]
+    description: Annotated[str | None, Field(max_length=1024)] = None
+    schema_: dict[str, Any] = Field(alias="schema")
+    strict: bool | None = None
+
+    @field_validator("schema_", mode="before")
+    @classmethod
+    def _plain(cls, value: Any) -> Any:
+        return _plain_json(value)
+
+    @field_validator("schema_")
+    @classmethod
+    def _is_a_schema(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if _depth(value) > MAX_SCHEMA_DEPTH:
+            raise PydanticCustomError("schema_too_deep", "a JSON schema may nest at most {limit} levels",
+                                      {"limit": MAX_SCHEMA_DEPTH})
+        for ref in _refs(value):
+            if not ref.startswith("#"):
+                raise PydanticCustomError("schema_remote_ref", "a JSON schema's $ref must point inside it (#/...): "
+                                          "nothing is fetched")
+            if ref.startswith("#/") and not _points_into(value, ref):
+                raise PydanticCustomError("schema_bad_ref", "a JSON schema's $ref points nowhere: {ref}",
+                                          {"ref": ref[:100]})
+        from jsonschema.exceptions import SchemaError  # loaded by the first job with a schema, not at cold start
+        from jsonschema.validators import validator_for
+
+        try:
+            validator_for(value).check_schema(value)
+        except SchemaError as exc:
+            where = "/".join(str(part) for part in exc.path) or "(top)"
+            raise PydanticCustomError("invalid_schema", "is not a valid JSON Schema: {problem} at {where}",
+                                      {"problem": exc.message[:200], "where": where}) from None
+        return value
+
+
+class JsonSchemaResponseFormat(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["json_schema"]
+    json_schema: JsonSchemaFormat
+
+
+class JsonObjectResponseFormat(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["json_object"]
+
+
+ResponseFormat = Annotated[JsonSchemaResponseFormat | JsonObjectResponseFormat, Field(discriminator="type")]
+JobKind = Literal["text", "embedding", "image"]
+# Image sizes OpenAI's image models take (dall-e-2: the squares up to 1024; dall-e-3: 1024 and 1792 sides;
+# gpt-image-1: 1024 and 1536 sides, and auto); the provider refuses a size its model does not make.
+ImageSize = Literal["256x256", "512x512", "1024x1024", "1792x1024", "1024x1792", "1536x1024", "1024x1536", "auto"]
+
+
 class JobRequest(BaseModel):
     """The body of ``POST /v1/jobs``."""
 
@@ -55,8 +171,12 @@ class JobRequest(BaseModel):
     # The limits of a text input are documented, and checked with the instructions by _input_fits.
     # Required, unless ``prompt`` names a registry prompt whose version has template messages (then the input
     # given comes after them).
+    # An embedding job's input is a string or a list of strings; an image job's, the image's description.
     input: (Annotated[str, Field(json_schema_extra={"minLength": 1, "maxLength": MAX_INPUT_CHARS})]
-            | Annotated[list[Message], Field(min_length=1, max_length=256)] | None) = None
+            | Annotated[list[Message], Field(min_length=1, max_length=256)]
+            | Annotated[list[Annotated[str, Field(min_length=1, max_length=MAX_EMBEDDING_INPUT_CHARS)]],
+                        Field(min_length=1, max_length=MAX_EMBEDDING_INPUTS)]
+            | None) = None
     max_output_tokens: Annotated[int | None, Field(ge=1, le=128_000)] = None
     temperature: Annotated[float | None, Field(ge=0, le=2)] = None
     stream: bool = False
@@ -71,13 +191,21 @@ class JobRequest(BaseModel):
     # A registry prompt (POST /v1/prompts), as OpenAI's ``prompt`` parameter: resolved when the job is submitted
     # (aijobs/prompts.py) into the instructions and input the job runs; the job records prompt_id and prompt_version.
     prompt: PromptRef | None = None
+    # What the job makes: text (a chat completion), embedding vectors of its input texts, or images of its input.
+    kind: JobKind = "text"
+    # A text job's output must be JSON (json_object), or JSON matching a schema (json_schema): checked by the worker.
+    response_format: ResponseFormat | None = None
+    dimensions: Annotated[int | None, Field(ge=1, le=3072)] = None  # an embedding job's vector length (its model's)
+    size: ImageSize | None = None  # an image job's size, and how many images it makes
+    n: Annotated[int | None, Field(ge=1, le=MAX_IMAGES)] = None
 
     @field_validator("input")
     @classmethod
     def _input_fits(cls, value: str | list[Message] | None, info: ValidationInfo) -> str | list[Message] | None:
         if value is None:
             return value
-        text = unicode_text(value if isinstance(value, str) else "".join(m.content for m in value))
+        text = unicode_text(value if isinstance(value, str) else "".join(
+            m if isinstance(m, str) else m.content for m in value))
         if not text.strip():
             raise ValueError("must not be empty")
         if len(text) + len(info.data.get("instructions") or "") > MAX_INPUT_CHARS:
@@ -106,10 +234,39 @@ class JobRequest(BaseModel):
     def _fits_an_item(self) -> JobRequest:
         if self.input is None and self.prompt is None:
             raise PydanticCustomError("input_missing", "input is required (unless prompt names a registry prompt)")
+        self._fits_its_kind()
         if len(self.model_dump_json().encode()) > MAX_REQUEST_BYTES:
             raise PydanticCustomError("too_large", "a job request must be at most {limit} bytes as JSON (UTF-8)",
                                       {"limit": MAX_REQUEST_BYTES})
         return self
+
+    def _fits_its_kind(self) -> None:
+        """The fields a job of its kind takes: what another kind's job would need is refused, not ignored."""
+        texts = isinstance(self.input, list) and all(isinstance(item, str) for item in self.input)
+        allowed = {"text": {"instructions", "max_output_tokens", "temperature", "stream", "response_format", "prompt"},
+                   "embedding": {"dimensions"}, "image": {"size", "n"}}[self.kind]
+        extra = sorted(name for name in ("instructions", "max_output_tokens", "temperature", "response_format",
+                                         "prompt", "dimensions", "size", "n")
+                       if name not in allowed and getattr(self, name) is not None)
+        if self.stream and self.kind != "text":
+            extra.append("stream")
+        if extra:
+            raise PydanticCustomError("kind_mismatch", "{fields} cannot be set on {kind} job",
+                                      {"fields": ", ".join(extra), "kind": f"an {self.kind}" if self.kind != "text"
+                                       else "a text"})
+        if self.kind == "text" and texts:
+            raise PydanticCustomError("kind_mismatch", "a text job's input is a string or a list of messages "
+                                      "(each with role and content); a list of strings is an embedding job's")
+        if self.kind == "embedding" and self.input is not None and not (isinstance(self.input, str) or texts):
+            raise PydanticCustomError("kind_mismatch", "an embedding job's input is a string or a list of strings")
+        if self.kind == "image" and not (isinstance(self.input, str) and len(self.input) <= MAX_IMAGE_PROMPT_CHARS):
+            raise PydanticCustomError("kind_mismatch", "an image job's input is the image's description: a string "
+                                      "of at most {limit} characters", {"limit": MAX_IMAGE_PROMPT_CHARS})
+
+    @property
+    def texts(self) -> list[str]:
+        """An embedding job's texts."""
+        return [self.input] if isinstance(self.input, str) else [str(item) for item in self.input or []]
 
 
 class Usage(BaseModel):
@@ -118,6 +275,14 @@ class Usage(BaseModel):
     total_tokens: int = 0
     # Counted by aijobs' tokenizer, not reported by the provider: a call stopped by a cancel (aijobs/tokens.py).
     estimated: bool = False
+    images: int | None = Field(default=None, exclude_if=lambda value: value is None)  # an image job's images
+
+    def __add__(self, other: Usage) -> Usage:
+        images = None if self.images is None and other.images is None else (self.images or 0) + (other.images or 0)
+        return Usage(input_tokens=self.input_tokens + other.input_tokens,
+                     output_tokens=self.output_tokens + other.output_tokens,
+                     total_tokens=self.total_tokens + other.total_tokens,
+                     estimated=self.estimated or other.estimated, images=images)
 
 
 class Reservation(BaseModel):
@@ -189,6 +354,11 @@ class Job(BaseModel):
     prompt_id: str | None = None  # the registry prompt it was made from (POST /v1/prompts), and which version
     prompt_version: int | None = None
     content_deleted_at: int | None = None  # its input and output were deleted (DELETE /v1/jobs/{id}/content)
+    # An embedding or image job's output: its files in the results bucket (the vectors; the images), and the
+    # vectors' length.
+    output_files: list[str] | None = None
+    output_dimensions: int | None = None
+    invalid_outputs: int = 0  # attempts whose output did not match the job's response_format
 
     @property
     def terminal_instance(self) -> str:
@@ -202,8 +372,29 @@ class Job(BaseModel):
             return self.duration_ms
         return (self.completed_at - self.started_at) * 1000 if self.completed_at and self.started_at else None
 
-    def to_public(self, *, stream_base: str | None = None) -> JobOut:
-        """As the API shows it; ``stream_base``: the URL of the front that streams (the job then names its stream)."""
+    def output(self, link: Callable[[str], FileLink] | None = None) -> JobOutputs | None:
+        """The job's output as the API shows it; ``link`` makes a file's URL (an embedding or image job's)."""
+        if self.output_files:
+            if link is None:
+                return None
+            links = [link(key) for key in self.output_files]
+            expires_at = min(item.expires_at for item in links)
+            if self.request.kind == "embedding":
+                return EmbeddingOutput(url=links[0].url, dimensions=self.output_dimensions or 0,
+                                       count=len(self.request.texts), expires_at=expires_at)
+            return ImageOutput(images=[ImageFile(url=item.url) for item in links], expires_at=expires_at)
+        if self.output_text is None:
+            return None
+        parsed = None
+        if self.request.response_format is not None and self.status is JobStatus.completed:
+            with contextlib.suppress(ValueError):  # checked by the worker; a deleted content reads as none
+                parsed = json.loads(self.output_text)
+        return JobOutput(text=self.output_text, parsed=parsed)
+
+    def to_public(self, *, stream_base: str | None = None,
+                  link: Callable[[str], FileLink] | None = None) -> JobOut:
+        """As the API shows it; ``stream_base``: the URL of the front that streams (the job then names its stream);
+        ``link``: makes the URL of an output file (presigned, for a while)."""
         return JobOut(
             id=self.id,
             status=self.status,
@@ -211,7 +402,8 @@ class Job(BaseModel):
             created_at=self.created_at,
             started_at=self.started_at,
             completed_at=self.completed_at,
-            output=JobOutput(text=self.output_text) if self.output_text is not None else None,
+            kind=self.request.kind,
+            output=self.output(link),
             usage=self.usage,
             cost_usd=float(self.cost_usd) if self.cost_usd is not None else None,
             price_known=self.price_known if self.cost_usd is not None else None,
@@ -234,8 +426,42 @@ class Job(BaseModel):
         )
 
 
+class FileLink(NamedTuple):
+    url: str
+    expires_at: int
+
+
 class JobOutput(BaseModel):
+    """A text job's output; with a ``response_format``, ``parsed`` is the output as JSON (checked against the
+    schema)."""
+
     text: str
+    parsed: Any = None
+
+
+class EmbeddingOutput(BaseModel):
+    """An embedding job's vectors, in a file: one JSON line per text, in order, as OpenAI's embeddings API answers
+    each (``{"object": "embedding", "index", "embedding": [floats]}``)."""
+
+    url: str = Field(description="A presigned URL of the vectors' file, valid until expires_at")
+    dimensions: int
+    count: int
+    format: Literal["jsonl"] = "jsonl"
+    expires_at: int = Field(description="Unix seconds: when url stops working (read the job again for a new one)")
+
+
+class ImageFile(BaseModel):
+    url: str
+
+
+class ImageOutput(BaseModel):
+    """An image job's PNG images, each at a presigned URL."""
+
+    images: list[ImageFile]
+    expires_at: int = Field(description="Unix seconds: when the urls stop working (read the job again for new ones)")
+
+
+JobOutputs = JobOutput | EmbeddingOutput | ImageOutput
 
 
 class JobOut(BaseModel):
@@ -245,10 +471,11 @@ class JobOut(BaseModel):
     object: Literal["job"] = "job"
     status: JobStatus
     model: str
+    kind: JobKind = "text"
     created_at: int
     started_at: int | None
     completed_at: int | None
-    output: JobOutput | None
+    output: JobOutputs | None
     usage: Usage | None
     cost_usd: float | None
     price_known: bool | None = None  # false: cost_usd is at the fallback price (the model's price is unknown)

@@ -52,6 +52,39 @@ class PromptParam(BaseModel):
         return ref
 
 
+class JsonSchemaTextFormat(BaseModel):
+    """``text.format`` of type ``json_schema``: OpenAI's Responses API spells the job's ``response_format`` flat."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
+
+    type: Literal["json_schema"]
+    name: str
+    schema_: dict[str, Any] = Field(alias="schema")
+    description: str | None = None
+    strict: bool | None = None
+
+
+class PlainTextFormat(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["text", "json_object"]
+
+
+class TextParam(BaseModel):
+    """OpenAI's ``text`` parameter: the output's format."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: Annotated[JsonSchemaTextFormat | PlainTextFormat, Field(discriminator="type")]
+
+    def response_format(self) -> dict[str, Any] | None:
+        """The job's ``response_format`` (validated by ``JobRequest``); None: plain text."""
+        if isinstance(self.format, JsonSchemaTextFormat):
+            spec = self.format.model_dump(exclude_none=True, exclude={"type"})
+            return {"type": "json_schema", "json_schema": spec}
+        return {"type": "json_object"} if self.format.type == "json_object" else None
+
+
 class ResponseCreate(BaseModel):
     """The body of ``POST /v1/responses``."""
 
@@ -66,6 +99,7 @@ class ResponseCreate(BaseModel):
     temperature: float | None = None
     metadata: dict[str, str] | None = None
     prompt: PromptParam | None = None
+    text: TextParam | None = None
 
     def job_fields(self) -> dict[str, Any]:
         """The job request this response asks for (validated by ``JobRequest``, whose limits apply)."""
@@ -79,6 +113,8 @@ class ResponseCreate(BaseModel):
                 fields[name] = value
         if self.prompt is not None:
             fields["prompt"] = self.prompt.registry_ref()
+        if self.text is not None and (response_format := self.text.response_format()) is not None:
+            fields["response_format"] = response_format
         return fields
 
 

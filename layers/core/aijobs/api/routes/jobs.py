@@ -15,7 +15,7 @@ from aijobs.api.deps import (
     IdempotentDep,
     JobId,
     JobsDep,
-    StreamBaseDep,
+    JobViewDep,
     TenantDep,
     WaitsDep,
     cost_header,
@@ -55,7 +55,7 @@ def requested_wait(prefer: str | None, wait: int | None) -> int:
              responses={200: {"model": JobOut, "description": "Finished within the requested wait"},
                         **errors(400, 403, 404, 409, 413, 422, 503)})
 async def submit_job(body: JobRequest, tenant: TenantDep, jobs: JobsDep, waits: WaitsDep,
-                     idempotent: IdempotentDep, base: StreamBaseDep, prefer: Annotated[str | None, Header()] = None,
+                     idempotent: IdempotentDep, view: JobViewDep, prefer: Annotated[str | None, Header()] = None,
                      wait: Annotated[int | None, Query(ge=0, le=3600)] = None) -> JSONResponse:
     """Submit a job; 202 at once, or 200 with the finished job when it ends within `Prefer: wait=N`.
 
@@ -63,19 +63,18 @@ async def submit_job(body: JobRequest, tenant: TenantDep, jobs: JobsDep, waits: 
     """
     result = await run_in_threadpool(
         idempotent.run, "submit_job", body=body.model_dump(mode="json", exclude_unset=True),
-        create=lambda key: jobs.submit_job(tenant=tenant.id, request=body, key=key).to_public(
-            stream_base=base).model_dump(mode="json"))
+        create=lambda key: view(jobs.submit_job(tenant=tenant.id, request=body, key=key)).model_dump(mode="json"))
     job_id = result.answer["id"]
     if not (seconds := requested_wait(prefer, wait)):
         return created(result, status_code=202, location=f"/v1/jobs/{job_id}")
     final = await waits.wait(tenant=tenant.id, job_id=job_id, timeout_s=seconds)
-    return created(replace(result, answer=final.to_public(stream_base=base).model_dump(mode="json")),
+    return created(replace(result, answer=view(final).model_dump(mode="json")),
                    status_code=200 if final.status.is_terminal else 202, location=f"/v1/jobs/{job_id}",
                    headers={"Preference-Applied": f"wait={seconds}", **cost_header(final)})
 
 
 @router.get("", response_model=JobList, responses=errors(422))
-def list_jobs(tenant: TenantDep, jobs: JobsDep, base: StreamBaseDep, cursor: Cursor = None,
+def list_jobs(tenant: TenantDep, jobs: JobsDep, view: JobViewDep, cursor: Cursor = None,
               status: JobStatus | None = None,
               limit: Annotated[int, Query(ge=1, le=100)] = 20,
               schedule_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None) -> JobList:
@@ -85,7 +84,7 @@ def list_jobs(tenant: TenantDep, jobs: JobsDep, base: StreamBaseDep, cursor: Cur
     with a `next_cursor` (the jobs read matched too few). Follow `next_cursor` until it is null, which is the end.
     """
     page = jobs.list_jobs(tenant=tenant.id, status=status, limit=limit, cursor=cursor, schedule_id=schedule_id)
-    return JobList(data=[job.to_public(stream_base=base) for job in page.items], next_cursor=page.next_cursor)
+    return JobList(data=[view(job) for job in page.items], next_cursor=page.next_cursor)
 
 
 @router.post("/batch", status_code=202, response_model=BatchResponse, responses=errors(400, 409, 413, 422))
@@ -102,29 +101,28 @@ def submit_batch(body: BatchRequest, tenant: TenantDep, jobs: JobsDep, idempoten
 
 
 @router.delete("/{job_id}", response_model=JobOut, responses=errors(404, 409, 422))
-def cancel_job(job_id: JobId, tenant: TenantDep, jobs: JobsDep, base: StreamBaseDep) -> JobOut:
+def cancel_job(job_id: JobId, tenant: TenantDep, jobs: JobsDep, view: JobViewDep) -> JobOut:
     """Cancel a queued or running job: 200 with the cancelled job (again for one cancelled already); a completed or
     failed job is 409. A running job's model call is not paid back: its usage and cost stay on the job."""
-    return jobs.cancel_job(tenant=tenant.id, job_id=job_id).to_public(stream_base=base)
+    return view(jobs.cancel_job(tenant=tenant.id, job_id=job_id))
 
 
 @router.delete("/{job_id}/content", response_model=JobOut, responses=errors(404, 409, 422))
-def delete_job_content(job_id: JobId, tenant: TenantDep, jobs: JobsDep, base: StreamBaseDep) -> JobOut:
+def delete_job_content(job_id: JobId, tenant: TenantDep, jobs: JobsDep, view: JobViewDep) -> JobOut:
     """Delete the job's input and output before retention would (a privacy request): its request's `input` and
     `instructions`, its output and its output log. A job that has not ended is cancelled first. The job stays, with
     `content_deleted_at`, its status, usage and cost; deleting again answers it as it is."""
-    return jobs.delete_content(tenant=tenant.id, job_id=job_id).to_public(stream_base=base)
+    return view(jobs.delete_content(tenant=tenant.id, job_id=job_id))
 
 
 @router.post("/{job_id}/retry", status_code=202, response_model=JobOut,
              responses=errors(403, 404, 409, 422, 503))
 def retry_job(job_id: JobId, tenant: TenantDep, jobs: JobsDep, idempotent: IdempotentDep,
-              base: StreamBaseDep) -> JSONResponse:
+              view: JobViewDep) -> JSONResponse:
     """Run a failed or cancelled job again: 202 with the new job (`retry_of` names the original, which shows
     `retried_by`); any other status is 409."""
     result = idempotent.run("retry_job", body={"job_id": job_id}, create=lambda key: (
-        jobs.retry_job(tenant=tenant.id, job_id=job_id, key=key).to_public(stream_base=base).model_dump(
-            mode="json")))
+        view(jobs.retry_job(tenant=tenant.id, job_id=job_id, key=key)).model_dump(mode="json")))
     return created(result, status_code=202, location=f"/v1/jobs/{result.answer['id']}")
 
 
@@ -135,7 +133,7 @@ def job_statuses(body: StatusRequest, tenant: TenantDep, jobs: JobsDep) -> Statu
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=errors(404, 422))
-def get_job(job_id: JobId, tenant: TenantDep, jobs: JobsDep, base: StreamBaseDep) -> JobOut:
+def get_job(job_id: JobId, tenant: TenantDep, jobs: JobsDep, view: JobViewDep) -> JobOut:
     """A job: status, output, usage, cost, error, attempt, timestamps; a running job shows its output so far and
     `progress`."""
-    return jobs.read_job(tenant=tenant.id, job_id=job_id).to_public(stream_base=base)
+    return view(jobs.read_job(tenant=tenant.id, job_id=job_id))

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
-from aijobs.api.deps import Cursor, IdempotentDep, ScheduleId, SchedulesDep, StreamBaseDep, TenantDep, created
+from aijobs.api.deps import Cursor, IdempotentDep, JobViewDep, ScheduleId, SchedulesDep, TenantDep, created
 from aijobs.api.responses import errors
 from aijobs.models.jobs import JobOut
 from aijobs.models.schedules import ScheduleList, ScheduleOut, ScheduleRequest, ScheduleUpdate
@@ -57,9 +57,8 @@ def delete_schedule(schedule_id: ScheduleId, tenant: TenantDep, schedules: Sched
 @router.post("/{schedule_id}/run", status_code=202, response_model=JobOut,
              responses=errors(403, 404, 409, 422, 503))
 def run_schedule(schedule_id: ScheduleId, tenant: TenantDep, schedules: SchedulesDep,
-                 idempotent: IdempotentDep, base: StreamBaseDep) -> JSONResponse:
+                 idempotent: IdempotentDep, view: JobViewDep) -> JSONResponse:
     """Fire the schedule now, enabled or not: 202 with the new job."""
     result = idempotent.run("run_schedule", body={"schedule_id": schedule_id}, create=lambda key: (
-        schedules.run_schedule(tenant=tenant.id, schedule_id=schedule_id, key=key).to_public(
-            stream_base=base).model_dump(mode="json")))
+        view(schedules.run_schedule(tenant=tenant.id, schedule_id=schedule_id, key=key)).model_dump(mode="json")))
     return created(result, status_code=202, location=f"/v1/jobs/{result.answer['id']}")

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Header, Query
 from fastapi.concurrency import run_in_threadpool
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from aijobs.api.deps import JobId, JobsDep, ServicesDep, StreamBaseDep, TenantDep
+from aijobs.api.deps import JobId, JobsDep, JobView, JobViewDep, ServicesDep, TenantDep
 from aijobs.api.responses import errors
 from aijobs.streams import JobEvent, JobEvents
 
@@ -40,10 +40,10 @@ def _data(value: dict[str, Any]) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def to_sse(event: JobEvent, *, stream_base: str) -> ServerSentEvent:
+def to_sse(event: JobEvent, *, view: JobView) -> ServerSentEvent:
     """One event in SSE framing: `status`, `delta`, or the final one named after the outcome (the whole job)."""
     if event.kind == "final" and event.job is not None:
-        return ServerSentEvent(event.job.to_public(stream_base=stream_base).model_dump_json(), id=str(event.id),
+        return ServerSentEvent(view(event.job).model_dump_json(), id=str(event.id),
                                event=event.status.value)
     if event.kind == "delta":
         return ServerSentEvent(_data({"text": event.text}), id=str(event.id), event="delta")
@@ -51,14 +51,14 @@ def to_sse(event: JobEvent, *, stream_base: str) -> ServerSentEvent:
     return ServerSentEvent(_data(status), id=str(event.id), event="status")
 
 
-async def _encode(events: AsyncIterator[JobEvent], *, job_id: str, stream_base: str,
+async def _encode(events: AsyncIterator[JobEvent], *, job_id: str, view: JobView,
                   settings_max_s: int) -> AsyncIterator[ServerSentEvent]:
     # The first bytes go out at once (a resumed stream may have nothing to send for a while).
     yield ServerSentEvent(comment=f"events of {job_id}", retry=RETRY_MS)
     ended = False
     async for event in events:
         ended = event.kind == "final"
-        yield to_sse(event, stream_base=stream_base)
+        yield to_sse(event, view=view)
     if not ended:
         yield ServerSentEvent(comment=f"closed after {settings_max_s} s: reconnect with Last-Event-ID to go on")
 
@@ -66,7 +66,7 @@ async def _encode(events: AsyncIterator[JobEvent], *, job_id: str, stream_base: 
 @router.get("/{job_id}/stream", response_class=EventSourceResponse, responses={
     200: {"description": "Server-sent events: `status`, `delta`, then `completed`, `failed` or `cancelled`",
           "content": {"text/event-stream": {"schema": _EVENT_SCHEMA}}}, **errors(404, 422)})
-async def stream_job(job_id: JobId, tenant: TenantDep, jobs: JobsDep, base: StreamBaseDep, svc: ServicesDep,
+async def stream_job(job_id: JobId, tenant: TenantDep, jobs: JobsDep, view: JobViewDep, svc: ServicesDep,
                      events: Annotated[JobEvents, Depends(job_events)], last_event_id: EventId = None,
                      last_event_id_header: EventIdHeader = None) -> EventSourceResponse:
     """The job's events as they happen, each with an `id:` that grows: `status` (`queued`, then `in_progress` per
@@ -79,6 +79,6 @@ async def stream_job(job_id: JobId, tenant: TenantDep, jobs: JobsDep, base: Stre
     settings = svc.settings
     follow = events.follow(job, after=after, until=time.monotonic() + settings.stream_max_s)
     return EventSourceResponse(
-        _encode(follow, job_id=job.id, stream_base=base, settings_max_s=settings.stream_max_s),
+        _encode(follow, job_id=job.id, view=view, settings_max_s=settings.stream_max_s),
         ping=settings.stream_heartbeat_s, headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
