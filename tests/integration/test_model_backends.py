@@ -28,7 +28,9 @@ def _backends(fake_url: str, secret_arn: str) -> str:
         "models": [{"model": "fake-model", "backend": "fake"},
                    {"model": "gpt-4o", "backend": "down", "fallback": ["gpt-4o-mini"]},
                    {"model": "gpt-4o-mini", "backend": "fake"},
-                   {"model": "llama-*", "backend": "down"}],
+                   {"model": "llama-*", "backend": "down"},
+                   {"model": "text-embedding-3-large", "backend": "down", "fallback": ["text-embedding-3-small"]},
+                   {"model": "text-embedding-*", "backend": "fake"}],
     })
 
 
@@ -63,6 +65,21 @@ def test_a_job_whose_backend_is_down_falls_back_records_who_served_it_and_is_pri
     served = estimate_cost("gpt-4o-mini", input_tokens=usage["input_tokens"], output_tokens=usage["output_tokens"])
     asked = estimate_cost("gpt-4o", input_tokens=usage["input_tokens"], output_tokens=usage["output_tokens"])
     assert Decimal(str(job["cost_usd"])) == served.cost_usd != asked.cost_usd
+
+
+def test_an_embedding_job_falls_back_the_same_way_and_is_priced_at_the_model_that_answered(
+        routed: Services, worker_handler: Any) -> None:
+    with api_client() as api:
+        job_id = api.post("/v1/jobs", json={"kind": "embedding", "model": "text-embedding-3-large",
+                                             "input": ["one text", "another"], "dimensions": 8}).json()["id"]
+        run_worker(routed, worker_handler)
+        job = api.get(f"/v1/jobs/{job_id}").json()
+
+    assert job["status"] == "completed", job["error"]
+    assert (job["model"], job["provider_model"], job["backend"]) == ("text-embedding-3-large",
+                                                                     "text-embedding-3-small", "fake")
+    tokens = job["usage"]["input_tokens"]
+    assert job["cost_usd"] == pytest.approx(tokens * 0.02 / 1e6)  # -3-small's price, not -3-large's ($0.13)
 
 
 def test_a_job_served_by_its_own_backend_records_it(routed: Services, worker_handler: Any) -> None:
@@ -110,7 +127,8 @@ def test_the_sdk_lists_the_exact_model_names_and_retrieves_one_a_pattern_serves(
     listed = sdk.models.list()
 
     assert [(m.id, m.object, m.owned_by) for m in listed.data] == [
-        ("fake-model", "model", "fake"), ("gpt-4o", "model", "down"), ("gpt-4o-mini", "model", "fake")]
+        ("fake-model", "model", "fake"), ("gpt-4o", "model", "down"), ("gpt-4o-mini", "model", "fake"),
+        ("text-embedding-3-large", "model", "down")]
     assert sdk.models.retrieve("llama-3.1-8b").owned_by == "down"  # served by llama-*, not listed
     assert sdk.models.retrieve("gpt-4o").id == "gpt-4o"
 
