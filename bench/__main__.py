@@ -66,7 +66,19 @@ def _limits_cost(calls: list[Any]) -> dict[str, Any]:
 
 
 def collect() -> dict[str, Any]:
-    from bench import capacity, cost, fairness, imports, lifecycle, lists, reliability, streams, waiters, webhooks
+    from bench import (
+        capacity,
+        cost,
+        fairness,
+        imports,
+        kinds,
+        lifecycle,
+        lists,
+        reliability,
+        streams,
+        waiters,
+        webhooks,
+    )
 
     started = time.perf_counter()
     imported = imports.measure()
@@ -88,6 +100,7 @@ def collect() -> dict[str, Any]:
     isolation = webhooks.measure()
     live = streams.measure()
     concurrency = fairness.measure()
+    job_kinds = kinds.measure()
     return {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "source": _source(),
@@ -122,6 +135,9 @@ def collect() -> dict[str, Any]:
         "concurrency_limit_extra_requests_per_job": concurrency["cost"]["extra_requests_per_job"],
         "fairness_small_tenant_wait_ratio": concurrency["fairness"]["ratio"],
         "concurrency": concurrency,
+        "lanes_low_done_before_high": job_kinds["lanes"]["low_done_before_high"],
+        "embedding_1000_texts_worker_s": job_kinds["embedding_1000_texts"]["worker_s"],
+        "kinds": job_kinds,
         "bench_seconds": round(time.perf_counter() - started, 1),
     }
 
@@ -135,7 +151,7 @@ def _row(*cells: Any, widths: tuple[int, ...]) -> str:
 
 
 def render(r: dict[str, Any]) -> str:
-    from bench import fairness, lists, reliability, streams, waiters, webhooks
+    from bench import fairness, kinds, lists, reliability, streams, waiters, webhooks
 
     commit = (r["source"]["commit"] or "unknown")[:10]
     dirty = len(r["source"]["uncommitted_code_changes"])
@@ -148,7 +164,7 @@ def render(r: dict[str, Any]) -> str:
     sections = [[header], _render_imports(r), _render_lifecycle(r), _render_cost(r), batch,
                 waiters.render(r["waiters"]), reliability.render(r["reliability"]), lists.render(r["lists"]),
                 webhooks.render(r["webhook_isolation"]), streams.render(r["live_jobs"]),
-                fairness.render(r["concurrency"]),
+                fairness.render(r["concurrency"]), kinds.render(r["kinds"]),
                 [f"wrote {OUTPUT.relative_to(ROOT)} in {r['bench_seconds']} s"]]
     return "\n\n".join("\n".join(lines) for lines in sections)
 

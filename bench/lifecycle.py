@@ -51,6 +51,7 @@ class Stack:
     queue_arn: str
     model: Any = None  # the fake model's app (its ``state.calls`` counts calls and aborted streams)
     api_ms: list[float] = field(default_factory=list)
+    lanes: dict[str, tuple[str, str]] = field(default_factory=dict)  # each priority lane's queue (URL, ARN)
 
 
 @contextmanager
@@ -85,7 +86,9 @@ def local_stack(*, model_sleep: Any = None) -> Iterator[Stack]:
             recorder.attach(session)  # before any client of the session exists
             settings = Settings(
                 jobs_table=resources.refs["JobsTable"], idempotency_table=resources.refs["IdempotencyTable"],
-                jobs_queue_url=resources.refs["JobsQueue"], model_base_url=f"{model.url}/v1",
+                jobs_queue_url=resources.refs["JobsQueue"], jobs_high_queue_url=resources.refs["JobsHighQueue"],
+                jobs_low_queue_url=resources.refs["JobsLowQueue"], results_bucket=resources.refs["ResultsBucket"],
+                model_base_url=f"{model.url}/v1",
                 model_api_key="fake", default_model="fake-model", retry_base_delay_s=0)
             services = Services(settings=settings, session=session)
             set_services(services)
@@ -93,7 +96,9 @@ def local_stack(*, model_sleep: Any = None) -> Iterator[Stack]:
                 yield Stack(recorder=recorder, services=services, api=load_handler("api", "handler"),
                             worker=load_handler("worker", "lambda_handler"), esm_sqs=session.client("sqs"),
                             queue_url=resources.refs["JobsQueue"], queue_arn=resources.arns["JobsQueue"],
-                            model=model.server.config.app)
+                            model=model.server.config.app,
+                            lanes={lane: (resources.refs[name], resources.arns[name]) for lane, name in (
+                                ("high", "JobsHighQueue"), ("normal", "JobsQueue"), ("low", "JobsLowQueue"))})
             finally:
                 set_services(None)
     finally:

@@ -84,7 +84,8 @@ class AwsRecorder:
         service = model.service_model.service_name
         # DynamoDB and SQS speak JSON; other services' requests are only counted
         request = json.loads(body) if service in ("dynamodb", "sqs") and body else {}
-        state: dict[str, Any] = {"phase": self.phase, "request": request, "request_bytes": len(body)}
+        size = len(body) if isinstance(body, bytes | str) else 0  # an S3 upload's body is a stream
+        state: dict[str, Any] = {"phase": self.phase, "request": request, "request_bytes": size}
         if service == "dynamodb" and model.name in _WRITES:
             state["old"] = self._images(model.name, request)
         context["bench"] = state

@@ -1,4 +1,5 @@
-"""WorkerFunction: SQS jobs queue -> claim, call the model, record the outcome (partial batch failures)."""
+"""WorkerFunction: SQS jobs queues (one a priority lane) -> claim, call the model, record the outcome (partial batch
+failures)."""
 
 from typing import Any
 

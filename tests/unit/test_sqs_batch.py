@@ -20,8 +20,16 @@ def _event(*bodies: str) -> dict[str, Any]:
                         for i, body in enumerate(bodies)]}
 
 
-def _run(event: dict[str, Any], outcomes: dict[str, Outcome | Exception]) -> tuple[list[str], dict[str, int]]:
+def _run(event: dict[str, Any], outcomes: dict[str, Outcome | Exception],
+         queues: dict[str, str] | None = None) -> tuple[list[str], dict[str, int]]:
+    """The failed records, and the visibility each redelivered one was given; ``queues`` notes the queue ARN each
+    visibility change named."""
     visibility: dict[str, int] = {}
+    queues = {} if queues is None else queues
+
+    def redeliver_in(handle: str, seconds: int, queue_arn: str) -> None:
+        visibility[handle] = seconds
+        queues[handle] = queue_arn
 
     async def run(message: JobMessage) -> Outcome:
         outcome = outcomes[message.job_id]
@@ -30,7 +38,7 @@ def _run(event: dict[str, Any], outcomes: dict[str, Outcome | Exception]) -> tup
         return outcome
 
     answer = process_batch(event, FakeLambdaContext("WorkerFunction"), body=JobMessage, run=run,
-                           redeliver_in=lambda handle, seconds: visibility.__setitem__(handle, seconds))
+                           redeliver_in=redeliver_in)
     return [f["itemIdentifier"] for f in answer["batchItemFailures"]], visibility
 
 
@@ -57,3 +65,17 @@ def test_an_unexpected_error_fails_the_record_and_leaves_its_visibility_to_sqs()
     failed, visibility = _run(event, {IDS[0]: ConnectionError("DynamoDB is unreachable"), IDS[1]: DONE})
 
     assert failed == ["m0"] and visibility == {}
+
+
+def test_a_visibility_change_names_the_queue_each_record_came_from() -> None:
+    event = _event(json.dumps({"job_id": IDS[0]}), json.dumps({"job_id": IDS[1]}), "not json")
+    lanes = ["arn:aws:sqs:us-east-1:123456789012:aijobs-JobsHighQueue",
+             "arn:aws:sqs:us-east-1:123456789012:aijobs-JobsLowQueue",
+             "arn:aws:sqs:us-east-1:123456789012:aijobs-JobsQueue"]
+    for record, arn in zip(event["Records"], lanes, strict=True):
+        record["eventSourceARN"] = arn  # one function fed by several queues: their records come mixed
+    queues: dict[str, str] = {}
+
+    _run(event, {IDS[0]: RetryIn(5), IDS[1]: Poison("bad job")}, queues)
+
+    assert queues == {"r0": lanes[0], "r1": lanes[1], "r2": lanes[2]}

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from aijobs.settings import Settings
 from tests.unit.test_template_iam import function_policies
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,29 +53,82 @@ def test_every_build_is_a_makefile_target_that_exists(template: dict[str, Any]) 
         assert f"build-{name}:" in (source_dir / "Makefile").read_text(), name
 
 
-def test_queue_visibility_is_at_least_six_times_worker_timeout(template: dict[str, Any]) -> None:
+# The priority lanes: each its queue, its dead-letter queue and its worker concurrency parameter.
+LANES = {"high": ("JobsHighQueue", "JobsHighDeadLetterQueue", "WorkerHighMaximumConcurrency"),
+         "normal": ("JobsQueue", "JobsDeadLetterQueue", "WorkerMaximumConcurrency"),
+         "low": ("JobsLowQueue", "JobsLowDeadLetterQueue", "WorkerLowMaximumConcurrency")}
+
+
+@pytest.mark.parametrize("lane", LANES)
+def test_queue_visibility_is_at_least_six_times_worker_timeout(template: dict[str, Any], lane: str) -> None:
     worker_timeout = template["Resources"]["WorkerFunction"]["Properties"]["Timeout"]
-    queue = template["Resources"]["JobsQueue"]["Properties"]
+    queue = template["Resources"][LANES[lane][0]]["Properties"]
 
     assert queue["VisibilityTimeout"] >= 6 * worker_timeout
 
 
-def test_jobs_queue_redrives_to_its_dead_letter_queue(template: dict[str, Any]) -> None:
-    redrive = template["Resources"]["JobsQueue"]["Properties"]["RedrivePolicy"]
+@pytest.mark.parametrize("lane", LANES)
+def test_each_jobs_queue_redrives_to_its_own_dead_letter_queue(template: dict[str, Any], lane: str) -> None:
+    queue, dead_letters, _ = LANES[lane]
+    properties = template["Resources"][queue]["Properties"]
+    normal = template["Resources"]["JobsQueue"]["Properties"]
 
-    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["JobsDeadLetterQueue", "Arn"]}
-    assert redrive["maxReceiveCount"] > template["Parameters"]["MaxAttempts"]["Default"]
+    assert properties["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": [dead_letters, "Arn"]}
+    assert properties["RedrivePolicy"]["maxReceiveCount"] > template["Parameters"]["MaxAttempts"]["Default"]
+    assert {k: v for k, v in properties.items() if k != "RedrivePolicy"} == {
+        k: v for k, v in normal.items() if k != "RedrivePolicy"}  # retention, visibility, encryption: as normal's
+    assert properties["RedrivePolicy"]["maxReceiveCount"] == normal["RedrivePolicy"]["maxReceiveCount"]
+    assert template["Resources"][dead_letters]["Properties"] == template["Resources"]["JobsDeadLetterQueue"][
+        "Properties"]
 
 
-def test_worker_consumes_jobs_in_batches_reporting_item_failures(template: dict[str, Any]) -> None:
+@pytest.mark.parametrize("lane", LANES)
+def test_worker_consumes_each_lane_in_batches_reporting_item_failures(template: dict[str, Any], lane: str) -> None:
+    queue, _, concurrency = LANES[lane]
     events = template["Resources"]["WorkerFunction"]["Properties"]["Events"]
-    (sqs,) = [event["Properties"] for event in events.values() if event["Type"] == "SQS"]
+    (sqs,) = [event["Properties"] for event in events.values()
+              if event["Type"] == "SQS" and event["Properties"]["Queue"] == {"Fn::GetAtt": [queue, "Arn"]}]
 
-    assert sqs["Queue"] == {"Fn::GetAtt": ["JobsQueue", "Arn"]}
     assert sqs["BatchSize"] >= 10
     assert sqs["MaximumBatchingWindowInSeconds"] >= 1
     assert sqs["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    assert sqs["ScalingConfig"]["MaximumConcurrency"] == {"Ref": "WorkerMaximumConcurrency"}
+    assert sqs["ScalingConfig"]["MaximumConcurrency"] == {"Ref": concurrency}
+    assert template["Parameters"][concurrency]["MinValue"] == 2  # Lambda's least for an SQS event source
+
+
+def test_the_low_lane_runs_fewer_jobs_at_once_than_the_others_by_default(template: dict[str, Any]) -> None:
+    default = {lane: template["Parameters"][parameter]["Default"] for lane, (_, _, parameter) in LANES.items()}
+
+    assert default["low"] < default["normal"] and default["low"] < default["high"]
+    events = template["Resources"]["WorkerFunction"]["Properties"]["Events"].values()
+    sources = [event for event in events if event["Type"] == "SQS"]
+    assert len(sources) == len(LANES)  # no other queue feeds the worker
+
+
+@pytest.mark.parametrize("lane", LANES)
+def test_each_lanes_dead_letter_queue_raises_the_alarm_the_normal_ones_does(template: dict[str, Any],
+                                                                            lane: str) -> None:
+    dead_letters = LANES[lane][1]
+    alarms = [a["Properties"] for a in _resources(template, "AWS::CloudWatch::Alarm").values()
+              if a["Properties"].get("Dimensions") == [{"Name": "QueueName",
+                                                        "Value": {"Fn::GetAtt": [dead_letters, "QueueName"]}}]]
+    normal = template["Resources"]["JobsDeadLetterQueueAlarm"]["Properties"]
+
+    assert len(alarms) == 1
+    assert {k: v for k, v in alarms[0].items() if k not in ("Dimensions", "AlarmDescription")} == {
+        k: v for k, v in normal.items() if k not in ("Dimensions", "AlarmDescription")}
+    assert lane in alarms[0]["AlarmDescription"]
+
+
+def test_every_lane_is_granted_and_named_wherever_the_normal_lane_is(template: dict[str, Any]) -> None:
+    """A lane left out of one function's grants would strand its jobs there (a release, a re-send, a fire)."""
+    for name, resource in template["Resources"].items():
+        if resource["Type"] not in ("AWS::Serverless::Function", "AWS::IAM::ManagedPolicy", "AWS::IAM::Role"):
+            continue
+        text = json.dumps(resource)
+        counts = {lane: (text.count(f'"{queue}"'), text.count(f'"{dead_letters}"'))
+                  for lane, (queue, dead_letters, _) in LANES.items()}
+        assert counts["high"] == counts["normal"] == counts["low"], name
 
 
 def test_every_function_has_a_log_group_with_retention(template: dict[str, Any]) -> None:
@@ -232,12 +286,25 @@ def test_every_function_is_told_its_tables_and_queue(template: dict[str, Any]) -
     assert variables["AIJOBS_JOBS_TABLE"] == {"Ref": "JobsTable"}
     assert variables["AIJOBS_IDEMPOTENCY_TABLE"] == {"Ref": "IdempotencyTable"}
     assert variables["AIJOBS_JOBS_QUEUE_URL"] == {"Ref": "JobsQueue"}
+    assert variables["AIJOBS_JOBS_HIGH_QUEUE_URL"] == {"Ref": "JobsHighQueue"}
+    assert variables["AIJOBS_JOBS_LOW_QUEUE_URL"] == {"Ref": "JobsLowQueue"}
+
+
+def test_the_sweeper_is_told_every_lanes_dead_letter_queue(template: dict[str, Any]) -> None:
+    variables = template["Resources"]["SweeperFunction"]["Properties"]["Environment"]["Variables"]
+    settings = {f"AIJOBS_{name.upper()}" for name in Settings.model_fields}
+
+    for lane in ("HIGH_", "", "LOW_"):
+        assert f"AIJOBS_JOBS_{lane}DEAD_LETTER_QUEUE_URL" in variables.keys() & settings
+    assert {"AIJOBS_JOBS_HIGH_QUEUE_URL", "AIJOBS_JOBS_LOW_QUEUE_URL"} <= settings
 
 
 def test_every_output_has_a_description(template: dict[str, Any]) -> None:
     outputs = template["Outputs"]
 
     assert {"ApiUrl", "JobsTableName", "JobsQueueUrl", "JobsDeadLetterQueueUrl"} <= outputs.keys()
+    lanes = {f"{name}Url" for queue, dead_letters, _ in LANES.values() for name in (queue, dead_letters)}
+    assert lanes <= outputs.keys()
     for name, output in outputs.items():
         assert output.get("Description"), name
 
@@ -295,7 +362,8 @@ def test_scheduler_function_writes_only_the_jobs_table_and_queue(template: dict[
     assert dynamodb["Resource"] == {"Fn::GetAtt": ["JobsTable", "Arn"]}
     assert set(dynamodb["Action"]) == {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
                                        "dynamodb:BatchWriteItem"}  # UpdateItem: the token rate's reservation
-    assert {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["JobsQueue", "QueueName"]}}} in policies
+    for queue, _, _ in LANES.values():  # a fire's job goes to its priority's lane
+        assert {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": [queue, "QueueName"]}}} in policies
     assert "scheduler" not in json.dumps(policies) and "iam:" not in json.dumps(policies)
 
 

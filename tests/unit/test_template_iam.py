@@ -205,12 +205,11 @@ def test_metrics_go_out_through_the_logs_so_no_function_may_put_metric_data(temp
         assert "CloudWatchPutMetricPolicy" not in json.dumps(function_policies(template, function)), function
 
 
-def test_the_worker_may_send_a_released_jobs_message_to_the_jobs_queue_only(template: dict[str, Any]) -> None:
+def test_the_worker_may_send_a_released_jobs_message_to_the_jobs_queues_only(template: dict[str, Any]) -> None:
     policies = function_policies(template, "WorkerFunction")
 
-    # a parked job (over its tenant's concurrency limit) is released by sending its message again
-    assert {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["JobsQueue", "QueueName"]}}} in policies
+    # a parked job (over its tenant's concurrency limit) is released by sending its message again, to its lane
     sends = [p for p in policies if "SQSSendMessagePolicy" in p]
     assert {json.dumps(p) for p in sends} == {
         json.dumps({"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": [queue, "QueueName"]}}})
-        for queue in ("JobsQueue", "DeliveriesQueue")}
+        for queue in ("JobsHighQueue", "JobsQueue", "JobsLowQueue", "DeliveriesQueue")}

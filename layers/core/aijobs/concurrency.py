@@ -40,7 +40,7 @@ from __future__ import annotations
 import random
 import secrets
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from boto3.dynamodb.conditions import Key as KeyCondition
 from botocore.exceptions import ClientError
@@ -51,11 +51,12 @@ from aijobs.dynamo import (
     conditional,
     from_low_level,
     is_condition_failure,
+    parse_waiting,
     slots_key,
     tenant_partition,
     waiting_key,
 )
-from aijobs.models.jobs import JobStatus
+from aijobs.models.jobs import JobStatus, Priority
 from aijobs.observability import count, logger
 
 if TYPE_CHECKING:
@@ -188,36 +189,40 @@ class WaitingJobs:
         self._queue = queue
         self._clock = clock
 
-    def park(self, tenant: str, job_id: str, *, expires_at: int | None, queued: bool) -> None:
+    def park(self, tenant: str, job_id: str, *, expires_at: int | None, queued: bool,
+             priority: Priority = "normal") -> None:
         """Park a job until its tenant has room. Parking again (a duplicate message, a backstop's) rewrites the same
         item: the job keeps its place. A ``queued`` job's sweep entry becomes the backstop (a job being taken over
-        is in the sweep index already, due since its lease ended)."""
+        is in the sweep index already, due since its lease ended). Its ``priority`` places it among its tenant's
+        waiting jobs (``waiting_key``): high ones are released first, low ones last."""
         now = int(self._clock())
         # UpdateItem makes the item: the worker moves items by key, and is granted no PutItem.
-        self._table.update_item(Key=waiting_key(tenant, job_id), UpdateExpression="SET #expires_at = :expires",
+        self._table.update_item(Key=waiting_key(tenant, job_id, priority),
+                                UpdateExpression="SET #expires_at = :expires",
                                 ExpressionAttributeNames={"#expires_at": "expires_at"},
                                 ExpressionAttributeValues={":expires": expires_at or now + SLOTS_RETENTION_S})
         if queued:
             self._store.sweep_queued_later(job_id, due=now + int(PARK_BACKSTOP_S * random.uniform(1.0, 2.0)))
 
-    def is_parked(self, tenant: str, job_id: str) -> bool:
+    def is_parked(self, tenant: str, job_id: str, priority: Priority = "normal") -> bool:
         """Whether the job has a wait item (the sweeper's question: a parked job's backstop is no repair)."""
-        return "Item" in self._table.get_item(Key=waiting_key(tenant, job_id), ProjectionExpression="pk")
+        return "Item" in self._table.get_item(Key=waiting_key(tenant, job_id, priority), ProjectionExpression="pk")
 
     def release(self, tenant: str, *, room: int) -> int:
-        """Send the messages of the tenant's oldest waiting jobs, at most ``room`` of them; how many were sent. A job
-        whose send fails stays queued, without its wait item: the sweeper's backstop sends it."""
+        """Send the messages of the tenant's first waiting jobs (high ones first, each lane oldest first), at most
+        ``room`` of them; how many were sent. A job whose send fails stays queued, without its wait item: the
+        sweeper's backstop sends it."""
         released = 0
         for _ in range(RELEASE_QUERIES):
             if released >= room:
                 break
             asked = room - released + RELEASE_LOOKAHEAD
             entries = self._oldest(tenant, limit=asked)
-            for job_id in entries:
+            for job_id, priority in entries:
                 if released >= room:
                     break
-                if self._take_entry(tenant, job_id) and self._still_waiting(job_id):
-                    if not self._send(tenant, job_id):
+                if self._take_entry(tenant, job_id, priority) and (state := self._still_waiting(job_id)) is not None:
+                    if not self._send(tenant, job_id, state.priority):
                         return released
                     released += 1
             if len(entries) < asked:
@@ -226,28 +231,28 @@ class WaitingJobs:
             count("JobsReleased", released)
         return released
 
-    def _oldest(self, tenant: str, *, limit: int) -> list[str]:
+    def _oldest(self, tenant: str, *, limit: int) -> list[tuple[str, Priority]]:
         # Strongly consistent: a job parked just before a slot was given back must be seen by the giver.
         answer = self._table.query(
             KeyConditionExpression=KeyCondition("pk").eq(tenant_partition(tenant))
             & KeyCondition("sk").begins_with(WAITING_PREFIX),
             ConsistentRead=True, Limit=limit, ProjectionExpression="sk")
-        return [str(item["sk"]).removeprefix(WAITING_PREFIX) for item in answer["Items"]]
+        return [cast("tuple[str, Priority]", parse_waiting(str(item["sk"]))) for item in answer["Items"]]
 
-    def _take_entry(self, tenant: str, job_id: str) -> bool:
+    def _take_entry(self, tenant: str, job_id: str, priority: Priority) -> bool:
         """Delete the job's wait item; True for the one caller whose delete found it there."""
-        return conditional(self._table.delete_item, Key=waiting_key(tenant, job_id),
+        return conditional(self._table.delete_item, Key=waiting_key(tenant, job_id, priority),
                            ConditionExpression="attribute_exists(pk)") is not None
 
-    def _still_waiting(self, job_id: str) -> bool:
-        """Whether the job can start: queued, or in_progress past its lease (a take-over that was parked). A job
-        cancelled, finished or running elsewhere meanwhile just loses its entry."""
+    def _still_waiting(self, job_id: str) -> JobState | None:
+        """The job's state if it can start: queued, or in_progress past its lease (a take-over that was parked). A
+        job cancelled, finished or running elsewhere meanwhile (None) just loses its entry."""
         state = self._store.get_state(job_id, consistent=True)
-        return state is not None and _startable(state, now=self._clock())
+        return state if state is not None and _startable(state, now=self._clock()) else None
 
-    def _send(self, tenant: str, job_id: str) -> bool:
+    def _send(self, tenant: str, job_id: str, priority: Priority) -> bool:
         try:
-            self._queue.send_job(job_id)
+            self._queue.send_job(job_id, priority=priority)  # to its lane: parking never demotes a job
         except Exception:
             logger.exception("parked job not released: the sweeper's backstop sends it",
                              extra={"tenant": tenant, "job_id": job_id})

@@ -91,10 +91,20 @@ def slots_key(tenant: str) -> Key:
     return {"pk": tenant_partition(tenant), "sk": "SLOTS"}
 
 
-def waiting_key(tenant: str, job_id: str) -> Key:
+def waiting_key(tenant: str, job_id: str, priority: str = "normal") -> Key:
     """A job parked until its tenant has a free concurrency slot. Job ids are ``job_<ULID>``: the sort key orders a
-    tenant's waiting jobs by submission, so the oldest is the first of its partition's ``WAIT#`` range."""
-    return {"pk": tenant_partition(tenant), "sk": f"{WAITING_PREFIX}{job_id}"}
+    tenant's waiting jobs by submission, so the oldest is the first of its partition's ``WAIT#`` range. A job of
+    another priority lane than normal has its lane before its id: ``WAIT#high#<id>`` sorts before every
+    ``WAIT#job_...`` and ``WAIT#low#<id>`` after, so the range reads high jobs first, then normal (whose key is as it
+    was before lanes), then low, each lane oldest first."""
+    lane = "" if priority == "normal" else f"{priority}#"
+    return {"pk": tenant_partition(tenant), "sk": f"{WAITING_PREFIX}{lane}{job_id}"}
+
+
+def parse_waiting(sk: str) -> tuple[str, str]:
+    """A wait item's sort key -> (job id, priority): ``waiting_key``'s inverse."""
+    lane, _, job_id = sk.removeprefix(WAITING_PREFIX).rpartition("#")
+    return job_id, lane or "normal"
 
 
 WAITING_PREFIX = "WAIT#"

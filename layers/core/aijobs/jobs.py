@@ -209,18 +209,19 @@ class JobService:
                     logger.exception("reservation not released", extra={"job_id": job.id})
 
     def _enqueue(self, jobs: list[Job]) -> None:
-        """Send the jobs' messages; a deferred job's is delayed to when it may start, or, past SQS's delays, left to
-        the sweeper (its sweep index entry is due then)."""
-        ready = [job.id for job in jobs if job.status_details is None]
+        """Send the jobs' messages, each to its priority's lane; a deferred job's is delayed to when it may start, or,
+        past SQS's delays, left to the sweeper (its sweep index entry is due then)."""
+        ready = [(job.id, job.request.priority) for job in jobs if job.status_details is None]
         try:
             if len(ready) == 1:
-                self.queue.send_job(ready[0])
+                self.queue.send_job(ready[0][0], priority=ready[0][1])
             elif ready:
                 self.queue.send_jobs(ready)
             now = int(self.clock())
             for job in jobs:
                 if job.status_details is not None and job.status_details.not_before - now <= MAX_DELAY_S:
-                    self.queue.send_job(job.id, delay_s=job.status_details.not_before - now)
+                    self.queue.send_job(job.id, priority=job.request.priority,
+                                        delay_s=job.status_details.not_before - now)
         except Exception:
             logger.exception("enqueue failed: nothing stored", extra={"jobs": len(jobs)})
             raise ServiceUnavailable("the job could not be queued; try again", code="enqueue_failed",

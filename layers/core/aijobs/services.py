@@ -101,7 +101,7 @@ class Services:
 
     @cached_property
     def job_queue(self) -> JobQueue:
-        return JobQueue(queue_url=self.settings.jobs_queue_url, client=self.sqs, clock=self.clock)
+        return JobQueue(queue_urls=self.settings.jobs_queue_urls, client=self.sqs, clock=self.clock)
 
     @cached_property
     def delivery_queue(self) -> DeliveryQueue:
@@ -261,9 +261,10 @@ class Services:
     def sweeper(self) -> Sweeper:
         from aijobs.sweeper import DeadLetters, Sweeper
 
-        dead_letters = DeadLetters(queue_url=self.settings.jobs_dead_letter_queue_url, client=self.sqs)
+        dead_letter_urls = self.settings.jobs_dead_letter_queue_urls
+        dead_letters = DeadLetters(queue_urls=dead_letter_urls, client=self.sqs) if dead_letter_urls else None
         return Sweeper(store=self.store, queue=self.job_queue, outbox=self.outbox, waiting=self.waiting_jobs,
-                       dead_letters=dead_letters if self.settings.jobs_dead_letter_queue_url else None,
+                       dead_letters=dead_letters,
                        resend_after_s=self.settings.sweep_resend_after_s, limit=self.settings.sweep_limit,
                        clock=self.clock, usage=self.usage_store)
 

@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from aijobs.backends import ModelBackends, parse_model_backends
+from aijobs.models.jobs import Priority
 from aijobs.models.tenants import Limits, TenantLimits
 
 # API Gateway's HTTP API gives an integration 30 s at most; a synchronous wait must end well before.
@@ -22,8 +23,13 @@ class Settings(BaseSettings):
     stage: str = "dev"
     jobs_table: str = "aijobs-jobs"
     idempotency_table: str = "aijobs-idempotency"
-    jobs_queue_url: str = ""
+    jobs_queue_url: str = ""  # the normal lane's queue
     jobs_dead_letter_queue_url: str = ""
+    # The other priority lanes' queues and dead-letter queues; empty: the lane shares the normal lane's queue.
+    jobs_high_queue_url: str = ""
+    jobs_low_queue_url: str = ""
+    jobs_high_dead_letter_queue_url: str = ""
+    jobs_low_dead_letter_queue_url: str = ""
     deliveries_queue_url: str = ""
     results_bucket: str = ""
     region: str | None = None
@@ -149,6 +155,18 @@ class Settings(BaseSettings):
             "requests_per_minute": self.limit_requests_per_minute, "tokens_per_minute": self.limit_tokens_per_minute,
             "concurrent_jobs": self.limit_concurrent_jobs, "daily_cost_usd": self.limit_daily_cost_usd,
             "daily_cost_soft_usd": self.limit_daily_cost_soft_usd, **set_})
+
+    @property
+    def jobs_queue_urls(self) -> dict[Priority, str]:
+        """Each priority lane's queue URL (empty: the normal lane's queue)."""
+        return {"high": self.jobs_high_queue_url, "normal": self.jobs_queue_url, "low": self.jobs_low_queue_url}
+
+    @property
+    def jobs_dead_letter_queue_urls(self) -> list[str]:
+        """The jobs dead-letter queues the sweeper reads: every lane's that is set, each once."""
+        return list(dict.fromkeys(url for url in (self.jobs_high_dead_letter_queue_url,
+                                                  self.jobs_dead_letter_queue_url,
+                                                  self.jobs_low_dead_letter_queue_url) if url))
 
     @property
     def retention_s(self) -> int:

@@ -21,6 +21,10 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 
 
+# (receipt_handle, seconds, queue_arn): make a received message visible again in that many seconds
+Redeliver = Callable[[str, int, str], None]
+
+
 class NotDone(Exception):
     """The record is reported failed, with its visibility already set."""
 
@@ -35,10 +39,11 @@ def record_model[M: BaseModel](body: type[M]) -> type[SqsRecordModel]:
 
 def process_batch[M: BaseModel](event: dict[str, Any], context: Any, *, body: type[M],
                                 run: Callable[[M], Awaitable[Outcome]],
-                                redeliver_in: Callable[[str, int], None]) -> dict[str, Any]:
+                                redeliver_in: Redeliver) -> dict[str, Any]:
     """Run the batch's records concurrently; the records not done are reported so that only they come back.
 
-    ``redeliver_in(receipt_handle, seconds)`` changes a received message's visibility.
+    ``redeliver_in(receipt_handle, seconds, queue_arn)`` changes a received message's visibility, on the queue it
+    came from (the record's ``eventSourceARN``: a function fed by several queues, the jobs lanes, gets them mixed).
     """
     # Loaded at the first batch rather than at import (about 0.2 s): the cold start pays it either way.
     from aws_lambda_powertools.utilities.batch import AsyncBatchProcessor, EventType
@@ -53,7 +58,7 @@ def process_batch[M: BaseModel](event: dict[str, Any], context: Any, *, body: ty
         seconds = outcome.seconds if isinstance(outcome, RetryIn) else 0
         if isinstance(outcome, Poison):
             logger.error("poison message", extra={"message_id": record.messageId, "reason": outcome.reason})
-        await asyncio.to_thread(redeliver_in, record.receiptHandle, seconds)
+        await asyncio.to_thread(redeliver_in, record.receiptHandle, seconds, record.eventSourceARN)
         raise NotDone(record.messageId)
 
     # A processor per invocation: it holds the batch's state, and the local stack runs batches in threads.
@@ -64,12 +69,12 @@ def process_batch[M: BaseModel](event: dict[str, Any], context: Any, *, body: ty
         if isinstance(failed, SQSRecord):  # its body did not parse: the processor never handed it over
             logger.error("unparseable message", extra={"message_id": failed.message_id,
                                                        "queue": failed.event_source_arn})
-            _redeliver_poison(redeliver_in, failed.receipt_handle)
+            _redeliver_poison(redeliver_in, failed.receipt_handle, failed.event_source_arn)
     return dict(processor.response())
 
 
-def _redeliver_poison(redeliver_in: Callable[[str, int], None], receipt_handle: str) -> None:
+def _redeliver_poison(redeliver_in: Redeliver, receipt_handle: str, queue_arn: str) -> None:
     try:
-        redeliver_in(receipt_handle, 0)
+        redeliver_in(receipt_handle, 0, queue_arn)
     except Exception:  # reported failed all the same: it comes back after its visibility timeout instead
         logger.exception("poison message not made visible again")

@@ -47,6 +47,7 @@ from aijobs.models.jobs import (
     Job,
     JobRequest,
     JobStatus,
+    Priority,
     Progress,
     Reservation,
     StatusDetails,
@@ -85,6 +86,12 @@ def _optional_int(value: Any) -> int | None:
     return None if value is None else int(_number(value))
 
 
+def _priority(request: Any) -> Priority:
+    """A stored request's lane; a job stored before lanes existed (or unreadable) is in the normal one."""
+    value = request.get("priority") if isinstance(request, dict) else None
+    return value if value in ("high", "low") else "normal"
+
+
 class JobState(NamedTuple):
     tenant: str
     status: JobStatus
@@ -92,6 +99,7 @@ class JobState(NamedTuple):
     created_at: int = 0
     expires_at: int | None = None
     lease_until: int | None = None
+    priority: Priority = "normal"  # its lane (a parked job released is sent to it)
 
 
 def read_job(item: dict[str, Any]) -> Job:
@@ -163,12 +171,13 @@ def _run_fields(run: RunRecord | None) -> dict[str, Any]:
     return {name: value for name, value in fields.items() if value is not None}
 
 
-_STATE_FIELDS = ("id", "tenant", "status", "attempt", "expires_at", "created_at", "lease_until")
+_STATE_FIELDS = ("id", "tenant", "status", "attempt", "expires_at", "created_at", "lease_until", "request.priority")
 
 
 def _projection(fields: tuple[str, ...]) -> dict[str, Any]:
-    return {"ProjectionExpression": ", ".join(f"#{f}" for f in fields),
-            "ExpressionAttributeNames": {f"#{f}": f for f in fields}}
+    """A projection of ``fields``; a dotted one (``request.priority``) is a path into a map."""
+    return {"ProjectionExpression": ", ".join(".".join(f"#{part}" for part in f.split(".")) for f in fields),
+            "ExpressionAttributeNames": {f"#{part}": part for f in fields for part in f.split(".")}}
 
 
 def _job_keys(job_ids: list[str]) -> list[Key]:
@@ -312,7 +321,8 @@ class JobStore:
                                          attempt=int(_number(item.get("attempt", 0))),
                                          created_at=int(_number(item.get("created_at", 0))),
                                          expires_at=_optional_int(item.get("expires_at")),
-                                         lease_until=_optional_int(item.get("lease_until")))
+                                         lease_until=_optional_int(item.get("lease_until")),
+                                         priority=_priority(item.get("request")))
 
     def _batch_get(self, keys: list[Key], *, consistent: bool,
                    fields: tuple[str, ...] | None = None) -> Iterator[dict[str, Any]]:

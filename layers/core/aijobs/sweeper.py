@@ -8,10 +8,11 @@
   not). That is no repair: it is counted apart (``SweeperParkedResent``), out of ``SweeperRepairsAlarm``'s count;
 - a finished job whose webhook was never queued (the deliveries queue refused it): the webhook is queued (to its
   callback_url and its tenant's subscribed endpoints);
-- a job whose message reached the jobs dead-letter queue: it fails with ``dead_lettered``, and its webhook goes out.
+- a job whose message reached a jobs dead-letter queue (each priority lane has one): it fails with
+  ``dead_lettered``, and its webhook goes out.
 
 It reads only what is due: the sparse sweep index (dynamo.py), at most ``limit`` jobs per shard and run, and
-the dead-letter queue, at most ``limit`` messages per run. A job stays in the index while something about it can
+the dead-letter queues, at most ``limit`` messages per run. A job stays in the index while something about it can
 still get stuck; a repair moves its due time on, so a job is never repaired twice in one period.
 """
 
@@ -54,20 +55,23 @@ class SweepReport(BaseModel):
 
 @dataclass
 class DeadLetters:
-    """The jobs dead-letter queue, as the sweeper reads it: messages stay there for the operator."""
+    """The jobs dead-letter queues (one a priority lane), as the sweeper reads them: messages stay there for the
+    operator."""
 
-    queue_url: str
+    queue_urls: list[str]
     client: Any
 
     def receive(self, *, limit: int) -> list[str]:
+        """Up to ``limit`` bodies in all, from each queue in turn (high lane first)."""
         bodies: list[str] = []
-        while len(bodies) < limit:
-            messages = self.client.receive_message(
-                QueueUrl=self.queue_url, MaxNumberOfMessages=min(10, limit - len(bodies)),
-                VisibilityTimeout=DEAD_LETTER_HIDE_S, WaitTimeSeconds=0).get("Messages", [])
-            if not messages:
-                break
-            bodies += [m["Body"] for m in messages]
+        for url in self.queue_urls:
+            while len(bodies) < limit:
+                messages = self.client.receive_message(
+                    QueueUrl=url, MaxNumberOfMessages=min(10, limit - len(bodies)),
+                    VisibilityTimeout=DEAD_LETTER_HIDE_S, WaitTimeSeconds=0).get("Messages", [])
+                if not messages:
+                    break
+                bodies += [m["Body"] for m in messages]
         return bodies
 
 
@@ -110,8 +114,8 @@ class Sweeper:
             # Its worker died (in_progress past the lease), its retry's message never came back (queued), or it is
             # parked past its backstop. Sending a parked job again is harmless: it runs once, or parks again.
             parked = job.status is JobStatus.queued and self.waiting is not None and self.waiting.is_parked(
-                job.tenant, job.id)
-            self.queue.send_job(job.id)
+                job.tenant, job.id, job.request.priority)
+            self.queue.send_job(job.id, priority=job.request.priority)  # to its lane, as it was sent first
             self.store.sweep_later(job, due=now + self.resend_after_s)
             if parked:
                 self.report.parked_resent += 1

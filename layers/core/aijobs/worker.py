@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from decimal import Decimal
 
     from aijobs.concurrency import TenantSlots, WaitingJobs
+    from aijobs.models.jobs import Priority
     from aijobs.queues import JobQueue
     from aijobs.rates import Limiter
     from aijobs.usage import UsageStore
@@ -225,7 +226,8 @@ class Worker:
         if self.slots is not None:
             state = self.store.get_state(job_id)
             if state is not None and state.status is JobStatus.queued:
-                taken = self._take_slot(state.tenant, job_id, expires_at=state.expires_at, queued=True)
+                taken = self._take_slot(state.tenant, job_id, expires_at=state.expires_at, queued=True,
+                                        priority=state.priority)
                 if taken is not None and not isinstance(taken, Slot):
                     return taken
                 slot = taken
@@ -236,7 +238,8 @@ class Worker:
         return claim, slot
 
     def _take_over_in_slot(self, current: Job) -> tuple[Claim, Slot | None] | Outcome:
-        slot = self._take_slot(current.tenant, current.id, expires_at=current.expires_at, queued=False)
+        slot = self._take_slot(current.tenant, current.id, expires_at=current.expires_at, queued=False,
+                               priority=current.request.priority)
         if slot is not None and not isinstance(slot, Slot):
             return slot
         claim = self.store.take_over(current.id, lease_s=self.lease_s)
@@ -245,8 +248,8 @@ class Worker:
             slot = None
         return claim, slot
 
-    def _take_slot(self, tenant: str, job_id: str, *, expires_at: int | None,
-                   queued: bool) -> Slot | Outcome | None:
+    def _take_slot(self, tenant: str, job_id: str, *, expires_at: int | None, queued: bool,
+                   priority: Priority = "normal") -> Slot | Outcome | None:
         """A slot for the tenant's job (None: no limits are kept), or the outcome of parking the job (its tenant is
         full). A take that removed dead workers' expired slots may leave room nobody else would release: it
         releases waiting jobs into it."""
@@ -255,17 +258,18 @@ class Worker:
         limit = self.concurrent_jobs(tenant)
         slot = self.slots.take(tenant, limit=limit, lease_s=self.lease_s)
         if slot is None:
-            return self._park(tenant, job_id, limit=limit, expires_at=expires_at, queued=queued)
+            return self._park(tenant, job_id, limit=limit, expires_at=expires_at, queued=queued, priority=priority)
         if slot.cleared and slot.room > 0:
             self._release(tenant, slot.room)
         return slot
 
-    def _park(self, tenant: str, job_id: str, *, limit: int, expires_at: int | None, queued: bool) -> Outcome:
+    def _park(self, tenant: str, job_id: str, *, limit: int, expires_at: int | None, queued: bool,
+              priority: Priority) -> Outcome:
         """Park the job (concurrency.py) and delete its message; then look again: a slot given back between the
         take's refusal and the park was given back to no one (its giver found nobody waiting), so if the tenant
         has room now, its oldest waiting jobs are released at once."""
         assert self.slots is not None and self.waiting is not None
-        self.waiting.park(tenant, job_id, expires_at=expires_at, queued=queued)
+        self.waiting.park(tenant, job_id, expires_at=expires_at, queued=queued, priority=priority)
         logger.info("job parked: its tenant runs as many jobs as it may",
                     extra={"tenant": tenant, "job_id": job_id, "concurrent_jobs": limit})
         count("JobsParked")
@@ -334,7 +338,8 @@ class Worker:
                     logger.info("deferred job still over its limit", extra={"reason": exc.code})
                     wait = details.not_before - int(self.clock())
                     if wait <= MAX_DELAY_S and self.queue is not None:  # else the sweeper sends it when due
-                        await asyncio.to_thread(self.queue.send_job, job.id, delay_s=wait)
+                        await asyncio.to_thread(self.queue.send_job, job.id, priority=job.request.priority,
+                                                delay_s=wait)
                     return DONE
         if not await asyncio.to_thread(self.store.admit_deferred, job, reservation) and self.limiter and reservation:
             # Admitted by another delivery of its message, or cancelled meanwhile: the reservation goes back.
@@ -368,17 +373,11 @@ class Worker:
             price = _price(job, made.usage, served_by=made.fallback_model)
             if job.request.response_format is not None and made.text is not None and (invalid := check_output(
                     job.request.response_format, made.text, finish_reason=made.finish_reason)) is not None:
-                return await self._output_invalid(job, invalid, made.usage, price)
+                return await self._output_invalid(job, invalid, made, price, run)
             usage, total = self._with_spent(job, made.usage, price)
             if not await asyncio.to_thread(self.store.complete_job, job, output_text=made.text, usage=usage,
                                            price=total, run=run):
-                if await asyncio.to_thread(self.store.keep_cancelled_run, job, output_text=made.text,
-                                           usage=usage, price=total, run=run):
-                    logger.info("job was cancelled while it ran: its output, usage and cost are kept")
-                    await self._count_usage(job, made.usage, price.cost_usd)
-                else:
-                    logger.info("job outcome dropped: claim lost")
-                return DONE
+                return await self._claim_lost(job, made, price, run)
             logger.info("job completed", extra={"output_tokens": usage.output_tokens})
             count("JobsCompleted")
             await self._count_usage(job, made.usage, price.cost_usd)
@@ -392,20 +391,33 @@ class Worker:
             return usage, price
         return job.usage + usage, Price(job.cost_usd + price.cost_usd, bool(job.price_known) and price.known)
 
-    async def _output_invalid(self, job: Job, error: OutputInvalid, usage: Usage, price: Price) -> Outcome:
+    async def _claim_lost(self, job: Job, made: Made, price: Price, run: RunRecord) -> Outcome:
+        """The attempt's outcome could not be written: the job was cancelled while it ran (its output, usage and cost
+        are kept: they were paid for), or another worker has it."""
+        usage, total = self._with_spent(job, made.usage, price)
+        if await asyncio.to_thread(self.store.keep_cancelled_run, job, output_text=made.text, usage=usage,
+                                   price=total, run=run):
+            logger.info("job was cancelled while it ran: its output, usage and cost are kept")
+            await self._count_usage(job, made.usage, price.cost_usd)
+        else:
+            logger.info("job outcome dropped: claim lost")
+        return DONE
+
+    async def _output_invalid(self, job: Job, error: OutputInvalid, made: Made, price: Price,
+                              run: RunRecord) -> Outcome:
         """An output that is not the JSON the job asked for: the attempt was paid for (its usage counts now, apart
         from the job's reservation, which its last attempt settles); the job runs again, up to
         ``output_retries`` times, else fails with ``output_invalid``."""
-        total_usage, total = self._with_spent(job, usage, price)
-        spent = Spent(usage=total_usage, price=total, invalid_outputs=job.invalid_outputs + 1)
+        usage, total = self._with_spent(job, made.usage, price)
+        spent = Spent(usage=usage, price=total, invalid_outputs=job.invalid_outputs + 1)
         count("OutputsInvalid")
         if spent.invalid_outputs > self.output_retries or job.attempt >= self.retry.max_attempts:
-            return await self._fail(job, error, spent=spent, last=(usage, price))
+            return await self._fail(job, error, spent=spent, last=(made.usage, price))
         if not await asyncio.to_thread(self.store.requeue_job, job, error.detail(), retry_at=int(self.clock()),
                                        spent=spent):
-            return DONE  # the claim was lost (cancelled, or taken over): not this worker's to count
+            return await self._claim_lost(job, made, price, run)
         logger.warning("job's output did not match its format: it runs again", extra={"error_code": error.code})
-        await self._count_usage(job, usage, price.cost_usd, settle=False)
+        await self._count_usage(job, made.usage, price.cost_usd, settle=False)
         return RetryIn(0)
 
     async def _make(self, job: Job, parts: list[str]) -> Made:

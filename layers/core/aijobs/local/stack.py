@@ -76,12 +76,18 @@ def load_handler(function_dir: str, attribute: str) -> Any:
     return getattr(module, attribute)
 
 
-def poller_concurrency(source: QueueSource, env: dict[str, str]) -> int:
+def poller_concurrency(source: QueueSource, env: dict[str, str], *, widest: int | None = None) -> int:
     """Batches a poller runs at once: the worker's AIJOBS_LOCAL_WORKER_CONCURRENCY (2; each job calls the model),
     the others' as many as the template lets Lambda run. The webhook sender needs more consumers than its per-host cap
-    of attempts, so that a receiver that never answers cannot hold every one of them."""
+    of attempts, so that a receiver that never answers cannot hold every one of them.
+
+    ``widest``: the most concurrency the template gives any of the worker's event sources (its priority lanes); a
+    lane given less gets its share of the local figure, at least one, so the lanes keep their proportions here."""
     if source.function == "WorkerFunction":
-        return int(env.get("AIJOBS_LOCAL_WORKER_CONCURRENCY") or 2)
+        local = int(env.get("AIJOBS_LOCAL_WORKER_CONCURRENCY") or 2)
+        if widest and source.max_concurrency:
+            return max(1, local * source.max_concurrency // widest)
+        return local
     return source.max_concurrency or 2
 
 
@@ -158,14 +164,18 @@ class LocalStack:
             os.environ["AIJOBS_MODEL_BACKENDS"] = json.dumps(local_backends(self.fake_model.url, down_port=free_port()))
 
     def _start_pollers(self, session: boto3.session.Session, template: dict[str, Any]) -> None:
-        """What Lambda's event source mappings do in AWS, for every SQS event in the template."""
+        """What Lambda's event source mappings do in AWS, for every SQS event in the template (the worker's priority
+        lanes each have theirs)."""
         assert self.resources is not None
         sqs = session.client("sqs")
+        sources = sqs_sources(template)
+        widest = {s.function: max(t.max_concurrency or 0 for t in sources if t.function == s.function) for s in sources}
+        handlers = {s.function: load_handler(s.code_dir, s.handler) for s in sources}  # one module per function
         self.pollers = [QueuePoller(name=source.function, sqs=sqs, queue_url=self.resources.refs[source.queue],
-                                    queue_arn=self.resources.arns[source.queue],
-                                    handler=load_handler(source.code_dir, source.handler),
-                                    concurrency=poller_concurrency(source, self.env), batch_size=source.batch_size)
-                        for source in sqs_sources(template)]
+                                    queue_arn=self.resources.arns[source.queue], handler=handlers[source.function],
+                                    concurrency=poller_concurrency(source, self.env, widest=widest[source.function]),
+                                    batch_size=source.batch_size)
+                        for source in sources]
         for poller in self.pollers:
             poller.start()
 

@@ -157,6 +157,9 @@ JobKind = Literal["text", "embedding", "image"]
 # Image sizes OpenAI's image models take (dall-e-2: the squares up to 1024; dall-e-3: 1024 and 1792 sides;
 # gpt-image-1: 1024 and 1536 sides, and auto); the provider refuses a size its model does not make.
 ImageSize = Literal["256x256", "512x512", "1024x1024", "1792x1024", "1024x1792", "1536x1024", "1024x1536", "auto"]
+# Which jobs queue a job waits in: each lane has its own queue and worker concurrency, so a high job never waits
+# behind a backlog of low ones (README "How it works").
+Priority = Literal["high", "normal", "low"]
 
 
 class JobRequest(BaseModel):
@@ -188,6 +191,7 @@ class JobRequest(BaseModel):
     # Over the token rate or the daily budget: refused with a 429 ("reject"), or kept queued until the limit allows
     # ("defer", with status_details); null: the tenant's on_limit.
     on_limit: OnLimit | None = None
+    priority: Priority = "normal"  # its lane: the queue it waits in
     # A registry prompt (POST /v1/prompts), as OpenAI's ``prompt`` parameter: resolved when the job is submitted
     # (aijobs/prompts.py) into the instructions and input the job runs; the job records prompt_id and prompt_version.
     prompt: PromptRef | None = None
@@ -410,6 +414,7 @@ class Job(BaseModel):
             error=self.error,
             attempt=self.attempt,
             metadata=self.request.metadata,
+            priority=self.request.priority,
             schedule_id=self.schedule_id,
             retry_of=self.retry_of,
             retried_by=self.retried_by,
@@ -482,6 +487,7 @@ class JobOut(BaseModel):
     error: ErrorDetail | None
     attempt: int
     metadata: dict[str, str]
+    priority: Priority = "normal"  # its request's lane
     schedule_id: str | None = None
     retry_of: str | None = None
     retried_by: str | None = None

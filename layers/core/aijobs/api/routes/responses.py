@@ -33,9 +33,10 @@ _ERRORS = {status: {"model": OpenAIErrorResponse} for status in (400, 401, 404, 
 router = APIRouter(prefix="/v1/responses", tags=["responses"], responses=_ERRORS)  # type: ignore[arg-type]
 ResponseId = Annotated[str, Path(max_length=MAX_ID_CHARS, description="A response's id (resp_...; job_... too)")]
 _JSON = {"application/json": {"schema": {"type": "object"}}}
-# Each server-sent event, as a client parses it (OpenAI's response.* event names; its data is the event's JSON)
+# One server-sent event: `event: response.<kind>`, its data the event's JSON (type, sequence_number, ...).
 _EVENTS = {"text/event-stream": {"schema": {"type": "object", "required": ["event", "data"], "properties": {
-    "event": {"type": "string", "pattern": "^response\\."}, "data": {"type": "string"}}}}}
+    "event": {"type": "string", "pattern": "^response\\."},
+    "data": {"type": "string", "description": "JSON: {type, sequence_number, ...} as OpenAI's stream events"}}}}}
 _RESPONSE_SCHEMA: dict[str, Any] = {"description": "A Response, as OpenAI's Responses API answers it", "content": _JSON}
 # POST with stream: true, and GET with stream=true: OpenAI's response.* events, each with a sequence_number
 _RESPONSE_OR_EVENTS: dict[str, Any] = {"description": "A Response, or its response.* server-sent events",
