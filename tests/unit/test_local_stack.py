@@ -205,3 +205,21 @@ def test_a_stream_whose_client_is_gone_at_a_send_is_aborted() -> None:
     calls = asyncio.run(serve())
 
     assert (calls["prompt:gone at a send"], calls["aborted:gone at a send"], calls["aborted"]) == (1, 1, 1)
+
+
+def test_the_local_backends_route_the_down_model_to_the_down_backend_with_a_fallback_to_the_fake_model(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from aijobs.local.stack import backends_line, local_backends
+    from aijobs.settings import Settings
+
+    value = json.dumps(local_backends("http://127.0.0.1:43210", down_port=43211))
+    backends = Settings(stage="local", default_model="fake-model", model_backends=value).model_backends
+
+    assert backends is not None
+    assert backends.candidates("fake-model-down") == [("fake-down", "fake-model-down"), ("fake", "fake-model")]
+    assert backends.backends["fake-down"].base_url == "http://127.0.0.1:43211/v1"
+    assert backends.candidates("any-other") == [("fake", "any-other")]
+    monkeypatch.setenv("AIJOBS_MODEL_BACKENDS", value)
+    assert '"model": "fake-model-down" falls back to fake-model' in backends_line()
+    monkeypatch.setenv("AIJOBS_MODEL_BACKENDS", "")  # the developer's own (or none): no line about the local ones
+    assert backends_line() == ""

@@ -74,7 +74,7 @@ def test_public_job_has_the_documented_shape() -> None:
     assert set(public) == {"id", "object", "status", "model", "kind", "created_at", "started_at", "completed_at",
                            "output", "usage", "cost_usd", "price_known", "error", "attempt", "metadata", "schedule_id",
                            "retry_of", "retried_by", "progress", "duration_ms", "stream_url", "status_details",
-                           "provider_model", "finish_reason", "prompt_id", "prompt_version",
+                           "provider_model", "backend", "finish_reason", "prompt_id", "prompt_version",
                            "content_deleted_at", "priority"}
     assert public["object"] == "job" and public["metadata"] == {"a": "b"} and "tenant" not in public
     assert public["priority"] == "normal"  # unset: the normal lane

@@ -69,6 +69,8 @@ STATUSES = [
     ("POST /v1/responses/{response_id}/cancel", {200, 400, 401, 404, 409, 429, 500}),
     ("GET /v1/responses/{response_id}/input_items", {200, 400, 401, 404, 429, 500}),
     ("DELETE /v1/responses/{response_id}", {200, 400, 401, 404, 409, 429, 500}),
+    ("GET /v1/models", {200, 401, 429, 500}),
+    ("GET /v1/models/{model_id}", {200, 400, 401, 404, 429, 500}),
 ]
 
 
@@ -83,7 +85,7 @@ def test_every_route_is_in_the_table_above() -> None:
 
 @pytest.mark.parametrize("operation", sorted(OPERATIONS))
 def test_every_error_status_has_the_typed_error_body(operation: str) -> None:
-    body = OPENAI_ERROR_BODY if " /v1/responses" in operation else ERROR_BODY
+    body = OPENAI_ERROR_BODY if " /v1/responses" in operation or " /v1/models" in operation else ERROR_BODY
     for status, response in OPERATIONS[operation]["responses"].items():
         if int(status) >= 400:
             assert response["content"] == {"application/json": {"schema": body}}, status

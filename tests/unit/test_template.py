@@ -211,7 +211,7 @@ def test_worker_reads_only_the_configured_secret_and_only_when_set(template: dic
     policies = template["Resources"]["WorkerFunction"]["Properties"]["Policies"]
     conditional = [p["Fn::If"] for p in policies if isinstance(p, dict) and "Fn::If" in p]
 
-    (secret_policy,) = [c for c in conditional if "secretsmanager" in json.dumps(c)]
+    secret_policy, backends_policy = [c for c in conditional if "secretsmanager" in json.dumps(c)]
     condition, when_set, when_empty = secret_policy
     assert condition == "HasModelApiKeySecret"
     assert when_set["Statement"] == [
@@ -225,6 +225,25 @@ def test_worker_reads_only_the_configured_secret_and_only_when_set(template: dic
     assert template["Conditions"]["HasModelApiKeySecret"] == {
         "Fn::Not": [{"Fn::Equals": [{"Ref": "ModelApiKeySecretArn"}, ""]}]
     }
+    # the model backends' secrets (ModelBackends): exactly the ARNs listed, and nothing when none is
+    assert backends_policy == ["HasModelBackendSecrets", {"Statement": [{
+        "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": {"Ref": "ModelBackendSecretArns"}}]},
+        {"Ref": "AWS::NoValue"}]
+    assert template["Conditions"]["HasModelBackendSecrets"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", {"Ref": "ModelBackendSecretArns"}]}, ""]}]}
+    assert template["Parameters"]["ModelBackendSecretArns"] == {**template["Parameters"]["ModelBackendSecretArns"],
+                                                                 "Type": "CommaDelimitedList", "Default": ""}
+
+
+def test_the_model_backends_reach_the_worker_and_the_api_but_their_secrets_only_the_worker(
+        template: dict[str, Any]) -> None:
+    resources = template["Resources"]
+    for function in ("WorkerFunction", "ApiFunction", "StreamFunction"):
+        variables = resources[function]["Properties"]["Environment"]["Variables"]
+        assert variables["AIJOBS_MODEL_BACKENDS"] == {"Ref": "ModelBackends"}
+    for function in ("ApiFunction", "StreamFunction", "WebhookFunction", "SchedulerFunction", "SweeperFunction"):
+        assert "ModelBackendSecretArns" not in json.dumps(resources[function])
+    assert template["Parameters"]["ModelBackends"]["Default"] == ""  # one backend unless asked for
 
 
 @pytest.mark.parametrize(

@@ -35,11 +35,14 @@ class Delta:
 @dataclass(frozen=True)
 class StreamEnd:
     """The last event of a stream: what the call used, which model answered (a provider may resolve an alias to a
-    dated snapshot), and why it stopped (``stop``, ``length`` at max_output_tokens)."""
+    dated snapshot), and why it stopped (``stop``, ``length`` at max_output_tokens). Through several backends
+    (aijobs/backends.py): which backend answered, and the fallback model it was asked for when not the job's."""
 
     usage: Usage
     model: str
     finish_reason: str | None = None
+    backend: str | None = None
+    fallback_model: str | None = None
 
 
 StreamEvent = Delta | StreamEnd
@@ -51,6 +54,8 @@ class Completion:
     usage: Usage
     model: str
     finish_reason: str | None = None
+    backend: str | None = None  # as StreamEnd's
+    fallback_model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,8 @@ class Embeddings:
     vectors: list[list[float]]
     usage: Usage
     model: str
+    backend: str | None = None  # as StreamEnd's
+    fallback_model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,8 @@ class Images:
     pngs: list[bytes]
     usage: Usage
     model: str
+    backend: str | None = None  # as StreamEnd's
+    fallback_model: str | None = None
 
 
 class ModelProvider(ABC):
@@ -104,7 +113,8 @@ class ModelProvider(ABC):
             await stream.aclose()  # type: ignore[attr-defined]  # an async generator: closes the HTTP response
         if end is None:
             raise ProviderError("the model provider's answer ended early", code="bad_response", retryable=True)
-        return Completion(text="".join(parts), usage=end.usage, model=end.model, finish_reason=end.finish_reason)
+        return Completion(text="".join(parts), usage=end.usage, model=end.model, finish_reason=end.finish_reason,
+                          backend=end.backend, fallback_model=end.fallback_model)
 
 
 def to_messages(request: JobRequest) -> list[dict[str, str]]:

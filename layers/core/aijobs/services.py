@@ -7,7 +7,9 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import boto3
+from pydantic import SecretStr
 
+from aijobs.backends import SINGLE_BACKEND, ModelBackends, single_backend
 from aijobs.clock import Clock, system_clock
 from aijobs.jobs import JobService
 from aijobs.queues import DeliveryQueue, JobQueue
@@ -22,6 +24,7 @@ from aijobs.webhooks.slots import HostSlots
 from aijobs.webhooks.store import WebhookStore
 
 if TYPE_CHECKING:
+    from aijobs.backends import ModelRouter
     from aijobs.concurrency import WaitingJobs
     from aijobs.idempotency import Idempotency
     from aijobs.models.jobs import FileLink
@@ -205,28 +208,46 @@ class Services:
 
     @cached_property
     def worker(self) -> Worker:
-        # openai is imported here, not at module level: the API function never loads it.
-        from openai import AsyncOpenAI
-
-        from aijobs.providers import OpenAIProvider
         from aijobs.retry import RetryPolicy
         from aijobs.worker import Worker
 
-        api_key = self._model_api_key()
-        base_url = self.settings.model_base_url
-        provider = OpenAIProvider(lambda: AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0))
         retry = RetryPolicy(max_attempts=self.settings.max_attempts,
                             base_delay_s=self.settings.retry_base_delay_s,
                             max_delay_s=self.settings.retry_max_delay_s,
                             max_retry_after_s=self.settings.retry_after_max_s)
         from aijobs.concurrency import TenantSlots
 
-        return Worker(store=self.store, provider=provider, retry=retry, lease_s=self.settings.job_lease_s,
+        return Worker(store=self.store, provider=self.model_router, retry=retry, lease_s=self.settings.job_lease_s,
                       outbox=self.outbox, clock=self.clock, slots=TenantSlots(table=self.table, clock=self.clock),
                       waiting=self.waiting_jobs,
                       concurrent_jobs=lambda tenant: self.tenants.limits(tenant).concurrent_jobs,
                       usage=self.usage_store, limiter=self.limiter, queue=self.job_queue,
                       output_retries=self.settings.output_invalid_retries)
+
+    @cached_property
+    def model_backends(self) -> ModelBackends:
+        """The configured backends (AIJOBS_MODEL_BACKENDS), else the one of AIJOBS_MODEL_BASE_URL for every model."""
+        return self.settings.model_backends or single_backend(self.settings.model_base_url)
+
+    @cached_property
+    def model_router(self) -> ModelRouter:
+        """One ``OpenAIProvider`` per backend behind the router; every backend's key is read here, once per process."""
+        # openai is imported here, not at module level: the API function never loads it.
+        from openai import AsyncOpenAI
+
+        from aijobs.backends import ModelRouter
+        from aijobs.providers import OpenAIProvider
+
+        def provider(base_url: str | None, api_key: str) -> OpenAIProvider:
+            return OpenAIProvider(lambda: AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0))
+
+        s = self.settings
+        if s.model_backends is None:
+            single = provider(s.model_base_url, self._model_key(s.model_api_key, s.model_api_key_secret_arn))
+            return ModelRouter(self.model_backends, {SINGLE_BACKEND: single})
+        return ModelRouter(s.model_backends, {
+            name: provider(backend.base_url, self._model_key(backend.api_key, backend.api_key_secret_arn))
+            for name, backend in s.model_backends.backends.items()})
 
     @cached_property
     def waiting_jobs(self) -> WaitingJobs:
@@ -260,12 +281,13 @@ class Services:
             self._admin_key_value = value.strip()
         return self._admin_key_value or None
 
-    def _model_api_key(self) -> str:
-        if self.settings.model_api_key is not None:
-            return self.settings.model_api_key.get_secret_value()
-        if self.settings.model_api_key_secret_arn:
+    def _model_key(self, literal: SecretStr | None, secret_arn: str | None) -> str:
+        """A model backend's key: the literal (local stack), else the secret's value, else a placeholder."""
+        if literal is not None:
+            return literal.get_secret_value()
+        if secret_arn:
             secrets = self.session.client("secretsmanager")
-            return str(secrets.get_secret_value(SecretId=self.settings.model_api_key_secret_arn)["SecretString"])
+            return str(secrets.get_secret_value(SecretId=secret_arn)["SecretString"])
         return "unset"  # OpenAI-compatible servers without auth still need a non-empty key in the SDK
 
 

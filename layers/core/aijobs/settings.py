@@ -5,9 +5,10 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from aijobs.backends import ModelBackends, parse_model_backends
 from aijobs.models.jobs import Priority
 from aijobs.models.tenants import Limits, TenantLimits
 
@@ -16,7 +17,8 @@ WAIT_LIMIT_S = 20
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="AIJOBS_", extra="ignore")
+    # An invalid value is never echoed in the error: some settings hold keys.
+    model_config = SettingsConfigDict(env_prefix="AIJOBS_", extra="ignore", hide_input_in_errors=True)
 
     stage: str = "dev"
     jobs_table: str = "aijobs-jobs"
@@ -36,6 +38,9 @@ class Settings(BaseSettings):
     model_base_url: str | None = None
     model_api_key: SecretStr | None = None
     model_api_key_secret_arn: str | None = None
+    # Several backends, routing by model and fallback (aijobs/backends.py, README "Model backends"): JSON, checked
+    # here at cold start. Unset or empty: the one backend above serves every model.
+    model_backends: Annotated[ModelBackends | None, NoDecode] = None
 
     result_retention_hours: int = Field(default=168, ge=1)
     # How long a presigned URL of an output file (an embedding job's vectors, an image) works: a job read again gets
@@ -110,6 +115,26 @@ class Settings(BaseSettings):
 
     # Local development only: "tenantA:keyA,tenantB:keyB" seeds keys in the dev stack.
     dev_api_keys: str | None = None
+
+    @field_validator("model_backends", mode="before")
+    @classmethod
+    def _backends_are_json(cls, value: object) -> object:
+        return parse_model_backends(value)
+
+    @model_validator(mode="after")
+    def _backends_fit_the_stage(self) -> Settings:
+        """A key written in the configuration is for the local stack: a deployed one reads its keys from secrets;
+        and the default model must have a backend, or every job that names none would fail."""
+        if self.model_backends is None:
+            return self
+        literal = self.model_backends.literal_keys()
+        if literal and self.stage != "local":
+            raise ValueError(f"AIJOBS_MODEL_BACKENDS: backends {', '.join(literal)} have an api_key written in the "
+                             "configuration, which only the local stack allows; give api_key_secret_arn")
+        if self.model_backends.route(self.default_model) is None:
+            raise ValueError("AIJOBS_MODEL_BACKENDS: the default model (AIJOBS_DEFAULT_MODEL) matches no route, and "
+                             "there is no default_backend")
+        return self
 
     @field_validator("webhook_retry_schedule", mode="before")
     @classmethod

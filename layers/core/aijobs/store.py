@@ -140,6 +140,7 @@ class RunRecord:
     output_logged_chars: int
     provider_model: str | None = None  # the model that answered, and why it stopped (a call that ended)
     finish_reason: str | None = None
+    backend: str | None = None  # which model backend answered (aijobs/backends.py)
     output_files: tuple[str, ...] = ()  # an embedding or image job's files, and the vectors' length
     output_dimensions: int | None = None
 
@@ -165,7 +166,7 @@ def _run_fields(run: RunRecord | None) -> dict[str, Any]:
         return {}
     fields = {"duration_ms": run.duration_ms, "output_seq": run.output_seq,
               "output_logged_chars": run.output_logged_chars,
-              "provider_model": run.provider_model, "finish_reason": run.finish_reason,
+              "provider_model": run.provider_model, "finish_reason": run.finish_reason, "backend": run.backend,
               "output_files": list(run.output_files) or None, "output_dimensions": run.output_dimensions}
     return {name: value for name, value in fields.items() if value is not None}
 

@@ -87,14 +87,18 @@ class Made:
     finish_reason: str | None = None
     files: tuple[str, ...] = ()
     dimensions: int | None = None
+    backend: str | None = None  # which model backend answered, and the fallback model when not the job's own
+    fallback_model: str | None = None
 
 
-def _price(job: Job, usage: Usage) -> Price:
-    """What an attempt's usage costs: tokens at the model's prices; images by their tokens, or per image."""
+def _price(job: Job, usage: Usage, *, served_by: str | None = None) -> Price:
+    """What an attempt's usage costs: tokens at the model's prices; images by their tokens, or per image. A fallback
+    model that answered (``served_by``, aijobs/backends.py) is what the call cost."""
+    model = served_by or job.model
     if job.request.kind == "image":
-        return image_cost(job.model, size=job.request.size, count=usage.images or 0,
+        return image_cost(model, size=job.request.size, count=usage.images or 0,
                           input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
-    return estimate_cost(job.model, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
+    return estimate_cost(model, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
 
 
 @dataclass(frozen=True)
@@ -365,8 +369,8 @@ class Worker:
             if isinstance(made, Stopped):
                 return await self._stopped(job, made.text, run)
             run = dataclasses.replace(run, provider_model=made.model, finish_reason=made.finish_reason,
-                                      output_files=made.files, output_dimensions=made.dimensions)
-            price = _price(job, made.usage)
+                                      output_files=made.files, output_dimensions=made.dimensions, backend=made.backend)
+            price = _price(job, made.usage, served_by=made.fallback_model)
             if job.request.response_format is not None and made.text is not None and (invalid := check_output(
                     job.request.response_format, made.text, finish_reason=made.finish_reason)) is not None:
                 return await self._output_invalid(job, invalid, made, price, run)
@@ -423,7 +427,8 @@ class Worker:
         if request.kind == "text":
             completion = await self.provider.complete(request, model=job.model, parts=parts)
             return Made(text=completion.text, usage=completion.usage, model=completion.model,
-                        finish_reason=completion.finish_reason)
+                        finish_reason=completion.finish_reason, backend=completion.backend,
+                        fallback_model=completion.fallback_model)
         try:
             async with asyncio.timeout(request.timeout_s):
                 return await (self._embed(job) if request.kind == "embedding" else self._images(job))
@@ -432,17 +437,21 @@ class Worker:
 
     async def _embed(self, job: Job) -> Made:
         """An embedding job's vectors, made in calls of ``embed_batch`` texts, kept as one JSON Lines file."""
-        texts, vectors, usage, model = job.request.texts, [], Usage(), job.model
+        texts, vectors, usage = job.request.texts, [], Usage()
+        made = None
         for start in range(0, len(texts), self.embed_batch):
             made = await self.provider.embed(texts[start:start + self.embed_batch], model=job.model,
                                              dimensions=job.request.dimensions)
             vectors += made.vectors
-            usage, model = usage + made.usage, made.model
+            usage += made.usage
         lines = "".join(json.dumps({"object": "embedding", "index": i, "embedding": vector}, separators=(",", ":"))
                         + "\n" for i, vector in enumerate(vectors))
         key = await asyncio.to_thread(self.store.put_output_file, job, "embeddings.jsonl", lines.encode(),
                                       content_type="application/x-ndjson")
-        return Made(text=None, usage=usage, model=model, files=(key,), dimensions=len(vectors[0]) if vectors else 0)
+        # The last call's model and backend (each call is routed on its own; they answer alike as a rule).
+        return Made(text=None, usage=usage, model=made.model if made else job.model, files=(key,),
+                    dimensions=len(vectors[0]) if vectors else 0, backend=made.backend if made else None,
+                    fallback_model=made.fallback_model if made else None)
 
     async def _images(self, job: Job) -> Made:
         """An image job's images, made in one call, kept as PNG files."""
@@ -451,7 +460,7 @@ class Worker:
         keys = [await asyncio.to_thread(self.store.put_output_file, job, f"image-{i}.png", png,
                                         content_type="image/png") for i, png in enumerate(made.pngs)]
         return Made(text=None, usage=made.usage.model_copy(update={"images": len(keys)}), model=made.model,
-                    files=tuple(keys))
+                    files=tuple(keys), backend=made.backend, fallback_model=made.fallback_model)
 
     async def _call_model(self, job: Job, log: _OutputLog) -> Made | Stopped:
         """The model's answer; ``Stopped`` when the job was cancelled (or taken over) meanwhile: the model's stream

@@ -9,9 +9,9 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
-from aijobs.api.errors import install_error_handlers
+from aijobs.api.errors import install_error_handlers, is_openai_path
 from aijobs.api.middleware import RequestContext
-from aijobs.api.routes import admin, health, jobs, prompts, responses, schedules, streams, usage, webhooks
+from aijobs.api.routes import admin, health, jobs, models, prompts, responses, schedules, streams, usage, webhooks
 
 # API Gateway takes up to 10 MB; a job is far smaller. Batches of 100 get the larger bound.
 MAX_BODY_BYTES = 256 * 1024
@@ -25,7 +25,8 @@ def body_limit(path: str) -> int:
 def create_app() -> FastAPI:
     app = FastAPI(title="aijobs", version="1", summary="Asynchronous AI-inference jobs")
     install_error_handlers(app)
-    routers = (health.router, jobs.router, streams.router, responses.router, schedules.router, prompts.router,
+    routers = (health.router, jobs.router, streams.router, responses.router, models.router, schedules.router,
+               prompts.router,
                webhooks.secrets_router, webhooks.endpoints_router, webhooks.deliveries_router, usage.router,
                admin.router)
     for router in routers:
@@ -37,12 +38,12 @@ def create_app() -> FastAPI:
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's document, without the 422 it adds to routes that never send one: /v1/responses answers a bad request
+    """FastAPI's document, without the 422 it adds to routes that never send one: OpenAI's face answers a bad request
     with a 400 in OpenAI's shape (api/errors.py), and FastAPI's validation body is never sent."""
     if app.openapi_schema is None:
         document = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
         for path, operations in document["paths"].items():
-            if path.startswith("/v1/responses"):
+            if is_openai_path(path):
                 for operation in operations.values():
                     operation["responses"].pop("422", None)
         schemas = document.get("components", {}).get("schemas", {})

@@ -58,8 +58,13 @@ def openai_error_response(error: AijobsError, request_id: str | None, headers: d
     return JSONResponse(body, status_code=status, headers=_error_headers(error, headers))
 
 
+def is_openai_path(path: str) -> bool:
+    """The routes of OpenAI's face (/v1/responses, /v1/models), whose errors are in OpenAI's shape."""
+    return path.startswith(("/v1/responses", "/v1/models"))
+
+
 def is_openai_face(request: Request) -> bool:
-    return request.url.path.startswith("/v1/responses")
+    return is_openai_path(request.url.path)
 
 
 def unexpected(exc: BaseException) -> AijobsError:

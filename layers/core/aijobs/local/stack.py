@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import secrets
 import socket
@@ -159,6 +160,8 @@ class LocalStack:
         self.fake_model.start()
         os.environ.update({"AIJOBS_MODEL_BASE_URL": f"{self.fake_model.url}/v1",
                            "AIJOBS_MODEL_API_KEY": FAKE_KEY, "AIJOBS_DEFAULT_MODEL": "fake-model"})
+        if not self.env.get("AIJOBS_MODEL_BACKENDS"):
+            os.environ["AIJOBS_MODEL_BACKENDS"] = json.dumps(local_backends(self.fake_model.url, down_port=free_port()))
 
     def _start_pollers(self, session: boto3.session.Session, template: dict[str, Any]) -> None:
         """What Lambda's event source mappings do in AWS, for every SQS event in the template (the worker's priority
@@ -205,6 +208,31 @@ class LocalStack:
             self.moto.stop()
 
 
+# A model the local stack routes to a backend that is down, with a fallback to the fake model: a job of it shows
+# a fallback (README "Model backends").
+DOWN_MODEL = "fake-model-down"
+
+
+def local_backends(fake_url: str, *, down_port: int) -> dict[str, Any]:
+    """The local stack's AIJOBS_MODEL_BACKENDS unless the developer gives one: the fake model serves every model
+    (backend ``fake``), and ``fake-model-down`` goes first to ``fake-down``, a port nobody listens on, so its jobs
+    fall back to ``fake-model``. A refused connection fails at once (the SDK's own retries are off)."""
+    return {"backends": {"fake": {"base_url": f"{fake_url}/v1", "api_key": FAKE_KEY},
+                         "fake-down": {"base_url": f"http://127.0.0.1:{down_port}/v1", "api_key": FAKE_KEY}},
+            "models": [{"model": "fake-model", "backend": "fake"},
+                       {"model": DOWN_MODEL, "backend": "fake-down", "fallback": ["fake-model"]}],
+            "default_backend": "fake"}
+
+
+def backends_line() -> str:
+    """The banner's line about the local backends: only when they are the stack's own (a fallback to watch)."""
+    configured = json.loads(os.environ.get("AIJOBS_MODEL_BACKENDS") or "{}")
+    if DOWN_MODEL not in {route.get("model") for route in configured.get("models", [])}:
+        return ""
+    return (f'Model backends: "fake", and "fake-down" (down): a job with "model": "{DOWN_MODEL}" falls back to '
+            'fake-model on "fake" (GET it: backend, provider_model).\n')
+
+
 def banner(*, url: str, stack: LocalStack) -> str:
     """What ``make run`` prints first: where the API, the model and emulated AWS are, the keys, curl examples."""
     key = next(iter(stack.api_keys))
@@ -220,7 +248,7 @@ API keys: {", ".join(f"{tenant}={k}" for k, tenant in stack.api_keys.items())}
   curl -s {url}/v1/schedules -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\
        -d '{{"expression": "rate(1 minute)", "job": {{"input": "What time is it?"}}}}'
 
-{admin_api_line(url)}
+{backends_line()}{admin_api_line(url)}
 Ctrl-C stops everything; data lives only as long as this process.
 """
 

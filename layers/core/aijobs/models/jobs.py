@@ -353,6 +353,7 @@ class Job(BaseModel):
     surface: Literal["jobs", "responses"] = "jobs"
     background: bool = True  # a response made with background: false is waited for by its request
     provider_model: str | None = None  # the model the provider answered with (e.g. a dated snapshot)
+    backend: str | None = None  # the model backend that answered (a fallback's when the model's own failed)
     finish_reason: str | None = None  # why the model stopped: "stop", "length" (max_output_tokens), ...
     prompt_id: str | None = None  # the registry prompt it was made from (POST /v1/prompts), and which version
     prompt_version: int | None = None
@@ -422,6 +423,7 @@ class Job(BaseModel):
             stream_url=f"{stream_base.rstrip('/')}/v1/jobs/{self.id}/stream" if stream_base else None,
             status_details=self.status_details if self.status is JobStatus.queued else None,
             provider_model=self.provider_model,
+            backend=self.backend,
             finish_reason=self.finish_reason,
             prompt_id=self.prompt_id,
             prompt_version=self.prompt_version,
@@ -494,6 +496,8 @@ class JobOut(BaseModel):
     stream_url: str | None = None  # GET it for the job's server-sent events (on the front that streams)
     status_details: StatusDetails | None = None  # a queued job deferred by a limit: why, and when it may start
     provider_model: str | None = None  # the model the provider answered with (e.g. a dated snapshot of `model`)
+    # The model backend that answered; when a fallback model did, provider_model is it and `model` the one asked.
+    backend: str | None = None
     finish_reason: str | None = None  # "stop", or "length" when it stopped at max_output_tokens
     prompt_id: str | None = None  # the registry prompt the job was made from, and its version
     prompt_version: int | None = None

@@ -1,0 +1,23 @@
+"""``GET /v1/models``: the models a tenant may use, in OpenAI's shape, so that its SDKs' ``models.list()`` and
+``models.retrieve()`` read them."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel
+
+
+class ModelInfo(BaseModel):
+    """One model. ``created`` is 0: a backend's models have no date aijobs knows; ``owned_by`` is the backend that
+    serves it (the name jobs record as ``backend``)."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelInfo]
