@@ -326,3 +326,32 @@ def test_a_text_format_with_a_schema_that_is_not_one_is_a_400_naming_it(client: 
         client.responses.create(model="fake-model", input="x", text={"format": {
             "type": "json_schema", "name": "bad", "schema": {"type": "no-such-type"}}})
     assert "schema" in str(raised.value.body) and raised.value.status_code == 400
+
+
+def test_the_sdks_embeddings_create_runs_an_embedding_job(client: openai.OpenAI, services: Services,
+                                                         worker_handler: Any) -> None:
+    from aijobs.local import fake_kinds
+
+    with worker_running(services, worker_handler):
+        # the SDK asks for base64 (float32) by default and decodes it
+        made = client.embeddings.create(model="text-embedding-3-small", input=["alpha", "beta"], dimensions=32)
+        floats = client.embeddings.create(model="text-embedding-3-small", input="gamma", encoding_format="float")
+    assert [item.index for item in made.data] == [0, 1] and len(made.data[1].embedding) == 32
+    assert made.data[1].embedding == pytest.approx(fake_kinds.embedding("beta", 32), abs=1e-6)
+    assert made.usage.prompt_tokens == 2 and made.model
+    assert floats.data[0].embedding == fake_kinds.embedding("gamma")  # as the model made them, to the digit
+    jobs = services.jobs.list_jobs(tenant=TENANT_A, status=None, limit=10, cursor=None, schedule_id=None).items
+    assert {job.request.kind for job in jobs} == {"embedding"} and all(job.cost_usd for job in jobs)
+
+
+def test_embeddings_that_fail_or_would_not_fit_one_answer_are_openai_errors(
+        client: openai.OpenAI, services: Services, worker_handler: Any) -> None:
+    with worker_running(services, worker_handler), pytest.raises(openai.APIStatusError) as failed:
+        client.embeddings.create(model="text-embedding-3-small", input=["[[fail=400]] x"])
+    assert failed.value.status_code == 502 and failed.value.code == "http_400"
+    with pytest.raises(openai.BadRequestError) as too_large:
+        client.embeddings.create(model="m", input=["x"] * 2000, encoding_format="float")
+    assert too_large.value.code == "answer_too_large" and "POST /v1/jobs" in too_large.value.message
+    with pytest.raises(openai.BadRequestError) as tokens:
+        client.embeddings.create(model="m", input=[[1, 2, 3]])  # token arrays are not taken: a 400, not ignored
+    assert tokens.value.status_code == 400

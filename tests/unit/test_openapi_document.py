@@ -71,6 +71,7 @@ STATUSES = [
     ("DELETE /v1/responses/{response_id}", {200, 400, 401, 404, 409, 429, 500}),
     ("GET /v1/models", {200, 401, 429, 500}),
     ("GET /v1/models/{model_id}", {200, 400, 401, 404, 429, 500}),
+    ("POST /v1/embeddings", {200, 400, 401, 403, 413, 429, 500, 502, 503, 504}),
 ]
 
 
@@ -85,7 +86,8 @@ def test_every_route_is_in_the_table_above() -> None:
 
 @pytest.mark.parametrize("operation", sorted(OPERATIONS))
 def test_every_error_status_has_the_typed_error_body(operation: str) -> None:
-    body = OPENAI_ERROR_BODY if " /v1/responses" in operation or " /v1/models" in operation else ERROR_BODY
+    body = (OPENAI_ERROR_BODY if any(f" /v1/{face}" in operation for face in ("responses", "models", "embeddings"))
+            else ERROR_BODY)
     for status, response in OPERATIONS[operation]["responses"].items():
         if int(status) >= 400:
             assert response["content"] == {"application/json": {"schema": body}}, status

@@ -462,6 +462,12 @@ class JobStore:
         self._blobs.put_bytes(key, body, content_type=content_type)
         return key
 
+    def output_file_text(self, key: str) -> str:
+        """An output file's content (an embedding job's vectors), as text."""
+        if self._blobs is None:
+            raise RuntimeError("no results bucket is configured (AIJOBS_RESULTS_BUCKET)")
+        return self._blobs.get(key)
+
     def file_link(self, key: str, *, ttl_s: int) -> FileLink:
         """A presigned URL of an output file, valid ``ttl_s``."""
         if self._blobs is None:

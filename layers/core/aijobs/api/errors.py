@@ -59,8 +59,8 @@ def openai_error_response(error: AijobsError, request_id: str | None, headers: d
 
 
 def is_openai_path(path: str) -> bool:
-    """The routes of OpenAI's face (/v1/responses, /v1/models), whose errors are in OpenAI's shape."""
-    return path.startswith(("/v1/responses", "/v1/models"))
+    """The routes of OpenAI's face (/v1/responses, /v1/models, /v1/embeddings), whose errors are in OpenAI's shape."""
+    return path.startswith(("/v1/responses", "/v1/models", "/v1/embeddings"))
 
 
 def is_openai_face(request: Request) -> bool:
