@@ -64,7 +64,8 @@ def test_duplicate_delivery_runs_the_model_once(services: Services, worker_handl
 
 def test_the_jobs_of_one_batch_call_the_model_concurrently(services: Services, worker_handler: Any,
                                                             fake_model: UvicornThread) -> None:
-    ids = [_submit(services, f"slow {i} [[delay_ms=300]]") for i in range(10)]
+    # Each call long enough that ten claims (a few moto calls each, slower on a loaded machine) fit inside it.
+    ids = [_submit(services, f"slow {i} [[delay_ms=2000]]") for i in range(10)]
     calls = fake_model.server.config.app.state.calls
     calls["max_in_flight"] = 0
     assert run_worker(services, worker_handler)["received"] == 10

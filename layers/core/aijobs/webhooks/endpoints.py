@@ -61,6 +61,7 @@ class WebhookEndpoints:
     cache_s: float = CACHE_S
     _cache: dict[str, _Cached] = field(default_factory=dict, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _reading: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     # --- the API --------------------------------------------------------------------------------------------
 
@@ -127,14 +128,20 @@ class WebhookEndpoints:
             return True
 
     def cached(self, tenant: str) -> list[WebhookEndpoint]:
-        now = time.monotonic()
         with self._lock:
             hit = self._cache.get(tenant)
-        if hit is not None and hit.until > now:
+        if hit is not None and hit.until > time.monotonic():
             return hit.endpoints
-        endpoints = self.of_tenant(tenant)
-        with self._lock:
-            self._cache[tenant] = _Cached(endpoints, now + self.cache_s)
+        # One read per tenant however many jobs end at once: the batch's other jobs wait for the first's answer.
+        with self._reading:
+            with self._lock:
+                hit = self._cache.get(tenant)
+            now = time.monotonic()
+            if hit is not None and hit.until > now:
+                return hit.endpoints
+            endpoints = self.of_tenant(tenant)
+            with self._lock:
+                self._cache[tenant] = _Cached(endpoints, now + self.cache_s)
         return endpoints
 
     def forget(self, tenant: str) -> None:
