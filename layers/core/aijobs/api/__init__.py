@@ -11,7 +11,19 @@ from fastapi.routing import APIRoute
 
 from aijobs.api.errors import install_error_handlers, is_openai_path
 from aijobs.api.middleware import RequestContext
-from aijobs.api.routes import admin, health, jobs, models, prompts, responses, schedules, streams, usage, webhooks
+from aijobs.api.routes import (
+    admin,
+    batches,
+    health,
+    jobs,
+    models,
+    prompts,
+    responses,
+    schedules,
+    streams,
+    usage,
+    webhooks,
+)
 
 # API Gateway takes up to 10 MB; a job is far smaller. Batches of 100 get the larger bound.
 MAX_BODY_BYTES = 256 * 1024
@@ -26,7 +38,7 @@ def create_app() -> FastAPI:
     app = FastAPI(title="aijobs", version="1", summary="Asynchronous AI-inference jobs")
     install_error_handlers(app)
     routers = (health.router, jobs.router, streams.router, responses.router, models.router, schedules.router,
-               prompts.router,
+               prompts.router, batches.router,
                webhooks.secrets_router, webhooks.endpoints_router, webhooks.deliveries_router, usage.router,
                admin.router)
     for router in routers:
