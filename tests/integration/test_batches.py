@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from aijobs.idempotency import RequestKey
+from aijobs.models.jobs import Usage
 from aijobs.pricing import Price
 from aijobs.services import Services
 from aijobs.store import RunRecord
@@ -140,6 +141,7 @@ def test_cancel_of_a_half_run_batch_stops_every_unfinished_job(api: Any, service
 
     _drain(services, worker_handler)  # their messages find cancelled jobs: none runs
     jobs = _batch_jobs(api, batch_id)
+    assert sorted(job["id"] for job in jobs) == sorted(ids)
     assert sum(job["status"] == "cancelled" and job["started_at"] is None for job in jobs) == 20
     assert api.get(f"/v1/batches/{batch_id}").json()["counts"] == batch["counts"]
     assert api.post(f"/v1/batches/{batch_id}/cancel").json() == batch  # again: as it is
@@ -168,10 +170,10 @@ def test_a_cancelled_running_jobs_kept_run_adds_its_cost_to_the_batch(api: Any, 
     assert claimed is not None
     assert api.get(f"/v1/batches/{batch_id}").json()["counts"]["in_progress"] == 1
     api.post(f"/v1/batches/{batch_id}/cancel")
-    from aijobs.models.jobs import Usage
-
+    # The stopped call's worker then keeps what the run used and cost (worker.py, on a claim lost to a cancel).
     run = RunRecord(duration_ms=5, output_seq=0, output_logged_chars=0)
-    assert services.store.keep_cancelled_run(claimed, output_text="so far", usage=Usage(input_tokens=3, output_tokens=2),
+    assert services.store.keep_cancelled_run(claimed, output_text="so far",
+                                             usage=Usage(input_tokens=3, output_tokens=2),
                                              price=Price(Decimal("0.25"), True), run=run)
     batch = api.get(f"/v1/batches/{batch_id}").json()
     assert batch["status"] == "cancelled" and batch["counts"]["cancelled"] == 1
