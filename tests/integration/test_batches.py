@@ -190,8 +190,10 @@ def test_another_tenants_batch_is_404_everywhere(api: Any) -> None:
         assert other.get("/v1/jobs", params={"batch_id": batch_id}).json()["data"] == []
         assert other.get("/v1/batches").json()["data"] == []
     assert api.get(f"/v1/batches/{batch_id}").json()["counts"]["total"] == 2  # nothing was added or cancelled
-    unknown = api.get("/v1/batches/bat_01K00000000000000000000000")
-    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "batch_not_found"
+    for unknown in (api.get("/v1/batches/bat_01K00000000000000000000000"),
+                    api.post("/v1/jobs/batch", json={"jobs": _items(1), "batch_id": "bat_nope"})):
+        assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "batch_not_found"
+    assert len(api.get("/v1/jobs", params={"limit": 100}).json()["data"]) == 2  # the refused chunk wrote none
 
 
 def test_batches_are_listed_newest_first_in_pages(api: Any) -> None:

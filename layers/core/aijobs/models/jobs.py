@@ -24,7 +24,7 @@ MAX_REQUEST_BYTES = 260 * 1024
 # DynamoDB holds no number of magnitude below 1e-130; no model tells a temperature apart at this precision.
 TEMPERATURE_DECIMALS = 6
 MAX_BATCH = 100
-BATCH_ID_PATTERN = r"^bat_[0-9A-HJKMNP-TV-Z]{26}$"  # bat_ and a ULID (ids.py)
+BATCH_ID_PATTERN = r"^[!-~]{1,64}$"  # printable ASCII: any id that could be one answers 404 when there is none
 MAX_METADATA_KEYS = 16
 # An embeddings job's texts: as many as OpenAI's embeddings endpoint takes in one request, each within its models'
 # 8,192-token input limit (at 4 characters a token, well within it for English; the provider refuses longer ones).
