@@ -212,3 +212,22 @@ def test_a_batch_expires_with_its_jobs(api: Any, services: Services) -> None:
 def test_schedule_id_and_batch_id_together_are_422(api: Any) -> None:
     response = api.get("/v1/jobs", params={"batch_id": "bat_x", "schedule_id": "sch_x"})
     assert response.status_code == 422
+
+
+def test_a_chunk_that_could_not_be_queued_is_taken_back_out_of_the_total(api: Any, services: Services,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    batch_id, _ = _submit_chunks(api, (2,))
+    body = {"jobs": _items(3, start=10), "batch_id": batch_id}
+
+    def down(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("SQS is down")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(services.job_queue, "send_jobs", down)
+        failed = api.post("/v1/jobs/batch", json=body, headers={"Idempotency-Key": "chunk-1"})
+    assert failed.status_code == 503
+    assert api.get(f"/v1/batches/{batch_id}").json()["counts"]["total"] == 2
+    retried = api.post("/v1/jobs/batch", json=body, headers={"Idempotency-Key": "chunk-1"})
+    assert retried.status_code == 202
+    assert api.get(f"/v1/batches/{batch_id}").json()["counts"] == {
+        "total": 5, "queued": 5, "in_progress": 0, "completed": 0, "failed": 0, "cancelled": 0}
