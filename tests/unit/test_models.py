@@ -75,7 +75,7 @@ def test_public_job_has_the_documented_shape() -> None:
                            "output", "usage", "cost_usd", "price_known", "error", "attempt", "metadata", "schedule_id",
                            "retry_of", "retried_by", "progress", "duration_ms", "stream_url", "status_details",
                            "provider_model", "backend", "finish_reason", "prompt_id", "prompt_version",
-                           "content_deleted_at", "priority"}
+                           "content_deleted_at", "priority", "batch_id"}
     assert public["object"] == "job" and public["metadata"] == {"a": "b"} and "tenant" not in public
     assert public["priority"] == "normal"  # unset: the normal lane
     assert public["stream_url"] is None and public["duration_ms"] is None

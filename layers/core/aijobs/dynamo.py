@@ -2,7 +2,9 @@
 
 | item | pk | sk | gsi1 (pk / sk) | gsi2 (pk / sk) |
 |---|---|---|---|---|
-| job | ``JOB#<id>`` | ``JOB`` | ``TENANT#<t>`` / id | ``TENANT#<t>#SCHEDULE#<s>`` / id (scheduled jobs) |
+| job | ``JOB#<id>`` | ``JOB`` | ``TENANT#<t>`` / id | ``TENANT#<t>#SCHEDULE#<s>`` / id (scheduled jobs), |
+| | | | | ``TENANT#<t>#BATCH#<b>`` / id (a batch's jobs: never both) |
+| batch (batches.py: its jobs' counters) | ``BATCH#<id>`` | ``BATCH`` | ``BATCHES#<t>`` / id | |
 
 A job the sweeper must look at (one that runs, waits for a retry, or waits for its webhook to be queued) is also in
 gsi3, the sweep index: ``SWEEP#<shard>`` / ``<due, 10 digits>#<id>``, keys only; a job leaves it when nothing
@@ -48,7 +50,7 @@ from aijobs.errors import InvalidRequest
 Key = dict[str, str]
 
 TENANT_INDEX = "gsi1"  # a tenant's jobs, and (in another partition) its schedules, newest first
-SCHEDULE_INDEX = "gsi2"  # a tenant's jobs of one schedule; sparse: only scheduled jobs carry its keys
+SCHEDULE_INDEX = "gsi2"  # a tenant's jobs of one schedule or one batch; sparse: only those jobs carry its keys
 SWEEP_INDEX = "gsi3"  # jobs the sweeper must look at, by when; sparse
 SWEEP_SHARDS = 8  # spreads the index's writes over partitions; the sweeper reads every shard
 SWEEP_KEYS = ("gsi3pk", "gsi3sk")
@@ -172,6 +174,21 @@ def schedules_partition(tenant: str) -> str:
 
 def schedule_jobs_partition(tenant: str, schedule_id: str) -> str:
     return f"TENANT#{tenant}#SCHEDULE#{schedule_id}"
+
+
+def batch_jobs_partition(tenant: str, batch_id: str) -> str:
+    """A batch's jobs in gsi2 (a job is made by a schedule or a batch, never both: the index is shared)."""
+    return f"TENANT#{tenant}#BATCH#{batch_id}"
+
+
+def batch_key(batch_id: str) -> Key:
+    """A batch's own item (not in the tenant's partition: its counters are written at every job's end)."""
+    return {"pk": f"BATCH#{batch_id}", "sk": "BATCH"}
+
+
+def batches_partition(tenant: str) -> str:
+    """A tenant's batches in gsi1, newest first."""
+    return f"BATCHES#{tenant}"
 
 
 def sweep_partition(shard: int) -> str:

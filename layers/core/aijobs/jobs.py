@@ -33,6 +33,7 @@ from aijobs.webhooks.guard import CallbackGuard
 from aijobs.webhooks.outbox import WebhookOutbox
 
 if TYPE_CHECKING:
+    from aijobs.batches import BatchStore
     from aijobs.prompts import PromptService
     from aijobs.rates import Limiter
 
@@ -51,6 +52,7 @@ class JobService:
     # A tenant's limits in force (TenantService.limits); None: no limits (tests of the job domain alone)
     limits: Callable[[str], Limits] | None = None
     prompts: PromptService | None = None  # resolves a request's ``prompt`` (None: a request naming one is refused)
+    batches: BatchStore | None = None  # counts a batch's jobs into its total (None: no batches)
 
     def resolve_request(self, tenant: str, request: JobRequest) -> tuple[JobRequest, str | None, int | None]:
         """The request the job runs, and the prompt id and version it was made from: a request naming a registry
@@ -82,7 +84,7 @@ class JobService:
         return model
 
     def _new_job(self, tenant: str, request: JobRequest, *, schedule_id: str | None = None,
-                 job_id: str | None = None, retry_of: str | None = None,
+                 batch_id: str | None = None, job_id: str | None = None, retry_of: str | None = None,
                  ran: tuple[str | None, int | None] = (None, None), **face: Any) -> Job:
         """``ran``: the prompt id and version of a job run again (its request was resolved when it was made);
         ``face``: how another API shows the job (``surface="responses", background=False``: see models/jobs.py)."""
@@ -95,7 +97,7 @@ class JobService:
         now = int(self.clock())
         return Job(id=job_id or new_job_id(), tenant=tenant, status=JobStatus.queued,
                    model=model, request=request, created_at=now,
-                   expires_at=now + self.retention_s, schedule_id=schedule_id, retry_of=retry_of,
+                   expires_at=now + self.retention_s, schedule_id=schedule_id, batch_id=batch_id, retry_of=retry_of,
                    prompt_id=prompt_id, prompt_version=prompt_version, **face)
 
     def submit_job(self, *, tenant: str, request: JobRequest, schedule_id: str | None = None,
@@ -122,17 +124,18 @@ class JobService:
         logger.info("job submitted", extra={"job_id": job.id, "tenant": tenant, "model": job.model})
         return job
 
-    def submit_jobs(self, *, tenant: str, items: list[dict[str, Any]],
-                    key: RequestKey | None = None) -> list[Job | AijobsError]:
+    def submit_jobs(self, *, tenant: str, items: list[dict[str, Any]], key: RequestKey | None = None,
+                    batch_id: str | None = None) -> list[Job | AijobsError]:
         """Validate each item on its own; send the valid ones' messages in batches, then store them in batches.
 
         All or nothing: if any message cannot be sent, or the jobs cannot be stored, no job is stored and the
-        whole batch is a retryable 503; a retry with the same ``Idempotency-Key`` names the same jobs.
+        whole batch is a retryable 503; a retry with the same ``Idempotency-Key`` names the same jobs. The jobs
+        are in ``batch_id`` (made by BatchService), counted into its total before they are sent.
         """
         results: list[Job | AijobsError] = []
         for item in items:
             try:
-                results.append(self._new_job(tenant, JobRequest.model_validate(item)))
+                results.append(self._new_job(tenant, JobRequest.model_validate(item), batch_id=batch_id))
             except ValidationError as exc:
                 results.append(from_validation_errors(exc.errors()))
             except (InvalidRequest, ModelNotAllowed, NotFound, PayloadTooLarge) as exc:
@@ -159,10 +162,12 @@ class JobService:
         new, refused = self._admit([job for job in jobs if job.id not in stored], defer=defer)
         if new:
             try:
+                self._count_in_batch(new, chunk=jobs[0].id)  # 404/409 when the batch is gone or cancelled
                 self._enqueue(new)
                 self._store(new)
             except Exception:
                 self._release(new)  # nothing was submitted: its reservations go back to the minute
+                self._count_in_batch(new, chunk=jobs[0].id, undo=True)
                 raise
             count("JobsSubmitted", len(new))
             if self.prompts is not None:  # each version's count of jobs: how a weighted label split them
@@ -170,6 +175,18 @@ class JobService:
                                                         if job.prompt_id is not None and job.prompt_version])
         admitted = {job.id: job for job in new}
         return [stored.get(job.id) or refused.get(job.id) or admitted[job.id] for job in jobs]
+
+    def _count_in_batch(self, jobs: list[Job], *, chunk: str, undo: bool = False) -> None:
+        """Count a chunk's new jobs into their batch's total before they are sent (so no job ends uncounted), once
+        per chunk: ``chunk`` is the id of its first job, which a keyed retry names again."""
+        batch_id = jobs[0].batch_id
+        if batch_id is None or self.batches is None:
+            return
+        if undo:
+            with contextlib.suppress(Exception):  # best effort: should it fail, the batch shows more queued jobs
+                self.batches.remove_jobs(batch_id=batch_id, chunk=chunk, jobs=len(jobs))
+        else:
+            self.batches.add_jobs(tenant=jobs[0].tenant, batch_id=batch_id, chunk=chunk, jobs=len(jobs))
 
     def _admit(self, jobs: list[Job], *, defer: bool = False) -> tuple[list[Job], dict[str, AijobsError]]:
         """The jobs the tenant's token rate and budget admit, each with its reservation; the jobs they defer (over a
@@ -328,8 +345,9 @@ class JobService:
         return job
 
     def list_jobs(self, *, tenant: str, status: JobStatus | None, limit: int, cursor: str | None,
-                  schedule_id: str | None = None) -> Page[Job]:
-        return self.store.list_jobs(tenant=tenant, status=status, limit=limit, cursor=cursor, schedule_id=schedule_id)
+                  schedule_id: str | None = None, batch_id: str | None = None) -> Page[Job]:
+        return self.store.list_jobs(tenant=tenant, status=status, limit=limit, cursor=cursor, schedule_id=schedule_id,
+                                    batch_id=batch_id)
 
     def job_statuses(self, *, tenant: str, job_ids: list[str]) -> list[JobStatusItem]:
         """The status of each id, in order; unknown ids (and other tenants' ids) are ``not_found``."""

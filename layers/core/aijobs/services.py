@@ -10,6 +10,7 @@ import boto3
 from pydantic import SecretStr
 
 from aijobs.backends import SINGLE_BACKEND, ModelBackends, single_backend
+from aijobs.batches import BatchService, BatchStore
 from aijobs.clock import Clock, system_clock
 from aijobs.jobs import JobService
 from aijobs.queues import DeliveryQueue, JobQueue
@@ -85,7 +86,12 @@ class Services:
         return JobStore(table_name=self.settings.jobs_table, resource=self.dynamodb, clock=self.clock,
                         retention_s=self.settings.retention_s, blobs=blobs if self.settings.results_bucket else None,
                         sweep_grace_s=self.settings.sweep_grace_s,
-                        has_webhook_destinations=lambda job: self.outbox.has_destinations(job))
+                        has_webhook_destinations=lambda job: self.outbox.has_destinations(job),
+                        batches=self.batch_store)
+
+    @cached_property
+    def batch_store(self) -> BatchStore:
+        return BatchStore(table=self.table, retention_s=self.settings.retention_s, clock=self.clock)
 
     def file_link(self, key: str) -> FileLink:
         """A presigned URL of a job's output file, for the deployment's ``file_url_ttl_s``."""
@@ -120,7 +126,11 @@ class Services:
                           retention_s=self.settings.retention_s, request_key_ttl_s=self.settings.idempotency_ttl_s,
                           callbacks=self.callback_guard, outbox=self.outbox, clock=self.clock,
                           limits=lambda tenant: self.tenants.limits(tenant), limiter=self.limiter,
-                          prompts=self.prompts)
+                          prompts=self.prompts, batches=self.batch_store)
+
+    @cached_property
+    def batches(self) -> BatchService:
+        return BatchService(store=self.batch_store, jobs=self.jobs, clock=self.clock)
 
     @cached_property
     def prompts(self) -> PromptService:

@@ -25,6 +25,7 @@ from aijobs.dynamo import (
     TENANT_INDEX,
     Key,
     Page,
+    batch_jobs_partition,
     conditional,
     from_low_level,
     is_condition_failure,
@@ -59,6 +60,7 @@ from aijobs.pricing import Price
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import DynamoDBServiceResource
 
+    from aijobs.batches import BatchStore
     from aijobs.idempotency import RequestKey
 
 # Outputs over this many bytes go to the results bucket; the item keeps their key.
@@ -189,6 +191,8 @@ def job_item(job: Job) -> dict[str, Any]:
     item = {**job_key(job.id), "gsi1pk": tenant_partition(job.tenant), "gsi1sk": job.id, **to_attributes(job)}
     if job.schedule_id is not None:
         item |= {"gsi2pk": schedule_jobs_partition(job.tenant, job.schedule_id), "gsi2sk": job.id}
+    elif job.batch_id is not None:  # never both: a schedule's fire makes single jobs
+        item |= {"gsi2pk": batch_jobs_partition(job.tenant, job.batch_id), "gsi2sk": job.id}
     if job.status_details is not None:  # deferred: the sweeper sends it when it may start, if nothing has
         item |= sweep_keys(job.id, job.status_details.not_before)
     return item
@@ -233,7 +237,8 @@ def has_callback(job: Job) -> bool:
 class JobStore:
     def __init__(self, *, table_name: str, resource: DynamoDBServiceResource, retention_s: int,
                  blobs: OutputBlobs | None = None, clock: Clock = system_clock, sweep_grace_s: int = 60,
-                 has_webhook_destinations: Callable[[Job], bool] = has_callback) -> None:
+                 has_webhook_destinations: Callable[[Job], bool] = has_callback,
+                 batches: BatchStore | None = None) -> None:
         self._resource = resource
         self._table = resource.Table(table_name)
         self._retention_s = retention_s
@@ -243,6 +248,7 @@ class JobStore:
         # Whether a job's final event may have somewhere to go (its callback_url, or its tenant's webhook endpoints:
         # WebhookOutbox.has_destinations): such a job stays in the sweep index until its webhook is queued.
         self._has_webhook_destinations = has_webhook_destinations
+        self._batches = batches  # a batch job's counted transitions are added to its batch (batches.py)
 
     def _now(self) -> int:
         return int(self._clock())
@@ -336,13 +342,24 @@ class JobStore:
                 request = answer.get("UnprocessedKeys") or {}
 
     def list_jobs(self, *, tenant: str, status: JobStatus | None, limit: int,
-                  cursor: str | None, schedule_id: str | None = None) -> Page[Job]:
-        """A tenant's jobs (or those of one of its schedules), newest first; a status filter reads a bounded number
-        of jobs per page (``query_index``), so a filtered page may be short or empty and still have a cursor."""
+                  cursor: str | None, schedule_id: str | None = None, batch_id: str | None = None) -> Page[Job]:
+        """A tenant's jobs (or those of one of its schedules, or batches), newest first; a status filter reads a
+        bounded number of jobs per page (``query_index``), so a filtered page may be short or empty and still have a
+        cursor."""
+        return self._list(tenant, limit=limit, cursor=cursor, schedule_id=schedule_id, batch_id=batch_id,
+                          filter=Attr("status").eq(status.value) if status is not None else None)
+
+    def unended_batch_jobs(self, *, tenant: str, batch_id: str, limit: int, cursor: str | None) -> Page[Job]:
+        """A page of a batch's jobs that have not ended (what its cancel cancels), newest first."""
+        unended = Attr("status").is_in([JobStatus.queued.value, JobStatus.in_progress.value])
+        return self._list(tenant, limit=limit, cursor=cursor, batch_id=batch_id, filter=unended)
+
+    def _list(self, tenant: str, *, limit: int, cursor: str | None, filter: Any, schedule_id: str | None = None,
+              batch_id: str | None = None) -> Page[Job]:
         index, partition = ((SCHEDULE_INDEX, schedule_jobs_partition(tenant, schedule_id)) if schedule_id
+                            else (SCHEDULE_INDEX, batch_jobs_partition(tenant, batch_id)) if batch_id
                             else (TENANT_INDEX, tenant_partition(tenant)))
-        page = query_index(self._table, index=index, partition=partition, limit=limit, cursor=cursor,
-                           filter=Attr("status").eq(status.value) if status is not None else None)
+        page = query_index(self._table, index=index, partition=partition, limit=limit, cursor=cursor, filter=filter)
         return Page([job for item in page.items if (job := self._live(item))], page.next_cursor)
 
     def _live(self, item: dict[str, Any] | None, *, with_output: bool = True) -> Job | None:
@@ -400,6 +417,8 @@ class JobStore:
         if job.error is not None and job.error.code == UNREADABLE.code:
             # Written by another version of aijobs: it can never run here. It fails now, for good.
             return Claim(job=None, current=self._fail_unreadable(item))
+        if job.batch_id is not None and job.attempt == 1 and self._batches is not None:
+            self._batches.job_started(job)
         return Claim(job=job, current=job)
 
     def append_output(self, job: Job, *, seq: int, text: str, progress: Progress) -> None:
@@ -494,10 +513,15 @@ class JobStore:
                 set=fields | kept, condition=f"{condition} AND {deleted}", values=values)) is not None
 
         if keep(output, "attribute_not_exists(#content_deleted_at)"):
-            return True
+            return self._run_kept(job, usage, price)
         if "output_key" in output and self._blobs is not None:  # written for nothing: its content was deleted
             self._blobs.delete(output["output_key"])
-        return keep({}, "attribute_exists(#content_deleted_at)")
+        return keep({}, "attribute_exists(#content_deleted_at)") and self._run_kept(job, usage, price)
+
+    def _run_kept(self, job: Job, usage: Usage, price: Price) -> bool:
+        if job.batch_id is not None and self._batches is not None:
+            self._batches.run_kept(job, usage=usage, cost_usd=price.cost_usd)
+        return True
 
     def delete_content(self, job: Job) -> bool:
         """Delete an ended job's input and output (its request's input and instructions, its output, in the item or
@@ -565,9 +589,13 @@ class JobStore:
             drop = ()
             if expected is not JobStatus.in_progress:  # not ended by its worker: it may not be in the index
                 sweep = sweep_keys(job.id, now + self._grace_s)
-        return self._transition(job, set={"status": status.value, "completed_at": now,
-                                          "expires_at": now + self._retention_s, **fields, **sweep},
-                                remove=("lease_until", *remove, *drop), expected=expected)
+        ended = self._transition(job, set={"status": status.value, "completed_at": now,
+                                           "expires_at": now + self._retention_s, **fields, **sweep},
+                                 remove=("lease_until", *remove, *drop), expected=expected)
+        if ended and job.batch_id is not None and self._batches is not None:  # counted by the write that won
+            self._batches.job_ended(job, status, usage=fields.get("usage", job.usage),
+                                    cost_usd=fields.get("cost_usd", job.cost_usd))
+        return ended
 
     def _transition(self, job: Job, *, set: dict[str, Any], remove: tuple[str, ...],
                     expected: JobStatus = JobStatus.in_progress) -> bool:

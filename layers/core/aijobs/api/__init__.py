@@ -13,6 +13,7 @@ from aijobs.api.errors import install_error_handlers, is_openai_path
 from aijobs.api.middleware import RequestContext
 from aijobs.api.routes import (
     admin,
+    batches,
     embeddings,
     health,
     jobs,
@@ -38,8 +39,7 @@ def create_app() -> FastAPI:
     app = FastAPI(title="aijobs", version="1", summary="Asynchronous AI-inference jobs")
     install_error_handlers(app)
     routers = (health.router, jobs.router, streams.router, responses.router, models.router, embeddings.router,
-               schedules.router,
-               prompts.router,
+               schedules.router, prompts.router, batches.router,
                webhooks.secrets_router, webhooks.endpoints_router, webhooks.deliveries_router, usage.router,
                admin.router)
     for router in routers:

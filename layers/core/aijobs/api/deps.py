@@ -10,6 +10,7 @@ from fastapi import Depends, Header, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from aijobs.batches import BatchService
 from aijobs.idempotency import IdempotentAnswer, RequestKey
 from aijobs.jobs import JobService
 from aijobs.models.jobs import Job, JobOut
@@ -30,6 +31,7 @@ if TYPE_CHECKING:  # schedules load croniter: only when a schedule route runs
 # Ids longer than any id are refused before they reach DynamoDB, whose keys stop at 2048 bytes.
 MAX_ID_CHARS = 64
 JobId = Annotated[str, Path(max_length=MAX_ID_CHARS, description="A job's id (job_...)")]
+BatchId = Annotated[str, Path(max_length=MAX_ID_CHARS, description="A batch's id (bat_...)")]
 ScheduleId = Annotated[str, Path(max_length=MAX_ID_CHARS, description="A schedule's id (sch_...)")]
 EndpointId = Annotated[str, Path(max_length=MAX_ID_CHARS, description="A webhook endpoint's id (we_...)")]
 PromptIdPath = Annotated[str, Path(max_length=MAX_ID_CHARS, description="A registry prompt's id (pmpt_...)")]
@@ -50,6 +52,10 @@ ServicesDep = Annotated[Services, Depends(services)]
 
 def jobs_service(svc: ServicesDep) -> JobService:
     return svc.jobs
+
+
+def batch_service(svc: ServicesDep) -> BatchService:
+    return svc.batches
 
 
 def tenants_service(svc: ServicesDep) -> TenantService:
@@ -97,6 +103,7 @@ def job_view(svc: ServicesDep, request: Request) -> JobView:
 
 
 JobsDep = Annotated[JobService, Depends(jobs_service)]
+BatchesDep = Annotated[BatchService, Depends(batch_service)]
 WaitsDep = Annotated[JobWaits, Depends(job_waits)]
 JobViewDep = Annotated[JobView, Depends(job_view)]
 TenantsDep = Annotated[TenantService, Depends(tenants_service)]

@@ -24,6 +24,7 @@ MAX_REQUEST_BYTES = 260 * 1024
 # DynamoDB holds no number of magnitude below 1e-130; no model tells a temperature apart at this precision.
 TEMPERATURE_DECIMALS = 6
 MAX_BATCH = 100
+BATCH_ID_PATTERN = r"^[!-~]{1,64}$"  # printable ASCII: any id that could be one answers 404 when there is none
 MAX_METADATA_KEYS = 16
 # An embeddings job's texts: as many as OpenAI's embeddings endpoint takes in one request, each within its models'
 # 8,192-token input limit (at 4 characters a token, well within it for English; the provider refuses longer ones).
@@ -335,6 +336,7 @@ class Job(BaseModel):
     lease_until: int | None = None
     expires_at: int | None = None
     schedule_id: str | None = None  # set on the jobs a schedule creates
+    batch_id: str | None = None  # set on the jobs POST /v1/jobs/batch makes (models/batches.py)
     retry_of: str | None = None  # the failed or cancelled job this one re-runs
     retried_by: str | None = None  # the job that re-runs this one
     output_seq: int | None = None  # the last chunk of this attempt's output log (OUT# items), while it streams
@@ -416,6 +418,7 @@ class Job(BaseModel):
             metadata=self.request.metadata,
             priority=self.request.priority,
             schedule_id=self.schedule_id,
+            batch_id=self.batch_id,
             retry_of=self.retry_of,
             retried_by=self.retried_by,
             progress=self.progress if self.status is JobStatus.in_progress else None,
@@ -489,6 +492,7 @@ class JobOut(BaseModel):
     metadata: dict[str, str]
     priority: Priority = "normal"  # its request's lane
     schedule_id: str | None = None
+    batch_id: str | None = None  # the batch it was submitted in (POST /v1/jobs/batch)
     retry_of: str | None = None
     retried_by: str | None = None
     progress: Progress | None = None  # while it runs: the output so far is in `output`
@@ -515,6 +519,8 @@ class BatchRequest(BaseModel):
 
     # Items are validated one by one so that one bad item does not sink the batch.
     jobs: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=MAX_BATCH)]
+    batch_id: Annotated[str | None, Field(pattern=BATCH_ID_PATTERN, description=(
+        "The batch to add these jobs to (a chunk of a larger submit); none: a new batch is made"))] = None
 
 
 class BatchItemResult(BaseModel):
@@ -524,6 +530,8 @@ class BatchItemResult(BaseModel):
 
 
 class BatchResponse(BaseModel):
+    object: Literal["list"] = "list"
+    batch_id: str = Field(description="The batch the jobs are in (GET /v1/batches/{id})")
     data: list[BatchItemResult]
 
 

@@ -11,6 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from aijobs.api.deps import (
+    BatchesDep,
     Cursor,
     IdempotentDep,
     JobId,
@@ -22,7 +23,7 @@ from aijobs.api.deps import (
     created,
 )
 from aijobs.api.responses import errors
-from aijobs.errors import AijobsError
+from aijobs.errors import AijobsError, InvalidRequest
 from aijobs.idempotency import RequestKey
 from aijobs.models.jobs import (
     BatchItemResult,
@@ -77,27 +78,37 @@ async def submit_job(body: JobRequest, tenant: TenantDep, jobs: JobsDep, waits: 
 def list_jobs(tenant: TenantDep, jobs: JobsDep, view: JobViewDep, cursor: Cursor = None,
               status: JobStatus | None = None,
               limit: Annotated[int, Query(ge=1, le=100)] = 20,
-              schedule_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None) -> JobList:
-    """The caller's jobs, newest first; `schedule_id` keeps those one of its schedules created.
+              schedule_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+              batch_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None) -> JobList:
+    """The caller's jobs, newest first; `schedule_id` keeps those one of its schedules created, `batch_id` those of
+    one of its batches (not both).
 
     Every request reads a bounded number of jobs: with a `status` filter, a page may come back short or even empty
     with a `next_cursor` (the jobs read matched too few). Follow `next_cursor` until it is null, which is the end.
     """
-    page = jobs.list_jobs(tenant=tenant.id, status=status, limit=limit, cursor=cursor, schedule_id=schedule_id)
+    if schedule_id is not None and batch_id is not None:
+        raise InvalidRequest("schedule_id and batch_id cannot be given together", code="invalid_fields")
+    page = jobs.list_jobs(tenant=tenant.id, status=status, limit=limit, cursor=cursor, schedule_id=schedule_id,
+                          batch_id=batch_id)
     return JobList(data=[view(job) for job in page.items], next_cursor=page.next_cursor)
 
 
-@router.post("/batch", status_code=202, response_model=BatchResponse, responses=errors(400, 409, 413, 422))
-def submit_batch(body: BatchRequest, tenant: TenantDep, jobs: JobsDep, idempotent: IdempotentDep) -> JSONResponse:
-    """Submit up to 100 jobs; each item answers its job id and status, or its own error."""
+@router.post("/batch", status_code=202, response_model=BatchResponse,
+             responses=errors(400, 404, 409, 413, 422))
+def submit_batch(body: BatchRequest, tenant: TenantDep, batches: BatchesDep,
+                 idempotent: IdempotentDep) -> JSONResponse:
+    """Submit up to 100 jobs into a batch: a new one, or `batch_id` (a chunk of a larger submit; 404 for an unknown
+    batch, 409 `batch_cancelled`); each item answers its job id and status, or its own error."""
 
     def create(key: RequestKey | None) -> dict[str, Any]:
-        results = jobs.submit_jobs(tenant=tenant.id, items=body.jobs, key=key)
-        return BatchResponse(data=[BatchItemResult(error=r.detail()) if isinstance(r, AijobsError)
+        batch_id, results = batches.submit(tenant=tenant.id, items=body.jobs, batch_id=body.batch_id, key=key)
+        return BatchResponse(batch_id=batch_id, data=[BatchItemResult(error=r.detail()) if isinstance(r, AijobsError)
                                    else BatchItemResult(id=r.id, status=r.status)
                                    for r in results]).model_dump(mode="json", exclude_none=True)
 
-    return created(idempotent.run("submit_batch", body=body.model_dump(mode="json"), create=create), status_code=202)
+    # A body without batch_id keeps the key's body hash it had before batches.
+    return created(idempotent.run("submit_batch", body=body.model_dump(mode="json", exclude_unset=True),
+                                  create=create), status_code=202)
 
 
 @router.delete("/{job_id}", response_model=JobOut, responses=errors(404, 409, 422))

@@ -1,0 +1,224 @@
+"""Batches: the batch item's one writer (``BatchStore``) and the batch domain (``BatchService``).
+
+A batch's counts are counters on its item, never a read of its jobs: ``GET /v1/batches/{id}`` is one GetItem
+whatever the batch's size. The job store adds to them, once per transition, after the conditional write that made
+the transition won (store.py): a job that is in no batch costs nothing; one in a batch costs one small UpdateItem
+per counted transition (its first claim, its end, and a cancelled run's cost).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from aijobs.clock import Clock, system_clock
+from aijobs.dynamo import (
+    TENANT_INDEX,
+    Page,
+    batch_key,
+    batches_partition,
+    conditional,
+    query_index,
+    update_request,
+)
+from aijobs.errors import AijobsError, Conflict, NotFound
+from aijobs.idempotency import RequestKey
+from aijobs.ids import new_batch_id
+from aijobs.models.batches import Batch
+from aijobs.models.jobs import Job, JobStatus, Usage
+from aijobs.observability import count, logger
+
+if TYPE_CHECKING:
+    from aijobs.jobs import JobService
+
+CANCEL_BUDGET_S = 15  # a cancel request's time for cancelling jobs (API Gateway answers in 29 s); then `cancelling`
+CANCEL_PAGE = 100
+
+
+class BatchStore:
+    """The batch item's one writer: its creation, its chunks' totals, its jobs' counters, its cancel."""
+
+    def __init__(self, *, table: Any, retention_s: int, clock: Clock = system_clock) -> None:
+        self._table = table
+        self._retention_s = retention_s
+        self._clock = clock
+
+    def _now(self) -> int:
+        return int(self._clock())
+
+    def create(self, *, tenant: str, batch_id: str) -> None:
+        """Make an empty batch; a keyed retry that made it already finds it as it is."""
+        now = self._now()
+        # Its counters are made by their first ADD (numbers; a model's Decimal would be stored as text).
+        conditional(self._table.put_item, Item={**batch_key(batch_id), "gsi1pk": batches_partition(tenant),
+                                                "gsi1sk": batch_id, "id": batch_id, "tenant": tenant,
+                                                "created_at": now, "expires_at": now + self._retention_s},
+                    ConditionExpression="attribute_not_exists(pk)")
+
+    def get(self, batch_id: str, *, consistent: bool = False) -> Batch | None:
+        item = self._table.get_item(Key=batch_key(batch_id), ConsistentRead=consistent).get("Item")
+        return self._live(item)
+
+    def _live(self, item: dict[str, Any] | None) -> Batch | None:
+        if not item or ("expires_at" in item and int(item["expires_at"]) < self._now()):
+            return None  # TTL deletes lazily
+        return Batch.model_validate(item)
+
+    def get_tenant_batch(self, *, tenant: str, batch_id: str, consistent: bool = False) -> Batch:
+        """The tenant's batch; another tenant's does not exist for this one (404, never 403)."""
+        batch = self.get(batch_id, consistent=consistent) if batch_id.startswith("bat_") else None
+        if batch is None or batch.tenant != tenant:
+            raise NotFound("no such batch", code="batch_not_found")
+        return batch
+
+    def list_batches(self, *, tenant: str, limit: int, cursor: str | None) -> Page[Batch]:
+        page = query_index(self._table, index=TENANT_INDEX, partition=batches_partition(tenant), limit=limit,
+                           cursor=cursor)
+        return Page([batch for item in page.items if (batch := self._live(item))], page.next_cursor)
+
+    def add_jobs(self, *, tenant: str, batch_id: str, chunk: str, jobs: int) -> None:
+        """Count a chunk's jobs into the batch's total, once per ``chunk`` (its first job's id, which a keyed retry
+        names again): counted before the jobs are sent, so a job can never end before it is counted.
+        ``Conflict`` (``batch_cancelled``) once the batch's cancel was asked for."""
+        now = self._now()
+        if conditional(self._table.update_item, Key=batch_key(batch_id),
+                       UpdateExpression="ADD #total :n, #chunks :chunk SET #expires_at = :expires",
+                       ConditionExpression="#tenant = :tenant AND attribute_not_exists(#cancel_requested_at) "
+                                           "AND NOT contains(#chunks, :id) AND #expires_at >= :now",
+                       ExpressionAttributeNames={f"#{n}": n for n in ("total", "chunks", "expires_at", "tenant",
+                                                                       "cancel_requested_at")},
+                       ExpressionAttributeValues={":n": jobs, ":chunk": {chunk}, ":id": chunk, ":tenant": tenant,
+                                                  ":now": now, ":expires": now + self._retention_s}) is not None:
+            return
+        item = self._table.get_item(Key=batch_key(batch_id), ConsistentRead=True).get("Item")
+        batch = self._live(item)
+        if batch is None or batch.tenant != tenant:
+            raise NotFound("no such batch", code="batch_not_found")
+        if chunk in (item or {}).get("chunks", set()):
+            return  # a keyed retry: its jobs were counted by the first try
+        raise Conflict("the batch was cancelled: it takes no more jobs", code="batch_cancelled")
+
+    def remove_jobs(self, *, batch_id: str, chunk: str, jobs: int) -> None:
+        """Take back a chunk's count: its jobs could not be sent or stored (nothing of them was submitted)."""
+        conditional(self._table.update_item, Key=batch_key(batch_id),
+                    UpdateExpression="ADD #total :n DELETE #chunks :chunk",
+                    ConditionExpression="contains(#chunks, :id)",
+                    ExpressionAttributeNames={"#total": "total", "#chunks": "chunks"},
+                    ExpressionAttributeValues={":n": -jobs, ":chunk": {chunk}, ":id": chunk})
+
+    def job_started(self, job: Job) -> None:
+        """A batch job's first claim (its attempt 1): a retry's claims are not counted again."""
+        self._add(job, {"started": 1})
+
+    def job_ended(self, job: Job, status: JobStatus, *, usage: Usage | None, cost_usd: Decimal | None) -> None:
+        """A batch job's end, with what the job used and cost in all (``job`` as it was before: its attempt says
+        whether it ever started)."""
+        counters: dict[str, Any] = {"ended": 1, status.value: 1, **_spend(usage, cost_usd)}
+        if job.attempt == 0:
+            counters["ended_unstarted"] = 1
+        self._add(job, counters)
+
+    def run_kept(self, job: Job, *, usage: Usage, cost_usd: Decimal) -> None:
+        """What a cancelled job's stopped run used and cost, beyond what its job had when it was cancelled."""
+        before = job.usage or Usage()
+        self._add(job, _spend(Usage(input_tokens=usage.input_tokens - before.input_tokens,
+                                    output_tokens=usage.output_tokens - before.output_tokens),
+                              cost_usd - (job.cost_usd or Decimal(0))))
+
+    def _add(self, job: Job, counters: dict[str, Any]) -> None:
+        # Called once the job's own conditional write won: a failure here loses this count (logged), never the job.
+        if job.batch_id is None or not counters:
+            return
+        try:
+            conditional(self._table.update_item, Key=batch_key(job.batch_id), **update_request(
+                add=counters, set={"expires_at": self._now() + self._retention_s}, condition="attribute_exists(pk)"))
+        except Exception:
+            logger.exception("batch counters not updated", extra={"job_id": job.id, "batch_id": job.batch_id})
+            count("BatchCountsLost")
+
+    def request_cancel(self, batch_id: str) -> None:
+        now = self._now()
+        self._table.update_item(Key=batch_key(batch_id),
+                                UpdateExpression="SET #at = if_not_exists(#at, :now)",
+                                ExpressionAttributeNames={"#at": "cancel_requested_at"},
+                                ExpressionAttributeValues={":now": now})
+
+    def keep_cancel_cursor(self, batch_id: str, cursor: str | None) -> None:
+        """Where the next cancel call resumes (None: from the newest job)."""
+        self._table.update_item(Key=batch_key(batch_id), **(
+            update_request(set={"cancel_cursor": cursor}) if cursor else update_request(remove=["cancel_cursor"])))
+
+
+def _spend(usage: Usage | None, cost_usd: Decimal | None) -> dict[str, Any]:
+    spend: dict[str, Any] = {}
+    if usage is not None:
+        spend |= {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens}
+    if cost_usd:
+        spend["cost_usd"] = cost_usd
+    return {name: value for name, value in spend.items() if value}
+
+
+@dataclass(frozen=True)
+class BatchService:
+    """Submits chunks into a batch through the one submit path (JobService), reads and cancels batches."""
+
+    store: BatchStore
+    jobs: JobService
+    clock: Clock = system_clock
+
+    def submit(self, *, tenant: str, items: list[dict[str, Any]], batch_id: str | None,
+               key: RequestKey | None) -> tuple[str, list[Job | AijobsError]]:
+        """Submit a chunk of jobs into ``batch_id``, or into a new batch: the batch's id and each item's result.
+
+        A keyed request's new batch id is reserved by its key, so a retry whose first try died names it again.
+        """
+        if batch_id is None:
+            batch_id = new_batch_id()
+            if key is not None:
+                [batch_id] = self.jobs.store.reserve_job_ids(
+                    RequestKey(name=f"{key.name}#batch", body_hash=key.body_hash), [batch_id],
+                    expires_at=int(self.clock()) + self.jobs.request_key_ttl_s)
+            self.store.create(tenant=tenant, batch_id=batch_id)
+        elif self.store.get_tenant_batch(tenant=tenant, batch_id=batch_id).cancel_requested_at is not None:
+            raise Conflict("the batch was cancelled: it takes no more jobs", code="batch_cancelled")
+        return batch_id, self.jobs.submit_jobs(tenant=tenant, items=items, key=key, batch_id=batch_id)
+
+    def get(self, *, tenant: str, batch_id: str) -> Batch:
+        return self.store.get_tenant_batch(tenant=tenant, batch_id=batch_id)
+
+    def list_batches(self, *, tenant: str, limit: int, cursor: str | None) -> Page[Batch]:
+        return self.store.list_batches(tenant=tenant, limit=limit, cursor=cursor)
+
+    def cancel(self, *, tenant: str, batch_id: str) -> Batch:
+        """Cancel every job of the batch that has not ended, each through the one cancel path (``cancel_job``).
+
+        Bounded work: pages of the batch's unended jobs for at most CANCEL_BUDGET_S; past it, the batch answers
+        ``cancelling`` and the next call resumes where this one stopped. Once the pages reach the end with jobs
+        still unended by the counters (a chunk that raced the cancel), the next call starts again from the newest.
+        """
+        batch = self.store.get_tenant_batch(tenant=tenant, batch_id=batch_id, consistent=True)
+        if batch.status == "cancelled":
+            return batch
+        self.store.request_cancel(batch_id)  # from now on no chunk is added
+        deadline = self.clock() + CANCEL_BUDGET_S
+        cursor = batch.cancel_cursor
+        while True:
+            page = self.jobs.store.unended_batch_jobs(tenant=tenant, batch_id=batch_id, limit=CANCEL_PAGE,
+                                                      cursor=cursor)
+            self._cancel_jobs(tenant, (job.id for job in page.items))
+            cursor = page.next_cursor
+            if cursor is None or self.clock() >= deadline:
+                break
+        self.store.keep_cancel_cursor(batch_id, cursor)
+        batch = self.store.get_tenant_batch(tenant=tenant, batch_id=batch_id, consistent=True)
+        logger.info("batch cancel", extra={"batch_id": batch_id, "status": batch.status})
+        return batch
+
+    def _cancel_jobs(self, tenant: str, job_ids: Iterable[str]) -> None:
+        for job_id in job_ids:
+            # It ended meanwhile (job_finished), kept changing (the next call sees it again), or expired.
+            with contextlib.suppress(Conflict, NotFound):
+                self.jobs.cancel_job(tenant=tenant, job_id=job_id)
