@@ -133,6 +133,8 @@ class ApiClient:
                         failures = 0
                         if event.id:
                             last_event_id = event.id
+                        if not event.data:  # a `retry:` line alone is no event (the HTML standard's rule)
+                            continue
                         yield event
                         if event.event in FINAL_EVENTS:
                             return
