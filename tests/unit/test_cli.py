@@ -164,3 +164,17 @@ def test_a_dropped_stream_resumes_after_the_last_event_it_saw() -> None:
         ("status", "1"), ("delta", "1000001"), ("delta", "1000002"), ("completed", "1999999")]
     assert "".join(e.json()["text"] for e in events if e.event == "delta") == "Hello"
     assert len(sleeps) == 1
+
+
+def test_no_lambda_code_imports_the_command_line_or_its_libraries() -> None:
+    root = Path(__file__).parents[2]
+    sources = [*(root / "layers/core/aijobs").rglob("*.py"), *(root / "functions").rglob("*.py")]
+    cli_dir = root / "layers/core/aijobs/cli"
+    outside = [path for path in sources if cli_dir not in path.parents]
+    assert len(outside) > 50
+    for path in outside:
+        for line in path.read_text().splitlines():
+            words = line.split()
+            if words[:1] in (["import"], ["from"]) and len(words) > 1:
+                module = words[1]
+                assert not module.startswith(("aijobs.cli", "click", "rich", "httpx_sse")), f"{path}: {line}"

@@ -7,13 +7,14 @@ the state file beside ``--out`` keeps each chunk's job ids, and results already 
 
 from __future__ import annotations
 
+import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TextIO
 
 from aijobs.cli.client import FINISHED, ApiClient, ApiError
 from aijobs.cli.jsonl import PromptFile, chunk_key, chunked
@@ -77,30 +78,40 @@ class BatchRun:
         self.waiting: dict[str, str] = {}  # job id -> custom_id, in submission order
         self.live: Counter[str] = Counter()  # the last known status of the waiting jobs
         self.written = 0
+        self.sink: TextIO
+        self.pool: ThreadPoolExecutor
         self.summary = Summary(len(self.source.prompts), len(self.source.bad))
         for result in self.results.values():
             self.summary.add(result)
 
     def run(self) -> Summary:
         started = self.clock()
-        with self.out.open("a") as sink, ThreadPoolExecutor(self.concurrency) as pool:
-            self.sink, self.pool = sink, pool
-            try:
-                self.take_over_submitted()
-                pending = [index for index in range(len(self.chunks)) if str(index) not in self.state.chunks
-                           and any(p.custom_id not in self.results for p in self.chunks[index])]
-                while pending or self.waiting:
-                    if pending:
-                        # the first chunk alone: its answer names the batch the others join
-                        take = 1 if not self.state.chunks else self.concurrency
-                        self.submit([pending.pop(0) for _ in range(min(take, len(pending)))])
-                    if not self.collect() and not pending:
-                        time.sleep(POLL_S)
-                    self.report()
-            except KeyboardInterrupt:
-                pool.shutdown(cancel_futures=True)
-                raise Interrupted(self.finish(started)) from None
+        self.pool = ThreadPoolExecutor(self.concurrency)
+        try:
+            with self.out.open("a") as self.sink:
+                self.loop()
+        except KeyboardInterrupt:
+            # results are flushed line by line and the state saved chunk by chunk; this last save is quick, and a
+            # second Ctrl-C (or `timeout`'s signal to the whole group) must not turn it into a traceback
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            raise Interrupted(self.finish(started)) from None
+        finally:
+            # requests in flight (one asleep on a Retry-After) are not waited for: they are all safe to lose
+            self.pool.shutdown(wait=False, cancel_futures=True)
         return self.finish(started)
+
+    def loop(self) -> None:
+        self.take_over_submitted()
+        pending = [index for index in range(len(self.chunks)) if str(index) not in self.state.chunks
+                   and any(p.custom_id not in self.results for p in self.chunks[index])]
+        while pending or self.waiting:
+            if pending:
+                # the first chunk alone: its answer names the batch the others join
+                take = 1 if not self.state.chunks else self.concurrency
+                self.submit([pending.pop(0) for _ in range(min(take, len(pending)))])
+            if not self.collect() and not pending:
+                time.sleep(POLL_S)
+            self.report()
 
     def finish(self, started: float) -> Summary:
         self.state.save(self.state_path)

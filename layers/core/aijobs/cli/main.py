@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -402,7 +403,9 @@ def batch_run(settings: Settings, prompts: Path, out_path: Path, concurrency: in
             bar.stop()
             err.print(f"interrupted: {len(run.results)} of {len(source.prompts)} results in {out_path}; "
                       "run the same command again to resume (nothing is sent twice)", markup=False)
-            sys.exit(130)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)  # not sys.exit: that would join the pool's threads, one maybe asleep on a Retry-After
     emit(settings, summary_json(summary), summary_table(summary, out_path))
     if summary.failed or summary.invalid:
         sys.exit(1)
