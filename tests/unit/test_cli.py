@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from aijobs.cli.batch import BatchRun
 from aijobs.cli.client import ApiClient, ApiError
 from aijobs.cli.jsonl import BadLine, Prompt, chunk_key, chunked, parse_line, read_prompts
 from aijobs.cli.resume import ResumeError, RunState, read_results, result_of, write_result
@@ -53,11 +54,11 @@ def test_the_file_keeps_line_numbers_and_refuses_a_reused_custom_id(tmp_path: Pa
 def test_chunk_keys_are_stable_and_differ_with_file_index_and_content() -> None:
     prompts = [Prompt(n, f"line-{n}", {"input": str(n)}) for n in range(1, 6)]
     first, second = chunked(prompts, 2)[:2]
-    key = chunk_key("sha", 0, first)
-    assert key == chunk_key("sha", 0, list(first)) and key.startswith("aijobs-cli-") and len(key) <= 255
+    key = chunk_key("sha", "0", first)
+    assert key == chunk_key("sha", "0", list(first)) and key.startswith("aijobs-cli-") and len(key) <= 255
     changed = [first[0], Prompt(2, "line-2", {"input": "other"})]
-    assert len({key, chunk_key("sha2", 0, first), chunk_key("sha", 1, first), chunk_key("sha", 0, changed),
-                chunk_key("sha", 0, second)}) == 5
+    assert len({key, chunk_key("sha2", "0", first), chunk_key("sha", "1", first), chunk_key("sha", "0", changed),
+                chunk_key("sha", "0", second), chunk_key("sha", "retry-0", first)}) == 6
     assert [len(c) for c in chunked(prompts, 2)] == [2, 2, 1]
 
 
@@ -65,11 +66,11 @@ def test_state_round_trips_and_refuses_another_input(tmp_path: Path) -> None:
     path = RunState.path_for(tmp_path / "out.jsonl")
     assert path.name == "out.jsonl.state"
     state = RunState.load(path, input_sha256="abc", chunk_size=100)
-    state.record(0, "k0", [["a", "job_1", None], ["b", None, {"type": "invalid_request"}]], "bat_1")
-    state.record(1, "k1", [["c", "job_2", None]], None)
+    state.record("0", "k0", [["a", "job_1", None], ["b", None, {"type": "invalid_request"}]], "bat_1")
+    state.record("retry-0", "k1", [["c", "job_2", None]], None)
     state.save(path)
     loaded = RunState.load(path, input_sha256="abc", chunk_size=100)
-    assert loaded == state and loaded.batch_id == "bat_1"
+    assert loaded == state and loaded.batch_id == "bat_1" and loaded.retries == 1
     with pytest.raises(ResumeError, match="another input file"):
         RunState.load(path, input_sha256="changed", chunk_size=100)
     with pytest.raises(ResumeError, match="another input file"):
@@ -178,3 +179,62 @@ def test_no_lambda_code_imports_the_command_line_or_its_libraries() -> None:
             if words[:1] in (["import"], ["from"]) and len(words) > 1:
                 module = words[1]
                 assert not module.startswith(("aijobs.cli", "click", "rich", "httpx_sse")), f"{path}: {line}"
+
+
+class FakeBatchApi:
+    """The batch routes in memory, as the server keeps them: a key replays its answer; the first send of a prompt
+    with "limited" in it is refused for the token rate."""
+
+    def __init__(self) -> None:
+        self.answers: dict[str, dict[str, object]] = {}
+        self.jobs: dict[str, dict[str, object]] = {}
+        self.refused: set[str] = set()
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/jobs/batch":
+            key = request.headers["idempotency-key"]
+            if key not in self.answers:
+                self.answers[key] = {"data": [self.create(job) for job in json.loads(request.content)["jobs"]]}
+            return httpx.Response(202, json=self.answers[key])
+        if request.url.path == "/v1/jobs/status":
+            ids = json.loads(request.content)["ids"]
+            return httpx.Response(200, json={"data": [{"id": i, "status": "completed"} for i in ids]})
+        return httpx.Response(200, json=self.jobs[request.url.path.rsplit("/", 1)[1]])
+
+    def create(self, job: dict[str, object]) -> dict[str, object]:
+        text = str(job["input"])
+        if "limited" in text and text not in self.refused:
+            self.refused.add(text)
+            return {"error": {"type": "rate_limited", "code": "tokens_per_minute", "message": "m", "retryable": True}}
+        if "bad" in text:
+            return {"error": {"type": "invalid_request", "code": "invalid_fields", "message": "m", "retryable": False}}
+        job_id = f"job_{len(self.jobs)}"
+        self.jobs[job_id] = {"id": job_id, "status": "completed", "output": {"text": f"Echo: {text}"},
+                             "usage": {"input_tokens": 1, "output_tokens": 2}, "cost_usd": 0.5}
+        return {"id": job_id, "status": "queued"}
+
+
+class Quiet:
+    def progress(self, *, done: int, total: int, counts: dict[str, int]) -> None:
+        return None
+
+
+def test_a_prompt_refused_for_the_rate_is_sent_again_and_a_rerun_sends_nothing(tmp_path: Path) -> None:
+    prompts, out = tmp_path / "p.jsonl", tmp_path / "out.jsonl"
+    prompts.write_text("".join(json.dumps(text) + "\n" for text in ["a", "limited b", "bad c", "d", "e"]))
+    fake = FakeBatchApi()
+    run = BatchRun(api_with(httpx.MockTransport(fake), []), read_prompts(prompts), out, Quiet(), chunk_size=2,
+                   rate_window_end=lambda: 0.0)
+    summary = run.run()
+    results = {r["custom_id"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert {k: r["status"] for k, r in results.items()} == {
+        "line-1": "completed", "line-2": "completed", "line-3": "rejected", "line-4": "completed",
+        "line-5": "completed"}
+    assert results["line-2"]["output"] == {"text": "Echo: limited b"} and len(fake.jobs) == 4
+    assert (summary.failed, summary.input_tokens, summary.cost_usd) == (1, 4, 2.0)
+    assert list(RunState.load(RunState.path_for(out), input_sha256=read_prompts(prompts).sha256,
+                              chunk_size=2).chunks) == ["0", "1", "2", "retry-0"]
+
+    again = BatchRun(api_with(httpx.MockTransport(fake), []), read_prompts(prompts), out, Quiet(), chunk_size=2)
+    again.run()
+    assert len(fake.jobs) == 4 and len(out.read_text().splitlines()) == 5

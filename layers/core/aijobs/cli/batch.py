@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from aijobs.cli.client import FINISHED, ApiClient, ApiError
-from aijobs.cli.jsonl import PromptFile, chunk_key, chunked
+from aijobs.cli.jsonl import Prompt, PromptFile, chunk_key, chunked
 from aijobs.cli.resume import RunState, read_results, result_of, write_result
 
 STATUS_IDS = 100  # POST /v1/jobs/status takes at most 100 ids
 STATUS_REQUESTS_PER_POLL = 5  # the oldest 500 unfinished jobs are looked at each poll: they end first
 POLL_S = 1.0
+TRIES = 5  # sends of a prompt whose job the tenant's token rate refused
 
 
 class Reporter(Protocol):
@@ -69,6 +70,7 @@ class BatchRun:
     chunk_size: int = 100
     stop_after: int | None = None  # tests: behave as a Ctrl-C once this many results were written
     clock: Callable[[], float] = time.monotonic
+    rate_window_end: Callable[[], float] = lambda: (time.time() // 60 + 1) * 60 + 1  # rates are per UTC minute
 
     def __post_init__(self) -> None:
         self.state_path = RunState.path_for(self.out)
@@ -79,6 +81,10 @@ class BatchRun:
         self.live: Counter[str] = Counter()  # the last known status of the waiting jobs
         self.written = 0
         self.sink: TextIO
+        self.by_id = {prompt.custom_id: prompt for prompt in self.source.prompts}
+        self.retry: dict[str, Prompt] = {}  # refused for the tenant's rate: sent again once its minute is over
+        self.retry_at = 0.0
+        self.tries: Counter[str] = Counter()
         self.pool: ThreadPoolExecutor
         self.summary = Summary(len(self.source.prompts), len(self.source.bad))
         for result in self.results.values():
@@ -104,11 +110,15 @@ class BatchRun:
         self.take_over_submitted()
         pending = [index for index in range(len(self.chunks)) if str(index) not in self.state.chunks
                    and any(p.custom_id not in self.results for p in self.chunks[index])]
-        while pending or self.waiting:
+        while pending or self.waiting or self.retry:
             if pending:
                 # the first chunk alone: its answer names the batch the others join
                 take = 1 if not self.state.chunks else self.concurrency
-                self.submit([pending.pop(0) for _ in range(min(take, len(pending)))])
+                self.submit([(str(index), self.chunks[index]) for index in pending[:take]])
+                del pending[:take]
+            elif self.retry and time.time() >= self.retry_at:
+                retry = list(self.retry.values())[:self.chunk_size]
+                self.submit([(f"retry-{self.state.retries}", retry)])
             if not self.collect() and not pending:
                 time.sleep(POLL_S)
             self.report()
@@ -120,41 +130,43 @@ class BatchRun:
         return self.summary
 
     def take_over_submitted(self) -> None:
-        """The jobs an earlier run submitted: those without a result are waited for, item errors written."""
+        """The jobs an earlier run submitted, in the order it sent them: those without a result are waited for."""
         for record in self.state.chunks.values():
-            for custom_id, job_id, error in record.items:
-                if custom_id in self.results:
-                    continue
-                if job_id:
-                    self.waiting[job_id] = custom_id
-                else:
-                    self.write(result_of(custom_id, {"status": "rejected", "error": error}))
+            self.take(record.items)
 
-    def submit(self, indexes: list[int]) -> None:
-        answers = self.pool.map(self.send_chunk, indexes)
-        for index, answer in zip(indexes, answers, strict=True):
-            chunk = self.chunks[index]
+    def submit(self, requests: list[tuple[str, list[Prompt]]]) -> None:
+        answers = self.pool.map(lambda request: self.send(*request), requests)
+        for (label, prompts), answer in zip(requests, answers, strict=True):
             items = [[prompt.custom_id, item.get("id"), item.get("error")]
-                     for prompt, item in zip(chunk, answer["data"], strict=True)]
-            self.state.record(index, chunk_key(self.source.sha256, index, chunk), items, answer.get("batch_id"))
+                     for prompt, item in zip(prompts, answer["data"], strict=True)]
+            self.state.record(label, chunk_key(self.source.sha256, label, prompts), items, answer.get("batch_id"))
             self.state.save(self.state_path)
-            for custom_id, job_id, error in items:
-                if custom_id in self.results:
-                    continue
-                if job_id:
-                    self.waiting[job_id] = custom_id
-                    self.live["queued"] += 1
-                else:
-                    self.write(result_of(custom_id, {"status": "rejected", "error": error}))
+            self.take(items)
 
-    def send_chunk(self, index: int) -> dict[str, Any]:
-        chunk = self.chunks[index]
-        body: dict[str, Any] = {"jobs": [prompt.job for prompt in chunk]}
+    def take(self, items: list[list[Any]]) -> None:
+        """A chunk's answer: its jobs are waited for; an item over the tenant's rate is sent again after the
+        minute (a few times); another item error is that prompt's result."""
+        for custom_id, job_id, error in items:
+            if custom_id in self.results:
+                continue
+            self.retry.pop(custom_id, None)
+            if job_id:
+                self.waiting[job_id] = custom_id
+                self.live["queued"] += 1
+            elif error.get("type") == "rate_limited" and error.get("retryable") and self.tries[custom_id] < TRIES:
+                self.tries[custom_id] += 1
+                self.retry[custom_id] = self.by_id[custom_id]
+                self.retry_at = max(self.retry_at, self.rate_window_end())
+            else:
+                self.write(result_of(custom_id, {"status": "rejected", "error": error}))
+
+    def send(self, label: str, prompts: list[Prompt]) -> dict[str, Any]:
+        body: dict[str, Any] = {"jobs": [prompt.job for prompt in prompts]}
         if self.state.batch_id:  # a server without batch objects never names one, and is never sent one
             body["batch_id"] = self.state.batch_id
         answer: dict[str, Any] = self.api.request(
             "POST", "/v1/jobs/batch", json=body,
-            headers={"Idempotency-Key": chunk_key(self.source.sha256, index, chunk)})
+            headers={"Idempotency-Key": chunk_key(self.source.sha256, label, prompts)})
         return answer
 
     def collect(self) -> int:

@@ -82,10 +82,11 @@ def chunked(prompts: list[Prompt], size: int = CHUNK_SIZE) -> list[list[Prompt]]
     return [prompts[start:start + size] for start in range(0, len(prompts), size)]
 
 
-def chunk_key(file_sha256: str, index: int, chunk: list[Prompt]) -> str:
-    """The chunk's Idempotency-Key: the same file, chunk and jobs give the same key, so a resumed run's re-sent
-    chunk is answered with the jobs the first send made (the server keeps keys 24 h)."""
-    digest = hashlib.sha256(f"{file_sha256}:{index}:".encode())
+def chunk_key(file_sha256: str, label: str, chunk: list[Prompt]) -> str:
+    """The Idempotency-Key of a chunk (``label``: its index, or ``retry-N`` for prompts the tenant's rate
+    refused): the same file, chunk and jobs give the same key, so a resumed run's re-sent chunk is answered with
+    the jobs the first send made (the server keeps keys 24 h)."""
+    digest = hashlib.sha256(f"{file_sha256}:{label}:".encode())
     for prompt in chunk:
         digest.update(json.dumps([prompt.custom_id, prompt.job], sort_keys=True, separators=(",", ":")).encode())
     return KEY_PREFIX + digest.hexdigest()[:48]

@@ -28,7 +28,8 @@ class RunState:
     input_sha256: str
     chunk_size: int
     batch_id: str | None = None
-    chunks: dict[str, ChunkRecord] = field(default_factory=dict)
+    chunks: dict[str, ChunkRecord] = field(default_factory=dict)  # by label: the chunk's index, or retry-N
+    retries: int = 0
     version: int = STATE_VERSION
 
     @staticmethod
@@ -43,7 +44,8 @@ class RunState:
         try:
             raw = json.loads(path.read_text())
             state = cls(raw["input_sha256"], raw["chunk_size"], raw.get("batch_id"),
-                        {index: ChunkRecord(**chunk) for index, chunk in raw["chunks"].items()}, raw["version"])
+                        {label: ChunkRecord(**chunk) for label, chunk in raw["chunks"].items()}, raw["retries"],
+                        raw["version"])
         except (ValueError, KeyError, TypeError) as exc:
             raise ResumeError(f"{path} cannot be read ({exc}); remove it to start again") from None
         if (state.input_sha256, state.chunk_size) != (input_sha256, chunk_size):
@@ -57,8 +59,9 @@ class RunState:
         temporary.write_text(json.dumps(asdict(self)))
         os.replace(temporary, path)
 
-    def record(self, index: int, key: str, items: list[list[Any]], batch_id: str | None) -> None:
-        self.chunks[str(index)] = ChunkRecord(key, items)
+    def record(self, label: str, key: str, items: list[list[Any]], batch_id: str | None) -> None:
+        self.chunks[label] = ChunkRecord(key, items)
+        self.retries += label.startswith("retry-")
         self.batch_id = self.batch_id or batch_id
 
 
