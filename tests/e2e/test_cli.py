@@ -82,6 +82,12 @@ def test_a_failed_job_exits_1_and_retry_makes_a_new_job(stack: Stack) -> None:
     assert again.returncode == 1 and again.stderr.startswith("error: conflict already_retried: ")
 
 
+def test_a_streamed_job_that_fails_prints_its_error_and_exits_1(stack: Stack) -> None:
+    done = aijobs(stack, "submit", "[[fail=400]] streamed doom", "--stream")
+    assert done.returncode == 1 and done.stdout.strip() == ""
+    assert "error: provider_error http_400: " in done.stderr and "Traceback" not in done.stderr
+
+
 def test_errors_are_one_line_and_never_a_traceback(stack: Stack) -> None:
     wrong_key = aijobs(stack, "get", "job_nope", key="aj_wrong")
     missing_job = aijobs(stack, "get", "job_nope")

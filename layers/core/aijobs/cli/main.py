@@ -51,6 +51,8 @@ class Group(click.Group):
             return super().invoke(ctx)
         except (ApiError, ResumeError) as exc:
             fail(str(exc) if isinstance(exc, ApiError) else f"error: {exc}")
+        except OSError as exc:  # --out in a folder that is not there, a full disk
+            fail(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
 
 
 pass_settings = click.make_pass_decorator(Settings)
@@ -108,9 +110,13 @@ def show_ended(settings: Settings, job: dict[str, Any]) -> None:
         out.print(output_text(job), markup=False)
         err.print(f"[dim]{job['id']} {totals(job)}[/]")
     if job["status"] != "completed":
-        error = job.get("error") or {}
-        fail(ApiError(error.get("type", job["status"]), error.get("code"),
-                      error.get("message", f"the job was {job['status']}")).line() + f" (job {job['id']})")
+        fail_job(job)
+
+
+def fail_job(job: dict[str, Any]) -> NoReturn:
+    error = job.get("error") or {}
+    fail(ApiError(error.get("type", job["status"]), error.get("code"),
+                  error.get("message", f"the job was {job['status']}")).line() + f" (job {job['id']})")
 
 
 def wait_for(api: ApiClient, job_id: str) -> dict[str, Any]:
@@ -139,8 +145,8 @@ def stream(api: ApiClient, settings: Settings, job_id: str) -> dict[str, Any]:
             if not settings.as_json:
                 out.print()
                 err.print(f"[dim]{job['id']} {totals(job)}[/]")
-                if job["status"] != "completed":
-                    show_ended(Settings(settings.url, settings.key, True), job)
+            if job["status"] != "completed":
+                fail_job(job)
             return job
     raise ApiError("stream", None, "the stream ended without the job's end")
 
