@@ -1,0 +1,3 @@
+from aijobs.cli.main import cli
+
+cli(prog_name="aijobs")
