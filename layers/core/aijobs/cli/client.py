@@ -17,8 +17,11 @@ FINISHED = frozenset({"completed", "failed", "cancelled"})
 # try again, at most this many times and never longer than MAX_WAIT_S at once (a daily budget's wait until
 # midnight is an error, not a wait).
 WAIT_STATUSES = frozenset({409, 429, 503})
-MAX_WAITS = 8
+# A request told to come back (429, 503, or 409 while the same Idempotency-Key's first try still runs: a chunk of
+# 100 jobs can take the server several seconds) waits as told, each wait at most MAX_WAIT_S, all of them at most
+# MAX_WAITED_S; past that its error is the answer.
 MAX_WAIT_S = 65.0
+MAX_WAITED_S = 180.0
 TRANSPORT_RETRIES = 3
 STREAM_RECONNECTS = 8
 
@@ -90,7 +93,7 @@ class ApiClient:
         """One API call; its JSON answer (None for 204), or ApiError. ``safe`` requests (GET, keyed POSTs) are
         sent again after a transport error."""
         safe = method == "GET" or bool(headers and "Idempotency-Key" in headers) if safe is None else safe
-        waits = failures = 0
+        waited, failures = 0.0, 0
         while True:
             try:
                 response = self.http.request(method, path, json=json, params=params, headers=headers)
@@ -104,8 +107,8 @@ class ApiClient:
                 continue
             delay = retry_after(response)
             if response.status_code in WAIT_STATUSES and delay is not None and delay <= MAX_WAIT_S \
-                    and waits < MAX_WAITS:
-                waits += 1
+                    and waited + delay <= MAX_WAITED_S:
+                waited += delay
                 reason = error_from(response)
                 self.notify(f"{reason.type} {reason.code or ''}".strip() + f": waiting {delay:g} s")
                 self.sleep(delay)
