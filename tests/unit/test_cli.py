@@ -238,3 +238,20 @@ def test_a_prompt_refused_for_the_rate_is_sent_again_and_a_rerun_sends_nothing(t
     again = BatchRun(api_with(httpx.MockTransport(fake), []), read_prompts(prompts), out, Quiet(), chunk_size=2)
     again.run()
     assert len(fake.jobs) == 4 and len(out.read_text().splitlines()) == 5
+
+
+def test_batch_cancel_calls_again_while_the_server_is_cancelling(monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from aijobs.cli import main
+
+    calls: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        return httpx.Response(200, json={"id": "bat_1", "status": "cancelling" if len(calls) < 3 else "cancelled"})
+
+    monkeypatch.setattr(main.Settings, "api", lambda self: api_with(httpx.MockTransport(answer), []))
+    result = CliRunner().invoke(main.cli, ["--key", "k", "batch", "cancel", "bat_1"])
+    assert result.exit_code == 0 and "bat_1 cancelled" in result.output
+    assert calls == ["/v1/batches/bat_1/cancel"] * 3  # a large batch is cancelled in pages, call after call

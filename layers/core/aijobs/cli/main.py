@@ -22,6 +22,8 @@ from aijobs.cli.jsonl import CHUNK_SIZE, read_prompts
 from aijobs.cli.resume import ResumeError
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+# `batch cancel` calls again while the server answers `cancelling` (each call cancels for up to 15 s), this often.
+CANCEL_CALLS = 20
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -432,6 +434,12 @@ def batch_status(settings: Settings, batch_id: str) -> None:
 @click.argument("batch_id")
 @pass_settings
 def batch_cancel(settings: Settings, batch_id: str) -> None:
-    """Cancel a batch's jobs that have not ended."""
-    found = settings.api().request("POST", f"/v1/batches/{batch_id}/cancel")
+    """Cancel a batch's jobs that have not ended (a large batch is cancelled in several calls: the server answers
+    `cancelling` while jobs are left, and each call goes on from where the last stopped)."""
+    api = settings.api()
+    found = api.request("POST", f"/v1/batches/{batch_id}/cancel")
+    for _ in range(CANCEL_CALLS):
+        if found["status"] != "cancelling":
+            break
+        found = api.request("POST", f"/v1/batches/{batch_id}/cancel")
     emit(settings, found, f"{found['id']} {found['status']}")
