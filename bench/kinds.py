@@ -94,7 +94,7 @@ def _check_cost() -> dict[str, Any]:
 def _overtaking(stack: Any, *, lanes: bool) -> int:
     """How many of the low backlog completed before the high job did (each lane polled by one worker instance)."""
     from aijobs.local.pollers import QueuePoller
-    from aijobs.models.jobs import JobStatus
+    from aijobs.models.jobs import JobRequest, JobStatus
 
     services = stack.services
     if not lanes:  # one queue: every lane's messages go to the normal one
@@ -108,8 +108,8 @@ def _overtaking(stack: Any, *, lanes: bool) -> int:
         low = [r.id for start in range(0, BACKLOG, 100) for r in services.jobs.submit_jobs(
             tenant=f"bench-lanes-{tag}", items=[{"input": f"low {tag} {i} [[delay_ms={MODEL_MS}]]", "priority": "low"}
                                                 for i in range(start, min(BACKLOG, start + 100))])]
-        high = services.jobs.submit_job(tenant=f"bench-lanes-{tag}", request=_request(
-            {"input": f"high {tag} [[delay_ms={MODEL_MS}]]", "priority": "high"})).id
+        high = services.jobs.submit_job(tenant=f"bench-lanes-{tag}", request=JobRequest(
+            input=f"high {tag} [[delay_ms={MODEL_MS}]]", priority="high")).id
         urls = {stack.lanes[lane] for lane in ("high", "low")} if lanes else {(stack.queue_url, stack.queue_arn)}
         pollers = [QueuePoller(name="WorkerFunction", sqs=stack.esm_sqs, queue_url=url, queue_arn=arn,
                                handler=stack.worker) for url, arn in urls]
@@ -142,12 +142,6 @@ def _overtaking(stack: Any, *, lanes: bool) -> int:
         if not lanes:
             queue._lanes.update(saved)
     return done
-
-
-def _request(body: dict[str, Any]) -> Any:
-    from aijobs.models.jobs import JobRequest
-
-    return JobRequest(**body)
 
 
 def render(k: dict[str, Any]) -> list[str]:

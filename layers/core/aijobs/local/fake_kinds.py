@@ -5,7 +5,6 @@ each one alone.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import math
 import struct
@@ -31,11 +30,6 @@ def embedding(text: str, dimensions: int = DEFAULT_DIMENSIONS) -> list[float]:
     values = values[:dimensions]
     norm = math.sqrt(sum(v * v for v in values)) or 1.0
     return [round(v / norm, 6) for v in values]
-
-
-def as_base64(vector: list[float]) -> str:
-    """A vector as OpenAI sends it with ``encoding_format: "base64"`` (little-endian float32), as its SDK asks."""
-    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
 
 
 def png(prompt: str, width: int, height: int) -> bytes:

@@ -33,6 +33,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from aijobs.local import fake_kinds
+from aijobs.models.jobs import as_base64
 
 _DIRECTIVE = re.compile(r"\[\[(delay_ms|fail|tokens|token_ms|retry_after|retry_after_ms|invalid_json)=([^\]]+)\]\]")
 _FILLER = ["lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit"]
@@ -112,7 +113,7 @@ def create_fake_model(*, sleep: Sleep = asyncio.sleep) -> FastAPI:
         if (failed := await _delay_or_fail("\n".join(texts), key, calls, sleep)):
             return failed
         as_b64 = body.get("encoding_format") == "base64"
-        data = [{"object": "embedding", "index": i, "embedding": fake_kinds.as_base64(vector) if as_b64 else vector}
+        data = [{"object": "embedding", "index": i, "embedding": as_base64(vector) if as_b64 else vector}
                 for i, vector in enumerate(fake_kinds.embedding(t, dimensions) for t in texts)]
         tokens = sum(len(t.split()) for t in texts)
         return {"object": "list", "data": data, "model": body.get("model", "fake-embedding"),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
+import struct
 from collections.abc import Callable
 from decimal import Decimal
 from enum import StrEnum
@@ -54,6 +56,11 @@ class Message(BaseModel):
 
     role: Literal["system", "developer", "user", "assistant"]
     content: Annotated[str, Field(min_length=1)]
+
+
+def as_base64(vector: list[float]) -> str:
+    """A vector as OpenAI's embeddings API sends it with ``encoding_format: "base64"``: little-endian float32."""
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
 
 
 def _plain_json(value: Any) -> Any:

@@ -9,21 +9,18 @@ would answer more than a front can carry is refused before it runs: such work be
 
 from __future__ import annotations
 
-import base64
 import json
-import struct
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from aijobs.api.deps import IdempotentDep, JobsDep, ServicesDep, TenantDep, WaitsDep, cost_header
-from aijobs.api.routes.responses import ResponseTimeout
+from aijobs.api.routes.responses import ResponseTimeout, job_request_of
 from aijobs.errors import InvalidRequest, ProviderError
-from aijobs.models.jobs import Job, JobRequest, JobStatus
+from aijobs.models.jobs import Job, JobRequest, JobStatus, as_base64
 from aijobs.models.responses import OpenAIErrorResponse
 
 router = APIRouter(prefix="/v1/embeddings", tags=["openai"],
@@ -52,10 +49,7 @@ class EmbeddingsCreate(BaseModel):
 
 def _job_request(body: EmbeddingsCreate) -> JobRequest:
     fields = {"kind": "embedding", "model": body.model, "input": body.input, "dimensions": body.dimensions}
-    try:
-        request = JobRequest.model_validate({k: v for k, v in fields.items() if v is not None})
-    except ValidationError as exc:
-        raise RequestValidationError([{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]) from None
+    request = job_request_of({k: v for k, v in fields.items() if v is not None})
     size = len(request.texts) * (body.dimensions or USUAL_DIMENSIONS) * BYTES_PER_NUMBER[body.encoding_format]
     if size > MAX_ANSWER_BYTES:
         raise InvalidRequest(f"{len(request.texts)} vectors would make an answer of about {size / 1e6:.0f} MB, over "
@@ -65,15 +59,10 @@ def _job_request(body: EmbeddingsCreate) -> JobRequest:
     return request
 
 
-def _as_base64(vector: list[float]) -> str:
-    """A vector as OpenAI sends it with ``encoding_format: "base64"``: little-endian float32."""
-    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
-
-
 def _answer(job: Job, text: str, encoding_format: str) -> dict[str, Any]:
     data = [json.loads(line) for line in text.splitlines() if line]
     if encoding_format == "base64":
-        data = [{**item, "embedding": _as_base64(item["embedding"])} for item in data]
+        data = [{**item, "embedding": as_base64(item["embedding"])} for item in data]
     tokens = job.usage.input_tokens if job.usage else 0
     return {"object": "list", "data": data, "model": job.provider_model or job.model,
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}

@@ -57,8 +57,13 @@ def _job_request(body: ResponseCreate) -> JobRequest:
     if body.input is None and body.prompt is None:
         raise RequestValidationError([{"type": "missing", "loc": ("body", "input"), "msg": "Field required",
                                        "input": None}])
+    return job_request_of(body.job_fields())
+
+
+def job_request_of(fields: dict[str, Any]) -> JobRequest:
+    """The job an OpenAI-shaped request asks for; its validation errors are the request's (400, naming the field)."""
     try:
-        return JobRequest.model_validate(body.job_fields())
+        return JobRequest.model_validate(fields)
     except ValidationError as exc:
         raise RequestValidationError([{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]) from None
 
