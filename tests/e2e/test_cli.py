@@ -185,6 +185,28 @@ def test_batch_run_interrupted_by_ctrl_c_resumes(stack: Stack, tmp_path: Path) -
     assert len(jobs_of_run(stack, run, "tenant-b")) == 30
 
 
+def test_ctrl_c_while_waiting_or_streaming_exits_130_with_one_line(stack: Stack) -> None:
+    with stack.client() as client:
+        job_id = client.post("/v1/jobs", json={"input": "[[delay_ms=30000]] slow"}).json()["id"]
+    env = {**os.environ, "AIJOBS_URL": stack.url, "AIJOBS_API_KEY": KEYS["tenant-a"]}
+    try:
+        # --json after the command as before it; the stream has begun once its first event is printed
+        streaming = subprocess.Popen([sys.executable, "-m", "aijobs.cli", "stream", job_id, "--json"], env=env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert streaming.stdout is not None and json.loads(streaming.stdout.readline())["event"] == "status"
+        waiting = subprocess.Popen([sys.executable, "-m", "aijobs.cli", "wait", job_id], env=env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(4)  # its first look at the job is long done
+        for process in (streaming, waiting):
+            process.send_signal(signal.SIGINT)
+            _, stderr = process.communicate(timeout=30)
+            assert process.returncode == 130 and stderr.strip().splitlines()[-1] == "interrupted", stderr
+            assert "Traceback" not in stderr and "Aborted" not in stderr
+    finally:
+        with stack.client() as client:
+            client.delete(f"/v1/jobs/{job_id}")
+
+
 def test_strict_sends_nothing_when_a_line_is_bad(stack: Stack, tmp_path: Path) -> None:
     prompts, out = tmp_path / "prompts.jsonl", tmp_path / "results.jsonl"
     prompts.write_text('"fine"\n{oops\n')

@@ -15,7 +15,7 @@ from aijobs.services import Services
 from aijobs.store import RunRecord
 from tests.integration.conftest import KEY_B, TENANT_A, api_client, run_worker
 
-CHUNKS = (100, 100, 50)
+CHUNKS = (30, 20, 10)  # 60 jobs; every 25th fails
 
 
 def _items(count: int, *, start: int = 0) -> list[dict[str, Any]]:
@@ -60,31 +60,73 @@ def _batch_jobs(api: Any, batch_id: str, **params: Any) -> list[dict[str, Any]]:
             return jobs
 
 
-def test_batch_of_250_in_3_chunks_is_counted_as_the_worker_runs_it(api: Any, services: Services,
-                                                                   worker_handler: Any) -> None:
+def test_batch_in_3_chunks_is_counted_as_the_worker_runs_it(api: Any, services: Services,
+                                                            worker_handler: Any) -> None:
     batch_id, ids = _submit_chunks(api)
     batch = api.get(f"/v1/batches/{batch_id}").json()
     assert batch["object"] == "batch" and batch["status"] == "in_progress"
-    assert batch["counts"] == {"total": 250, "queued": 250, "in_progress": 0, "completed": 0, "failed": 0,
+    assert batch["counts"] == {"total": 60, "queued": 60, "in_progress": 0, "completed": 0, "failed": 0,
                                "cancelled": 0}
 
     run_worker(services, worker_handler)  # one SQS batch: 10 jobs end
     counts = api.get(f"/v1/batches/{batch_id}").json()["counts"]
-    assert counts["queued"] == 240 and counts["in_progress"] == 0 and counts["completed"] + counts["failed"] == 10
+    assert counts["queued"] == 50 and counts["in_progress"] == 0 and counts["completed"] + counts["failed"] == 10
 
     _drain(services, worker_handler)
     batch = api.get(f"/v1/batches/{batch_id}").json()
     assert batch["status"] == "completed"
-    assert batch["counts"] == {"total": 250, "queued": 0, "in_progress": 0, "completed": 240, "failed": 10,
+    assert batch["counts"] == {"total": 60, "queued": 0, "in_progress": 0, "completed": 57, "failed": 3,
                                "cancelled": 0}
     jobs = _batch_jobs(api, batch_id)
     assert sorted(job["id"] for job in jobs) == sorted(ids)
     assert all(job["batch_id"] == batch_id for job in jobs)
-    assert [job["id"] for job in jobs] == sorted(ids, reverse=True)  # newest first
     assert batch["cost_usd"] == pytest.approx(sum(job["cost_usd"] or 0 for job in jobs)) and batch["cost_usd"] > 0
     assert batch["usage"]["output_tokens"] == sum(job["usage"]["output_tokens"] for job in jobs if job["usage"])
     failed = _batch_jobs(api, batch_id, status="failed")
-    assert sorted(int(job["metadata"]["line"]) for job in failed) == list(range(0, 250, 25))
+    assert sorted(int(job["metadata"]["line"]) for job in failed) == [0, 25, 50]
+
+
+def _results(api: Any, batch_id: str, cursor: str | None = None, limit: int = 100) -> tuple[list[str], str | None]:
+    response = api.get(f"/v1/batches/{batch_id}/results", params={"limit": limit, **({"cursor": cursor} if cursor
+                                                                                      else {})})
+    assert response.status_code == 200, response.text
+    page = response.json()
+    assert all(job["status"] in ("completed", "failed", "cancelled") for job in page["data"])
+    return [job["id"] for job in page["data"]], page["next_cursor"]
+
+
+def test_results_are_read_as_they_end_once_each_and_the_cursor_ends_with_the_batch(
+        api: Any, services: Services, worker_handler: Any) -> None:
+    settle = services.settings.batch_results_settle_s
+    batch_id, ids = _submit_chunks(api, (15,))
+    assert _results(api, batch_id)[0] == []  # none ended: an empty page and a cursor to come back with
+    run_worker(services, worker_handler)  # 10 end
+    fresh, cursor = _results(api, batch_id)
+    assert fresh == []  # not yet settled
+    services.clock.advance(settle)
+    first, cursor = _results(api, batch_id, limit=4)
+    more, cursor = _results(api, batch_id, cursor)
+    assert len(first) == 4 and len(more) == 6 and cursor is not None
+    assert _results(api, batch_id, cursor) == ([], cursor)  # nothing new: the same place
+    since = api.get(f"/v1/batches/{batch_id}").json()["results_cursor"]
+
+    services.clock.advance(1)
+    _drain(services, worker_handler)  # the last 5
+    services.clock.advance(settle)
+    last, end = _results(api, batch_id, cursor)
+    assert len(last) == 5 and end is None  # the batch ended and every result was given
+    assert _results(api, batch_id, since) == (last, None)  # the batch's cursor: what ended after it was read
+    assert sorted(first + more + last) == sorted(ids)
+    # The jobs list shows the ended ones first, the last to end first.
+    listed = [job["id"] for job in _batch_jobs(api, batch_id)]
+    assert listed[:5] == list(reversed(last))
+
+
+def test_a_results_cursor_that_is_not_one_is_422(api: Any) -> None:
+    batch_id, _ = _submit_chunks(api, (1,))
+    for cursor in ("nope", "fjAwMDAwMDAwMDB-Kg=="):  # the second: "~0000000000~*"
+        response = api.get(f"/v1/batches/{batch_id}/results", params={"cursor": cursor})
+        assert response.status_code == 422 and response.json()["error"]["code"] == "invalid_cursor"
 
 
 def test_a_job_outside_a_batch_has_no_batch_id_and_is_not_listed_in_one(api: Any) -> None:
@@ -144,7 +186,8 @@ def test_cancel_of_a_half_run_batch_stops_every_unfinished_job(api: Any, service
     assert sorted(job["id"] for job in jobs) == sorted(ids)
     assert sum(job["status"] == "cancelled" and job["started_at"] is None for job in jobs) == 20
     assert api.get(f"/v1/batches/{batch_id}").json()["counts"] == batch["counts"]
-    assert api.post(f"/v1/batches/{batch_id}/cancel").json() == batch  # again: as it is
+    again = api.post(f"/v1/batches/{batch_id}/cancel").json()
+    assert again | {"results_cursor": None} == batch | {"results_cursor": None}  # as it is
     refused = api.post("/v1/jobs/batch", json={"jobs": _items(1), "batch_id": batch_id})
     assert refused.status_code == 409 and refused.json()["error"]["code"] == "batch_cancelled"
 
@@ -185,6 +228,7 @@ def test_another_tenants_batch_is_404_everywhere(api: Any) -> None:
     batch_id, _ = _submit_chunks(api, (2,))
     with api_client(KEY_B) as other:
         for response in (other.get(f"/v1/batches/{batch_id}"), other.post(f"/v1/batches/{batch_id}/cancel"),
+                         other.get(f"/v1/batches/{batch_id}/results"),
                          other.post("/v1/jobs/batch", json={"jobs": _items(1), "batch_id": batch_id})):
             assert response.status_code == 404 and response.json()["error"]["code"] == "batch_not_found"
         assert other.get("/v1/jobs", params={"batch_id": batch_id}).json()["data"] == []

@@ -55,9 +55,9 @@ def test_a_cancel_is_cancelling_until_every_job_has_ended() -> None:
 
 def test_the_public_batch_reads_its_cost_and_usage() -> None:
     out = _batch(total=1, started=1, ended=1, completed=1, cost_usd=Decimal("0.0125"), input_tokens=7,
-                 output_tokens=9).to_public()
+                 output_tokens=9).to_public(results_cursor="c")
     assert out.cost_usd == 0.0125 and out.usage.input_tokens == 7 and out.usage.output_tokens == 9
-    assert out.results_cursor is None and out.object == "batch"
+    assert out.results_cursor == "c" and out.object == "batch"
 
 
 def test_a_stored_item_with_its_keys_and_chunk_marks_reads_as_a_batch() -> None:

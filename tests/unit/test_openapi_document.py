@@ -33,6 +33,7 @@ STATUSES = [
     ("GET /v1/batches", {200, 401, 422, 429, 500}),
     ("GET /v1/batches/{batch_id}", {200, 401, 404, 422, 429, 500}),
     ("POST /v1/batches/{batch_id}/cancel", {200, 401, 404, 409, 422, 429, 500}),
+    ("GET /v1/batches/{batch_id}/results", {200, 401, 404, 422, 429, 500}),
     ("POST /v1/schedules", {201, 400, 401, 403, 404, 409, 413, 422, 429, 500, 503}),
     ("GET /v1/schedules", {200, 401, 422, 429, 500}),
     ("GET /v1/schedules/{schedule_id}", {200, 401, 404, 422, 429, 500}),

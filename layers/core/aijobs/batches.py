@@ -8,7 +8,9 @@ per counted transition (its first claim, its end, and a cancelled run's cost).
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -16,15 +18,17 @@ from typing import TYPE_CHECKING, Any
 
 from aijobs.clock import Clock, system_clock
 from aijobs.dynamo import (
+    BATCH_RESULTS,
     TENANT_INDEX,
     Page,
     batch_key,
+    batch_result_key,
     batches_partition,
     conditional,
     query_index,
     update_request,
 )
-from aijobs.errors import AijobsError, Conflict, NotFound
+from aijobs.errors import AijobsError, Conflict, InvalidRequest, NotFound
 from aijobs.idempotency import RequestKey
 from aijobs.ids import new_batch_id
 from aijobs.models.batches import Batch
@@ -36,6 +40,9 @@ if TYPE_CHECKING:
 
 CANCEL_BUDGET_S = 15  # a cancel request's time for cancelling jobs (API Gateway answers in 29 s); then `cancelling`
 CANCEL_PAGE = 100
+# A results cursor is a position in the batch's ended jobs (dynamo.batch_result_key), or ``~<time>~``: after those
+# that ended by then.
+RESULT_POSITION = re.compile(rf"{BATCH_RESULTS}\d{{10}}(#job_[0-9A-Z]{{26}}|{BATCH_RESULTS})")
 
 
 class BatchStore:
@@ -119,7 +126,7 @@ class BatchStore:
         counters: dict[str, Any] = {"ended": 1, status.value: 1, **_spend(usage, cost_usd)}
         if job.attempt == 0:
             counters["ended_unstarted"] = 1
-        self._add(job, counters)
+        self._add(job, counters, last_ended_at=self._now())
 
     def run_kept(self, job: Job, *, usage: Usage, cost_usd: Decimal) -> None:
         """What a cancelled job's stopped run used and cost, beyond what its job had when it was cancelled."""
@@ -128,13 +135,14 @@ class BatchStore:
                                     output_tokens=usage.output_tokens - before.output_tokens),
                               cost_usd - (job.cost_usd or Decimal(0))))
 
-    def _add(self, job: Job, counters: dict[str, Any]) -> None:
+    def _add(self, job: Job, counters: dict[str, Any], **fields: Any) -> None:
         # Called once the job's own conditional write won: a failure here loses this count (logged), never the job.
         if job.batch_id is None or not counters:
             return
         try:
             conditional(self._table.update_item, Key=batch_key(job.batch_id), **update_request(
-                add=counters, set={"expires_at": self._now() + self._retention_s}, condition="attribute_exists(pk)"))
+                add=counters, set={"expires_at": self._now() + self._retention_s, **fields},
+                condition="attribute_exists(pk)"))
         except Exception:
             logger.exception("batch counters not updated", extra={"job_id": job.id, "batch_id": job.batch_id})
             count("BatchCountsLost")
@@ -150,6 +158,20 @@ class BatchStore:
         """Where the next cancel call resumes (None: from the newest job)."""
         self._table.update_item(Key=batch_key(batch_id), **(
             update_request(set={"cancel_cursor": cursor}) if cursor else update_request(remove=["cancel_cursor"])))
+
+
+def _cursor(position: str) -> str:
+    return base64.urlsafe_b64encode(position.encode()).decode()
+
+
+def _position(cursor: str) -> str:
+    try:
+        position = base64.urlsafe_b64decode(cursor.encode()).decode()
+    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+        position = ""
+    if not RESULT_POSITION.fullmatch(position):
+        raise InvalidRequest("cursor is not valid", code="invalid_cursor")
+    return position
 
 
 def _spend(usage: Usage | None, cost_usd: Decimal | None) -> dict[str, Any]:
@@ -168,6 +190,9 @@ class BatchService:
     store: BatchStore
     jobs: JobService
     clock: Clock = system_clock
+    # A job is listed among its batch's results once it ended this long ago: by then its index entry is written and
+    # readable (DynamoDB's indexes are eventually consistent), so a reader's cursor never passes a result unseen.
+    results_settle_s: int = 5
 
     def submit(self, *, tenant: str, items: list[dict[str, Any]], batch_id: str | None,
                key: RequestKey | None) -> tuple[str, list[Job | AijobsError]]:
@@ -191,6 +216,25 @@ class BatchService:
 
     def list_batches(self, *, tenant: str, limit: int, cursor: str | None) -> Page[Batch]:
         return self.store.list_batches(tenant=tenant, limit=limit, cursor=cursor)
+
+    def results(self, *, tenant: str, batch_id: str, limit: int, cursor: str | None) -> Page[Job]:
+        """The batch's ended jobs in the order they ended, those that ended at least ``results_settle_s`` ago; the
+        cursor resumes after the last one given. Its ``next_cursor`` is None only once the batch has ended and every
+        result was given: until then, calling again with it gives the results that ended since, never one twice."""
+        batch = self.store.get_tenant_batch(tenant=tenant, batch_id=batch_id)
+        after = _position(cursor) if cursor else None
+        ended_by = int(self.clock()) - self.results_settle_s
+        jobs = self.jobs.store.batch_results(tenant=tenant, batch_id=batch_id, after=after, ended_by=ended_by,
+                                             limit=limit)
+        if len(jobs) < limit and batch.status in ("completed", "cancelled") \
+                and (batch.last_ended_at or 0) <= ended_by:
+            return Page(jobs, None)
+        last = batch_result_key(jobs[-1].completed_at or 0, jobs[-1].id) if jobs else after
+        return Page(jobs, _cursor(last or f"{BATCH_RESULTS}{0:010d}{BATCH_RESULTS}"))
+
+    def results_cursor(self) -> str:
+        """A cursor after the results that have ended by now: from it, the results that end later."""
+        return _cursor(f"{BATCH_RESULTS}{int(self.clock()) - self.results_settle_s:010d}{BATCH_RESULTS}")
 
     def cancel(self, *, tenant: str, batch_id: str) -> Batch:
         """Cancel every job of the batch that has not ended, each through the one cancel path (``cancel_job``).

@@ -3,7 +3,7 @@
 | item | pk | sk | gsi1 (pk / sk) | gsi2 (pk / sk) |
 |---|---|---|---|---|
 | job | ``JOB#<id>`` | ``JOB`` | ``TENANT#<t>`` / id | ``TENANT#<t>#SCHEDULE#<s>`` / id (scheduled jobs), |
-| | | | | ``TENANT#<t>#BATCH#<b>`` / id (a batch's jobs: never both) |
+| | | | | ``TENANT#<t>#BATCH#<b>`` / id, once ended ``~<ended_at>#<id>`` (a batch's jobs: never both) |
 | batch (batches.py: its jobs' counters) | ``BATCH#<id>`` | ``BATCH`` | ``BATCHES#<t>`` / id | |
 
 A job the sweeper must look at (one that runs, waits for a retry, or waits for its webhook to be queued) is also in
@@ -51,6 +51,7 @@ Key = dict[str, str]
 
 TENANT_INDEX = "gsi1"  # a tenant's jobs, and (in another partition) its schedules, newest first
 SCHEDULE_INDEX = "gsi2"  # a tenant's jobs of one schedule or one batch; sparse: only those jobs carry its keys
+BATCH_RESULTS = "~"  # the prefix of an ended batch job's gsi2 sort key: after every job id (job_<ULID>)
 SWEEP_INDEX = "gsi3"  # jobs the sweeper must look at, by when; sparse
 SWEEP_SHARDS = 8  # spreads the index's writes over partitions; the sweeper reads every shard
 SWEEP_KEYS = ("gsi3pk", "gsi3sk")
@@ -181,6 +182,12 @@ def batch_jobs_partition(tenant: str, batch_id: str) -> str:
     return f"TENANT#{tenant}#BATCH#{batch_id}"
 
 
+def batch_result_key(ended_at: int, job_id: str) -> str:
+    """An ended batch job's gsi2 sort key: after every unended job of its batch (whose sort key is its id), in the
+    order they ended; its batch's results are read in that order (batches.py)."""
+    return f"{BATCH_RESULTS}{ended_at:010d}#{job_id}"
+
+
 def batch_key(batch_id: str) -> Key:
     """A batch's own item (not in the tenant's partition: its counters are written at every job's end)."""
     return {"pk": f"BATCH#{batch_id}", "sk": "BATCH"}
@@ -306,7 +313,8 @@ def _key_names(index: str | None) -> tuple[str, ...]:
     return ("pk", "sk") if index is None else ("pk", "sk", f"{index}pk", f"{index}sk")
 
 
-def decode_cursor(cursor: str, *, index: str | None, partition: str, sort_prefix: str = "") -> dict[str, Any]:
+def decode_cursor(cursor: str, *, index: str | None, partition: str, sort_prefix: str = "",
+                  sort_before: str = "") -> dict[str, Any]:
     """The start key a cursor holds, checked to belong to the index (None: the table) and partition being read."""
     invalid = InvalidRequest("cursor is not valid", code="invalid_cursor")
     try:
@@ -317,15 +325,16 @@ def decode_cursor(cursor: str, *, index: str | None, partition: str, sort_prefix
     # Beyond being ours, what DynamoDB would refuse with an error of its own: a flat object of short text.
     if not isinstance(key, dict) or set(key) != set(names) or key[names[-2]] != partition or not all(
             isinstance(v, str) and v.isprintable() and 0 < len(v.encode()) <= 1024 for v in key.values()) \
-            or not key[names[-1]].startswith(sort_prefix):
+            or not key[names[-1]].startswith(sort_prefix) or (sort_before and key[names[-1]] >= sort_before):
         raise invalid
     return key
 
 
 def query_index(table: Any, *, index: str | None, partition: str, limit: int, cursor: str | None,
-                filter: Any = None, sort_prefix: str = "", newest_first: bool = True,
+                filter: Any = None, sort_prefix: str = "", sort_before: str = "", newest_first: bool = True,
                 consistent: bool = False) -> Page[dict[str, Any]]:
-    """One page of a partition of an index (``index=None``: of the table, its sort keys under ``sort_prefix``).
+    """One page of a partition of an index (``index=None``: of the table, its sort keys under ``sort_prefix``, or
+    below ``sort_before``).
 
     Every page costs a bounded read: at most ``limit`` entries without a ``filter``; with one, at most
     LIST_READ_ENTRIES entries evaluated in at most LIST_QUERIES calls, so a page may come back short (or empty)
@@ -337,6 +346,8 @@ def query_index(table: Any, *, index: str | None, partition: str, limit: int, cu
     condition: Any = KeyCondition(names[-2]).eq(partition)
     if sort_prefix:
         condition &= KeyCondition(names[-1]).begins_with(sort_prefix)
+    elif sort_before:
+        condition &= KeyCondition(names[-1]).lt(sort_before)
     query: dict[str, Any] = {"KeyConditionExpression": condition, "ScanIndexForward": not newest_first}
     if index is not None:
         query["IndexName"] = index
@@ -345,7 +356,8 @@ def query_index(table: Any, *, index: str | None, partition: str, limit: int, cu
     if filter is not None:
         query["FilterExpression"] = filter
     if cursor:
-        query["ExclusiveStartKey"] = decode_cursor(cursor, index=index, partition=partition, sort_prefix=sort_prefix)
+        query["ExclusiveStartKey"] = decode_cursor(cursor, index=index, partition=partition, sort_prefix=sort_prefix,
+                                                sort_before=sort_before)
     items: list[dict[str, Any]] = []
     evaluated, ask = 0, max(limit, LIST_FIRST_READ)
     for _ in range(LIST_QUERIES):

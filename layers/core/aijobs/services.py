@@ -130,7 +130,8 @@ class Services:
 
     @cached_property
     def batches(self) -> BatchService:
-        return BatchService(store=self.batch_store, jobs=self.jobs, clock=self.clock)
+        return BatchService(store=self.batch_store, jobs=self.jobs, clock=self.clock,
+                            results_settle_s=self.settings.batch_results_settle_s)
 
     @cached_property
     def prompts(self) -> PromptService:

@@ -101,6 +101,8 @@ class Settings(BaseSettings):
     # How long POST /v1/responses with background: false waits for its response, within the front's timeout
     # (API Gateway's 30 s; the stream function's 900 s sets 840); past it the client is told to use background mode.
     sync_wait_s: int = Field(default=WAIT_LIMIT_S, ge=1, le=3600)
+    # How long after its end a batch job is listed among the batch's results (batches.BatchService.results).
+    batch_results_settle_s: int = Field(default=5, ge=0, le=60)
 
     # The limits of a tenant that has not set its own (TenantLimits; template parameters in AWS).
     limit_requests_per_minute: int = Field(default=600, ge=1)

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from aijobs.clock import Clock, system_clock
 from aijobs.dynamo import (
+    BATCH_RESULTS,
     SCHEDULE_INDEX,
     SWEEP_INDEX,
     SWEEP_KEYS,
@@ -26,6 +27,7 @@ from aijobs.dynamo import (
     Key,
     Page,
     batch_jobs_partition,
+    batch_result_key,
     conditional,
     from_low_level,
     is_condition_failure,
@@ -350,16 +352,33 @@ class JobStore:
                           filter=Attr("status").eq(status.value) if status is not None else None)
 
     def unended_batch_jobs(self, *, tenant: str, batch_id: str, limit: int, cursor: str | None) -> Page[Job]:
-        """A page of a batch's jobs that have not ended (what its cancel cancels), newest first."""
+        """A page of a batch's jobs that have not ended (what its cancel cancels), newest first: the index's ended
+        ones are not read (their sort keys come after), and the filter drops those that ended since."""
         unended = Attr("status").is_in([JobStatus.queued.value, JobStatus.in_progress.value])
-        return self._list(tenant, limit=limit, cursor=cursor, batch_id=batch_id, filter=unended)
+        return self._list(tenant, limit=limit, cursor=cursor, batch_id=batch_id, filter=unended,
+                          sort_before=BATCH_RESULTS)
+
+    def batch_results(self, *, tenant: str, batch_id: str, after: str | None, ended_by: int,
+                      limit: int) -> list[Job]:
+        """A batch's ended jobs in the order they ended, from just after the sort key ``after`` (None: the first)
+        to those that ended at ``ended_by``."""
+        lowest = after + "!" if after else BATCH_RESULTS  # "!" sorts before every character of a sort key
+        highest = f"{BATCH_RESULTS}{ended_by:010d}{BATCH_RESULTS}"
+        if lowest > highest:
+            return []
+        answer = self._table.query(
+            IndexName=SCHEDULE_INDEX, Limit=limit, ScanIndexForward=True,
+            KeyConditionExpression=KeyCondition("gsi2pk").eq(batch_jobs_partition(tenant, batch_id))
+            & KeyCondition("gsi2sk").between(lowest, highest))
+        return [job for item in answer["Items"] if (job := self._live(item))]
 
     def _list(self, tenant: str, *, limit: int, cursor: str | None, filter: Any, schedule_id: str | None = None,
-              batch_id: str | None = None) -> Page[Job]:
+              batch_id: str | None = None, sort_before: str = "") -> Page[Job]:
         index, partition = ((SCHEDULE_INDEX, schedule_jobs_partition(tenant, schedule_id)) if schedule_id
                             else (SCHEDULE_INDEX, batch_jobs_partition(tenant, batch_id)) if batch_id
                             else (TENANT_INDEX, tenant_partition(tenant)))
-        page = query_index(self._table, index=index, partition=partition, limit=limit, cursor=cursor, filter=filter)
+        page = query_index(self._table, index=index, partition=partition, limit=limit, cursor=cursor, filter=filter,
+                           sort_before=sort_before)
         return Page([job for item in page.items if (job := self._live(item))], page.next_cursor)
 
     def _live(self, item: dict[str, Any] | None, *, with_output: bool = True) -> Job | None:
@@ -584,13 +603,15 @@ class JobStore:
         # A job with a webhook destination stays in the sweep index until its webhook is queued (a claimed one is
         # there, due at its lease's end: should the webhook be lost, the sweeper queues it then); any other job
         # leaves it.
-        sweep, drop = {}, SWEEP_KEYS
+        keys, drop = {}, SWEEP_KEYS
         if self._has_webhook_destinations(job):
             drop = ()
             if expected is not JobStatus.in_progress:  # not ended by its worker: it may not be in the index
-                sweep = sweep_keys(job.id, now + self._grace_s)
+                keys = sweep_keys(job.id, now + self._grace_s)
+        if job.batch_id is not None:  # among its batch's results, in the order they ended
+            keys["gsi2sk"] = batch_result_key(now, job.id)
         ended = self._transition(job, set={"status": status.value, "completed_at": now,
-                                           "expires_at": now + self._retention_s, **fields, **sweep},
+                                           "expires_at": now + self._retention_s, **fields, **keys},
                                  remove=("lease_until", *remove, *drop), expected=expected)
         if ended and job.batch_id is not None and self._batches is not None:  # counted by the write that won
             self._batches.job_ended(job, status, usage=fields.get("usage", job.usage),

@@ -2,7 +2,8 @@
 
 A run can stop anywhere (Ctrl-C, a crash) and be run again: each chunk's Idempotency-Key comes from the file and
 the chunk (:func:`aijobs.cli.jsonl.chunk_key`), so a chunk sent again is answered with the jobs it made before;
-the state file beside ``--out`` keeps each chunk's job ids, and results already in ``--out`` are not fetched again.
+the state file beside ``--out`` keeps each chunk's job ids and where reading the batch's results got to, and results
+already in ``--out`` are not fetched again.
 """
 
 from __future__ import annotations
@@ -21,8 +22,7 @@ from aijobs.cli.jsonl import Prompt, PromptFile, chunk_key, chunked
 from aijobs.cli.resume import RunState, read_results, result_of, write_result
 
 STATUS_IDS = 100  # POST /v1/jobs/status takes at most 100 ids
-# More ended jobs than this at one look are read by the batch's pages rather than one GET each.
-PAGE_WHEN_ENDED = 20
+RESULTS_PAGE = 100  # GET /v1/batches/{id}/results gives at most 100 a page
 STATUS_REQUESTS_PER_POLL = 5  # the oldest 500 unfinished jobs are looked at each poll: they end first
 POLL_S = 1.0
 TRIES = 5  # sends of a prompt whose job the tenant's token rate refused
@@ -87,6 +87,7 @@ class BatchRun:
         self.retry: dict[str, Prompt] = {}  # refused for the tenant's rate: sent again once its minute is over
         self.retry_at = 0.0
         self.tries: Counter[str] = Counter()
+        self.results_read = False  # the batch's results were all read: what still waits is looked at one by one
         self.pool: ThreadPoolExecutor
         self.summary = Summary(len(self.source.prompts), len(self.source.bad))
         for result in self.results.values():
@@ -144,6 +145,7 @@ class BatchRun:
             self.state.record(label, chunk_key(self.source.sha256, label, prompts), items, answer.get("batch_id"))
             self.state.save(self.state_path)
             self.take(items)
+        self.results_read = False  # a batch that had ended goes on with these jobs
 
     def take(self, items: list[list[Any]]) -> None:
         """A chunk's answer: its jobs are waited for; an item over the tenant's rate is sent again after the
@@ -172,7 +174,32 @@ class BatchRun:
         return answer
 
     def collect(self) -> int:
-        """Look at the oldest unfinished jobs; fetch and write those that ended. Answers how many it wrote."""
+        """Write the jobs that ended; answers how many. With a batch, from its results as they end (a request a
+        hundred); otherwise, and for what waits once every result was read, by looking at their statuses."""
+        if self.state.batch_id and not self.results_read:
+            return self.collect_results(self.state.batch_id)
+        return self.collect_by_status()
+
+    def collect_results(self, batch_id: str) -> int:
+        written = 0
+        while True:
+            cursor = self.state.results_cursor
+            page = self.api.request("GET", f"/v1/batches/{batch_id}/results",
+                                    params={"limit": RESULTS_PAGE, **({"cursor": cursor} if cursor else {})})
+            for job in page["data"]:
+                if (custom_id := self.waiting.pop(job["id"], None)) is not None:  # else written by an earlier run
+                    self.write(result_of(custom_id, job))
+                    written += 1
+            if page["next_cursor"] is None:  # the batch ended and every result was given
+                self.results_read = True
+                return written
+            self.state.results_cursor = page["next_cursor"]
+            self.state.save(self.state_path)
+            if len(page["data"]) < RESULTS_PAGE:
+                return written
+
+    def collect_by_status(self) -> int:
+        """Look at the oldest unfinished jobs; fetch and write those that ended."""
         ids = list(self.waiting)[:STATUS_IDS * STATUS_REQUESTS_PER_POLL]
         statuses: dict[str, str] = {}
         for start in range(0, len(ids), STATUS_IDS):
@@ -185,26 +212,9 @@ class BatchRun:
             self.write(result_of(self.waiting.pop(job_id), {"id": job_id, "status": "failed", "error": {
                 "type": "not_found", "code": None, "message": "the job is gone (kept 24 h after it ended?)"}}))
         ended = [job_id for job_id, status in statuses.items() if status in FINISHED]
-        for job in self.fetch_jobs(ended):
+        for job in self.pool.map(self.fetch_job, ended):
             self.write(result_of(self.waiting.pop(job["id"]), job))
         return len(ended) + len(gone)
-
-    def fetch_jobs(self, job_ids: list[str]) -> list[dict[str, Any]]:
-        """The ended jobs, whole: one GET each, or, when many ended and the server keeps a batch, the batch's pages
-        of 100 (``GET /v1/jobs?batch_id=``) until every one is found: a few requests for hundreds of jobs, instead
-        of one each against the tenant's request rate."""
-        if not self.state.batch_id or len(job_ids) <= PAGE_WHEN_ENDED:
-            return list(self.pool.map(self.fetch_job, job_ids))
-        wanted, found = set(job_ids), dict[str, dict[str, Any]]()
-        cursor: str | None = None
-        while wanted - found.keys():
-            params = {"batch_id": self.state.batch_id, "limit": 100, **({"cursor": cursor} if cursor else {})}
-            page = self.api.request("GET", "/v1/jobs", params=params)
-            found |= {job["id"]: job for job in page["data"] if job["id"] in wanted}
-            if not (cursor := page.get("next_cursor")):
-                break
-        missing = [job_id for job_id in job_ids if job_id not in found]  # e.g. a job made before its batch existed
-        return [found[job_id] for job_id in job_ids if job_id in found] + list(self.pool.map(self.fetch_job, missing))
 
     def fetch_job(self, job_id: str) -> dict[str, Any]:
         job: dict[str, Any] = self.api.request("GET", f"/v1/jobs/{job_id}")

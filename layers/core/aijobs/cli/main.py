@@ -45,8 +45,17 @@ class Settings:
         return ApiClient(self.url, self.key, notify=lambda message: err.print(f"[dim]{message}[/]"))
 
 
+JSON_HELP = "Print the API's JSON, one object a line."
+
+
+def as_json(ctx: click.Context, _: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.find_object(Settings).as_json = True  # type: ignore[union-attr]
+
+
 class Group(click.Group):
-    """Any API error, under any command, is one line on stderr and exit status 1."""
+    """Any API error, under any command, is one line on stderr and exit status 1; a Ctrl-C exits 130 (as a shell
+    says a SIGINT); ``--json`` may come before the command or after it."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -55,6 +64,14 @@ class Group(click.Group):
             fail(str(exc) if isinstance(exc, ApiError) else f"error: {exc}")
         except OSError as exc:  # --out in a folder that is not there, a full disk
             fail(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        if not isinstance(cmd, click.Group):
+            cmd.params.append(click.Option(["--json"], is_flag=True, expose_value=False, callback=as_json,
+                                           help=JSON_HELP))
+        super().add_command(cmd, name)
 
 
 pass_settings = click.make_pass_decorator(Settings)
@@ -70,7 +87,7 @@ def emit(settings: Settings, value: Any, human: str | Table | None = None) -> No
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--url", envvar="AIJOBS_URL", default=DEFAULT_URL, show_default=True, help="The API (env AIJOBS_URL).")
 @click.option("--key", envvar="AIJOBS_API_KEY", help="An API key (env AIJOBS_API_KEY).")
-@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON, one object a line.")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @click.pass_context
 def cli(ctx: click.Context, url: str, key: str | None, as_json: bool) -> None:
     """Submit, watch and batch AI jobs on an aijobs API (local or deployed)."""
@@ -286,7 +303,7 @@ def usage(settings: Settings, days: int) -> None:
     emit(settings, report, table)
 
 
-@cli.group()
+@cli.group(cls=Group)
 def schedules() -> None:
     """Cron schedules that submit jobs."""
 
@@ -340,7 +357,7 @@ def schedules_run(settings: Settings, schedule_id: str) -> None:
 
 # -- batches ---------------------------------------------------------------------------------------------------
 
-@cli.group()
+@cli.group(cls=Group)
 def batch() -> None:
     """Many prompts at once, from a JSONL file."""
 

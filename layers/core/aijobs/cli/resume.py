@@ -31,6 +31,7 @@ class RunState:
     chunks: dict[str, ChunkRecord] = field(default_factory=dict)  # by label: the chunk's index, or retry-N
     retries: int = 0
     version: int = STATE_VERSION
+    results_cursor: str | None = None  # where reading the batch's results goes on (GET /v1/batches/{id}/results)
 
     @staticmethod
     def path_for(out: Path) -> Path:
@@ -45,7 +46,7 @@ class RunState:
             raw = json.loads(path.read_text())
             state = cls(raw["input_sha256"], raw["chunk_size"], raw.get("batch_id"),
                         {label: ChunkRecord(**chunk) for label, chunk in raw["chunks"].items()}, raw["retries"],
-                        raw["version"])
+                        raw["version"], raw.get("results_cursor"))
         except (ValueError, KeyError, TypeError) as exc:
             raise ResumeError(f"{path} cannot be read ({exc}); remove it to start again") from None
         if (state.input_sha256, state.chunk_size) != (input_sha256, chunk_size):

@@ -137,6 +137,7 @@ class LocalStack:
         os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
         warnings.filterwarnings("ignore", "No application metrics to publish")
         os.environ.setdefault("AIJOBS_RETRY_BASE_DELAY_S", "1")
+        os.environ.setdefault("AIJOBS_BATCH_RESULTS_SETTLE_S", "1")  # the emulator's indexes are written at once
         self._start_model()
         from aijobs.services import get_services
 

@@ -34,6 +34,7 @@ class Batch(BaseModel):
     input_tokens: int = 0
     output_tokens: int = 0
     cancel_requested_at: int | None = None
+    last_ended_at: int | None = None  # when the last of its jobs so far ended
     cancel_cursor: str | None = None  # where the next cancel call resumes its pages of the batch's jobs
 
     @property
@@ -52,11 +53,11 @@ class Batch(BaseModel):
                            in_progress=max(0, self.started - ended_started), completed=self.completed,
                            failed=self.failed, cancelled=self.cancelled)
 
-    def to_public(self) -> BatchOut:
+    def to_public(self, *, results_cursor: str) -> BatchOut:
         return BatchOut(id=self.id, created_at=self.created_at, status=self.status, counts=self.counts(),
                         cost_usd=float(self.cost_usd),
                         usage=BatchUsage(input_tokens=self.input_tokens, output_tokens=self.output_tokens),
-                        results_cursor=None)
+                        results_cursor=results_cursor)
 
 
 class BatchCounts(BaseModel):
@@ -83,8 +84,9 @@ class BatchOut(BaseModel):
     counts: BatchCounts
     cost_usd: float = Field(description="The cost of its ended jobs (a cancelled running job's once its call stops)")
     usage: BatchUsage
-    results_cursor: str | None = Field(description=(
-        "Where to start reading the batch's jobs: `GET /v1/jobs?batch_id={id}&cursor=`; null: from the start"))
+    results_cursor: str = Field(description=(
+        "Where the results that end after this read begin: `GET /v1/batches/{id}/results?cursor=` gives them as they "
+        "end (without a cursor it gives every result from the first)"))
 
 
 class BatchList(BaseModel):

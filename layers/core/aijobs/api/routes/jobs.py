@@ -81,7 +81,8 @@ def list_jobs(tenant: TenantDep, jobs: JobsDep, view: JobViewDep, cursor: Cursor
               schedule_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
               batch_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None) -> JobList:
     """The caller's jobs, newest first; `schedule_id` keeps those one of its schedules created, `batch_id` those of
-    one of its batches (not both).
+    one of its batches (not both): a batch's ended jobs first, the last to end first, then those not ended, newest
+    first (`GET /v1/batches/{id}/results` reads its results as they end).
 
     Every request reads a bounded number of jobs: with a `status` filter, a page may come back short or even empty
     with a `next_cursor` (the jobs read matched too few). Follow `next_cursor` until it is null, which is the end.
