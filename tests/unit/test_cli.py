@@ -30,6 +30,7 @@ def test_a_line_s_own_fields_win_over_the_defaults() -> None:
 
 @pytest.mark.parametrize(("text", "reason"), [
     ("{nope", "not JSON"),
+    ('{"input": "x', "not JSON (Unterminated string starting at column 11)"),
     ("[1, 2]", "a JSON list"),
     ("42", "a JSON int"),
     ('{"custom_id": "x"}', "no input"),

@@ -22,7 +22,6 @@ from aijobs.dynamo import (
     TENANT_INDEX,
     Page,
     batch_key,
-    batch_result_key,
     batches_partition,
     conditional,
     query_index,
@@ -224,13 +223,11 @@ class BatchService:
         batch = self.store.get_tenant_batch(tenant=tenant, batch_id=batch_id)
         after = _position(cursor) if cursor else None
         ended_by = int(self.clock()) - self.results_settle_s
-        jobs = self.jobs.store.batch_results(tenant=tenant, batch_id=batch_id, after=after, ended_by=ended_by,
-                                             limit=limit)
-        if len(jobs) < limit and batch.status in ("completed", "cancelled") \
-                and (batch.last_ended_at or 0) <= ended_by:
+        jobs, last, more = self.jobs.store.batch_results(tenant=tenant, batch_id=batch_id, after=after,
+                                                         ended_by=ended_by, limit=limit)
+        if not more and batch.status in ("completed", "cancelled") and (batch.last_ended_at or 0) <= ended_by:
             return Page(jobs, None)
-        last = batch_result_key(jobs[-1].completed_at or 0, jobs[-1].id) if jobs else after
-        return Page(jobs, _cursor(last or f"{BATCH_RESULTS}{0:010d}{BATCH_RESULTS}"))
+        return Page(jobs, _cursor(last or after or f"{BATCH_RESULTS}{0:010d}{BATCH_RESULTS}"))
 
     def results_cursor(self) -> str:
         """A cursor after the results that have ended by now: from it, the results that end later."""

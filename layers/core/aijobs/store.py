@@ -359,18 +359,21 @@ class JobStore:
                           sort_before=BATCH_RESULTS)
 
     def batch_results(self, *, tenant: str, batch_id: str, after: str | None, ended_by: int,
-                      limit: int) -> list[Job]:
+                      limit: int) -> tuple[list[Job], str | None, bool]:
         """A batch's ended jobs in the order they ended, from just after the sort key ``after`` (None: the first)
-        to those that ended at ``ended_by``."""
+        to those that ended at ``ended_by``; with the sort key of the last one read (None: none) and whether more
+        are there."""
         lowest = after + "!" if after else BATCH_RESULTS  # "!" sorts before every character of a sort key
         highest = f"{BATCH_RESULTS}{ended_by:010d}{BATCH_RESULTS}"
         if lowest > highest:
-            return []
+            return [], None, False
         answer = self._table.query(
             IndexName=SCHEDULE_INDEX, Limit=limit, ScanIndexForward=True,
             KeyConditionExpression=KeyCondition("gsi2pk").eq(batch_jobs_partition(tenant, batch_id))
             & KeyCondition("gsi2sk").between(lowest, highest))
-        return [job for item in answer["Items"] if (job := self._live(item))]
+        items = answer["Items"]
+        return ([job for item in items if (job := self._live(item))], str(items[-1]["gsi2sk"]) if items else None,
+                "LastEvaluatedKey" in answer)
 
     def _list(self, tenant: str, *, limit: int, cursor: str | None, filter: Any, schedule_id: str | None = None,
               batch_id: str | None = None, sort_before: str = "") -> Page[Job]:

@@ -45,7 +45,8 @@ def parse_line(number: int, text: str, defaults: dict[str, Any] | None = None) -
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        return BadLine(number, f"not JSON ({exc.msg} at column {exc.colno})")
+        where = "" if exc.msg.endswith(" at") else " at"  # "Unterminated string starting at"
+        return BadLine(number, f"not JSON ({exc.msg}{where} column {exc.colno})")
     except RecursionError:
         return BadLine(number, "JSON nested too deep")
     if isinstance(value, str):
