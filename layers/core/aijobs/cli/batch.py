@@ -81,6 +81,7 @@ class BatchRun:
         self.chunks = chunked(self.source.prompts, self.chunk_size)
         self.waiting: dict[str, str] = {}  # job id -> custom_id, in submission order
         self.live: Counter[str] = Counter()  # the last known status of the waiting jobs
+        self.counts: dict[str, int] = {}  # what the bar last showed
         self.written = 0
         self.sink: TextIO
         self.by_id = {prompt.custom_id: prompt for prompt in self.source.prompts}
@@ -103,6 +104,7 @@ class BatchRun:
             # results are flushed line by line and the state saved chunk by chunk; this last save is quick, and a
             # second Ctrl-C (or `timeout`'s signal to the whole group) must not turn it into a traceback
             signal.signal(signal.SIGINT, signal.SIG_IGN)
+            self.report(look=False)  # the bar shows every result written before the stop
             raise Interrupted(self.finish(started)) from None
         finally:
             # requests in flight (one asleep on a Retry-After) are not waited for: they are all safe to lose
@@ -228,9 +230,11 @@ class BatchRun:
         if self.stop_after is not None and self.written >= self.stop_after:
             raise KeyboardInterrupt
 
-    def report(self) -> None:
-        counts = self.batch_counts() or {**self.live, **self.summary.statuses}
-        self.reporter.progress(done=len(self.results), total=len(self.source.prompts), counts=dict(counts))
+    def report(self, *, look: bool = True) -> None:
+        """The bar: the results written, and the batch's counts (``look=False``: as last seen, asking nothing)."""
+        if look:
+            self.counts = self.batch_counts() or {**self.live, **self.summary.statuses}
+        self.reporter.progress(done=len(self.results), total=len(self.source.prompts), counts=dict(self.counts))
 
     def batch_counts(self) -> dict[str, int] | None:
         """The batch's counts from ``GET /v1/batches/{id}``, when the server has batch objects."""
