@@ -26,9 +26,11 @@ one, without ``key_id``) and the one lists and revocation read (by id, and per t
 | registry prompt (prompts.py) | ``TENANT#<t>`` | ``PROMPT#<id>`` | | |
 | prompt version (immutable) | ``TENANT#<t>`` | ``PROMPTVER#<id>#<n, 6 digits>`` | | |
 
+| collection (collections.py) | ``TENANT#<t>`` | ``COLLECTION#<id>`` | | |
+
 A tenant's prompts are listed by the ``PROMPT#`` prefix of its partition (newest first: ids are ULIDs), a prompt's
-versions by ``PROMPTVER#<id>#``; the two prefixes never overlap. Deleting a tenant deletes its whole partition,
-prompts included.
+versions by ``PROMPTVER#<id>#``, its collections by ``COLLECTION#``; no prefix is another's start. Deleting a
+tenant deletes its whole partition, prompts and collections included.
 """
 
 from __future__ import annotations
@@ -119,6 +121,11 @@ def tenant_partition(tenant: str) -> str:
 
 
 PROMPT_PREFIX = "PROMPT#"
+COLLECTION_PREFIX = "COLLECTION#"
+
+
+def collection_key(tenant: str, collection_id: str) -> Key:
+    return {"pk": tenant_partition(tenant), "sk": f"{COLLECTION_PREFIX}{collection_id}"}
 
 
 def prompt_key(tenant: str, prompt_id: str) -> Key:

@@ -33,6 +33,10 @@ def new_batch_id() -> str:
     return f"bat_{new_ulid()}"
 
 
+def new_collection_id() -> str:
+    return f"col_{new_ulid()}"
+
+
 def new_prompt_id() -> str:
     """A registry prompt's id: ``pmpt_`` as OpenAI's prompt ids."""
     return f"pmpt_{new_ulid()}"

@@ -26,6 +26,7 @@ from aijobs.webhooks.store import WebhookStore
 
 if TYPE_CHECKING:
     from aijobs.backends import ModelRouter
+    from aijobs.collections import CollectionService
     from aijobs.concurrency import WaitingJobs
     from aijobs.idempotency import Idempotency
     from aijobs.models.jobs import FileLink
@@ -139,6 +140,13 @@ class Services:
         from aijobs.prompts import PromptService
 
         return PromptService(store=PromptStore(table=self.table), clock=self.clock)
+
+    @cached_property
+    def collections(self) -> CollectionService:
+        from aijobs.collections import CollectionService
+
+        return CollectionService(table=self.table, default_embedding_model=self.settings.embedding_model,
+                                 clock=self.clock)
 
     @cached_property
     def usage_store(self) -> UsageStore:

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     region: str | None = None
 
     default_model: str = "gpt-4o-mini"
+    # The model that embeds a collection's documents and queries when the collection names none.
+    embedding_model: str = "text-embedding-3-small"
     model_base_url: str | None = None
     model_api_key: SecretStr | None = None
     model_api_key_secret_arn: str | None = None

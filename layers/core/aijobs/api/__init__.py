@@ -14,6 +14,7 @@ from aijobs.api.middleware import RequestContext
 from aijobs.api.routes import (
     admin,
     batches,
+    collections,
     embeddings,
     health,
     jobs,
@@ -39,7 +40,7 @@ def create_app() -> FastAPI:
     app = FastAPI(title="aijobs", version="1", summary="Asynchronous AI-inference jobs")
     install_error_handlers(app)
     routers = (health.router, jobs.router, streams.router, responses.router, models.router, embeddings.router,
-               schedules.router, prompts.router, batches.router,
+               schedules.router, prompts.router, batches.router, collections.router,
                webhooks.secrets_router, webhooks.endpoints_router, webhooks.deliveries_router, usage.router,
                admin.router)
     for router in routers:

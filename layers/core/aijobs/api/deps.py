@@ -25,7 +25,8 @@ from aijobs.waits import JobWaits
 from aijobs.webhooks.endpoints import WebhookEndpoints
 from aijobs.webhooks.outbox import WebhookOutbox
 
-if TYPE_CHECKING:  # schedules load croniter: only when a schedule route runs
+if TYPE_CHECKING:  # schedules load croniter, collections what search needs: only when their routes run
+    from aijobs.collections import CollectionService
     from aijobs.schedules.service import ScheduleService
 
 # Ids longer than any id are refused before they reach DynamoDB, whose keys stop at 2048 bytes.
@@ -35,6 +36,7 @@ BatchId = Annotated[str, Path(max_length=MAX_ID_CHARS, description="A batch's id
 ScheduleId = Annotated[str, Path(max_length=MAX_ID_CHARS, description="A schedule's id (sch_...)")]
 EndpointId = Annotated[str, Path(max_length=MAX_ID_CHARS, description="A webhook endpoint's id (we_...)")]
 PromptIdPath = Annotated[str, Path(max_length=MAX_ID_CHARS, description="A registry prompt's id (pmpt_...)")]
+CollectionIdPath = Annotated[str, Path(max_length=MAX_ID_CHARS, description="A collection's id (col_...)")]
 VersionPath = Annotated[int, Path(ge=1, le=MAX_VERSION, description="A version number of the prompt")]
 LabelPath = Annotated[str, Path(pattern=LABEL_PATTERN, description="A label, e.g. production or staging")]
 # A list's cursor; decode_cursor (dynamo.py) refuses one that is not ours (422 invalid_cursor).
@@ -78,6 +80,10 @@ def prompt_service(svc: ServicesDep) -> PromptService:
     return svc.prompts
 
 
+def collection_service(svc: ServicesDep) -> Any:
+    return svc.collections
+
+
 def job_waits(svc: ServicesDep) -> JobWaits:
     return svc.job_waits
 
@@ -112,8 +118,10 @@ EndpointsDep = Annotated[WebhookEndpoints, Depends(webhook_endpoints)]
 PromptsDep = Annotated[PromptService, Depends(prompt_service)]
 if TYPE_CHECKING:
     SchedulesDep = Annotated[ScheduleService, Depends(schedule_service)]
-else:  # FastAPI reads the annotation at run time, where the module is not loaded yet
+    CollectionsDep = Annotated[CollectionService, Depends(collection_service)]
+else:  # FastAPI reads the annotation at run time, where the modules are not loaded yet
     SchedulesDep = Annotated[Any, Depends(schedule_service)]
+    CollectionsDep = Annotated[Any, Depends(collection_service)]
 
 
 async def authenticate(request: Request, tenants: TenantsDep, svc: ServicesDep) -> Tenant:
