@@ -21,7 +21,8 @@ export function dayChart(container, { id, title, days, series, format = String, 
   const plot = h("div", { class: "plot", id: `${id}-plot`, role: "img",
                           "aria-label": `${title}: chart; its data is in the table below` });
   const rows = days.map((day, index) => h("tr", {}, h("th", { scope: "row" }, day),
-    series.map((s) => h("td", { class: "num", dataset: { series: s.label } }, format(s.values[index])))));
+    series.map((s) => h("td", { class: "num", dataset: { series: s.label, value: s.values[index] } },
+      format(s.values[index])))));
   const data = h("table", { id: `${id}-table`, class: "chart-data" },
     h("caption", { class: "muted" }, `${title}, by UTC day`),
     h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Day"),
