@@ -39,8 +39,8 @@ async function start() {
     return render(main);
   }
   shell(current);
-  let found = PAGES.find(([pattern]) => pattern.test(location.pathname));
-  if (current.role === "admin" && found && found[1] !== "admin") found = PAGES.at(-1);
+  const found = PAGES.find(([pattern]) => pattern.test(location.pathname));
+  if (current.role === "admin" && (!found || found[1] !== "admin")) return location.replace("/console/admin");
   if (!found || found[1] !== current.role) {
     main.replaceChildren();
     return showError({ status: 404, type: "not_found", message: "This page is not part of the console." });

@@ -4,7 +4,7 @@
 import { dayChart } from "./charts.js";
 import { cost, fields, h, number, redraw } from "./ui.js";
 
-const money = (v) => (v === null || v === undefined ? "—" : `$${Number(v).toPrecision(3).replace(/\.?0+$/, "")}`);
+const money = (v) => (v === null || v === undefined ? "—" : `$${Number(Number(v).toPrecision(3))}`);
 
 function meter(id, label, value, max, { high, format = number } = {}) {
   return h("p", { class: "gauge" }, h("label", { for: id }, label), " ",
@@ -13,7 +13,8 @@ function meter(id, label, value, max, { high, format = number } = {}) {
 }
 
 // rates: the answer's x-ratelimit-* headers (this minute's window), when the report is the caller's own.
-export function drawReport(container, report, { rates = null, title = "Usage" } = {}) {
+// withLimits: false when the page shows the limits already (the operator's, as set and in force).
+export function drawReport(container, report, { rates = null, title = "Usage", withLimits = true } = {}) {
   const { limits, budget } = report;
   const days = report.data.map((d) => d.date);
   const column = (name) => report.data.map((d) => d[name]);
@@ -32,15 +33,15 @@ export function drawReport(container, report, { rates = null, title = "Usage" } 
     rates ? [h("h2", {}, "Rate this minute"),
       meter("requests-meter", "Requests:", rates.limitRequests - rates.remainingRequests, rates.limitRequests),
       meter("tokens-meter", "Tokens:", rates.limitTokens - rates.remainingTokens, rates.limitTokens)] : null,
-    h("h2", {}, "Limits in force"),
-    fields([
+    withLimits ? h("h2", {}, "Limits in force") : null,
+    withLimits ? fields([
       ["Requests per minute", number(limits.requests_per_minute)],
       ["Tokens per minute", number(limits.tokens_per_minute)],
       ["Concurrent jobs", number(limits.concurrent_jobs)],
       ["Daily budget (hard, soft)", `${cost(limits.daily_cost_usd)}, ${cost(limits.daily_cost_soft_usd)}`],
       ["Models", limits.allowed_models ? limits.allowed_models.join(", ") : "any"],
       ["Over a limit", limits.on_limit === "defer" ? "jobs wait (defer)" : "refused (429)"],
-    ]),
+    ]) : null,
     h("h2", {}, `${title} per day`));
   dayChart(container, {
     id: "chart-cost", title: "Cost per day (USD, log scale)", days, format: money, log: true, series: [

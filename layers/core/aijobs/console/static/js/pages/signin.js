@@ -1,22 +1,15 @@
-// Sign in with an API key: a tenant's (GET /v1/usage answers it) or the operator's admin key (/v1/admin answers it).
-// The key is kept in sessionStorage only; the form is never submitted to the server, so it never lands in a URL.
+// Sign in with an API key: a tenant's (checked with GET /v1/usage) or the operator's admin key (checked with
+// GET /v1/admin/audit). The key is kept in sessionStorage only; the form is never submitted to the server, so the
+// key never lands in a URL.
 
-import { ApiError, call, signIn } from "../api.js";
+import { call, signIn } from "../api.js";
 import { clearError, h, showError } from "../ui.js";
 
-async function roleOf(key) {
-  try {
-    await call("/v1/usage", { key });
-    return "tenant";
-  } catch (error) {
-    if (!(error instanceof ApiError) || error.status !== 401) throw error;
-    try {
-      await call("/v1/admin/audit?limit=1", { key });
-      return "admin";
-    } catch {
-      throw error;  // not the admin key either: the tenant route's 401 says why
-    }
-  }
+const CHECKS = { tenant: "/v1/usage", admin: "/v1/admin/audit?limit=1" };
+
+function choice(value, label, checked) {
+  return h("label", { class: "choice", for: `role-${value}` },
+    h("input", { type: "radio", name: "role", id: `role-${value}`, value, checked }), label);
 }
 
 export function render(main) {
@@ -24,20 +17,26 @@ export function render(main) {
                              spellcheck: "false" });
   const button = h("button", { type: "submit" }, "Sign in");
   const form = h("form", { id: "signin", method: "post", action: "/console", novalidate: true },
-    h("label", { for: "key" }, "API key (a tenant's, or the admin key)", input), h("div", {}, button));
+    h("label", { for: "key" }, "API key", input),
+    h("fieldset", {}, h("legend", {}, "The key is"),
+      choice("tenant", "a tenant's key", true), choice("admin", "the operator's admin key", false)),
+    h("div", {}, button));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     clearError();
     const key = input.value.trim();
+    const role = form.elements.role.value;
     if (!key) {
       showError({ type: "invalid_request", message: "Enter an API key." });
       return input.focus();
     }
     button.disabled = true;
     try {
-      signIn(key, await roleOf(key));
-      location.assign(location.pathname === "/console/" ? "/console" : location.pathname);
+      await call(CHECKS[role], { key });
+      signIn(key, role);
+      location.assign(location.pathname);
     } catch (error) {
+      if (role === "admin" && error.status === 404) error.message = "This is not the admin key (or the admin API is off).";
       showError(error);
       input.focus();
     } finally {
