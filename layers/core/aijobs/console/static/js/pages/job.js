@@ -12,33 +12,36 @@ function link(id) {
   return id ? h("a", { href: `/console/jobs/${id}` }, id) : null;
 }
 
+// What a job is and how it went; a field the job does not have is left out.
 function details(job) {
   const usage = job.usage;
+  const optional = (value) => (value === null || value === undefined || value === "" ? undefined : value);
   return fields([
     ["Status", badge(job.status)],
     ["Model", job.model + (job.provider_model && job.provider_model !== job.model ? ` (answered by ${job.provider_model})`
       : "")],
-    ["Backend", job.backend],
+    ["Backend", optional(job.backend)],
     ["Kind", job.kind],
     ["Priority", job.priority],
-    ["Prompt", job.prompt_id ? `${job.prompt_id} v${job.prompt_version}` : null],
-    ["Metadata", Object.keys(job.metadata || {}).length ? JSON.stringify(job.metadata) : null],
+    ["Prompt", optional(job.prompt_id && `${job.prompt_id} v${job.prompt_version}`)],
+    ["Metadata", optional(Object.keys(job.metadata || {}).length ? JSON.stringify(job.metadata) : null)],
     ["Created", time(job.created_at)],
     ["Started", time(job.started_at)],
     ["Ended", time(job.completed_at)],
     ["Attempts", String(job.attempt)],
-    ["Duration", job.duration_ms === null || job.duration_ms === undefined ? null : `${number(job.duration_ms)} ms`],
+    ["Duration", optional(job.duration_ms === null ? null : `${number(job.duration_ms)} ms`)],
+    ["Progress", optional(job.progress && `${number(job.progress.output_tokens)} tokens so far`)],
     ["Tokens", usage ? `${number(usage.input_tokens)} in, ${number(usage.output_tokens)} out`
-      + (usage.estimated ? " (estimated)" : "") : null],
+      + (usage.estimated ? " (estimated)" : "") : "—"],
     ["Cost", cost(job.cost_usd) + (job.price_known === false ? " (fallback price)" : "")],
-    ["Finish reason", job.finish_reason],
-    ["Batch", job.batch_id ? h("a", { href: `/console/jobs?batch_id=${job.batch_id}` }, job.batch_id) : null],
-    ["Schedule", job.schedule_id ? h("a", { href: `/console/jobs?schedule_id=${job.schedule_id}` }, job.schedule_id)
-      : null],
-    ["Retry of", link(job.retry_of)],
-    ["Retried by", link(job.retried_by)],
-    ["Waiting", job.status_details ? `${job.status_details.reason} until ${time(job.status_details.not_before)}` : null],
-    ["Error", job.error ? `${job.error.type} (${job.error.code}): ${job.error.message}` : null],
+    ["Finish reason", optional(job.finish_reason)],
+    ["Batch", optional(job.batch_id && h("a", { href: `/console/jobs?batch_id=${job.batch_id}` }, job.batch_id))],
+    ["Schedule", optional(job.schedule_id && h("a", { href: `/console/jobs?schedule_id=${job.schedule_id}` },
+      job.schedule_id))],
+    ["Retry of", optional(link(job.retry_of))],
+    ["Retried by", optional(link(job.retried_by))],
+    ["Waiting", optional(job.status_details && `${job.status_details.reason} until ${time(job.status_details.not_before)}`)],
+    ["Error", optional(job.error && `${job.error.type} (${job.error.code}): ${job.error.message}`)],
   ]);
 }
 
@@ -73,7 +76,10 @@ export async function render(main, jobId) {
     h("h2", {}, "Output"), output,
     h("h2", {}, "Webhook deliveries"), h("div", { class: "actions" }, redeliver), deliveries);
 
+  let ended = false;
   const show = (job) => {
+    if (ended && !FINAL.has(job.status)) return;  // a read that left before the final event came back after it
+    ended = FINAL.has(job.status);
     info.replaceChildren(details(job));
     cancel.disabled = FINAL.has(job.status);
     retry.disabled = !["failed", "cancelled"].includes(job.status);
@@ -120,7 +126,10 @@ export async function render(main, jobId) {
       const status = event.event === "status" ? data.status : event.event;
       history.append(h("li", {}, badge(status), data.attempt ? ` attempt ${data.attempt}` : "",
         h("span", { class: "muted" }, ` — event ${event.id}, seen ${new Date().toISOString().slice(11, 19)} UTC`)));
-      if (!FINAL.has(event.event)) return null;
+      if (!FINAL.has(event.event)) {
+        get(path).then(show).catch(showError);  // its start time and attempt
+        return null;
+      }
       show(data);
       return "final";
     },

@@ -48,7 +48,7 @@ function keep(query) {
 }
 
 const COLUMNS = [
-  { label: "Job", value: (job) => h("a", { href: `/console/jobs/${job.id}` }, job.id) },
+  { label: "Job", value: (job) => h("a", { href: `/console/jobs/${job.id}`, id: `link-${job.id}` }, job.id) },
   { label: "Status", value: (job) => badge(job.status) },
   { label: "Model", value: (job) => job.model },
   { label: "Kind", value: (job) => job.kind },
