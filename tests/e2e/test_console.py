@@ -18,7 +18,9 @@ import pytest
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
@@ -132,6 +134,11 @@ def test_sign_in_shows_a_new_job_complete_and_sign_out_forgets_the_key(console: 
     console.wait(lambda d: job["id"] in console.text("#jobs"))
     row = f"//a[text()='{job['id']}']/ancestor::tr"
     console.wait(lambda d: "completed" in d.find_element(By.XPATH, row).text)
+    # the keyboard: the first Tab stop skips to the content
+    ActionChains(console.driver).send_keys(Keys.TAB).perform()
+    assert console.driver.switch_to.active_element.text == "Skip to content"
+    ActionChains(console.driver).send_keys(Keys.ENTER).perform()
+    console.wait(lambda d: d.switch_to.active_element.get_attribute("id") == "main")
     # and the key was never in a URL the page loaded or called
     urls = console.driver.execute_script("return performance.getEntries().map(e => e.name).concat([location.href]);")
     assert urls and not [url for url in urls if KEYS["tenant-a"] in url]
@@ -142,11 +149,11 @@ def test_sign_in_shows_a_new_job_complete_and_sign_out_forgets_the_key(console: 
 
 
 def test_job_page_shows_the_output_grow_as_it_streams(console: Console, stack: Stack) -> None:
+    console.sign_in_as("tenant-a")
     with stack.client() as client:
-        job = _job(client, input="console stream [[tokens=30]] [[token_ms=100]]", stream=True)
-        console.sign_in_as("tenant-a")
+        job = _job(client, input="console stream [[tokens=40]] [[token_ms=100]]", stream=True)
         console.open(f"/jobs/{job['id']}")
-        # the output grows while the job runs (about 3 s of tokens), then the final event ends the history
+        # the output grows while the job runs (about 4 s of tokens), then the final event ends the history
         first = console.wait(lambda d: len(console.text("#output")) > 0 and "completed" not in console.text("#history")
                              and len(console.text("#output")))
         console.wait(lambda d: len(console.text("#output")) > first and "completed" not in console.text("#history"))
