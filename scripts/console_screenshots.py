@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -53,7 +54,7 @@ def seed(client: httpx.Client, receiver: str) -> str:
     client.post("/v1/schedules", json={"expression": "rate(1 hour)", "enabled": False,
                                        "job": {"input": "Hourly spend check"}})
     time.sleep(2)
-    return str(client.post("/v1/jobs", json={"input": "Write a haiku about queues [[tokens=60]] [[token_ms=120]]",
+    return str(client.post("/v1/jobs", json={"input": "Write a haiku about queues [[tokens=150]] [[token_ms=120]]",
                                              "stream": True, "callback_url": receiver}).json()["id"])
 
 
@@ -77,11 +78,12 @@ def shoot(driver: WebDriver, name: str, *, full: bool = False) -> None:
 
 def sign_in(driver: WebDriver, url: str, key: str, *, admin: bool = False) -> None:
     driver.get(f"{url}/console")
-    driver.find_element(By.ID, "key").send_keys(key)
+    WebDriverWait(driver, 10).until(lambda d: d.find_elements(By.ID, "key"))[0].send_keys(key)
     if admin:
         driver.find_element(By.ID, "role-admin").click()
     driver.find_element(By.CSS_SELECTOR, "#signin button[type=submit]").click()
-    WebDriverWait(driver, 10).until(lambda d: d.find_element(By.ID, "signout").is_displayed())
+    WebDriverWait(driver, 10, ignored_exceptions=[StaleElementReferenceException]).until(
+        lambda d: d.find_element(By.ID, "signout").is_displayed())
 
 
 def main() -> None:
@@ -104,6 +106,7 @@ def main() -> None:
     driver = browser(tempfile.mkdtemp())
     try:
         driver.get(f"{args.url}/console")
+        WebDriverWait(driver, 10).until(lambda d: d.find_elements(By.ID, "key"))
         shoot(driver, "signin")
         sign_in(driver, args.url, args.key)
         driver.get(f"{args.url}/console/jobs/{job_id}")
@@ -119,10 +122,8 @@ def main() -> None:
         if args.admin_key:
             driver.execute_script("sessionStorage.clear();")
             sign_in(driver, args.url, args.admin_key, admin=True)
-            tenant = driver.find_elements(By.CSS_SELECTOR, "#known a")
-            if tenant:
-                tenant[0].click()
-            time.sleep(2.5)
+            driver.get(f"{args.url}/console/admin?tenant={args.tenant}")
+            time.sleep(3)
             shoot(driver, "admin", full=True)
     finally:
         driver.quit()
