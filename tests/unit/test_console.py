@@ -58,6 +58,12 @@ def test_anything_else_is_a_typed_404(client: TestClient, path: str) -> None:
     assert answer.status_code == 404 and answer.json()["error"]["type"] == "not_found"
 
 
+@pytest.mark.parametrize("path", ["/console", "/console/jobs", "/console/static/js/api.js"])
+def test_another_method_is_a_405_that_names_the_allowed_ones(client: TestClient, path: str) -> None:
+    answer = client.post(path)
+    assert answer.status_code == 405 and answer.headers["allow"] == "GET, HEAD"
+
+
 def test_the_console_is_not_in_the_api_document(client: TestClient) -> None:
     assert not [path for path in client.get("/openapi.json").json()["paths"] if path.startswith("/console")]
 
