@@ -47,6 +47,13 @@ function keep(query) {
     && (from === null || job.created_at >= from) && (to === null || job.created_at <= to);
 }
 
+// What made the job: a batch or a schedule (its jobs), or a retry (the job it re-runs).
+function from(job) {
+  if (job.batch_id) return h("a", { href: `/console/jobs?batch_id=${job.batch_id}` }, job.batch_id);
+  if (job.schedule_id) return h("a", { href: `/console/jobs?schedule_id=${job.schedule_id}` }, job.schedule_id);
+  return job.retry_of ? ["retry of ", h("a", { href: `/console/jobs/${job.retry_of}` }, job.retry_of)] : "";
+}
+
 const COLUMNS = [
   { label: "Job", value: (job) => h("a", { href: `/console/jobs/${job.id}`, id: `link-${job.id}` }, job.id) },
   { label: "Status", value: (job) => badge(job.status) },
@@ -55,7 +62,7 @@ const COLUMNS = [
   { label: "Created", value: (job) => time(job.created_at) },
   { label: "Tokens", num: true, value: (job) => (job.usage ? number(job.usage.total_tokens) : "—") },
   { label: "Cost", num: true, value: (job) => cost(job.cost_usd) },
-  { label: "From", value: (job) => job.batch_id || job.schedule_id || (job.retry_of ? `retry of ${job.retry_of}` : "") },
+  { label: "From", value: from },
 ];
 
 function counts(jobs) {
