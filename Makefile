@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint unit integration e2e sam-validate sam-build bench clean
+.PHONY: run test lint unit integration e2e browser sam-validate sam-build bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,7 @@ run: $(STAMP)
 # unit, integration (moto; includes `sam validate --lint` and `sam build`) and e2e (the local stack), one run on
 # PYTEST_WORKERS processes (pytest-xdist; worksteal evens out the long SAM and e2e tests; 0: one process)
 PYTEST_WORKERS ?= 2
-test: lint
+test: lint browser
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal tests
 
 lint: $(STAMP)
@@ -32,8 +32,13 @@ unit: $(STAMP)
 integration: $(STAMP)
 	$(PY) -m pytest -q tests/integration
 
-e2e: $(STAMP)
+e2e: $(STAMP) browser
 	$(PY) -m pytest -q tests/e2e
+
+# Debian's headless Chromium and chromedriver for the console's browser tests (tests/e2e/test_console.py); quick
+# when installed
+browser:
+	bash scripts/browser.sh
 
 sam-validate:
 	bash scripts/sam.sh validate --lint

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
+from aijobs import console
 from aijobs.api.errors import install_error_handlers, is_openai_path
 from aijobs.api.middleware import RequestContext
 from aijobs.api.routes import (
@@ -45,7 +46,9 @@ def create_app() -> FastAPI:
                admin.router)
     for router in routers:
         app.include_router(router)
-    app.state.api_routes = [route for router in routers for route in router.routes if isinstance(route, APIRoute)]
+    app.include_router(console.router)  # the web console: pages that call the API above (not in its schema)
+    app.state.api_routes = [route for router in (*routers, console.router) for route in router.routes
+                            if isinstance(route, APIRoute)]
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.add_middleware(RequestContext, body_limit=body_limit)
     return app

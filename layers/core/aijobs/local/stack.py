@@ -237,11 +237,13 @@ def backends_line() -> str:
 def banner(*, url: str, stack: LocalStack) -> str:
     """What ``make run`` prints first: where the API, the model and emulated AWS are, the keys, curl examples."""
     key = next(iter(stack.api_keys))
+    admin_console = ", or the admin key" if os.environ.get("AIJOBS_ADMIN_KEY") else ""
     model = f"the fake model at {stack.fake_model.url}" if stack.fake_model else os.environ["AIJOBS_MODEL_BASE_URL"]
     return f"""
 aijobs local stack: API {url}  (docs {url}/docs), model: {model}
 emulated AWS (moto) at {os.environ['AWS_ENDPOINT_URL']}
 API keys: {", ".join(f"{tenant}={k}" for k, tenant in stack.api_keys.items())}
+Console: {url}/console  (sign in with one of these keys{admin_console})
 
   curl -s {url}/v1/jobs -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\
        -d '{{"input": "Hello, aijobs"}}'
