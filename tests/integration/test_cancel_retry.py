@@ -8,7 +8,7 @@ from typing import Any
 from aijobs.services import Services
 from tests.faults import sqs_down
 from tests.helpers import eventually
-from tests.integration.conftest import KEY_B, TENANT_A, run_worker
+from tests.integration.conftest import KEY_B, TENANT_A, api_client, run_worker
 
 
 def _stats(fake_model: Any, prompt: str) -> dict[str, int]:
@@ -227,6 +227,10 @@ def test_deleting_a_jobs_content_keeps_its_accounting_and_a_running_job_is_cance
         api: Any, services: Services, worker_handler: Any) -> None:
     job_id = api.post("/v1/jobs", json={"input": "zebraquartz [[tokens=200]] [[token_ms=20]]", "stream": True,
                                         "instructions": "mauvelantern"}).json()["id"]
+    request = api.get(f"/v1/jobs/{job_id}/request").json()  # the body it was made from
+    assert request["object"] == "job.request" and request["content_deleted_at"] is None
+    assert request["request"]["input"].startswith("zebraquartz")
+    assert request["request"]["instructions"] == "mauvelantern"
     worker = threading.Thread(target=run_worker, args=(services, worker_handler))
     worker.start()
     eventually(lambda: api.get(f"/v1/jobs/{job_id}").json()["progress"], timeout_s=10)
@@ -241,3 +245,8 @@ def test_deleting_a_jobs_content_keeps_its_accounting_and_a_running_job_is_cance
     items = str(services.table.scan()["Items"])
     assert "zebraquartz" not in items and "mauvelantern" not in items
     assert api.delete(f"/v1/jobs/{job_id}/content").json()["content_deleted_at"] == job["content_deleted_at"]
+    request = api.get(f"/v1/jobs/{job_id}/request").json()
+    assert request["content_deleted_at"] == job["content_deleted_at"] and request["request"]["input"] == ""
+    assert "instructions" not in request["request"] and request["request"]["stream"] is True
+    with api_client(KEY_B) as other:
+        assert other.get(f"/v1/jobs/{job_id}/request").status_code == 404

@@ -321,7 +321,7 @@ def _key_names(index: str | None) -> tuple[str, ...]:
 
 
 def decode_cursor(cursor: str, *, index: str | None, partition: str, sort_prefix: str = "",
-                  sort_before: str = "") -> dict[str, Any]:
+                  sort_range: tuple[str, str] | None = None) -> dict[str, Any]:
     """The start key a cursor holds, checked to belong to the index (None: the table) and partition being read."""
     invalid = InvalidRequest("cursor is not valid", code="invalid_cursor")
     try:
@@ -332,16 +332,18 @@ def decode_cursor(cursor: str, *, index: str | None, partition: str, sort_prefix
     # Beyond being ours, what DynamoDB would refuse with an error of its own: a flat object of short text.
     if not isinstance(key, dict) or set(key) != set(names) or key[names[-2]] != partition or not all(
             isinstance(v, str) and v.isprintable() and 0 < len(v.encode()) <= 1024 for v in key.values()) \
-            or not key[names[-1]].startswith(sort_prefix) or (sort_before and key[names[-1]] >= sort_before):
+            or not key[names[-1]].startswith(sort_prefix) \
+            or (sort_range is not None and not sort_range[0] <= key[names[-1]] <= sort_range[1]):
         raise invalid
     return key
 
 
 def query_index(table: Any, *, index: str | None, partition: str, limit: int, cursor: str | None,
-                filter: Any = None, sort_prefix: str = "", sort_before: str = "", newest_first: bool = True,
+                filter: Any = None, sort_prefix: str = "", sort_range: tuple[str, str] | None = None,
+                newest_first: bool = True,
                 consistent: bool = False) -> Page[dict[str, Any]]:
     """One page of a partition of an index (``index=None``: of the table, its sort keys under ``sort_prefix``, or
-    below ``sort_before``).
+    from ``sort_range[0]`` to ``sort_range[1]``).
 
     Every page costs a bounded read: at most ``limit`` entries without a ``filter``; with one, at most
     LIST_READ_ENTRIES entries evaluated in at most LIST_QUERIES calls, so a page may come back short (or empty)
@@ -353,8 +355,8 @@ def query_index(table: Any, *, index: str | None, partition: str, limit: int, cu
     condition: Any = KeyCondition(names[-2]).eq(partition)
     if sort_prefix:
         condition &= KeyCondition(names[-1]).begins_with(sort_prefix)
-    elif sort_before:
-        condition &= KeyCondition(names[-1]).lt(sort_before)
+    elif sort_range is not None:
+        condition &= KeyCondition(names[-1]).between(*sort_range)
     query: dict[str, Any] = {"KeyConditionExpression": condition, "ScanIndexForward": not newest_first}
     if index is not None:
         query["IndexName"] = index
@@ -364,7 +366,7 @@ def query_index(table: Any, *, index: str | None, partition: str, limit: int, cu
         query["FilterExpression"] = filter
     if cursor:
         query["ExclusiveStartKey"] = decode_cursor(cursor, index=index, partition=partition, sort_prefix=sort_prefix,
-                                                sort_before=sort_before)
+                                                sort_range=sort_range)
     items: list[dict[str, Any]] = []
     evaluated, ask = 0, max(limit, LIST_FIRST_READ)
     for _ in range(LIST_QUERIES):

@@ -17,6 +17,16 @@ def new_job_id() -> str:
     return f"job_{new_ulid()}"
 
 
+def job_id_range(created_from: int | None, created_before: int | None) -> tuple[str, str]:
+    """The job ids (sort keys) of the jobs created from ``created_from`` up to before ``created_before`` (unix
+    seconds; None: no bound): a ULID starts with its milliseconds, 10 characters that sort as the time does."""
+    # from_timestamp reads an int as milliseconds, a float as seconds
+    low = str(ULID.from_timestamp(float(created_from)))[:10] + "0" * 16 if created_from is not None else "0" * 26
+    high = (str(ULID.from_timestamp(created_before - 0.001))[:10] + "Z" * 16 if created_before is not None
+            else "Z" * 26)
+    return f"job_{low}", f"job_{high}"
+
+
 def derived_job_id(*, seed: str, at_ms: int) -> str:
     """A job id fixed by ``seed`` and a time: the same fire of a schedule always names the same job.
 

@@ -28,7 +28,7 @@ from aijobs.models.jobs import Job, JobRequest, JobStatus, JobStatusItem, Status
 from aijobs.models.tenants import Limits
 from aijobs.observability import count, logger
 from aijobs.queues import MAX_DELAY_S, JobQueue
-from aijobs.store import JobStore
+from aijobs.store import JobFilters, JobStore
 from aijobs.webhooks.guard import CallbackGuard
 from aijobs.webhooks.outbox import WebhookOutbox
 
@@ -345,9 +345,10 @@ class JobService:
         return job
 
     def list_jobs(self, *, tenant: str, status: JobStatus | None, limit: int, cursor: str | None,
-                  schedule_id: str | None = None, batch_id: str | None = None) -> Page[Job]:
+                  schedule_id: str | None = None, batch_id: str | None = None,
+                  filters: JobFilters = JobFilters()) -> Page[Job]:
         return self.store.list_jobs(tenant=tenant, status=status, limit=limit, cursor=cursor, schedule_id=schedule_id,
-                                    batch_id=batch_id)
+                                    batch_id=batch_id, filters=filters)
 
     def job_statuses(self, *, tenant: str, job_ids: list[str]) -> list[JobStatusItem]:
         """The status of each id, in order; unknown ids (and other tenants' ids) are ``not_found``."""

@@ -6,6 +6,8 @@ marks of the final event's webhook hold the terminal state they were made for.
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
@@ -43,11 +45,12 @@ from aijobs.dynamo import (
     update_request,
 )
 from aijobs.errors import Conflict, IdempotencyConflict, NotFound
-from aijobs.ids import new_webhook_id
+from aijobs.ids import job_id_range, new_webhook_id
 from aijobs.models.common import ErrorDetail
 from aijobs.models.jobs import (
     FileLink,
     Job,
+    JobKind,
     JobRequest,
     JobStatus,
     Priority,
@@ -69,6 +72,21 @@ if TYPE_CHECKING:
 INLINE_OUTPUT_BYTES = 100_000
 UNREADABLE = ErrorDetail(type="internal", code="job_unreadable", retryable=False,
                          message="the job was stored in a form this version of aijobs cannot read")
+
+
+@dataclass(frozen=True)
+class JobFilters:
+    """What a list of jobs is narrowed to, besides a status (GET /v1/jobs)."""
+
+    model: str | None = None
+    kind: JobKind | None = None
+    created_from: int | None = None  # unix seconds, inclusive
+    created_before: int | None = None  # exclusive
+
+    def id_range(self) -> tuple[str, str] | None:
+        if self.created_from is None and self.created_before is None:
+            return None
+        return job_id_range(self.created_from, self.created_before)
 
 
 @dataclass(frozen=True)
@@ -343,20 +361,36 @@ class JobStore:
                 yield from answer["Responses"].get(self._table.name, [])
                 request = answer.get("UnprocessedKeys") or {}
 
-    def list_jobs(self, *, tenant: str, status: JobStatus | None, limit: int,
-                  cursor: str | None, schedule_id: str | None = None, batch_id: str | None = None) -> Page[Job]:
-        """A tenant's jobs (or those of one of its schedules, or batches), newest first; a status filter reads a
-        bounded number of jobs per page (``query_index``), so a filtered page may be short or empty and still have a
-        cursor."""
+    def list_jobs(self, *, tenant: str, status: JobStatus | None, limit: int, cursor: str | None,
+                  schedule_id: str | None = None, batch_id: str | None = None,
+                  filters: JobFilters = JobFilters()) -> Page[Job]:
+        """A tenant's jobs (or those of one of its schedules, or batches), newest first; a filter reads a bounded
+        number of jobs per page (``query_index``), so a filtered page may be short or empty and still have a
+        cursor. A time range is read as a range of ids (a batch's ended jobs are not sorted by id: filtered)."""
+        conditions: list[Any] = [Attr("status").eq(status.value)] if status is not None else []
+        if filters.model is not None:
+            conditions.append(Attr("model").eq(filters.model))
+        if filters.kind == "text":  # jobs made before kinds have none
+            conditions.append(Attr("request.kind").not_exists() | Attr("request.kind").eq("text"))
+        elif filters.kind is not None:
+            conditions.append(Attr("request.kind").eq(filters.kind))
+        ids = filters.id_range()
+        if ids is not None and batch_id is not None:
+            if filters.created_from is not None:
+                conditions.append(Attr("created_at").gte(filters.created_from))
+            if filters.created_before is not None:
+                conditions.append(Attr("created_at").lt(filters.created_before))
+            ids = None
+        condition = functools.reduce(operator.and_, conditions) if conditions else None
         return self._list(tenant, limit=limit, cursor=cursor, schedule_id=schedule_id, batch_id=batch_id,
-                          filter=Attr("status").eq(status.value) if status is not None else None)
+                          filter=condition, sort_range=ids)
 
     def unended_batch_jobs(self, *, tenant: str, batch_id: str, limit: int, cursor: str | None) -> Page[Job]:
         """A page of a batch's jobs that have not ended (what its cancel cancels), newest first: the index's ended
-        ones are not read (their sort keys come after), and the filter drops those that ended since."""
+        ones are not read (their sort keys come after the ids), and the filter drops those that ended since."""
         unended = Attr("status").is_in([JobStatus.queued.value, JobStatus.in_progress.value])
         return self._list(tenant, limit=limit, cursor=cursor, batch_id=batch_id, filter=unended,
-                          sort_before=BATCH_RESULTS)
+                          sort_range=job_id_range(None, None))
 
     def batch_results(self, *, tenant: str, batch_id: str, after: str | None, ended_by: int,
                       limit: int) -> tuple[list[Job], str | None, bool]:
@@ -376,12 +410,12 @@ class JobStore:
                 "LastEvaluatedKey" in answer)
 
     def _list(self, tenant: str, *, limit: int, cursor: str | None, filter: Any, schedule_id: str | None = None,
-              batch_id: str | None = None, sort_before: str = "") -> Page[Job]:
+              batch_id: str | None = None, sort_range: tuple[str, str] | None = None) -> Page[Job]:
         index, partition = ((SCHEDULE_INDEX, schedule_jobs_partition(tenant, schedule_id)) if schedule_id
                             else (SCHEDULE_INDEX, batch_jobs_partition(tenant, batch_id)) if batch_id
                             else (TENANT_INDEX, tenant_partition(tenant)))
         page = query_index(self._table, index=index, partition=partition, limit=limit, cursor=cursor, filter=filter,
-                           sort_before=sort_before)
+                           sort_range=sort_range)
         return Page([job for item in page.items if (job := self._live(item))], page.next_cursor)
 
     def _live(self, item: dict[str, Any] | None, *, with_output: bool = True) -> Job | None:

@@ -521,6 +521,15 @@ class JobList(BaseModel):
     next_cursor: str | None
 
 
+class JobRequestOut(BaseModel):
+    """``GET /v1/jobs/{id}/request``: the body the job was made from."""
+
+    id: str
+    object: Literal["job.request"] = "job.request"
+    content_deleted_at: int | None = None  # when its input and instructions were deleted
+    request: dict[str, Any]
+
+
 class BatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -29,17 +29,22 @@ from aijobs.models.jobs import (
     BatchItemResult,
     BatchRequest,
     BatchResponse,
+    JobKind,
     JobList,
     JobOut,
     JobRequest,
+    JobRequestOut,
     JobStatus,
     StatusRequest,
     StatusResponse,
 )
+from aijobs.models.prompts import ModelName
 from aijobs.settings import WAIT_LIMIT_S
+from aijobs.store import JobFilters
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=errors(401, 429, 500))
 
+MAX_TIME = 10**11  # unix seconds: past any job's time, within what a ULID's 48 bits of milliseconds hold
 _PREFER_WAIT = re.compile(r"(?:^|[;,\s])wait\s*=\s*(\d+)", re.IGNORECASE)
 
 
@@ -79,18 +84,28 @@ def list_jobs(tenant: TenantDep, jobs: JobsDep, view: JobViewDep, cursor: Cursor
               status: JobStatus | None = None,
               limit: Annotated[int, Query(ge=1, le=100)] = 20,
               schedule_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
-              batch_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None) -> JobList:
+              batch_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+              model: ModelName | None = None, kind: JobKind | None = None,
+              created_from: Annotated[int | None, Query(ge=0, le=MAX_TIME, description=(
+                  "Jobs created at or after this time (unix seconds)"))] = None,
+              created_before: Annotated[int | None, Query(ge=1, le=MAX_TIME, description=(
+                  "Jobs created before this time (unix seconds)"))] = None) -> JobList:
     """The caller's jobs, newest first; `schedule_id` keeps those one of its schedules created, `batch_id` those of
     one of its batches (not both): a batch's ended jobs first, the last to end first, then those not ended, newest
-    first (`GET /v1/batches/{id}/results` reads its results as they end).
+    first (`GET /v1/batches/{id}/results` reads its results as they end). `model`, `kind` and the time range
+    (`created_from` ≤ created < `created_before`) narrow the list further.
 
-    Every request reads a bounded number of jobs: with a `status` filter, a page may come back short or even empty
-    with a `next_cursor` (the jobs read matched too few). Follow `next_cursor` until it is null, which is the end.
+    Every request reads a bounded number of jobs: with a `status`, `model` or `kind` filter, a page may come back
+    short or even empty with a `next_cursor` (the jobs read matched too few); a time range is read as a range, not
+    filtered. Follow `next_cursor` until it is null, which is the end.
     """
     if schedule_id is not None and batch_id is not None:
         raise InvalidRequest("schedule_id and batch_id cannot be given together", code="invalid_fields")
+    if created_from is not None and created_before is not None and created_from >= created_before:
+        raise InvalidRequest("created_from must be before created_before", code="invalid_fields")
+    filters = JobFilters(model=model, kind=kind, created_from=created_from, created_before=created_before)
     page = jobs.list_jobs(tenant=tenant.id, status=status, limit=limit, cursor=cursor, schedule_id=schedule_id,
-                          batch_id=batch_id)
+                          batch_id=batch_id, filters=filters)
     return JobList(data=[view(job) for job in page.items], next_cursor=page.next_cursor)
 
 
@@ -142,6 +157,15 @@ def retry_job(job_id: JobId, tenant: TenantDep, jobs: JobsDep, idempotent: Idemp
 def job_statuses(body: StatusRequest, tenant: TenantDep, jobs: JobsDep) -> StatusResponse:
     """The status of many jobs at once; unknown ids (and other tenants' ids) answer `not_found`."""
     return StatusResponse(data=jobs.job_statuses(tenant=tenant.id, job_ids=body.ids))
+
+
+@router.get("/{job_id}/request", response_model=JobRequestOut, responses=errors(404, 422))
+def get_job_request(job_id: JobId, tenant: TenantDep, jobs: JobsDep) -> JobRequestOut:
+    """The request the job was made from, as it was submitted (with what a prompt reference made of it); once its
+    content was deleted (`DELETE /v1/jobs/{id}/content`), without its input and instructions."""
+    job = jobs.get_job(tenant=tenant.id, job_id=job_id)
+    return JobRequestOut(id=job.id, content_deleted_at=job.content_deleted_at,
+                         request=job.request.model_dump(mode="json", exclude_none=True))
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=errors(404, 422))
