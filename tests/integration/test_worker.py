@@ -7,6 +7,8 @@ import subprocess
 import sys
 from typing import Any
 
+import pytest
+
 from aijobs.local.pollers import FakeLambdaContext
 from aijobs.local.stack import UvicornThread
 from aijobs.models.jobs import JobRequest
