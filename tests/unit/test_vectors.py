@@ -97,3 +97,16 @@ def test_deleting_a_document_of_1200_chunks_names_each_key_once_in_calls_of_500(
     keys = [key for _, params in client.calls for key in params["keys"]]
     assert [len(params["keys"]) for _, params in client.calls] == [500, 500, 200]
     assert keys == [f"t1#col_1#doc_1#{n}" for n in range(1200)]
+
+
+def test_a_paged_answer_is_read_to_its_end() -> None:
+    client = RecordingS3Vectors()
+    pages = iter([{"vectors": [{"key": "a", "distance": 0.0}], "nextToken": "2"},
+                  {"vectors": [{"key": "b", "distance": 0.5}]}])
+    client.query_vectors = lambda **params: (client.calls.append(("query_vectors", params)), next(pages))[1]
+
+    matches = VectorIndex(client=client, index_arn=ARN, dimension=4).query([1.0] * 4, tenant="t1", collection_id="c",
+                                                                          top_k=2)
+
+    assert [(m.key, m.score) for m in matches] == [("a", 1.0), ("b", 0.5)]
+    assert "nextToken" not in client.calls[0][1] and client.calls[1][1]["nextToken"] == "2"

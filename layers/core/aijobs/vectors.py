@@ -106,12 +106,18 @@ class VectorIndex:
         if not 1 <= top_k <= TOP_K_LIMIT:
             raise InvalidRequest(f"top_k must be from 1 to {TOP_K_LIMIT}", code="invalid_top_k")
         scope = [{"tenant": {"$eq": tenant}}, {"collection_id": {"$eq": collection_id}}]
-        answer = self._call("query_vectors", indexArn=self.index_arn, topK=top_k,
-                            queryVector={"float32": self._data(vector)},
-                            filter={"$and": [*scope, dict(filter)] if filter else scope},
-                            returnMetadata=True, returnDistance=True)
-        return [Match(key=found["key"], score=max(-1.0, min(1.0, 1.0 - found["distance"])),
-                      metadata=found.get("metadata") or {}) for found in answer["vectors"]]
+        params = {"indexArn": self.index_arn, "topK": top_k, "queryVector": {"float32": self._data(vector)},
+                  "filter": {"$and": [*scope, dict(filter)] if filter else scope},
+                  "returnMetadata": True, "returnDistance": True}
+        found: list[dict[str, Any]] = []
+        while True:  # S3 Vectors may page a query's results (nextToken); the same request, with it, reads on
+            answer = self._call("query_vectors", **params)
+            found += answer["vectors"]
+            if not answer.get("nextToken"):
+                break
+            params["nextToken"] = answer["nextToken"]
+        return [Match(key=v["key"], score=max(-1.0, min(1.0, 1.0 - v["distance"])), metadata=v.get("metadata") or {})
+                for v in found]
 
     def delete_document(self, tenant: str, collection_id: str, document_id: str, chunk_count: int) -> None:
         """Delete a document's chunks 0 to ``chunk_count`` - 1 (keys that do not exist are no error)."""
