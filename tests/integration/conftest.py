@@ -17,7 +17,7 @@ import botocore.session
 import pytest
 from moto import mock_aws
 
-from aijobs.local.emulator import make_dynamodb_atomic
+from aijobs.local.emulator import emulate_vector_queries, make_dynamodb_atomic
 from aijobs.local.stack import UvicornThread
 from aijobs.local.template import LocalResources, provision, reset
 from aijobs.services import Services, set_services
@@ -75,6 +75,7 @@ def moto_world(template: dict[str, Any]) -> Iterator[MotoWorld]:
     with pytest.MonkeyPatch.context() as monkeypatch:
         _aws_environment(monkeypatch)
         make_dynamodb_atomic()  # conditional writes atomic, as in DynamoDB (the webhook ledger relies on it)
+        emulate_vector_queries()  # moto has no QueryVectors
         with mock_aws():
             loader = botocore.session.get_session().get_component("data_loader")
             resources = provision(template, session=_session(loader), prefix=PREFIX)
@@ -97,7 +98,7 @@ def make_settings(resources: LocalResources, model_url: str, **overrides: Any) -
         jobs_high_queue_url=resources.refs["JobsHighQueue"], jobs_low_queue_url=resources.refs["JobsLowQueue"],
         jobs_high_dead_letter_queue_url=resources.refs["JobsHighDeadLetterQueue"],
         jobs_low_dead_letter_queue_url=resources.refs["JobsLowDeadLetterQueue"],
-        results_bucket=resources.refs["ResultsBucket"],
+        results_bucket=resources.refs["ResultsBucket"], vector_index_arn=resources.arns["VectorIndex"],
         schedule_group=resources.refs["ScheduleGroup"], scheduler_function_arn=resources.arns["SchedulerFunction"],
         scheduler_role_arn=resources.arns["SchedulerInvokeRole"],
         model_base_url=f"{model_url}/v1", model_api_key="fake",

@@ -90,6 +90,43 @@ def test_racing_conditional_puts_through_the_local_stacks_moto_server_let_exactl
     assert outcomes == EXACTLY_ONE
 
 
+def test_the_local_stacks_moto_server_answers_query_vectors_from_the_templates_index(
+        template: dict[str, Any]) -> None:
+    from aijobs.local.template import function_environment, provision
+    from aijobs.settings import Settings
+    from aijobs.vectors import Chunk, VectorIndex
+
+    server = start_moto_server()
+    host, port = server.get_host_and_port()
+    session = boto3.session.Session(region_name="eu-west-1", aws_access_key_id="local",
+                                    aws_secret_access_key="local")
+    try:
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
+            # the vector bucket and index and a function told of them, in another region than the moto world's
+            vectors_only = {"Parameters": template["Parameters"], "Resources": {
+                name: r for name, r in template["Resources"].items()
+                if r["Type"].startswith("AWS::S3Vectors::") or name == "ApiFunction"}}
+            resources = provision(vectors_only, session=session, prefix="emulator")
+            settings = Settings(**{name.removeprefix("AIJOBS_").lower(): value for name, value in
+                                   function_environment(vectors_only, resources, "ApiFunction").items()
+                                   if name.startswith("AIJOBS_VECTOR_")})
+            index = VectorIndex(client=session.client("s3vectors"), index_arn=settings.vector_index_arn,
+                                dimension=settings.vector_dimension)
+            near, far = [1.0] * settings.vector_dimension, [1.0, -1.0] * (settings.vector_dimension // 2)
+            index.put([Chunk("t1", "c1", "near", 0, near, "the near one"), Chunk("t1", "c1", "far", 0, far, "x")])
+
+            matches = index.query(near, tenant="t1", collection_id="c1", top_k=2)
+            session.client("s3vectors").delete_index(indexArn=settings.vector_index_arn)  # leave none behind
+            session.client("s3vectors").delete_vector_bucket(
+                vectorBucketName=resources.refs["VectorBucket"].rsplit("/", 1)[1])
+    finally:
+        server.stop()
+
+    assert [(m.document_id, round(m.score, 6)) for m in matches] == [("near", 1.0), ("far", 0.0)]
+    assert matches[0].text == "the near one"
+
+
 # --- the per-test reset of the moto world (tests/integration/conftest.py) -----------------------------------------
 
 

@@ -385,3 +385,27 @@ def test_large_outputs_bucket_is_private_and_outlives_the_longest_retention(temp
     assert rule["ExpirationInDays"] * 24 > template["Parameters"]["ResultRetentionHours"]["MaxValue"]
     assert template["Globals"]["Function"]["Environment"]["Variables"]["AIJOBS_RESULTS_BUCKET"] == {
         "Ref": "ResultsBucket"}
+
+
+def test_the_vector_index_is_cosine_float32_of_the_dimension_parameter_with_text_not_filterable(
+        template: dict[str, Any]) -> None:
+    index = template["Resources"]["VectorIndex"]["Properties"]
+    dimension = template["Parameters"]["VectorDimension"]
+
+    assert template["Resources"]["VectorIndex"]["Type"] == "AWS::S3Vectors::Index"
+    assert index["VectorBucketArn"] == {"Fn::GetAtt": ["VectorBucket", "VectorBucketArn"]}
+    assert (index["DataType"], index["DistanceMetric"]) == ("float32", "cosine")  # VectorIndex's score needs cosine
+    assert index["Dimension"] == {"Ref": "VectorDimension"}
+    assert dimension["Default"] == Settings.model_fields["vector_dimension"].default == 1536
+    assert (dimension["MinValue"], dimension["MaxValue"]) == (1, 4096)
+    assert index["MetadataConfiguration"] == {"NonFilterableMetadataKeys": ["text"]}
+    assert "IndexName" not in index  # CloudFormation names it, so a new dimension can replace it
+
+
+@pytest.mark.parametrize("function", ["ApiFunction", "StreamFunction", "WorkerFunction"])
+def test_the_api_and_the_worker_are_told_the_vector_index_and_its_dimension(template: dict[str, Any],
+                                                                           function: str) -> None:
+    variables = template["Resources"][function]["Properties"]["Environment"]["Variables"]
+
+    assert variables["AIJOBS_VECTOR_INDEX_ARN"] == {"Fn::GetAtt": ["VectorIndex", "IndexArn"]}
+    assert variables["AIJOBS_VECTOR_DIMENSION"] == {"Ref": "VectorDimension"}

@@ -213,3 +213,29 @@ def test_the_worker_may_send_a_released_jobs_message_to_the_jobs_queues_only(tem
     assert {json.dumps(p) for p in sends} == {
         json.dumps({"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": [queue, "QueueName"]}}})
         for queue in ("JobsHighQueue", "JobsQueue", "JobsLowQueue", "DeliveriesQueue")}
+
+
+# --- S3 Vectors: the one index of documents' chunks -----------------------------------------------------------------
+
+VECTOR_INDEX = {"Fn::GetAtt": ["VectorIndex", "IndexArn"]}
+# What each function's code does to the index, by action. QueryVectors with a metadata filter or returned metadata
+# (every search filters on its tenant) also needs GetVectors; a document's keys are deleted by key, never listed.
+VECTOR_GRANTS: dict[str, set[str]] = {
+    "ApiFunction": {"s3vectors:QueryVectors", "s3vectors:GetVectors", "s3vectors:DeleteVectors"},
+    "StreamFunction": {"s3vectors:QueryVectors", "s3vectors:GetVectors", "s3vectors:DeleteVectors"},
+    "WorkerFunction": {"s3vectors:PutVectors", "s3vectors:DeleteVectors"},  # chunks embedded, a shorter version's
+    "WebhookFunction": set(),
+    "SchedulerFunction": set(),
+    "SweeperFunction": set(),
+}
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_each_function_gets_exactly_the_s3_vectors_actions_its_code_uses_on_the_index_only(
+        template: dict[str, Any], function: str) -> None:
+    statements = [s for s in _statements(template, function) if "s3vectors" in json.dumps(s["Action"])]
+    actions = {action for s in statements for action in _as_list(s["Action"])}
+
+    assert actions == VECTOR_GRANTS[function]
+    assert all(_as_list(s["Resource"]) == [VECTOR_INDEX] for s in statements)  # never the bucket, never "*"
+    assert "VectorBucket" not in json.dumps(function_policies(template, function))

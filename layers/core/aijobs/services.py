@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from aijobs.schedules.service import ScheduleService
     from aijobs.streams import JobEvents
     from aijobs.sweeper import Sweeper
+    from aijobs.vectors import VectorIndex
     from aijobs.waits import JobWaits
     from aijobs.webhooks.dispatcher import WebhookDispatcher
     from aijobs.worker import Worker
@@ -78,6 +79,14 @@ class Services:
     @cached_property
     def scheduler_client(self) -> Any:
         return self.session.client("scheduler")
+
+    @cached_property
+    def vectors(self) -> VectorIndex:
+        """Documents' chunks in the S3 Vectors index (AIJOBS_VECTOR_INDEX_ARN), searched by tenant and collection."""
+        from aijobs.vectors import VectorIndex
+
+        return VectorIndex(client=self.session.client("s3vectors"), index_arn=self.settings.vector_index_arn,
+                           dimension=self.settings.vector_dimension)
 
     # --- stores and queues ------------------------------------------------------------------------
 

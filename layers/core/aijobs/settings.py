@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     jobs_low_dead_letter_queue_url: str = ""
     deliveries_queue_url: str = ""
     results_bucket: str = ""
+    # The S3 Vectors index of documents' chunks (aijobs/vectors.py), and its dimension: the embedding model's vector
+    # length, which every embedding call for it must ask for (OpenAI's text-embedding-3-small: 1,536).
+    vector_index_arn: str = ""
+    vector_dimension: int = Field(default=1536, ge=1, le=4096)
     region: str | None = None
 
     default_model: str = "gpt-4o-mini"

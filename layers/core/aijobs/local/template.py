@@ -47,7 +47,8 @@ class LocalResources:
 
 
 def provision(template: dict[str, Any], *, session: Any, prefix: str) -> LocalResources:
-    """Create the template's DynamoDB tables, S3 buckets and SQS queues (with their redrives) in the emulator."""
+    """Create the template's DynamoDB tables, S3 buckets, SQS queues (with their redrives) and S3 Vectors indexes
+    in the emulator."""
     dynamodb, sqs = session.client("dynamodb"), session.client("sqs")
     resources = template.get("Resources", {})
     created = LocalResources()
@@ -85,10 +86,21 @@ def provision(template: dict[str, Any], *, session: Any, prefix: str) -> LocalRe
             name = f"{prefix}-{logical_id}"
             created.arns[logical_id] = session.client("scheduler").create_schedule_group(Name=name)["ScheduleGroupArn"]
             created.refs[logical_id] = name
+        elif resource["Type"] == "AWS::S3Vectors::VectorBucket":  # !Ref answers its ARN, as in CloudFormation
+            name = f"{prefix}-{logical_id}".lower()
+            s3vectors = session.client("s3vectors")
+            s3vectors.create_vector_bucket(vectorBucketName=name)
+            bucket = s3vectors.get_vector_bucket(vectorBucketName=name)["vectorBucket"]
+            created.refs[logical_id] = created.arns[logical_id] = bucket["vectorBucketArn"]
         elif resource["Type"] == "AWS::Serverless::Function":  # never created: the local stack calls its handler
             created.arns[logical_id] = f"arn:aws:lambda:us-east-1:123456789012:function:{prefix}-{logical_id}"
         elif resource["Type"] == "AWS::IAM::Role":  # named only, so that what passes a role's ARN gets one
             created.arns[logical_id] = f"arn:aws:iam::123456789012:role/{prefix}-{logical_id}"
+    for logical_id, resource in resources.items():  # vector indexes once their buckets exist
+        if resource["Type"] == "AWS::S3Vectors::Index":
+            created.refs[logical_id] = created.arns[logical_id] = _create_vector_index(
+                session.client("s3vectors"), f"{prefix}-{logical_id}".lower(), template, created,
+                resource["Properties"])
     for logical_id, resource in resources.items():  # redrive once every queue exists
         redrive = resource.get("Properties", {}).get("RedrivePolicy")
         if resource["Type"] == "AWS::SQS::Queue" and redrive:
@@ -100,11 +112,26 @@ def provision(template: dict[str, Any], *, session: Any, prefix: str) -> LocalRe
     return created
 
 
+def _create_vector_index(s3vectors: Any, name: str, template: dict[str, Any], created: LocalResources,
+                         props: dict[str, Any]) -> str:
+    """An S3 Vectors index as the template declares it (its bucket by ARN); returns its ARN."""
+    bucket = resolve(props["VectorBucketArn"], template, created).rsplit("/", 1)[1]
+    index: dict[str, Any] = {"vectorBucketName": bucket, "indexName": name, "dataType": props["DataType"],
+                             "dimension": int(resolve(props["Dimension"], template, created)),
+                             "distanceMetric": props["DistanceMetric"]}
+    non_filterable = props.get("MetadataConfiguration", {}).get("NonFilterableMetadataKeys")
+    if non_filterable:
+        index["metadataConfiguration"] = {"nonFilterableMetadataKeys": non_filterable}
+    s3vectors.create_index(**index)
+    return str(s3vectors.get_index(vectorBucketName=bucket, indexName=name)["index"]["indexArn"])
+
+
 def reset(template: dict[str, Any], created: LocalResources, *, session: Any, prefix: str) -> None:
     """Put what ``provision`` created back as it was just after provisioning, in a few calls.
 
-    Every table, queue (dead-letter queues included) and bucket is emptied; the schedules of every group are
-    deleted, then the template's static schedules created again; schedule groups it did not create are deleted.
+    Every table, queue (dead-letter queues included), bucket and vector index is emptied; the schedules of every
+    group are deleted, then the template's static schedules created again; schedule groups it did not create are
+    deleted.
     Queues are purged: against moto that needs ``MOTO_SQS_ENFORCE_STRICT_QUEUE_PURGE_BEHAVIOUR=false`` (moto,
     like SQS, refuses a second purge of a queue within 60 s by default). ``session`` is anything with
     ``client(service_name)``: a caller that resets often can hand it clients it keeps.
@@ -118,6 +145,8 @@ def reset(template: dict[str, Any], created: LocalResources, *, session: Any, pr
             sqs.purge_queue(QueueUrl=created.refs[logical_id])
         elif resource["Type"] == "AWS::S3::Bucket":
             _empty_bucket(s3, created.refs[logical_id])
+        elif resource["Type"] == "AWS::S3Vectors::Index":
+            _empty_vector_index(session.client("s3vectors"), created.arns[logical_id])
     scheduler = session.client("scheduler")
     for page in scheduler.get_paginator("list_schedules").paginate():
         for schedule in page["Schedules"]:
@@ -151,6 +180,13 @@ def _empty_bucket(s3: Any, bucket: str) -> None:
                    for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
         if objects:
             s3.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True})
+
+
+def _empty_vector_index(s3vectors: Any, index_arn: str) -> None:
+    for page in s3vectors.get_paginator("list_vectors").paginate(indexArn=index_arn):
+        keys = [vector["key"] for vector in page["vectors"]]
+        for start in range(0, len(keys), 500):
+            s3vectors.delete_vectors(indexArn=index_arn, keys=keys[start:start + 500])
 
 
 def static_schedules(template: dict[str, Any], created: LocalResources, *, prefix: str) -> list[dict[str, Any]]:
