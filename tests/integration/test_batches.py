@@ -84,7 +84,8 @@ def test_batch_in_3_chunks_is_counted_as_the_worker_runs_it(api: Any, services: 
     assert batch["usage"]["output_tokens"] == sum(job["usage"]["output_tokens"] for job in jobs if job["usage"])
     failed = _batch_jobs(api, batch_id, status="failed")
     assert sorted(int(job["metadata"]["line"]) for job in failed) == [0, 25, 50]
-    made_at = min(job["created_at"] for job in jobs)  # a batch's list takes a time range as a filter (its ended jobs are not by id)
+    # A batch's list takes a time range as a filter (its ended jobs are not sorted by id).
+    made_at = min(job["created_at"] for job in jobs)
     assert len(_batch_jobs(api, batch_id, created_from=made_at)) == 60
     assert _batch_jobs(api, batch_id, created_before=made_at) == []
 
