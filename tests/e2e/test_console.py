@@ -134,6 +134,12 @@ def test_sign_in_shows_a_new_job_complete_and_sign_out_forgets_the_key(console: 
     console.wait(lambda d: job["id"] in console.text("#jobs"))
     row = f"//a[text()='{job['id']}']/ancestor::tr"
     console.wait(lambda d: "completed" in d.find_element(By.XPATH, row).text)
+    # the list's filters are the API's: by model and kind it is there, as an embedding job it is not
+    console.open(f"/jobs?model={job['model']}&kind=text&from=2000-01-01T00:00")
+    console.wait(lambda d: job["id"] in console.text("#jobs"))
+    console.open("/jobs?kind=embedding&to=2000-01-01T00:00")
+    console.wait(lambda d: "No jobs match." in console.text("#jobs"))
+    console.open()
     # the keyboard: the first Tab stop skips to the content
     ActionChains(console.driver).send_keys(Keys.TAB).perform()
     assert console.driver.switch_to.active_element.text == "Skip to content"
@@ -160,6 +166,7 @@ def test_job_page_shows_the_output_grow_as_it_streams(console: Console, stack: S
         console.wait(lambda d: "completed" in console.text("#history"))
         final = client.get(f"/v1/jobs/{job['id']}").json()
     assert console.text("#output") == final["output"]["text"]
+    assert '"input": "console stream [[tokens=40]]' in console.text("#request")  # the body it was made from
     assert "in_progress" in console.text("#history")
     assert "completed" in console.text("#job-details") and str(final["usage"]["output_tokens"]) in console.text(
         "#job-details")
@@ -345,7 +352,8 @@ def test_the_operator_sees_a_tenants_limits_and_usage(driver: WebDriver,
         driver.find_element(By.ID, "role-admin").click()
         driver.find_element(By.CSS_SELECTOR, "#signin button[type=submit]").click()
         console.wait(lambda d: "Signed in as the operator" in console.text("#who"))
-        # the tenants the audit names are offered; one of them is a link to its limits and usage
+        # every tenant is listed (GET /v1/admin/tenants), each a link to its limits and usage
+        console.wait(lambda d: d.find_elements(By.LINK_TEXT, "tenant-a"))
         console.wait(lambda d: d.find_elements(By.LINK_TEXT, "tenant-b")).__getitem__(0).click()
         console.wait(lambda d: "requests_per_minute" in console.text("#limits"))
         assert "77" in _row(console, "77")

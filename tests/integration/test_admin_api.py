@@ -25,7 +25,7 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 ROUTES = [("POST", "/v1/admin/tenants/acme/keys"), ("GET", "/v1/admin/tenants/acme/keys"),
           ("DELETE", "/v1/admin/keys/key_01J00000000000000000000000"), ("GET", "/v1/admin/tenants/acme/limits"),
           ("PUT", "/v1/admin/tenants/acme/limits"), ("DELETE", "/v1/admin/tenants/acme"), ("GET", "/v1/admin/audit"),
-          ("GET", "/v1/admin/tenants/acme/usage")]
+          ("GET", "/v1/admin/tenants/acme/usage"), ("GET", "/v1/admin/tenants")]
 ROUTE_NOT_FOUND = {"type": "not_found", "code": "route_not_found"}
 
 AwsWorld = tuple[boto3.session.Session, LocalResources]
@@ -364,3 +364,20 @@ def test_every_admin_action_is_audited_newest_first_with_before_and_after_and_no
     assert [e["id"] for e in page["data"] + rest["data"]] == [e["id"] for e in entries]
     assert rest["next_cursor"] is None
     assert admin.get("/v1/admin/audit?cursor=bm9wZQ==").status_code == 422
+
+
+def test_the_tenants_are_listed_by_name_and_a_deleted_one_is_not(admin: Any, admin_services: Services) -> None:
+    _new_key(admin, "zeta")
+    _new_key(admin, "acme")
+    # a tenant made before tenants were listed is listed once it gets another key
+    admin_services.table.update_item(Key=tenant_key("acme"), UpdateExpression="REMOVE gsi1pk, gsi1sk")
+    assert "acme" not in [t["tenant"] for t in admin.get("/v1/admin/tenants").json()["data"]]
+    _new_key(admin, "acme")
+    listed = admin.get("/v1/admin/tenants").json()
+    assert [t["tenant"] for t in listed["data"]] == sorted([TENANT_A, "tenant-b", "acme", "zeta"])
+    assert listed["next_cursor"] is None and all(t["created_at"] > 0 for t in listed["data"])
+    first = admin.get("/v1/admin/tenants", params={"limit": 2}).json()
+    rest = admin.get("/v1/admin/tenants", params={"limit": 2, "cursor": first["next_cursor"]}).json()
+    assert [t["tenant"] for t in first["data"] + rest["data"]] == [t["tenant"] for t in listed["data"]]
+    assert admin.delete("/v1/admin/tenants/zeta").status_code == 204
+    assert "zeta" not in [t["tenant"] for t in admin.get("/v1/admin/tenants").json()["data"]]

@@ -63,6 +63,7 @@ STATUSES = [
     ("GET /v1/jobs/{job_id}/deliveries", {200, 401, 404, 422, 429, 500}),
     ("POST /v1/jobs/{job_id}/deliveries/redeliver", {202, 401, 404, 409, 422, 429, 500}),
     # The admin API: without the admin key every route is the 404 of a route that does not exist (never 401).
+    ("GET /v1/admin/tenants", {200, 404, 422, 500}),
     ("POST /v1/admin/tenants/{tenant}/keys", {201, 404, 422, 500}),
     ("GET /v1/admin/tenants/{tenant}/keys", {200, 404, 422, 500}),
     ("DELETE /v1/admin/keys/{key_id}", {204, 404, 422, 500}),

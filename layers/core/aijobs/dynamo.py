@@ -10,7 +10,7 @@ A job the sweeper must look at (one that runs, waits for a retry, or waits for i
 gsi3, the sweep index: ``SWEEP#<shard>`` / ``<due, 10 digits>#<id>``, keys only; a job leaves it when nothing
 about it can get stuck any more.
 | delivery attempt | ``JOB#<id>`` | ``DELIVERY#<webhook id>#<attempt 0-padded>`` | | |
-| tenant | ``TENANT#<t>`` | ``TENANT`` | | |
+| tenant | ``TENANT#<t>`` | ``TENANT`` | ``TENANTS`` / t (the admin API's list) | |
 | tenant's limits | ``TENANT#<t>`` | ``LIMITS`` | | |
 | tenant's concurrency slots (concurrency.py) | ``TENANT#<t>`` | ``SLOTS`` | | |
 | tenant's day: usage and the minute's rate window | ``TENANT#<t>`` | ``USAGE#<YYYY-MM-DD>`` | | | (usage.py)
@@ -86,6 +86,9 @@ def request_key(name: str) -> Key:
 
 def tenant_key(tenant: str) -> Key:
     return {"pk": tenant_partition(tenant), "sk": "TENANT"}
+
+
+TENANTS_PARTITION = "TENANTS"  # every tenant's item in gsi1, by name: the admin API lists them
 
 
 def limits_key(tenant: str) -> Key:

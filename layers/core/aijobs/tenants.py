@@ -21,6 +21,7 @@ from aijobs.clock import Clock, system_clock
 from aijobs.dynamo import (
     AUDIT_PARTITION,
     TENANT_INDEX,
+    TENANTS_PARTITION,
     Page,
     api_key_id_key,
     api_key_key,
@@ -32,10 +33,11 @@ from aijobs.dynamo import (
     tenant_key,
     tenant_partition,
     to_attributes,
+    update_request,
 )
 from aijobs.errors import AuthenticationError, NotFound, RateLimited
 from aijobs.ids import hash_api_key, new_api_key, new_key_id, new_ulid
-from aijobs.models.admin import Actor, ApiKeyCreated, ApiKeyInfo, AuditEntry, TenantLimitsOut
+from aijobs.models.admin import Actor, ApiKeyCreated, ApiKeyInfo, AuditEntry, TenantInfo, TenantLimitsOut
 from aijobs.models.tenants import Limits, Tenant, TenantLimits
 from aijobs.models.webhooks import WebhookSecret
 from aijobs.observability import logger
@@ -52,10 +54,21 @@ class TenantStore:
         return self._clock()
 
     def create_tenant(self, tenant: str) -> bool:
-        """Create the tenant; False (and nothing written) if it exists."""
-        return conditional(self._table.put_item, Item={**tenant_key(tenant), "tenant": tenant,
-                                                       "created_at": int(self._clock())},
-                           ConditionExpression="attribute_not_exists(pk)") is not None
+        """Create the tenant; False if it exists (then it is put in the list of tenants, should it predate it)."""
+        listed = {"gsi1pk": TENANTS_PARTITION, "gsi1sk": tenant}
+        if conditional(self._table.put_item, Item={**tenant_key(tenant), "tenant": tenant,
+                                                   "created_at": int(self._clock()), **listed},
+                       ConditionExpression="attribute_not_exists(pk)") is not None:
+            return True
+        conditional(self._table.update_item, Key=tenant_key(tenant), **update_request(
+            set=listed, condition="attribute_exists(pk) AND attribute_not_exists(gsi1pk)"))
+        return False
+
+    def list_tenants(self, *, limit: int, cursor: str | None) -> Page[TenantInfo]:
+        """Every tenant, by name."""
+        page = query_index(self._table, index=TENANT_INDEX, partition=TENANTS_PARTITION, limit=limit, cursor=cursor,
+                           newest_first=False)
+        return Page([TenantInfo.model_validate(item) for item in page.items], page.next_cursor)
 
     def tenant_created_at(self, tenant: str, *, consistent: bool = True) -> int | None:
         """When the tenant was created; None if it does not exist (never made, or deleted)."""
@@ -272,6 +285,9 @@ class TenantService:
                     after=ApiKeyInfo(id=created.id, tenant=tenant, prefix=created.key[:8],
                                      created_at=created.created_at).model_dump())
         return created
+
+    def list_tenants(self, *, limit: int = 100, cursor: str | None = None) -> Page[TenantInfo]:
+        return self.store.list_tenants(limit=limit, cursor=cursor)
 
     def list_keys(self, tenant: str, *, limit: int = 100, cursor: str | None = None) -> Page[ApiKeyInfo]:
         self._require_tenant(tenant)

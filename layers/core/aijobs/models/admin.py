@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from aijobs.models.tenants import Limits, TenantLimits
 
@@ -27,6 +27,18 @@ class ApiKeyCreated(BaseModel):
     key: str
     tenant: str
     created_at: int
+
+
+class TenantInfo(BaseModel):
+    model_config = ConfigDict(extra="ignore")  # the item's keys
+
+    tenant: str
+    created_at: int
+
+
+class TenantList(BaseModel):
+    data: list[TenantInfo]
+    next_cursor: str | None = Field(description="The next page's cursor; null at the end")
 
 
 class ApiKeyList(BaseModel):

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from aijobs.api.deps import MAX_ID_CHARS, Cursor, ServicesDep, TenantsDep
 from aijobs.api.responses import errors
 from aijobs.errors import from_validation_errors
-from aijobs.models.admin import ApiKeyCreated, ApiKeyList, AuditList, TenantLimitsOut
+from aijobs.models.admin import ApiKeyCreated, ApiKeyList, AuditList, TenantLimitsOut, TenantList
 from aijobs.models.tenants import TENANT_PATTERN, TenantLimits
 from aijobs.models.usage import UsageReport
 from aijobs.observability import logger
@@ -46,6 +46,14 @@ def create_key(tenant: TenantName, tenants: TenantsDep) -> JSONResponse:
     created = tenants.create_key(tenant, actor="admin")
     return JSONResponse(created.model_dump(mode="json"), status_code=201,
                         headers={"Cache-Control": "no-store"})  # the one answer that holds a key
+
+
+@router.get("/tenants", response_model=TenantList, responses=errors(422))
+def list_tenants(tenants: TenantsDep, cursor: Cursor = None,
+                 limit: Annotated[int, Query(ge=1, le=100)] = 100) -> TenantList:
+    """Every tenant, by name, with when it was made (by its first key); follow `next_cursor` until it is null."""
+    page = tenants.list_tenants(limit=limit, cursor=cursor)
+    return TenantList(data=page.items, next_cursor=page.next_cursor)
 
 
 @router.get("/tenants/{tenant}/keys", response_model=ApiKeyList, responses=errors(422))

@@ -1,25 +1,25 @@
-// The operator's page (admin key): a tenant's limits, as set and in force, and its usage. The API keeps no list of
-// tenants, so the operator names one; the tenants that the audit of admin actions names are offered.
+// The operator's page (admin key): the tenants (GET /v1/admin/tenants), and a tenant's limits, as set and in force,
+// and its usage.
 
 import { get, withQuery } from "../api.js";
 import { drawReport } from "../report.js";
 import { h, redraw, showError } from "../ui.js";
 
-const AUDIT_PAGES = 5;
+const TENANT_PAGES = 10;  // the first 1,000 tenants are offered; another one can be typed
 
 const shown = (value, none) => (value === null || value === undefined ? none
   : Array.isArray(value) ? value.join(", ") : String(value));
 
-async function auditedTenants() {
-  const tenants = new Set();
+async function listedTenants() {
+  const tenants = [];
   let cursor = null;
-  for (let page = 0; page < AUDIT_PAGES; page += 1) {
-    const answer = await get("/v1/admin/audit", { limit: 100, cursor });
-    for (const entry of answer.data) tenants.add(entry.tenant);
+  for (let page = 0; page < TENANT_PAGES; page += 1) {
+    const answer = await get("/v1/admin/tenants", { limit: 100, cursor });
+    tenants.push(...answer.data.map((entry) => entry.tenant));
     cursor = answer.next_cursor;
     if (!cursor) break;
   }
-  return [...tenants].sort();
+  return tenants;
 }
 
 function limitsTable(limits) {
@@ -37,14 +37,14 @@ export async function render(main) {
   main.replaceChildren(h("h1", {}, "Tenants"),
     h("form", { class: "inline", method: "get", action: "/console/admin", role: "search" },
       h("label", { for: "a-tenant" }, "Tenant",
-        h("input", { id: "a-tenant", name: "tenant", value: tenant, required: true, list: "audited",
+        h("input", { id: "a-tenant", name: "tenant", value: tenant, required: true, list: "tenants",
                      pattern: "[A-Za-z0-9_.\\-]{1,64}" })),
-      h("datalist", { id: "audited" }),
+      h("datalist", { id: "tenants" }),
       h("button", { type: "submit" }, "Show")),
     known);
-  auditedTenants().then((tenants) => {
-    document.getElementById("audited").replaceChildren(...tenants.map((name) => h("option", { value: name })));
-    redraw(known, tenants.length ? h("p", {}, "Tenants in the audit of admin actions: ",
+  listedTenants().then((tenants) => {
+    document.getElementById("tenants").replaceChildren(...tenants.map((name) => h("option", { value: name })));
+    redraw(known, tenants.length ? h("p", {}, "Tenants: ",
       tenants.map((name, index) => [index ? ", " : "", h("a", { href: withQuery("/console/admin", { tenant: name }) },
         name)])) : null);
   }).catch(showError);

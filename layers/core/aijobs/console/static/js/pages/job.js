@@ -1,5 +1,6 @@
-// One job: what it is, its status history and output as its stream (GET /v1/jobs/{id}/stream) tells them, its
-// usage and cost, its webhook deliveries with redeliver, and cancel and retry.
+// One job: the request it was made from (GET /v1/jobs/{id}/request), what it is, its status history and output as
+// its stream (GET /v1/jobs/{id}/stream) tells them, its usage and cost, its webhook deliveries with redeliver, and
+// cancel and retry.
 
 import { call, get } from "../api.js";
 import { follow } from "../sse.js";
@@ -45,6 +46,14 @@ function details(job) {
   ]);
 }
 
+// The body the job was made from, as JSON; its input and instructions once its content was deleted are gone.
+function requestBody(answer) {
+  const deleted = answer.content_deleted_at
+    ? h("p", { class: "muted" }, `Its input and instructions were deleted at ${time(answer.content_deleted_at)}.`) : null;
+  return [deleted, h("pre", { class: "output", tabindex: "0", "aria-label": "Request" },
+    JSON.stringify(answer.request, null, 2))];
+}
+
 const DELIVERY_COLUMNS = [
   { label: "Attempt", num: true, value: (row) => row.attempt },
   { label: "Event", value: (row) => row.event_type },
@@ -60,6 +69,7 @@ const DELIVERY_COLUMNS = [
 export async function render(main, jobId) {
   const path = `/v1/jobs/${jobId}`;
   const info = h("div", { id: "job-details" });
+  const request = h("div", { id: "request" }, h("p", { class: "muted" }, "Loading…"));
   const history = h("ol", { id: "history" });
   const output = h("pre", { id: "output", class: "output", tabindex: "0", "aria-label": "Output" });
   const deliveries = h("div", { id: "deliveries" }, h("p", { class: "muted" }, "Loading…"));
@@ -72,6 +82,7 @@ export async function render(main, jobId) {
     h("h1", {}, "Job ", h("code", {}, jobId)),
     h("div", { class: "actions" }, cancel, retry), outcome,
     h("h2", {}, "Details"), info,
+    h("h2", {}, "Request"), request,
     h("h2", {}, "Status history"), history,
     h("h2", {}, "Output"), output,
     h("h2", {}, "Webhook deliveries"), h("div", { class: "actions" }, redeliver), deliveries);
@@ -87,6 +98,8 @@ export async function render(main, jobId) {
   };
   const job = await get(path);
   show(job);
+  get(`${path}/request`).then((answer) => request.replaceChildren(...requestBody(answer).filter(Boolean)))
+    .catch(showError);
 
   cancel.addEventListener("click", () => act(cancel, () => call(path, { method: "DELETE" }), ({ data }) => {
     show(data);
