@@ -178,14 +178,12 @@ def test_another_tenants_filtered_list_holds_only_its_own_jobs(client: Any, hist
 
 def test_a_time_range_is_read_as_a_range_of_ids_and_other_filters_narrow_it(client: Any, history: History) -> None:
     start = START_MS // 1000  # job i was made at START_MS + i milliseconds
-    window = {"limit": 100, "created_from": start + 3, "created_before": start + 5}
+    window = {"limit": 100, "created_from": start + 4, "created_before": start + 5}
     pages = _walk(client, history.reads, **window)
-    assert [job_id for page in pages for job_id in page] == list(reversed(history.ids[3_000:5_000]))
-    cancelled = _walk(client, history.reads, **window, status="cancelled")
+    assert [job_id for page in pages for job_id in page] == list(reversed(history.ids[4_000:5_000]))
+    cancelled = _walk(client, history.reads, **window, status="cancelled", model="fake-model", kind="text")
     assert [job_id for page in cancelled for job_id in page] == [history.ids[4_322], history.ids[4_321]]
     assert not any(_walk(client, history.reads, **window, model="another-model", kind="text"))
-    assert [job_id for page in _walk(client, history.reads, **window, model="fake-model", kind="text")
-            for job_id in page] == list(reversed(history.ids[3_000:5_000]))
     first_second = _walk(client, history.reads, limit=100, created_before=start + 1, schedule_id=SCHEDULE_ID)
     assert [job_id for page in first_second for job_id in page] == [history.ids[500], history.ids[0]]
 
