@@ -241,6 +241,8 @@ WRONG_METHODS = [
         ("POST", f"/v1/jobs/{JOB}/stream"), ("PUT", "/v1/batches"), ("POST", f"/v1/batches/{BATCH}"),
         ("GET", f"/v1/batches/{BATCH}/cancel"), ("POST", f"/v1/batches/{BATCH}/results"),
         ("PUT", "/v1/collections"), ("POST", f"/v1/collections/{COLLECTION}"), ("POST", "/v1/usage"),
+        ("PUT", f"/v1/collections/{COLLECTION}/documents"), ("POST", f"/v1/collections/{COLLECTION}/documents/doc_1"),
+        ("GET", f"/v1/collections/{COLLECTION}/search"), ("POST", f"/v1/collections/{COLLECTION}/queries"),
         ("PUT", "/v1/webhook-endpoints"), ("POST", f"/v1/webhook-endpoints/{ENDPOINT}"), ("POST", "/console"),
         ("POST", "/console/jobs"), ("PUT", "/console/static/js/api.js")]),
     # OpenAI's face answers in OpenAI's error shape (its own tests check it): here, the status and the Allow
@@ -281,7 +283,7 @@ def test_the_corpus_is_at_least_forty_requests_and_tries_every_route_with_a_wron
     # Every route but the admin API's, which answers 404 to any key but the admin's (test_admin_api.py).
     paths = {route.path for route in create_app().state.api_routes if not route.path.startswith("/v1/admin/")}
     names = {JOB: "{job_id}", SCHEDULE: "{schedule_id}", PROMPT: "{prompt_id}", BATCH: "{batch_id}",
-             COLLECTION: "{collection_id}", RESPONSE: "{response_id}", ENDPOINT: "{endpoint_id}",
+             COLLECTION: "{collection_id}", "/doc_1": "/{document_id}", RESPONSE: "{response_id}", ENDPOINT: "{endpoint_id}",
              "/versions/1": "/versions/{version}", "/labels/production": "/labels/{label}",
              "/v1/models/fake-model": "/v1/models/{model_id:path}", "/console/jobs": "/console/{page:path}",
              "/console/static/js/api.js": "/console/static/{name:path}"}

@@ -134,11 +134,12 @@ def test_sams_transform_makes_the_stream_url_public_with_both_invoke_permissions
          "InvokedViaFunctionUrl": True},
         {"Action": "lambda:InvokeFunctionUrl", "FunctionName": {"Ref": "StreamFunction"}, "Principal": "*",
          "FunctionUrlAuthType": "NONE"}]
-    for function in ("ApiFunction", "StreamFunction"):  # the one managed policy; inline, the admin key's secret alone
+    for function in ("ApiFunction", "StreamFunction"):  # the one managed policy; inline, the secrets when set
         role = resources[f"{function}Role"]["Properties"]
         assert {"Ref": "ApiAccessPolicy"} in role["ManagedPolicyArns"], function
-        [inline] = role["Policies"]
-        condition, when_set, when_empty = inline["Fn::If"]
-        assert condition == "HasAdminKeySecret" and when_empty == {"Ref": "AWS::NoValue"}, function
-        assert when_set["PolicyDocument"]["Statement"] == [{
-            "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": {"Ref": "AdminKeySecretArn"}}]
+        for inline, (condition, secret) in zip(role["Policies"], [
+                ("HasAdminKeySecret", "AdminKeySecretArn"), ("HasModelApiKeySecret", "ModelApiKeySecretArn"),
+                ("HasModelBackendSecrets", "ModelBackendSecretArns")], strict=True):
+            assert inline["Fn::If"][0] == condition and inline["Fn::If"][2] == {"Ref": "AWS::NoValue"}, function
+            assert inline["Fn::If"][1]["PolicyDocument"]["Statement"] == [{
+                "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": {"Ref": secret}}]

@@ -169,7 +169,7 @@ def test_template_holds_no_secret_value(template: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("function", ["ApiFunction", "StreamFunction"])
-def test_the_functions_serving_the_api_read_only_the_admin_key_secret_and_only_when_set(
+def test_the_functions_serving_the_api_read_only_the_admin_and_model_key_secrets_and_only_when_set(
         template: dict[str, Any], function: str) -> None:
     properties = template["Resources"][function]["Properties"]
     conditional = [p["Fn::If"] for p in properties["Policies"] if isinstance(p, dict) and "Fn::If" in p]
@@ -178,9 +178,13 @@ def test_the_functions_serving_the_api_read_only_the_admin_key_secret_and_only_w
     assert unconditional and "secretsmanager" not in json.dumps(
         [function_policies(template, function)[0]]).lower()  # ApiAccessPolicy: no secret at all
     assert "secretsmanager" not in json.dumps(unconditional).lower()
-    assert conditional == [["HasAdminKeySecret", {"Statement": [{
-        "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": {"Ref": "AdminKeySecretArn"}}]},
-        {"Ref": "AWS::NoValue"}]]
+    # the admin key (the admin API), and the model's keys (a search embeds its query at once)
+    assert conditional == [[condition, {"Statement": [{
+        "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": {"Ref": secret}}]},
+        {"Ref": "AWS::NoValue"}] for condition, secret in [("HasAdminKeySecret", "AdminKeySecretArn"),
+                                                           ("HasModelApiKeySecret", "ModelApiKeySecretArn"),
+                                                           ("HasModelBackendSecrets", "ModelBackendSecretArns")]]
+    assert properties["Environment"]["Variables"]["AIJOBS_MODEL_API_KEY_SECRET_ARN"] == {"Ref": "ModelApiKeySecretArn"}
     assert properties["Environment"]["Variables"]["AIJOBS_ADMIN_KEY_SECRET_ARN"] == {"Ref": "AdminKeySecretArn"}
     assert template["Conditions"]["HasAdminKeySecret"] == {
         "Fn::Not": [{"Fn::Equals": [{"Ref": "AdminKeySecretArn"}, ""]}]}
@@ -235,14 +239,15 @@ def test_worker_reads_only_the_configured_secret_and_only_when_set(template: dic
                                                                  "Type": "CommaDelimitedList", "Default": ""}
 
 
-def test_the_model_backends_reach_the_worker_and_the_api_but_their_secrets_only_the_worker(
+def test_the_model_backends_and_their_secrets_reach_the_worker_and_the_api_only(
         template: dict[str, Any]) -> None:
     resources = template["Resources"]
     for function in ("WorkerFunction", "ApiFunction", "StreamFunction"):
         variables = resources[function]["Properties"]["Environment"]["Variables"]
         assert variables["AIJOBS_MODEL_BACKENDS"] == {"Ref": "ModelBackends"}
-    for function in ("ApiFunction", "StreamFunction", "WebhookFunction", "SchedulerFunction", "SweeperFunction"):
+    for function in ("WebhookFunction", "SchedulerFunction", "SweeperFunction"):
         assert "ModelBackendSecretArns" not in json.dumps(resources[function])
+        assert "ModelApiKeySecretArn" not in json.dumps(resources[function])
     assert template["Parameters"]["ModelBackends"]["Default"] == ""  # one backend unless asked for
 
 

@@ -67,9 +67,10 @@ def test_a_stream_ends_on_its_own_well_before_lambda_cuts_it(template: dict[str,
 @pytest.mark.parametrize("function", ["ApiFunction", "StreamFunction"])
 def test_both_functions_serving_the_api_hold_exactly_one_managed_policy_the_same(
         template: dict[str, Any], function: str) -> None:
-    # ApiAccessPolicy, and the admin key's secret when AdminKeySecretArn is set (test_template.py checks that one)
+    # ApiAccessPolicy, and the admin key's and the model's secrets when set (test_template.py checks those)
     policies = _function(template, function)["Policies"]
-    assert policies[0] == {"Ref": "ApiAccessPolicy"} and [p["Fn::If"][0] for p in policies[1:]] == ["HasAdminKeySecret"]
+    assert policies[0] == {"Ref": "ApiAccessPolicy"} and [p["Fn::If"][0] for p in policies[1:]] == [
+        "HasAdminKeySecret", "HasModelApiKeySecret", "HasModelBackendSecrets"]
     assert policies == _function(template, "ApiFunction")["Policies"]
     assert template["Resources"]["ApiAccessPolicy"]["Type"] == "AWS::IAM::ManagedPolicy"
 

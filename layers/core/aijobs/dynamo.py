@@ -27,9 +27,12 @@ one, without ``key_id``) and the one lists and revocation read (by id, and per t
 | prompt version (immutable) | ``TENANT#<t>`` | ``PROMPTVER#<id>#<n, 6 digits>`` | | |
 
 | collection (collections.py) | ``TENANT#<t>`` | ``COLLECTION#<id>`` | | |
+| document of a collection | ``TENANT#<t>`` | ``DOC#<collection id>#<id>`` | | |
+| search in a collection's query log (TTL: the job retention) | ``TENANT#<t>`` | ``QUERY#<collection id>#<id>`` | | |
 
 A tenant's prompts are listed by the ``PROMPT#`` prefix of its partition (newest first: ids are ULIDs), a prompt's
-versions by ``PROMPTVER#<id>#``, its collections by ``COLLECTION#``; no prefix is another's start. Deleting a
+versions by ``PROMPTVER#<id>#``, its collections by ``COLLECTION#``, a collection's documents by
+``DOC#<collection id>#`` and its query log by ``QUERY#<collection id>#``; no prefix is another's start. Deleting a
 tenant deletes its whole partition, prompts and collections included.
 """
 
@@ -129,6 +132,22 @@ COLLECTION_PREFIX = "COLLECTION#"
 
 def collection_key(tenant: str, collection_id: str) -> Key:
     return {"pk": tenant_partition(tenant), "sk": f"{COLLECTION_PREFIX}{collection_id}"}
+
+
+def document_prefix(collection_id: str) -> str:
+    return f"DOC#{collection_id}#"
+
+
+def document_key(tenant: str, collection_id: str, document_id: str) -> Key:
+    return {"pk": tenant_partition(tenant), "sk": f"{document_prefix(collection_id)}{document_id}"}
+
+
+def query_log_prefix(collection_id: str) -> str:
+    return f"QUERY#{collection_id}#"
+
+
+def query_log_key(tenant: str, collection_id: str, query_id: str) -> Key:
+    return {"pk": tenant_partition(tenant), "sk": f"{query_log_prefix(collection_id)}{query_id}"}
 
 
 def prompt_key(tenant: str, prompt_id: str) -> Key:

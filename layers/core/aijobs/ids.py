@@ -47,6 +47,14 @@ def new_collection_id() -> str:
     return f"col_{new_ulid()}"
 
 
+def new_document_id() -> str:
+    return f"doc_{new_ulid()}"
+
+
+def new_query_id() -> str:
+    return f"qry_{new_ulid()}"
+
+
 def new_prompt_id() -> str:
     """A registry prompt's id: ``pmpt_`` as OpenAI's prompt ids."""
     return f"pmpt_{new_ulid()}"

@@ -69,6 +69,9 @@ class JobService:
 
     def check_request(self, tenant: str, request: JobRequest) -> JobRequest:
         """What submitting ``request`` would refuse, refused now (a schedule checks its job): the resolved request."""
+        if request.collection is not None:
+            raise InvalidRequest("ingest and answer jobs are made by /v1/collections, not scheduled",
+                                 code="kind_not_submittable")
         resolved, _, _ = self.resolve_request(tenant, request)
         self.check_model(tenant, resolved)
         if resolved.callback_url is not None:
@@ -85,9 +88,13 @@ class JobService:
 
     def _new_job(self, tenant: str, request: JobRequest, *, schedule_id: str | None = None,
                  batch_id: str | None = None, job_id: str | None = None, retry_of: str | None = None,
-                 ran: tuple[str | None, int | None] = (None, None), **face: Any) -> Job:
+                 ran: tuple[str | None, int | None] = (None, None), internal: bool = False, **face: Any) -> Job:
         """``ran``: the prompt id and version of a job run again (its request was resolved when it was made);
+        ``internal``: made by /v1/collections (or a retry), the only makers of ingest and answer jobs;
         ``face``: how another API shows the job (``surface="responses", background=False``: see models/jobs.py)."""
+        if request.collection is not None and not internal and retry_of is None:
+            raise InvalidRequest("ingest and answer jobs are made by /v1/collections (adding documents, searching "
+                                 "with generate: true), not submitted", code="kind_not_submittable")
         request, prompt_id, prompt_version = self.resolve_request(tenant, request)  # 404/422: nothing is written
         if prompt_id is None:
             prompt_id, prompt_version = ran
@@ -102,7 +109,8 @@ class JobService:
 
     def submit_job(self, *, tenant: str, request: JobRequest, schedule_id: str | None = None,
                    job_id: str | None = None, key: RequestKey | None = None, retry_of: str | None = None,
-                   defer: bool = False, ran: tuple[str | None, int | None] = (None, None), **face: Any) -> Job:
+                   defer: bool = False, ran: tuple[str | None, int | None] = (None, None), internal: bool = False,
+                   **face: Any) -> Job:
         """Send a job's message, then store the job as queued: nothing is stored that would never run.
 
         A message whose job could not be stored finds no job and is dropped by the worker. A schedule passes its
@@ -114,7 +122,7 @@ class JobService:
         ``face``: how another API shows the job (``surface="responses", background=False``: see models/jobs.py).
         """
         job = self._new_job(tenant, request, schedule_id=schedule_id, job_id=job_id, retry_of=retry_of, ran=ran,
-                            **face)
+                            internal=internal, **face)
         if job_id is not None and self.store.get_job(job_id, consistent=True) is not None:
             raise Conflict("a job with this id exists", code="job_exists")
         [result] = self._submit([job], key, defer=defer)
@@ -289,6 +297,8 @@ class JobService:
         a retry interrupted between the two is finished by the next call rather than made twice.
         """
         original = self.get_job(tenant=tenant, job_id=job_id, consistent=True)
+        if original.request.kind == "ingest":
+            raise Conflict("an ingest job is not retried: add its documents again", code="job_not_retryable")
         if original.status not in (JobStatus.failed, JobStatus.cancelled):
             raise Conflict(f"only a failed or cancelled job can be retried; this one is {original.status.value}",
                            code="job_not_retryable")

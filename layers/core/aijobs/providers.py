@@ -117,9 +117,21 @@ class ModelProvider(ABC):
                           backend=end.backend, fallback_model=end.fallback_model)
 
 
+# An answer job's instructions: its sources are numbered from 1, and its answer cites them by number
+# (AnswerOutput reads the numbers back as citations).
+ANSWER_INSTRUCTIONS = (
+    "Answer the question from the numbered sources below, and only from them. After each statement, cite the "
+    "sources it rests on by their numbers in square brackets, like [1] or [1, 2]. If the sources do not answer the "
+    "question, say so.")
+
+
 def to_messages(request: JobRequest) -> list[dict[str, str]]:
-    """A text job's prompt as chat messages; an embedding or image job's input as one user message a text (what
-    its tokens are counted as)."""
+    """A text job's prompt as chat messages; an answer job's, its sources and question; an embedding or image job's
+    input as one user message a text (what its tokens are counted as)."""
+    if request.kind == "answer" and request.collection is not None:
+        sources = "\n\n".join(f"[{n}] {source.text}" for n, source in enumerate(request.collection.sources, 1))
+        return [{"role": "system", "content": ANSWER_INSTRUCTIONS},
+                {"role": "user", "content": f"Sources:\n\n{sources or '(none)'}\n\nQuestion: {request.input}"}]
     messages = [{"role": "system", "content": request.instructions}] if request.instructions else []
     if request.input is None:  # a job's request always has one once its prompt is resolved (aijobs/prompts.py)
         return messages

@@ -109,7 +109,7 @@ def estimate(job: Job) -> tuple[int, Decimal]:
     read = input_tokens(request, model=job.model)
     if request.kind == "image":  # priced per image (unless its model reports image tokens: then by them, later)
         return read, image_cost(job.model, size=request.size, count=request.n or 1).cost_usd
-    made = 0 if request.kind == "embedding" else request.max_output_tokens or DEFAULT_OUTPUT_TOKENS
+    made = 0 if request.kind in ("embedding", "ingest") else request.max_output_tokens or DEFAULT_OUTPUT_TOKENS
     return read + made, estimate_cost(job.model, input_tokens=read, output_tokens=made).cost_usd
 
 

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from aijobs.backends import ModelRouter
     from aijobs.collections import CollectionService
     from aijobs.concurrency import WaitingJobs
+    from aijobs.documents import DocumentIndexer
     from aijobs.idempotency import Idempotency
     from aijobs.models.jobs import FileLink
     from aijobs.prompts import PromptService
@@ -91,10 +92,15 @@ class Services:
     # --- stores and queues ------------------------------------------------------------------------
 
     @cached_property
+    def _blobs(self) -> OutputBlobs | None:
+        """The results bucket (AIJOBS_RESULTS_BUCKET): outputs too large for an item, files, documents' texts."""
+        return OutputBlobs(bucket=self.settings.results_bucket, client_factory=self._s3) if (
+            self.settings.results_bucket) else None
+
+    @cached_property
     def store(self) -> JobStore:
-        blobs = OutputBlobs(bucket=self.settings.results_bucket, client_factory=self._s3)
         return JobStore(table_name=self.settings.jobs_table, resource=self.dynamodb, clock=self.clock,
-                        retention_s=self.settings.retention_s, blobs=blobs if self.settings.results_bucket else None,
+                        retention_s=self.settings.retention_s, blobs=self._blobs,
                         sweep_grace_s=self.settings.sweep_grace_s,
                         has_webhook_destinations=lambda job: self.outbox.has_destinations(job),
                         batches=self.batch_store)
@@ -154,8 +160,11 @@ class Services:
     def collections(self) -> CollectionService:
         from aijobs.collections import CollectionService
 
-        return CollectionService(table=self.table, default_embedding_model=self.settings.embedding_model,
-                                 clock=self.clock)
+        s = self.settings
+        return CollectionService(table=self.table, default_embedding_model=s.embedding_model, clock=self.clock,
+                                 vectors=lambda: self.vectors, provider=lambda: self.model_router,
+                                 jobs=lambda: self.jobs, blobs=self._blobs, s3=self._s3, usage=self.usage_store,
+                                 retention_s=s.retention_s, source_buckets=s.document_source_buckets)
 
     @cached_property
     def usage_store(self) -> UsageStore:
@@ -191,7 +200,8 @@ class Services:
                              failures=FailedAuthentications(limit=self.settings.auth_failures_limit,
                                                             window_s=self.settings.auth_failures_window_s,
                                                             clock=self.clock),
-                             admin_key=self._admin_key, schedules=lambda: self.schedules)
+                             admin_key=self._admin_key, schedules=lambda: self.schedules,
+                             collections=lambda: self.collections)
 
     @cached_property
     def outbox(self) -> WebhookOutbox:
@@ -250,7 +260,14 @@ class Services:
                       waiting=self.waiting_jobs,
                       concurrent_jobs=lambda tenant: self.tenants.limits(tenant).concurrent_jobs,
                       usage=self.usage_store, limiter=self.limiter, queue=self.job_queue,
-                      output_retries=self.settings.output_invalid_retries)
+                      output_retries=self.settings.output_invalid_retries, documents=self.document_indexer)
+
+    @cached_property
+    def document_indexer(self) -> DocumentIndexer:
+        """What an ingest job does (documents.py): chunk, embed and index a collection's documents."""
+        from aijobs.documents import DocumentIndexer
+
+        return DocumentIndexer(collections=self.collections, vectors=self.vectors, provider=self.model_router)
 
     @cached_property
     def model_backends(self) -> ModelBackends:

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     default_model: str = "gpt-4o-mini"
     # The model that embeds a collection's documents and queries when the collection names none.
     embedding_model: str = "text-embedding-3-small"
+    # The S3 buckets a collection's documents may name (POST /v1/collections/{id}/documents with s3): "a,b" in the
+    # environment; the worker is granted reads on them (template parameter DocumentSourceBuckets). Empty: none.
+    document_source_buckets: Annotated[frozenset[str], NoDecode] = frozenset()
     model_base_url: str | None = None
     model_api_key: SecretStr | None = None
     model_api_key_secret_arn: str | None = None
@@ -143,6 +146,11 @@ class Settings(BaseSettings):
             raise ValueError("AIJOBS_MODEL_BACKENDS: the default model (AIJOBS_DEFAULT_MODEL) matches no route, and "
                              "there is no default_backend")
         return self
+
+    @field_validator("document_source_buckets", mode="before")
+    @classmethod
+    def _buckets_are_a_list(cls, value: object) -> object:
+        return frozenset(b.strip() for b in value.split(",") if b.strip()) if isinstance(value, str) else value
 
     @field_validator("webhook_retry_schedule", mode="before")
     @classmethod

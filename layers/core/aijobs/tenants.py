@@ -208,6 +208,8 @@ class TenantService:
     admin_key: Callable[[], str | None] = field(default=lambda: None)
     # The schedule service, to stop a deleted tenant's schedules (their EventBridge schedules too); made lazily.
     schedules: Callable[[], Any] | None = None
+    # The collection service, to delete a deleted tenant's collections' chunks from the vector index; made lazily.
+    collections: Callable[[], Any] | None = None
     _keys: TTLCache[str, Tenant] = field(init=False, repr=False)
     _keys_lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
 
@@ -324,7 +326,7 @@ class TenantService:
     def delete_tenant(self, tenant: str, *, actor: Actor) -> None:
         """Remove a tenant: its keys (at once here; ``tenant_for_key`` refuses them everywhere once the tenant item
         is gone), its schedules (EventBridge's too), its limits, signing secrets and webhook endpoints (one item of its
-        partition), the tenant item last.
+        partition), its collections (their documents' chunks in the vector index too), the tenant item last.
 
         Its jobs stay until their retention ends (``expires_at``, DynamoDB TTL): nobody can read them meanwhile,
         as no key names the tenant. A deletion that fails midway is finished by running it again.
@@ -344,6 +346,8 @@ class TenantService:
             for key_hash in [h for h, t in self._keys.items() if t.id == tenant]:
                 self._keys.pop(key_hash, None)
         schedules = self._delete_schedules(tenant)
+        if self.collections is not None:
+            self.collections().delete_all(tenant)
         limits = self.store.get_limits(tenant)
         self.store.delete_tenant_items(tenant)
         with self._keys_lock:

@@ -13,7 +13,7 @@ import json
 import math
 from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -41,6 +41,7 @@ class Chunk:
     n: int  # its place in the document, from 0
     vector: Sequence[float]
     text: str
+    metadata: Mapping[str, str] = field(default_factory=dict)  # its document's, filterable as ``m_<key>``
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,15 @@ class Match:
     @property
     def text(self) -> str:
         return str(self.metadata.get("text", ""))
+
+    @property
+    def document_metadata(self) -> dict[str, str]:
+        return {key.removeprefix(DOCUMENT_METADATA): str(value) for key, value in self.metadata.items()
+                if key.startswith(DOCUMENT_METADATA)}
+
+
+# A document's metadata on its chunks' vectors: under this prefix, apart from the index's own keys
+DOCUMENT_METADATA = "m_"
 
 
 def chunk_key(tenant: str, collection_id: str, document_id: str, n: int) -> str:
@@ -140,7 +150,8 @@ class VectorIndex:
         return {"key": chunk_key(chunk.tenant, chunk.collection_id, chunk.document_id, chunk.n),
                 "data": {"float32": self._data(chunk.vector)},
                 "metadata": {"tenant": chunk.tenant, "collection_id": chunk.collection_id,
-                             "document_id": chunk.document_id, "chunk": chunk.n, "text": chunk.text}}
+                             "document_id": chunk.document_id, "chunk": chunk.n, "text": chunk.text,
+                             **{DOCUMENT_METADATA + key: value for key, value in chunk.metadata.items()}}}
 
     def _data(self, vector: Sequence[float]) -> list[float]:
         """The vector as float32 (what S3 Vectors keeps), checked as S3 Vectors checks a cosine index's vectors."""

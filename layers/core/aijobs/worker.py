@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from decimal import Decimal
 
     from aijobs.concurrency import TenantSlots, WaitingJobs
+    from aijobs.documents import DocumentIndexer
     from aijobs.models.jobs import Priority
     from aijobs.queues import JobQueue
     from aijobs.rates import Limiter
@@ -145,8 +146,9 @@ class Worker:
                  slots: TenantSlots | None = None, waiting: WaitingJobs | None = None,
                  concurrent_jobs: Callable[[str], int] | None = None, usage: UsageStore | None = None,
                  limiter: Limiter | None = None, queue: JobQueue | None = None, output_retries: int = 1,
-                 embed_batch: int = EMBED_BATCH) -> None:
+                 embed_batch: int = EMBED_BATCH, documents: DocumentIndexer | None = None) -> None:
         self.store = store
+        self.documents = documents  # indexes an ingest job's documents (documents.py)
         # How many times a job runs again after an output that did not match its response_format, and how many
         # texts of an embedding job go in one call.
         self.output_retries = output_retries
@@ -424,13 +426,15 @@ class Worker:
         """The attempt's model call(s), by the job's kind; a text job's output arrives in ``parts``, an embedding or
         image job's is stored in files when the calls have ended."""
         request = job.request
-        if request.kind == "text":
+        if request.kind in ("text", "answer"):
             completion = await self.provider.complete(request, model=job.model, parts=parts)
             return Made(text=completion.text, usage=completion.usage, model=completion.model,
                         finish_reason=completion.finish_reason, backend=completion.backend,
                         fallback_model=completion.fallback_model)
         try:
             async with asyncio.timeout(request.timeout_s):
+                if request.kind == "ingest":
+                    return await self._ingest(job)
                 return await (self._embed(job) if request.kind == "embedding" else self._images(job))
         except TimeoutError:
             raise ProviderTimeout("the model provider did not answer in time", retryable=True) from None
@@ -452,6 +456,14 @@ class Worker:
         return Made(text=None, usage=usage, model=made.model if made else job.model, files=(key,),
                     dimensions=len(vectors[0]) if vectors else 0, backend=made.backend if made else None,
                     fallback_model=made.fallback_model if made else None)
+
+    async def _ingest(self, job: Job) -> Made:
+        """An ingest job's documents chunked, embedded and indexed; its output says what became of each."""
+        if self.documents is None:
+            raise ProviderError("documents cannot be indexed here", code="unsupported_kind")
+        done = await self.documents.index(job)
+        return Made(text=done.output.model_dump_json(exclude_none=True), usage=done.usage, model=done.model,
+                    backend=done.backend, fallback_model=done.fallback_model)
 
     async def _images(self, job: Job) -> Made:
         """An image job's images, made in one call, kept as PNG files."""
@@ -509,7 +521,7 @@ class Worker:
         price = estimate_cost(job.model, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
         count("ModelCallsAborted")
         total_usage, total = self._with_spent(job, usage, price)
-        text = output_text if job.request.kind == "text" else None
+        text = output_text if job.request.kind in ("text", "answer") else None
         if await asyncio.to_thread(self.store.keep_cancelled_run, job, output_text=text, usage=total_usage,
                                    price=total, run=run):
             logger.info("job cancelled while it ran: its model call was stopped, its usage kept",

@@ -30,6 +30,8 @@ _ERRORS: dict[int, tuple[str, dict[str, Any]]] = {
           "this address (`too_many_failed_authentications`), redeliveries of one job (`too_many_redeliveries`)",
           _RETRY_AFTER),
     500: ("An error nobody planned for; it is logged with the request id", {}),
+    502: ("The model provider failed a call made while answering (a search embeds its query): `provider_error`, "
+          "`provider_timeout`, `provider_rate_limited`; `retryable` says whether trying again may help", {}),
     503: ("A service behind the API is unavailable; try again", _RETRY_AFTER),
 }
 

@@ -4,6 +4,9 @@ Real DynamoDB applies each request to an item atomically: of two conditional wri
 fails its condition. moto serves concurrent requests on concurrent threads (in-process under ``mock_aws``, and
 in ``ThreadedMotoServer``) and checks a condition and writes the item as separate steps, so both can succeed.
 
+moto's DynamoDB cannot ADD a number written in exponent form (``2E-8``, how Python writes a tiny Decimal cost):
+``make_dynamodb_atomic`` fixes that too.
+
 moto's S3 Vectors stores vectors but has no QueryVectors, and forgets an index's non-filterable metadata keys:
 ``emulate_vector_queries`` adds both (an exact search; S3 Vectors' own is approximate).
 """
@@ -50,6 +53,25 @@ def make_dynamodb_atomic() -> None:
 
         setattr(call_action, _MARK, True)
         setattr(DynamoHandler, "call_action", call_action)  # noqa: B010  (mypy refuses a method assignment)
+        _add_numbers_in_any_form()
+
+
+def _add_numbers_in_any_form() -> None:
+    """moto's number ADD reads a number without a "." as an int, which "2E-8" is not: read any number as DynamoDB
+    does (a Decimal; an int when integral, as moto writes them)."""
+    from decimal import Decimal
+
+    from moto.dynamodb.models.dynamo_type import DDBType, DynamoType
+
+    original = DynamoType.__add__
+
+    def add(self: DynamoType, other: DynamoType) -> DynamoType:
+        if self.type == other.type and self.is_number():
+            total = Decimal(self.value) + Decimal(other.value)
+            return DynamoType({DDBType.NUMBER: f"{int(total) if total == total.to_integral_value() else total}"})
+        return original(self, other)
+
+    setattr(DynamoType, "__add__", add)  # noqa: B010
 
 
 def dynamodb_is_atomic() -> bool:

@@ -5,8 +5,10 @@ each one alone.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
+import re
 import struct
 import zlib
 from typing import Any
@@ -19,17 +21,44 @@ MAX_DIMENSIONS = 3072
 MAX_SIDE = 2048
 
 
+_WORD = re.compile(r"\w+")
+
+
 def embedding(text: str, dimensions: int = DEFAULT_DIMENSIONS) -> list[float]:
-    """A unit vector derived from the text's hash: the same text, the same vector; another text, another one."""
+    """A unit vector: the sum of a hashed vector for each word of the text (lower-cased), so that texts sharing words
+    are near, as a real model's would be for texts on one subject; the same text, the same vector (a text without
+    words: its own hash)."""
+    words = _WORD.findall(text.lower()) or [text]
+    values = [0.0] * dimensions
+    for word in words:
+        values = [a + b for a, b in zip(values, _hashed(word, dimensions), strict=True)]
+    norm = math.sqrt(sum(v * v for v in values)) or 1.0
+    return [round(v / norm, 6) for v in values]
+
+
+@functools.lru_cache(maxsize=65_536)
+def _hashed(word: str, dimensions: int) -> tuple[float, ...]:
     values: list[float] = []
     counter = 0
     while len(values) < dimensions:
-        digest = hashlib.sha256(f"{counter}:{text}".encode()).digest()
+        digest = hashlib.sha256(f"{counter}:{word}".encode()).digest()
         values += [(byte - 127.5) / 127.5 for byte in digest]
         counter += 1
-    values = values[:dimensions]
-    norm = math.sqrt(sum(v * v for v in values)) or 1.0
-    return [round(v / norm, 6) for v in values]
+    return tuple(values[:dimensions])
+
+
+_SOURCE = re.compile(r"^\[(\d+)\] (.+?)(?:(?<=[.!?])\s|$)", re.MULTILINE)
+
+
+def cited_answer(user_text: str) -> str | None:
+    """The answer to numbered sources and a question (an answer job's prompt, aijobs/providers.py): the first
+    sentence of the first two sources, each with its number cited; None for any other message."""
+    if not user_text.startswith("Sources:") or "\nQuestion: " not in user_text:
+        return None
+    found = _SOURCE.findall(user_text.rpartition("\nQuestion: ")[0])[:2]
+    if not found:
+        return "The sources do not answer the question."
+    return " ".join(f"{sentence.strip().rstrip('.!?')} [{number}]." for number, sentence in found)
 
 
 def png(prompt: str, width: int, height: int) -> bytes:

@@ -10,8 +10,10 @@ Directives in the prompt drive tests:
 answer that takes as long; another value is a 400.
 ``[[invalid_json=1]]`` answer a ``json_schema`` request with JSON that does not fit its schema.
 The reply is ``Echo: `` followed by the text of the last user message; with ``response_format`` ``json_schema``, JSON
-that fits the schema (its strings echo that text); with ``json_object``, ``{"echo": <that text>}``.
-Embeddings are unit vectors from a hash of each text (``dimensions``, default 256); images are one-colour PNGs of
+that fits the schema (its strings echo that text); with ``json_object``, ``{"echo": <that text>}``. A message
+of numbered sources and a question (``Sources:``, ``[1] ...``, ``Question: ...``: an answer job's) is answered with
+the first sentence of the first two sources, each citing its number.
+Embeddings are unit vectors from a hash of each word of a text, summed (texts sharing words are near) (``dimensions``, default 256); images are one-colour PNGs of
 the asked ``size``, as ``b64_json``. ``delay_ms`` and ``fail`` apply to them too (in any input text, or the prompt).
 ``GET /_stats`` counts calls, and streams the client closed before their end (``aborted``).
 """
@@ -201,6 +203,8 @@ async def _answer(body: dict[str, Any], text: str, user_text: str, request_hash:
     cap = body.get("max_completion_tokens") or body.get("max_tokens")
     if (structured := _structured(body, user_text, found)) is not None:
         words, finish = structured.split(" "), "stop"
+    elif (cited := fake_kinds.cited_answer(user_text)) is not None:
+        words, finish = cited.split(" "), "stop"
     else:
         words, finish = _reply_words(user_text, int(found["tokens"]) if "tokens" in found else None, cap)
     usage = {"prompt_tokens": len(text.split()), "completion_tokens": len(words),

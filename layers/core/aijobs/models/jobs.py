@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import re
 import struct
 from collections.abc import Callable
 from decimal import Decimal
@@ -12,6 +13,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
 from aijobs.models.common import ErrorDetail, unicode_text
@@ -161,7 +163,31 @@ class JsonObjectResponseFormat(BaseModel):
 
 
 ResponseFormat = Annotated[JsonSchemaResponseFormat | JsonObjectResponseFormat, Field(discriminator="type")]
-JobKind = Literal["text", "embedding", "image"]
+JobKind = Literal["text", "embedding", "image", "ingest", "answer"]
+# Made by /v1/collections, never submitted as they are: indexing a collection's documents (ingest), answering a
+# search from its chunks (answer). A request of these kinds carries its ``collection`` task.
+COLLECTION_KINDS = ("ingest", "answer")
+
+
+class ScoredChunk(BaseModel):
+    """A chunk found by a search: ``score`` is its cosine similarity to the query, from -1 to 1 (1: the same
+    direction)."""
+
+    chunk_id: str = Field(description="<document_id>:<n>, n its place in the document from 0")
+    document_id: str
+    text: str
+    score: float
+    metadata: dict[str, str] = Field(default_factory=dict, description="Its document's metadata")
+
+
+class CollectionTask(BaseModel):
+    """What a collection's job works on: an ingest job's documents, or an answer job's query log entry and the
+    chunks it answers from (with their texts: the worker needs nothing else)."""
+
+    collection_id: str
+    document_ids: list[str] = Field(default_factory=list)
+    query_id: str | None = None
+    sources: list[ScoredChunk] = Field(default_factory=list)
 # Image sizes OpenAI's image models take (dall-e-2: the squares up to 1024; dall-e-3: 1024 and 1792 sides;
 # gpt-image-1: 1024 and 1536 sides, and auto); the provider refuses a size its model does not make.
 ImageSize = Literal["256x256", "512x512", "1024x1024", "1792x1024", "1024x1792", "1536x1024", "1024x1536", "auto"]
@@ -210,6 +236,8 @@ class JobRequest(BaseModel):
     dimensions: Annotated[int | None, Field(ge=1, le=3072)] = None  # an embedding job's vector length (its model's)
     size: ImageSize | None = None  # an image job's size, and how many images it makes
     n: Annotated[int | None, Field(ge=1, le=MAX_IMAGES)] = None
+    # An ingest or answer job's task (made by /v1/collections): not part of the API's request body
+    collection: SkipJsonSchema[CollectionTask | None] = Field(default=None, exclude_if=lambda value: value is None)
 
     @field_validator("input")
     @classmethod
@@ -244,7 +272,7 @@ class JobRequest(BaseModel):
 
     @model_validator(mode="after")
     def _fits_an_item(self) -> JobRequest:
-        if self.input is None and self.prompt is None:
+        if self.input is None and self.prompt is None and self.kind != "ingest":
             raise PydanticCustomError("input_missing", "input is required (unless prompt names a registry prompt)")
         self._fits_its_kind()
         if len(self.model_dump_json().encode()) > MAX_REQUEST_BYTES:
@@ -256,12 +284,16 @@ class JobRequest(BaseModel):
         """The fields a job of its kind takes: what another kind's job would need is refused, not ignored."""
         texts = isinstance(self.input, list) and all(isinstance(item, str) for item in self.input)
         allowed = {"text": {"instructions", "max_output_tokens", "temperature", "stream", "response_format", "prompt"},
-                   "embedding": {"dimensions"}, "image": {"size", "n"}}[self.kind]
+                   "embedding": {"dimensions"}, "image": {"size", "n"}, "ingest": set(),
+                   "answer": {"max_output_tokens", "temperature", "stream"}}[self.kind]
         extra = sorted(name for name in ("instructions", "max_output_tokens", "temperature", "response_format",
                                          "prompt", "dimensions", "size", "n")
                        if name not in allowed and getattr(self, name) is not None)
-        if self.stream and self.kind != "text":
+        if self.stream and self.kind not in ("text", "answer"):
             extra.append("stream")
+        if (self.collection is None) == (self.kind in COLLECTION_KINDS):
+            raise PydanticCustomError("kind_mismatch", "ingest and answer jobs are made by /v1/collections (adding "
+                                      "documents, searching with generate: true), not submitted")
         if extra:
             raise PydanticCustomError("kind_mismatch", "{fields} cannot be set on {kind} job",
                                       {"fields": ", ".join(extra), "kind": f"an {self.kind}" if self.kind != "text"
@@ -398,6 +430,12 @@ class Job(BaseModel):
             return ImageOutput(images=[ImageFile(url=item.url) for item in links], expires_at=expires_at)
         if self.output_text is None:
             return None
+        if self.request.kind == "answer" and self.request.collection is not None:
+            return AnswerOutput.of(self.output_text, self.request.collection.sources)
+        if self.request.kind == "ingest":
+            with contextlib.suppress(ValueError):
+                return IngestOutput.model_validate_json(self.output_text)
+            return None
         parsed = None
         if self.request.response_format is not None and self.status is JobStatus.completed:
             with contextlib.suppress(ValueError):  # checked by the worker; a deleted content reads as none
@@ -476,7 +514,49 @@ class ImageOutput(BaseModel):
     expires_at: int = Field(description="Unix seconds: when the urls stop working (read the job again for new ones)")
 
 
-JobOutputs = JobOutput | EmbeddingOutput | ImageOutput
+class Citation(BaseModel):
+    marker: int = Field(description="How the answer cites it: [marker]")
+    chunk_id: str
+    document_id: str
+
+
+# [1], [2] (or [1, 2]) in an answer: the sources it was given, numbered from 1
+_CITATION = re.compile(r"\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
+
+
+class AnswerOutput(BaseModel):
+    """An answer job's output: the model's answer, the chunks it cites (by their numbers in the answer), and every
+    chunk it was given, best first."""
+
+    answer: str
+    citations: list[Citation]
+    chunks: list[ScoredChunk]
+
+    @classmethod
+    def of(cls, answer: str, sources: list[ScoredChunk]) -> AnswerOutput:
+        cited: dict[int, Citation] = {}
+        for group in _CITATION.findall(answer):
+            for marker in (int(n) for n in group.split(",")):
+                if 1 <= marker <= len(sources) and marker not in cited:
+                    source = sources[marker - 1]
+                    cited[marker] = Citation(marker=marker, chunk_id=source.chunk_id, document_id=source.document_id)
+        return cls(answer=answer, citations=list(cited.values()), chunks=sources)
+
+
+class IndexedDocument(BaseModel):
+    id: str
+    status: Literal["ready", "failed", "deleted"]
+    chunk_count: int = 0
+    error: ErrorDetail | None = None
+
+
+class IngestOutput(BaseModel):
+    """An ingest job's output: what became of each of its documents."""
+
+    documents: list[IndexedDocument]
+
+
+JobOutputs = JobOutput | EmbeddingOutput | ImageOutput | AnswerOutput | IngestOutput
 
 
 class JobOut(BaseModel):
