@@ -75,6 +75,7 @@ def collect() -> dict[str, Any]:
         lifecycle,
         lists,
         reliability,
+        search,
         streams,
         waiters,
         webhooks,
@@ -101,6 +102,7 @@ def collect() -> dict[str, Any]:
     live = streams.measure()
     concurrency = fairness.measure()
     job_kinds = kinds.measure()
+    searched = search.measure()
     return {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "source": _source(),
@@ -138,6 +140,9 @@ def collect() -> dict[str, Any]:
         "lanes_low_done_before_high": job_kinds["lanes"]["low_done_before_high"],
         "embedding_1000_texts_worker_s": job_kinds["embedding_1000_texts"]["worker_s"],
         "kinds": job_kinds,
+        "search_p50_ms": searched["search_p50_ms"],
+        "ingest_chunks_per_s": searched["chunks_per_s"],
+        "search": searched,
         "bench_seconds": round(time.perf_counter() - started, 1),
     }
 
@@ -151,7 +156,7 @@ def _row(*cells: Any, widths: tuple[int, ...]) -> str:
 
 
 def render(r: dict[str, Any]) -> str:
-    from bench import fairness, kinds, lists, reliability, streams, waiters, webhooks
+    from bench import fairness, kinds, lists, reliability, search, streams, waiters, webhooks
 
     commit = (r["source"]["commit"] or "unknown")[:10]
     dirty = len(r["source"]["uncommitted_code_changes"])
@@ -164,7 +169,7 @@ def render(r: dict[str, Any]) -> str:
     sections = [[header], _render_imports(r), _render_lifecycle(r), _render_cost(r), batch,
                 waiters.render(r["waiters"]), reliability.render(r["reliability"]), lists.render(r["lists"]),
                 webhooks.render(r["webhook_isolation"]), streams.render(r["live_jobs"]),
-                fairness.render(r["concurrency"]), kinds.render(r["kinds"]),
+                fairness.render(r["concurrency"]), kinds.render(r["kinds"]), search.render(r["search"]),
                 [f"wrote {OUTPUT.relative_to(ROOT)} in {r['bench_seconds']} s"]]
     return "\n\n".join("\n".join(lines) for lines in sections)
 

@@ -31,7 +31,8 @@ SQS_CHUNK = 64 * KB
 CAPACITY_RULES = [
     "item size = sum of UTF-8 attribute-name lengths + value sizes (string: UTF-8 bytes; number: "
     "ceil(significant digits / 2) + 1; bool/null: 1; list/map: 3 + 1 per element + elements)",
-    "write: ceil(max(size before, size after) / 1 KB) WRU, minimum 1 (delete: size before)",
+    "write: ceil(max(size before, size after) / 1 KB) WRU, minimum 1 (delete: size before); in a transaction, twice "
+    "that for each item",
     "GSI: +1 write of the projected entry when it appears, disappears or changes; +2 when its key changes",
     "read: ceil(size / 4 KB) RRU x1 strongly consistent, x0.5 eventually consistent; a missing item "
     "still costs one 4 KB block; a query rounds the sum of the items it returns",

@@ -59,6 +59,7 @@ def local_stack(*, model_sleep: Any = None) -> Iterator[Stack]:
     """The stack; ``model_sleep`` replaces the fake model's waits (a benchmark that records when tokens go out)."""
     from moto import mock_aws
 
+    from aijobs.local.emulator import emulate_vector_queries
     from aijobs.local.fake_model import create_fake_model
     from aijobs.local.stack import UvicornThread, free_port, load_handler
     from aijobs.local.template import load_template, provision
@@ -76,6 +77,7 @@ def local_stack(*, model_sleep: Any = None) -> Iterator[Stack]:
     asyncio.set_event_loop(loop)  # Mangum and the worker run on the thread's loop, as in a Lambda process
     model = UvicornThread(create_fake_model(**({"sleep": model_sleep} if model_sleep else {})), free_port())
     model.start()
+    emulate_vector_queries()  # moto has no QueryVectors (the search bench asks the index)
     try:
         with mock_aws():
             plain = boto3.session.Session(region_name=REGION)
@@ -88,7 +90,7 @@ def local_stack(*, model_sleep: Any = None) -> Iterator[Stack]:
                 jobs_table=resources.refs["JobsTable"], idempotency_table=resources.refs["IdempotencyTable"],
                 jobs_queue_url=resources.refs["JobsQueue"], jobs_high_queue_url=resources.refs["JobsHighQueue"],
                 jobs_low_queue_url=resources.refs["JobsLowQueue"], results_bucket=resources.refs["ResultsBucket"],
-                model_base_url=f"{model.url}/v1",
+                vector_index_arn=resources.arns["VectorIndex"], model_base_url=f"{model.url}/v1",
                 model_api_key="fake", default_model="fake-model", retry_base_delay_s=0)
             services = Services(settings=settings, session=session)
             set_services(services)

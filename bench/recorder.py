@@ -22,9 +22,9 @@ from bench.capacity import (
     write_units,
 )
 
-_WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"}
+_WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
 _READS = {"GetItem", "BatchGetItem", "Query", "Scan"}
-_UNPRICED_DATA = {"TransactWriteItems", "TransactGetItems", "ExecuteStatement", "BatchExecuteStatement"}
+_UNPRICED_DATA = {"TransactGetItems", "ExecuteStatement", "BatchExecuteStatement"}
 
 
 @dataclass
@@ -97,7 +97,8 @@ class AwsRecorder:
             return
         service, operation = model.service_model.service_name, model.name
         request = state["request"]
-        content = getattr(http_response, "content", b"") or b""
+        # Only DynamoDB's and SQS's answers are read (reading another's, S3 GetObject's, would consume its stream)
+        content = (getattr(http_response, "content", b"") or b"") if service in ("dynamodb", "sqs") else b""
         call = Call(phase=state["phase"], service=service, operation=operation, target=self._target(request),
                     kind="", status=int(getattr(http_response, "status_code", 0)))
         if service == "dynamodb":
@@ -135,6 +136,10 @@ class AwsRecorder:
                     else:
                         found.append((table, write["DeleteRequest"]["Key"]))
             return found
+        if operation == "TransactWriteItems":
+            writes = [next(iter(item.values())) for item in request["TransactItems"]]
+            return [(w["TableName"], w["Key"] if "Key" in w else self._key_of(w["TableName"], w["Item"]))
+                    for w in writes]
         table = request["TableName"]
         key = request["Key"] if "Key" in request else self._key_of(table, request["Item"])
         return [(table, key)]
@@ -158,7 +163,8 @@ class AwsRecorder:
                 info = self._table(table)
                 size = max(item_size(before), item_size(after))
                 call.item_bytes = max(call.item_bytes, size)
-                call.wru += write_units(size)
+                # a transaction's writes cost twice (capacity.CAPACITY_RULES)
+                call.wru += write_units(size) * (2 if operation == "TransactWriteItems" else 1)
                 call.gsi_wru += sum(index_write_units(before, after, index, info.keys) for index in info.indexes)
                 kinds.append(_kind(table, key, self._names))
             call.kind = ",".join(sorted(set(kinds)))

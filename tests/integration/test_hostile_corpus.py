@@ -283,7 +283,8 @@ def test_the_corpus_is_at_least_forty_requests_and_tries_every_route_with_a_wron
     # Every route but the admin API's, which answers 404 to any key but the admin's (test_admin_api.py).
     paths = {route.path for route in create_app().state.api_routes if not route.path.startswith("/v1/admin/")}
     names = {JOB: "{job_id}", SCHEDULE: "{schedule_id}", PROMPT: "{prompt_id}", BATCH: "{batch_id}",
-             COLLECTION: "{collection_id}", "/doc_1": "/{document_id}", RESPONSE: "{response_id}", ENDPOINT: "{endpoint_id}",
+             COLLECTION: "{collection_id}", "/doc_1": "/{document_id}", RESPONSE: "{response_id}",
+             ENDPOINT: "{endpoint_id}",
              "/versions/1": "/versions/{version}", "/labels/production": "/labels/{label}",
              "/v1/models/fake-model": "/v1/models/{model_id:path}", "/console/jobs": "/console/{page:path}",
              "/console/static/js/api.js": "/console/static/{name:path}"}

@@ -55,7 +55,7 @@ def test_documents_are_indexed_and_a_search_finds_the_nearest_chunk_best_first(
     found = api.post(f"/v1/collections/{cid}/search", json={"query": "why does lava cool into rock", "top_k": 3})
     assert found.status_code == 200, found.text
     chunks = found.json()["data"]
-    assert [c["document_id"] for c in chunks][0] == documents[1]["id"]  # the volcano document is nearest
+    assert chunks[0]["document_id"] == documents[1]["id"]  # the volcano document is nearest
     assert chunks[0]["chunk_id"] == f"{documents[1]['id']}:0" and chunks[0]["metadata"] == {"topic": "geology"}
     assert chunks[0]["text"] == DOCUMENTS[1]["text"]
     scores = [c["score"] for c in chunks]
@@ -63,7 +63,8 @@ def test_documents_are_indexed_and_a_search_finds_the_nearest_chunk_best_first(
     assert found.json()["usage"]["input_tokens"] > 0 and found.json()["query_id"].startswith("qry_")
 
     same = api.post(f"/v1/collections/{cid}/search", json={"query": DOCUMENTS[2]["text"], "top_k": 1}).json()
-    assert same["data"][0]["document_id"] == documents[2]["id"] and same["data"][0]["score"] == pytest.approx(1, abs=1e-4)
+    assert same["data"][0]["document_id"] == documents[2]["id"]
+    assert same["data"][0]["score"] == pytest.approx(1, abs=1e-4)
 
 
 def test_min_score_and_a_metadata_filter_leave_out_chunks(api: Any, services: Services, worker_handler: Any) -> None:

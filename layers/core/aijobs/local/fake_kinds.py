@@ -5,6 +5,7 @@ each one alone.
 
 from __future__ import annotations
 
+import collections
 import functools
 import hashlib
 import math
@@ -28,10 +29,10 @@ def embedding(text: str, dimensions: int = DEFAULT_DIMENSIONS) -> list[float]:
     """A unit vector: the sum of a hashed vector for each word of the text (lower-cased), so that texts sharing words
     are near, as a real model's would be for texts on one subject; the same text, the same vector (a text without
     words: its own hash)."""
-    words = _WORD.findall(text.lower()) or [text]
+    words = collections.Counter(_WORD.findall(text.lower()) or [text])
     values = [0.0] * dimensions
-    for word in words:
-        values = [a + b for a, b in zip(values, _hashed(word, dimensions), strict=True)]
+    for word, times in words.items():
+        values = [a + times * b for a, b in zip(values, _hashed(word, dimensions), strict=True)]
     norm = math.sqrt(sum(v * v for v in values)) or 1.0
     return [round(v / norm, 6) for v in values]
 

@@ -13,7 +13,8 @@ The reply is ``Echo: `` followed by the text of the last user message; with ``re
 that fits the schema (its strings echo that text); with ``json_object``, ``{"echo": <that text>}``. A message
 of numbered sources and a question (``Sources:``, ``[1] ...``, ``Question: ...``: an answer job's) is answered with
 the first sentence of the first two sources, each citing its number.
-Embeddings are unit vectors from a hash of each word of a text, summed (texts sharing words are near) (``dimensions``, default 256); images are one-colour PNGs of
+Embeddings are unit vectors: a hashed vector for each word of a text, summed (texts sharing words are near), of
+``dimensions`` (default 256); images are one-colour PNGs of
 the asked ``size``, as ``b64_json``. ``delay_ms`` and ``fail`` apply to them too (in any input text, or the prompt).
 ``GET /_stats`` counts calls, and streams the client closed before their end (``aborted``).
 """
