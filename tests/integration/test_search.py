@@ -251,3 +251,20 @@ def test_documents_from_s3_are_read_where_allowed_and_an_unreadable_one_fails_al
         assert (missing["status"], missing["error"]["code"]) == ("failed", "document_unreadable")
         found = api.post(f"/v1/collections/{cid}/search", json={"query": "cats purr"}).json()["data"]
         assert [c["document_id"] for c in found] == [ok["id"]]
+
+
+def test_the_chunks_of_an_attempt_that_died_before_marking_its_document_are_deleted_with_it(
+        api: Any, services: Services, worker_handler: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    cid = _collection(api)
+    added = api.post(f"/v1/collections/{cid}/documents", json={"documents": DOCUMENTS[:1]}).json()
+
+    def dies(*_: Any, **__: Any) -> bool:
+        raise RuntimeError("the worker died here")
+
+    monkeypatch.setattr(services.collections, "mark_indexed", dies)
+    run_worker(services, worker_handler)  # the chunks are put, the document is not marked: it stays queued
+    vector = [1.0] * services.vectors.dimension
+    assert len(services.vectors.query(vector, tenant=TENANT_A, collection_id=cid, top_k=10)) == 1
+    document = added["data"][0]["id"]
+    assert api.delete(f"/v1/collections/{cid}/documents/{document}").status_code == 204
+    assert services.vectors.query(vector, tenant=TENANT_A, collection_id=cid, top_k=10) == []

@@ -25,6 +25,7 @@ from aijobs.dynamo import (
     COLLECTION_PREFIX,
     Page,
     collection_key,
+    conditional,
     document_key,
     document_prefix,
     query_index,
@@ -228,10 +229,9 @@ class CollectionService:
         logger.info("document deleted", extra={"collection_id": collection_id, "document_id": document_id})
 
     def _drop_document(self, document: Document) -> None:
-        """A document's chunks and waiting text (not its item)."""
-        if document.status == "ready" and document.chunk_count:
-            self._vectors().delete_document(document.tenant, document.collection_id, document.id,
-                                            document.chunk_count)
+        """A document's chunks (those of an attempt that put some and died too), its waiting text (not its item)."""
+        if count := max(document.chunk_count, document.pending_chunks):
+            self._vectors().delete_document(document.tenant, document.collection_id, document.id, count)
         if document.text_key is not None and self.blobs is not None:
             self.blobs.delete(document.text_key)
 
@@ -262,6 +262,16 @@ class CollectionService:
         if not text.strip():
             raise InvalidRequest("the document's S3 object holds no text", code="document_empty")
         return text
+
+    def mark_pending(self, document: Document, chunk_count: int) -> bool:
+        """Record how many chunks an attempt is about to put (``pending_chunks``: a deletion deletes that many);
+        False if the document was deleted meanwhile."""
+        return conditional(self.table.update_item, Key=document_key(document.tenant, document.collection_id,
+                                                                     document.id),
+                           UpdateExpression="SET pending_chunks = :n",
+                           ConditionExpression="attribute_exists(pk) AND #status = :queued",
+                           ExpressionAttributeNames={"#status": "status"},
+                           ExpressionAttributeValues={":n": chunk_count, ":queued": "queued"}) is not None
 
     def mark_indexed(self, document: Document, *, chunk_count: int, chars: int) -> bool:
         """The document ready, and counted into its collection, in one transaction; False if it (or its collection)

@@ -95,6 +95,14 @@ class DocumentIndexer:
                      chars: int) -> IndexedDocument:
         chunks = [Chunk(document.tenant, document.collection_id, document.id, n, vector, piece, document.metadata)
                   for n, (piece, vector) in enumerate(zip(pieces, vectors, strict=True))]
+        # Its chunks' count first, so that deleting it finds every chunk put even if this attempt dies; then the
+        # put and the mark as one step a cancel does not cut in two (a document is ready with its chunks, or has
+        # none searchable).
+        if not await asyncio.to_thread(self.collections.mark_pending, document, len(chunks)):
+            return IndexedDocument(id=document.id, status="deleted")
+        return await asyncio.shield(self._put_and_mark(document, chunks, chars=chars))
+
+    async def _put_and_mark(self, document: Document, chunks: list[Chunk], *, chars: int) -> IndexedDocument:
         try:
             await asyncio.to_thread(self.vectors.put, chunks)
         except AijobsError as exc:

@@ -182,6 +182,7 @@ class Document(BaseModel):
     job_id: str
     status: Literal["queued", "ready", "failed"] = "queued"
     chunk_count: int = 0
+    pending_chunks: int = 0  # what an attempt put or is putting, before it marks the document ready
     error: ErrorDetail | None = None
     created_at: int
     indexed_at: int | None = None

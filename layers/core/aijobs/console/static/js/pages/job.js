@@ -88,13 +88,18 @@ export async function render(main, jobId) {
     h("h2", {}, "Webhook deliveries"), h("div", { class: "actions" }, redeliver), deliveries);
 
   let ended = false;
+  // A text job's text; an answer job's answer and the chunks it cites; any other output (files, an ingest job's
+  // documents) as JSON
+  const outputText = (out) => typeof out.text === "string" ? out.text : typeof out.answer === "string"
+    ? [out.answer, "", ...out.citations.map((c) => `[${c.marker}] ${c.chunk_id}`)].join("\n")
+    : JSON.stringify(out, null, 2);
   const show = (job) => {
     if (ended && !FINAL.has(job.status)) return;  // a read that left before the final event came back after it
     ended = FINAL.has(job.status);
     info.replaceChildren(details(job));
     cancel.disabled = FINAL.has(job.status);
     retry.disabled = !["failed", "cancelled"].includes(job.status);
-    if (job.output && typeof job.output.text === "string" && FINAL.has(job.status)) output.textContent = job.output.text;
+    if (job.output && FINAL.has(job.status)) output.textContent = outputText(job.output);
   };
   const job = await get(path);
   show(job);
