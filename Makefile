@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint unit integration e2e browser sam-validate sam-build bench clean
+.PHONY: run test lint unit integration e2e browser sam-venv sam-validate sam-build bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,10 @@ run: $(STAMP)
 # unit, integration (moto; includes `sam validate --lint` and `sam build`) and e2e (the local stack), one run on
 # PYTEST_WORKERS processes (pytest-xdist; worksteal evens out the long SAM and e2e tests; 0: one process)
 PYTEST_WORKERS ?= 2
-test: lint browser
+# The checks, Chromium and the SAM CLI's own venv are made side by side (the venv's install waits on PyPI, not the
+# CPU), then every test runs.
+test: $(STAMP)
+	$(MAKE) --no-print-directory -j3 lint browser sam-venv
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal tests
 
 lint: $(STAMP)
@@ -39,6 +42,10 @@ e2e: $(STAMP) browser
 # when installed
 browser:
 	bash scripts/browser.sh
+
+# The SAM CLI's venv (.venv-sam), made once: tests/integration/test_sam.py runs sam validate and sam build
+sam-venv:
+	bash scripts/sam.sh --version
 
 sam-validate:
 	bash scripts/sam.sh validate --lint

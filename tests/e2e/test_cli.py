@@ -157,6 +157,12 @@ def test_batch_run_stopped_half_way_resumes_without_sending_anything_twice(stack
     assert "completed" in resumed.stderr + resumed.stdout and str(good - 1) in resumed.stdout
 
 
+def _ctrl_c_on() -> None:
+    """In the child, before the command starts: Ctrl-C (SIGINT) as a terminal gives it. A suite started in the
+    background (``make test &``) runs with SIGINT ignored, which children inherit and Python then keeps."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_batch_run_interrupted_by_ctrl_c_resumes(stack: Stack, tmp_path: Path) -> None:
     run = uuid.uuid4().hex
     prompts, out = tmp_path / "prompts.jsonl", tmp_path / "results.jsonl"
@@ -165,7 +171,8 @@ def test_batch_run_interrupted_by_ctrl_c_resumes(stack: Stack, tmp_path: Path) -
     env = {**os.environ, "AIJOBS_URL": stack.url, "AIJOBS_API_KEY": KEYS["tenant-b"]}
     command = [sys.executable, "-m", "aijobs.cli", "--json", "batch", "run", str(prompts), "--out", str(out),
                "--chunk-size", "5"]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=_ctrl_c_on)
     state = out.with_name("results.jsonl.state")
     deadline = time.monotonic() + 60
     while not state.exists() and time.monotonic() < deadline:
@@ -192,10 +199,10 @@ def test_ctrl_c_while_waiting_or_streaming_exits_130_with_one_line(stack: Stack)
     try:
         # --json after the command as before it; the stream has begun once its first event is printed
         streaming = subprocess.Popen([sys.executable, "-m", "aijobs.cli", "stream", job_id, "--json"], env=env,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_ctrl_c_on)
         assert streaming.stdout is not None and json.loads(streaming.stdout.readline())["event"] == "status"
         waiting = subprocess.Popen([sys.executable, "-m", "aijobs.cli", "wait", job_id], env=env,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_ctrl_c_on)
         time.sleep(4)  # its first look at the job is long done
         for process in (streaming, waiting):
             process.send_signal(signal.SIGINT)

@@ -30,7 +30,7 @@ from aijobs.models.schedules import ScheduleRequest
 from aijobs.services import Services
 from tests.integration.conftest import KEY_A, TENANT_A, run_worker
 
-EXAMPLES_PER_OPERATION = 20
+EXAMPLES_PER_OPERATION = 12
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
           response_headers_conformance]
 

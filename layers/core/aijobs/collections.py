@@ -34,7 +34,7 @@ from aijobs.dynamo import (
     tenant_partition,
     to_attributes,
 )
-from aijobs.errors import AijobsError, InvalidRequest, NotFound, PayloadTooLarge, ProviderError
+from aijobs.errors import AijobsError, InvalidRequest, NotFound, PayloadTooLarge
 from aijobs.ids import new_collection_id, new_document_id, new_job_id, new_query_id
 from aijobs.models.collections import (
     MAX_DOCUMENT_CHARS,
@@ -82,15 +82,15 @@ class Search:
 class CollectionService:
     table: Any
     default_embedding_model: str
-    clock: Clock = system_clock
     # What documents and searches need, made when first used (a route that only lists collections loads none):
-    # the vector index, the model provider (embeds queries), the job service (ingest and answer jobs), the results
-    # bucket (documents' texts until they are indexed), an S3 client (documents named by an S3 object).
-    vectors: Callable[[], VectorIndex] | None = None
-    provider: Callable[[], ModelProvider] | None = None
-    jobs: Callable[[], JobService] | None = None
-    blobs: OutputBlobs | None = None
-    s3: Callable[[], Any] | None = None
+    # the vector index, the model provider (embeds queries), the job service (ingest and answer jobs), an S3 client
+    # (documents named by an S3 object); the results bucket keeps documents' texts until they are indexed.
+    vectors: Callable[[], VectorIndex]
+    provider: Callable[[], ModelProvider]
+    jobs: Callable[[], JobService]
+    s3: Callable[[], Any]
+    blobs: OutputBlobs | None
+    clock: Clock = system_clock
     usage: UsageStore | None = None
     retention_s: int = 7 * 86_400  # the query log's, as the jobs'
     source_buckets: frozenset[str] = field(default_factory=frozenset)  # the buckets documents may name
@@ -175,7 +175,7 @@ class CollectionService:
             job_request = JobRequest(kind="ingest", model=collection.embedding_model, timeout_s=INGEST_TIMEOUT_S,
                                      collection=CollectionTask(collection_id=collection_id,
                                                                document_ids=[d.id for d in documents]))
-            job = self._jobs().submit_job(tenant=tenant, request=job_request, job_id=job_id, internal=True)
+            job = self.jobs().submit_job(tenant=tenant, request=job_request, job_id=job_id, internal=True)
         except BaseException:
             for document in documents:
                 self._drop_document(document)
@@ -231,7 +231,7 @@ class CollectionService:
     def _drop_document(self, document: Document) -> None:
         """A document's chunks (those of an attempt that put some and died too), its waiting text (not its item)."""
         if count := max(document.chunk_count, document.pending_chunks):
-            self._vectors().delete_document(document.tenant, document.collection_id, document.id, count)
+            self.vectors().delete_document(document.tenant, document.collection_id, document.id, count)
         if document.text_key is not None and self.blobs is not None:
             self.blobs.delete(document.text_key)
 
@@ -244,7 +244,7 @@ class CollectionService:
             return self._blobs().get(document.text_key)
         assert document.s3 is not None
         try:
-            answer = self._s3().get_object(Bucket=document.s3.bucket, Key=document.s3.key)
+            answer = self.s3().get_object(Bucket=document.s3.bucket, Key=document.s3.key)
         except ClientError:
             raise InvalidRequest("the document's S3 object could not be read (missing, or not readable by the stack)",
                                  code="document_unreadable") from None
@@ -302,8 +302,9 @@ class CollectionService:
         return True
 
     def mark_failed(self, document: Document, error: ErrorDetail) -> None:
-        self.table.update_item(
-            Key=document_key(document.tenant, document.collection_id, document.id),
+        """The document failed (unless deleted meanwhile, or marked already)."""
+        conditional(
+            self.table.update_item, Key=document_key(document.tenant, document.collection_id, document.id),
             UpdateExpression="SET #status = :failed, #error = :error",
             ConditionExpression="attribute_exists(pk) AND #status = :queued",
             ExpressionAttributeNames={"#status": "status", "#error": "error"},
@@ -318,8 +319,8 @@ class CollectionService:
 
         started = time.monotonic()
         collection = await asyncio.to_thread(self.get, tenant=tenant, collection_id=collection_id)
-        vectors = self._vectors()
-        made = await self._provider().embed([request.query], model=collection.embedding_model,
+        vectors = self.vectors()
+        made = await self.provider().embed([request.query], model=collection.embedding_model,
                                             dimensions=vectors.dimension)
         matches = await asyncio.to_thread(vectors.query, made.vectors[0], tenant=tenant, collection_id=collection_id,
                                           top_k=request.top_k, filter=_metadata_filter(request.filter))
@@ -358,7 +359,7 @@ class CollectionService:
         answer = JobRequest(kind="answer", model=request.model, input=request.query,
                             max_output_tokens=request.max_output_tokens,
                             collection=CollectionTask(collection_id=collection_id, query_id=query_id, sources=sources))
-        return self._jobs().submit_job(tenant=tenant, request=answer, internal=True)
+        return self.jobs().submit_job(tenant=tenant, request=answer, internal=True)
 
     def list_queries(self, *, tenant: str, collection_id: str, limit: int, cursor: str | None) -> Page[QueryLogEntry]:
         """A collection's query log, newest first; an entry whose retention has ended is gone (TTL, or left out)."""
@@ -371,30 +372,10 @@ class CollectionService:
 
     # --- parts -------------------------------------------------------------------------------------
 
-    def _vectors(self) -> VectorIndex:
-        if self.vectors is None:
-            raise AijobsError("no vector index is configured (AIJOBS_VECTOR_INDEX_ARN)", code="vectors_unavailable")
-        return self.vectors()
-
-    def _provider(self) -> ModelProvider:
-        if self.provider is None:
-            raise ProviderError("no model provider is configured", code="provider_unavailable")
-        return self.provider()
-
-    def _jobs(self) -> JobService:
-        if self.jobs is None:
-            raise AijobsError("jobs cannot be made here", code="jobs_unavailable")
-        return self.jobs()
-
     def _blobs(self) -> OutputBlobs:
         if self.blobs is None:
             raise AijobsError("no results bucket is configured (AIJOBS_RESULTS_BUCKET)", code="results_unavailable")
         return self.blobs
-
-    def _s3(self) -> Any:
-        if self.s3 is None:
-            raise AijobsError("S3 cannot be read here", code="s3_unavailable")
-        return self.s3()
 
 
 def _text_key(document: Document) -> str:
