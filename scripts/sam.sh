@@ -12,6 +12,10 @@ venv="$repo_dir/.venv-sam"
 spec="aws-sam-cli>=1.150,<2"
 stamp="$venv/.aijobs-sam-stamp"
 
+# One install at a time: `make test` starts one in the background while the tests that need it may call this too.
+mkdir -p "$venv.lock.d"
+exec 9>"$venv.lock.d/lock"
+flock 9
 if [[ ! -x "$venv/bin/sam" || ! -f "$stamp" || "$(cat "$stamp")" != "$spec" ]]; then
     # From the repo dir, pyenv resolves python3.13 through .python-version; any python3 will do.
     cd "$repo_dir"
@@ -26,6 +30,7 @@ if [[ ! -x "$venv/bin/sam" || ! -f "$stamp" || "$(cat "$stamp")" != "$spec" ]]; 
     fi
     printf '%s' "$spec" > "$stamp"
 fi
+flock -u 9
 
 export SAM_CLI_TELEMETRY=0
 export AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-${AWS_REGION:-us-east-1}}"
