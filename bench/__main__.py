@@ -156,7 +156,7 @@ def _row(*cells: Any, widths: tuple[int, ...]) -> str:
 
 
 def render(r: dict[str, Any]) -> str:
-    from bench import fairness, kinds, lists, reliability, search, streams, waiters, webhooks
+    from bench import fairness, goals, kinds, lists, reliability, search, streams, waiters, webhooks
 
     commit = (r["source"]["commit"] or "unknown")[:10]
     dirty = len(r["source"]["uncommitted_code_changes"])
@@ -170,25 +170,28 @@ def render(r: dict[str, Any]) -> str:
                 waiters.render(r["waiters"]), reliability.render(r["reliability"]), lists.render(r["lists"]),
                 webhooks.render(r["webhook_isolation"]), streams.render(r["live_jobs"]),
                 fairness.render(r["concurrency"]), kinds.render(r["kinds"]), search.render(r["search"]),
-                [f"wrote {OUTPUT.relative_to(ROOT)} in {r['bench_seconds']} s"]]
+                goals.render(r["goals"]), [f"wrote {OUTPUT.relative_to(ROOT)} in {r['bench_seconds']} s"]]
     return "\n\n".join("\n".join(lines) for lines in sections)
 
 
 def _render_imports(r: dict[str, Any]) -> list[str]:
     lines = [f"Cold start: handler module import in a fresh process, median of {r['import_runs']}"]
-    widths = (8, 10, 8, 13, 19)
+    widths = (9, 10, 8, 13, 19)
     lines.append(_row("", "import ms", "x boto3", "first use ms", "openai loaded", widths=widths))
     lines.append(_row("boto3", r["boto3_import_ms"], 1.0, "", "", widths=widths))
     for name, f in r["functions"].items():
-        loaded = "at first use" if f["first_use_imports_openai"] else "no"
-        lines.append(_row(name, f["import_ms"], f["import_ratio_vs_boto3"], f["first_use_ms"],
+        loaded = "at first use" if f.get("first_use_imports_openai") else "no"
+        lines.append(_row(name, f["import_ms"], f["import_ratio_vs_boto3"], f.get("first_use_ms", ""),
                           "at import" if f["imports_openai"] else loaded, widths=widths))
     for name, f in r["functions"].items():
-        heavy = ", ".join(f"{pkg} {ms:g}" for pkg, ms in f["heaviest_packages_ms"].items())
-        lines.append(f"  {name} heaviest (self ms, -X importtime): {heavy}")
-    lines.append("  first use = import + the clients and lazy imports the first request builds (no I/O)")
+        if "heaviest_packages_ms" in f:
+            heavy = ", ".join(f"{pkg} {ms:g}" for pkg, ms in f["heaviest_packages_ms"].items())
+            lines.append(f"  {name} heaviest (self ms, -X importtime): {heavy}")
+    lines.append("  first use = import + the clients and lazy imports the first request builds (no I/O); api and "
+                 "worker only")
     tokenizer = {name: "at import" if f.get("imports_tokenizer") else
-                 "at first use" if f.get("first_use_imports_tokenizer") else "no" for name, f in r["functions"].items()}
+                 "at first use" if f.get("first_use_imports_tokenizer") else "no" for name, f in r["functions"].items()
+                 if "imports_tokenizer" in f}
     lines.append("  tokenizer (bpe-openai) loaded: " + ", ".join(f"{n} {w}" for n, w in tokenizer.items())
                  + " (it loads at an instance's first admission of an OpenAI model's job)")
     return lines
@@ -238,9 +241,12 @@ def _render_cost(r: dict[str, Any]) -> list[str]:
 
 
 def main() -> None:
+    from bench import goals
+
     # Before any aijobs module exists: the job logs of the runs would drown the table.
     os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"
     result = collect()
+    result["goals"] = goals.evaluate(result)
     OUTPUT.write_text(json.dumps(result, indent=2) + "\n")
     print(render(result))
 
