@@ -77,6 +77,7 @@ def collect() -> dict[str, Any]:
         reliability,
         search,
         streams,
+        throughput,
         waiters,
         webhooks,
     )
@@ -103,6 +104,7 @@ def collect() -> dict[str, Any]:
     concurrency = fairness.measure()
     job_kinds = kinds.measure()
     searched = search.measure()
+    local = throughput.measure()
     return {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "source": _source(),
@@ -143,6 +145,8 @@ def collect() -> dict[str, Any]:
         "search_p50_ms": searched["search_p50_ms"],
         "ingest_chunks_per_s": searched["chunks_per_s"],
         "search": searched,
+        "local_throughput_ratio": local["ratio"],
+        "throughput": local,
         "bench_seconds": round(time.perf_counter() - started, 1),
     }
 
@@ -156,7 +160,7 @@ def _row(*cells: Any, widths: tuple[int, ...]) -> str:
 
 
 def render(r: dict[str, Any]) -> str:
-    from bench import fairness, goals, kinds, lists, reliability, search, streams, waiters, webhooks
+    from bench import fairness, goals, kinds, lists, reliability, search, streams, throughput, waiters, webhooks
 
     commit = (r["source"]["commit"] or "unknown")[:10]
     dirty = len(r["source"]["uncommitted_code_changes"])
@@ -170,6 +174,7 @@ def render(r: dict[str, Any]) -> str:
                 waiters.render(r["waiters"]), reliability.render(r["reliability"]), lists.render(r["lists"]),
                 webhooks.render(r["webhook_isolation"]), streams.render(r["live_jobs"]),
                 fairness.render(r["concurrency"]), kinds.render(r["kinds"]), search.render(r["search"]),
+                throughput.render(r["throughput"]),
                 goals.render(r["goals"]), [f"wrote {OUTPUT.relative_to(ROOT)} in {r['bench_seconds']} s"]]
     return "\n\n".join("\n".join(lines) for lines in sections)
 

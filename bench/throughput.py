@@ -1,0 +1,145 @@
+"""Local throughput (issue 16): jobs a second through `make run`'s stack against the emulator's own ceiling.
+
+Both in one run, against the same emulator: the stack is started as `make run` starts it (a subprocess, its moto
+server, API, pollers and the fake model, answering at once). The ceiling is a bare loop of the cycle a job needs
+at least (PutItem, SendMessage, ReceiveMessage, UpdateItem, DeleteMessage) on a table and a queue of its own in the
+stack's moto server, while the stack idles. Then JOBS jobs are submitted in batches of 100 and their statuses
+polled until every one has ended: jobs a second from the first submit to the last end. Every job must complete,
+and the fake model must have been called once per job (none run twice).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+JOBS = 300
+CYCLES = 300
+KEY = "aj_bench_throughput"
+TIMEOUT_S = 300
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def measure() -> dict[str, Any]:
+    import httpx
+
+    port, model_port = _free_port(), _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "AIJOBS_", "OPENAI_"))}
+    env.update({"PORT": str(port), "AIJOBS_FAKE_MODEL_PORT": str(model_port), "POWERTOOLS_LOG_LEVEL": "WARNING",
+                "AIJOBS_DEV_API_KEYS": f"bench-throughput:{KEY}"})
+    with tempfile.TemporaryDirectory() as tmp:
+        log_path = Path(tmp) / "stack.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen([sys.executable, "-m", "aijobs.local"], cwd=ROOT, env=env, stdout=log,
+                                       stderr=subprocess.STDOUT)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            _wait_ready(process, url, log_path)
+            found = re.search(r"emulated AWS \(moto\) at (\S+)", log_path.read_text())
+            if found is None:
+                raise RuntimeError("the local stack did not say where its emulator is")
+            ceiling = _ceiling(found.group(1))
+            with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {KEY}"}, timeout=60) as client:
+                stack = _through_the_stack(client, f"http://127.0.0.1:{model_port}")
+        finally:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    return {"jobs": JOBS, "cycles": CYCLES, "emulator_cycles_per_s": round(ceiling, 1),
+            "stack_jobs_per_s": round(stack["jobs_per_s"], 1), "ratio": round(stack["jobs_per_s"] / ceiling, 2),
+            **{k: v for k, v in stack.items() if k != "jobs_per_s"}}
+
+
+def _wait_ready(process: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
+    import httpx
+
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the local stack exited:\n{log_path.read_text()[-2000:]}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("the local stack did not start")
+
+
+def _ceiling(endpoint: str) -> float:
+    """Cycles a second of the bare loop, on a table and a queue of its own in the stack's emulator."""
+    import boto3
+
+    session = boto3.session.Session(aws_access_key_id="local", aws_secret_access_key="local", region_name="us-east-1")
+    dynamodb = session.client("dynamodb", endpoint_url=endpoint)
+    sqs = session.client("sqs", endpoint_url=endpoint)
+    dynamodb.create_table(TableName="bench-ceiling", BillingMode="PAY_PER_REQUEST",
+                          AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                          KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}])
+    queue = sqs.create_queue(QueueName="bench-ceiling")["QueueUrl"]
+    started = time.perf_counter()
+    for i in range(CYCLES):
+        key = {"pk": {"S": f"JOB#{i}"}}
+        dynamodb.put_item(TableName="bench-ceiling", Item={**key, "status": {"S": "queued"}})
+        sqs.send_message(QueueUrl=queue, MessageBody=f'{{"job_id": "{i}"}}')
+        message = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=1)["Messages"][0]
+        dynamodb.update_item(TableName="bench-ceiling", Key=key, UpdateExpression="SET #s = :s",
+                             ExpressionAttributeNames={"#s": "status"},
+                             ExpressionAttributeValues={":s": {"S": "completed"}})
+        sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+    return CYCLES / (time.perf_counter() - started)
+
+
+def _through_the_stack(client: Any, model_url: str) -> dict[str, Any]:
+    import httpx
+
+    before = httpx.get(f"{model_url}/_stats").json().get("total", 0)
+    started = time.perf_counter()
+    ids: list[str] = []
+    for start in range(0, JOBS, 100):
+        answer = client.post("/v1/jobs/batch", json={"jobs": [{"input": f"throughput {n}"}
+                                                              for n in range(start, min(start + 100, JOBS))]})
+        if answer.status_code != 202:
+            raise RuntimeError(f"the batch answered {answer.status_code}: {answer.text[:500]}")
+        ids += [item["id"] for item in answer.json()["data"]]
+    statuses: dict[str, str] = {}
+    while time.perf_counter() - started < TIMEOUT_S:
+        pending = [i for i in ids if statuses.get(i) not in ("completed", "failed", "cancelled")]
+        if not pending:
+            break
+        for start in range(0, len(pending), 100):
+            for item in client.post("/v1/jobs/status", json={"ids": pending[start:start + 100]}).json()["data"]:
+                statuses[item["id"]] = item["status"]
+        time.sleep(0.1)
+    elapsed = time.perf_counter() - started
+    calls = httpx.get(f"{model_url}/_stats").json().get("total", 0) - before
+    ended = {s: list(statuses.values()).count(s) for s in set(statuses.values())}
+    if ended.get("completed") != JOBS or calls != JOBS:
+        raise RuntimeError(f"through the local stack: {ended} of {JOBS} jobs, {calls} model calls")
+    return {"jobs_per_s": JOBS / elapsed, "seconds": round(elapsed, 2), "model_calls": calls, "ended": ended}
+
+
+def render(t: dict[str, Any]) -> list[str]:
+    return [
+        "Local throughput (make run's stack in a subprocess, its moto server, the fake model answering at once)",
+        f"  emulator ceiling: {t['emulator_cycles_per_s']} cycles/s (PutItem, SendMessage, ReceiveMessage, UpdateItem, "
+        f"DeleteMessage; {t['cycles']} in a loop)",
+        f"  the stack: {t['jobs']} jobs in batches of 100 to all ended in {t['seconds']} s: {t['stack_jobs_per_s']} "
+        f"jobs/s, ratio {t['ratio']:.2f} (every job completed, {t['model_calls']} model calls)",
+    ]
