@@ -97,26 +97,20 @@ def measure(runs: int = 11) -> dict[str, Any]:
     result: dict[str, Any] = {"runs": runs, "boto3_ms": round(median["boto3"], 1),
                               "boto3_samples_ms": [round(s["ms"], 1) for s in samples["boto3"]], "functions": {}}
     for function in FUNCTIONS:
-        if function not in FIRST_USE:
-            result["functions"][function] = {
-                "import_ms": round(median[function], 1),
-                "import_ratio_vs_boto3": round(median[function] / median["boto3"], 2),
-                "samples_ms": [round(s["ms"], 1) for s in samples[function]],
-                "imports_openai": any(s["openai"] for s in samples[function]),
-                "modules_loaded": samples[function][0]["modules"],
-            }
-            continue
-        result["functions"][function] = {
+        timed = result["functions"][function] = {
             "import_ms": round(median[function], 1),
             "import_ratio_vs_boto3": round(median[function] / median["boto3"], 2),
             "samples_ms": [round(s["ms"], 1) for s in samples[function]],
             "imports_openai": any(s["openai"] for s in samples[function]),
             "modules_loaded": samples[function][0]["modules"],
-            "first_use_ms": round(median[f"{function}_first_use"], 1),
-            "first_use_imports_openai": any(s["openai"] for s in samples[f"{function}_first_use"]),
-            # the tokenizer (75 MB, in the layer) loads at a job's first admission, never at the import
-            "imports_tokenizer": any(s["tokenizer"] for s in samples[function]),
-            "first_use_imports_tokenizer": any(s["tokenizer"] for s in samples[f"{function}_first_use"]),
-            "heaviest_packages_ms": heaviest_packages(function),
         }
+        if function in FIRST_USE:
+            timed |= {
+                "first_use_ms": round(median[f"{function}_first_use"], 1),
+                "first_use_imports_openai": any(s["openai"] for s in samples[f"{function}_first_use"]),
+                # the tokenizer (75 MB, in the layer) loads at a job's first admission, never at the import
+                "imports_tokenizer": any(s["tokenizer"] for s in samples[function]),
+                "first_use_imports_tokenizer": any(s["tokenizer"] for s in samples[f"{function}_first_use"]),
+                "heaviest_packages_ms": heaviest_packages(function),
+            }
     return result
