@@ -77,6 +77,7 @@ def collect() -> dict[str, Any]:
         reliability,
         search,
         streams,
+        streams100,
         throughput,
         waiters,
         webhooks,
@@ -105,6 +106,7 @@ def collect() -> dict[str, Any]:
     job_kinds = kinds.measure()
     searched = search.measure()
     local = throughput.measure()
+    hundred = streams100.measure()
     return {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "source": _source(),
@@ -147,6 +149,7 @@ def collect() -> dict[str, Any]:
         "search": searched,
         "local_throughput_ratio": local["ratio"],
         "throughput": local,
+        "streams_100": hundred,
         "bench_seconds": round(time.perf_counter() - started, 1),
     }
 
@@ -160,7 +163,19 @@ def _row(*cells: Any, widths: tuple[int, ...]) -> str:
 
 
 def render(r: dict[str, Any]) -> str:
-    from bench import fairness, goals, kinds, lists, reliability, search, streams, throughput, waiters, webhooks
+    from bench import (
+        fairness,
+        goals,
+        kinds,
+        lists,
+        reliability,
+        search,
+        streams,
+        streams100,
+        throughput,
+        waiters,
+        webhooks,
+    )
 
     commit = (r["source"]["commit"] or "unknown")[:10]
     dirty = len(r["source"]["uncommitted_code_changes"])
@@ -174,7 +189,7 @@ def render(r: dict[str, Any]) -> str:
                 waiters.render(r["waiters"]), reliability.render(r["reliability"]), lists.render(r["lists"]),
                 webhooks.render(r["webhook_isolation"]), streams.render(r["live_jobs"]),
                 fairness.render(r["concurrency"]), kinds.render(r["kinds"]), search.render(r["search"]),
-                throughput.render(r["throughput"]),
+                throughput.render(r["throughput"]), streams100.render(r["streams_100"]),
                 goals.render(r["goals"]), [f"wrote {OUTPUT.relative_to(ROOT)} in {r['bench_seconds']} s"]]
     return "\n\n".join("\n".join(lines) for lines in sections)
 

@@ -18,6 +18,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +36,14 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def measure() -> dict[str, Any]:
-    import httpx
-
+@contextmanager
+def stack_process(**extra_env: str) -> Iterator[dict[str, str]]:
+    """`make run`'s stack in a subprocess, as it starts for a user (with ``extra_env``): its API's, the fake model's
+    and the emulator's URLs while it runs; Ctrl-C'd at the end."""
     port, model_port = _free_port(), _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "AIJOBS_", "OPENAI_"))}
     env.update({"PORT": str(port), "AIJOBS_FAKE_MODEL_PORT": str(model_port), "POWERTOOLS_LOG_LEVEL": "WARNING",
-                "AIJOBS_DEV_API_KEYS": f"bench-throughput:{KEY}"})
+                "AIJOBS_DEV_API_KEYS": f"bench-throughput:{KEY}", **extra_env})
     with tempfile.TemporaryDirectory() as tmp:
         log_path = Path(tmp) / "stack.log"
         with log_path.open("wb") as log:
@@ -52,15 +55,22 @@ def measure() -> dict[str, Any]:
             found = re.search(r"emulated AWS \(moto\) at (\S+)", log_path.read_text())
             if found is None:
                 raise RuntimeError("the local stack did not say where its emulator is")
-            ceiling = _ceiling(found.group(1))
-            with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {KEY}"}, timeout=60) as client:
-                stack = _through_the_stack(client, f"http://127.0.0.1:{model_port}")
+            yield {"api": url, "model": f"http://127.0.0.1:{model_port}", "aws": found.group(1)}
         finally:
             process.send_signal(signal.SIGINT)
             try:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def measure() -> dict[str, Any]:
+    import httpx
+
+    with stack_process() as urls:
+        ceiling = _ceiling(urls["aws"])
+        with httpx.Client(base_url=urls["api"], headers={"Authorization": f"Bearer {KEY}"}, timeout=60) as client:
+            stack = _through_the_stack(client, urls["model"])
     return {"jobs": JOBS, "cycles": CYCLES, "emulator_cycles_per_s": round(ceiling, 1),
             "stack_jobs_per_s": round(stack["jobs_per_s"], 1), "ratio": round(stack["jobs_per_s"] / ceiling, 2),
             **{k: v for k, v in stack.items() if k != "jobs_per_s"}}
