@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint unit integration e2e browser sam-venv sam-validate sam-build bench clean
+.PHONY: run test lint unit integration e2e browser sam-validate sam-build bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,10 +43,6 @@ e2e: $(STAMP) browser
 # when installed
 browser:
 	bash scripts/browser.sh
-
-# The SAM CLI's venv (.venv-sam), made once: tests/integration/test_sam.py runs sam validate and sam build
-sam-venv:
-	bash scripts/sam.sh --version
 
 sam-validate:
 	bash scripts/sam.sh validate --lint

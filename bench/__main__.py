@@ -11,6 +11,25 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import (
+    capacity,
+    cost,
+    fairness,
+    goals,
+    imports,
+    kinds,
+    lifecycle,
+    lists,
+    reliability,
+    search,
+    streams,
+    streams100,
+    throughput,
+    waiters,
+    webhooks,
+)
+
+# The bench modules load aijobs only inside their functions: after main() has quietened its logs.
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "bench" / "latest.json"
 
@@ -66,23 +85,6 @@ def _limits_cost(calls: list[Any]) -> dict[str, Any]:
 
 
 def collect() -> dict[str, Any]:
-    from bench import (
-        capacity,
-        cost,
-        fairness,
-        imports,
-        kinds,
-        lifecycle,
-        lists,
-        reliability,
-        search,
-        streams,
-        streams100,
-        throughput,
-        waiters,
-        webhooks,
-    )
-
     started = time.perf_counter()
     imported = imports.measure()
     api = imported["functions"]["api"]
@@ -163,20 +165,6 @@ def _row(*cells: Any, widths: tuple[int, ...]) -> str:
 
 
 def render(r: dict[str, Any]) -> str:
-    from bench import (
-        fairness,
-        goals,
-        kinds,
-        lists,
-        reliability,
-        search,
-        streams,
-        streams100,
-        throughput,
-        waiters,
-        webhooks,
-    )
-
     commit = (r["source"]["commit"] or "unknown")[:10]
     dirty = len(r["source"]["uncommitted_code_changes"])
     header = (f"aijobs bench: commit {commit}{f' + {dirty} uncommitted code files' if dirty else ''}, "
@@ -261,8 +249,6 @@ def _render_cost(r: dict[str, Any]) -> list[str]:
 
 
 def main() -> None:
-    from bench import goals
-
     # Before any aijobs module exists: the job logs of the runs would drown the table.
     os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"
     result = collect()

@@ -11,7 +11,9 @@ then. A search embeds its query here, at once, and asks the vector index (vector
 
 from __future__ import annotations
 
+import asyncio
 import builtins
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -126,25 +128,32 @@ class CollectionService:
         deletion that fails midway is finished by deleting again). An ingest job still running finds it gone and
         deletes the chunks it put."""
         self.get(tenant=tenant, collection_id=collection_id)
-        for prefix in (document_prefix(collection_id), query_log_prefix(collection_id)):
+        for prefix, documents in ((document_prefix(collection_id), True), (query_log_prefix(collection_id), False)):
             cursor: str | None = None
-            while True:
-                page = query_index(self.table, index=None, partition=tenant_partition(tenant), sort_prefix=prefix,
-                                   limit=100, cursor=cursor)
-                for item in page.items:
-                    if prefix.startswith("DOC#"):
-                        self._drop_document(Document.model_validate(item))
-                    self.table.delete_item(Key={"pk": item["pk"], "sk": item["sk"]})
-                if (cursor := page.next_cursor) is None:
-                    break
+            with self.table.batch_writer() as batch:
+                while True:
+                    page = query_index(self.table, index=None, partition=tenant_partition(tenant),
+                                       sort_prefix=prefix, limit=100, cursor=cursor)
+                    for item in page.items:
+                        if documents:
+                            self._drop_document(Document.model_validate(item))
+                        batch.delete_item(Key={"pk": item["pk"], "sk": item["sk"]})
+                    if (cursor := page.next_cursor) is None:
+                        break
         self.table.delete_item(Key=collection_key(tenant, collection_id))
         logger.info("collection deleted", extra={"collection_id": collection_id, "tenant": tenant})
 
     def delete_all(self, tenant: str) -> None:
-        """Every collection of a tenant (a tenant deleted): their chunks leave the vector index."""
-        while (page := self.list(tenant=tenant, limit=100, cursor=None)).items:
+        """Every collection of a tenant (a tenant deleted): their chunks leave the vector index. One pass over the
+        list (a list read again could still show one deleted a moment ago)."""
+        cursor: str | None = None
+        while True:
+            page = self.list(tenant=tenant, limit=100, cursor=cursor)
             for collection in page.items:
-                self.delete(tenant=tenant, collection_id=collection.id)
+                with contextlib.suppress(NotFound):  # deleted meanwhile
+                    self.delete(tenant=tenant, collection_id=collection.id)
+            if (cursor := page.next_cursor) is None:
+                return
 
     # --- documents ---------------------------------------------------------------------------------
 
@@ -315,8 +324,6 @@ class CollectionService:
     async def search(self, *, tenant: str, collection_id: str, request: SearchRequest) -> Search:
         """The chunks nearest the query (at most ``top_k``, none under ``min_score``), best first, logged; with
         ``generate``, an answer job submitted on them. The query's embedding is counted in the tenant's usage."""
-        import asyncio
-
         started = time.monotonic()
         collection = await asyncio.to_thread(self.get, tenant=tenant, collection_id=collection_id)
         vectors = self.vectors()
