@@ -53,8 +53,7 @@ def _lifecycle_block(measured: dict[str, Any]) -> dict[str, Any]:
 
     key_lookup = summarize([c for c in measured["with_key"].calls if c.kind in ("KEY", "LIMITS")])
     return {
-        "steps": "submit (Mangum handler, events/api_submit_job.json), GET while queued, ReceiveMessage, "
-                 "worker handler on the received message, DeleteMessageBatch, GET once completed",
+        "steps": lifecycle.STEPS,
         "with_idempotency_key": per_job(measured["with_key"]),
         "without_idempotency_key": per_job(measured["without_key"]),
         "api_key_lookup": {k: key_lookup[k] for k in ("aws_requests", "rru", "by_operation")}
@@ -97,7 +96,8 @@ def collect() -> dict[str, Any]:
     api_ms = list(measured["api_ms"].values())
     batch = measured["batch"]
     costs = cost.per_million_jobs(totals=totals, api_ms=api_ms, worker_ms=measured["worker_ms"],
-                                  batch_ratio=batch["ratio"], batch=batch["jobs"])
+                                  webhook_ms=measured["webhook_ms"],
+                                  batch_overhead_s=batch["ten_jobs_s"] - batch["model_delay_ms"] / 1000)
     waits = waiters.measure()
     faults = reliability.measure()
     if broken := reliability.failures(faults):
@@ -124,6 +124,7 @@ def collect() -> dict[str, Any]:
         "rru_per_job": totals["rru"],
         "lifecycle": life,
         "handler_ms_warm": {"api": measured["api_ms"], "worker": measured["worker_ms"],
+                            "webhook": measured["webhook_ms"],
                             "note": "in-process against moto and the fake model, without the counting hooks"},
         "usd_per_million_jobs": costs["usd_per_million_jobs"],
         "cost": costs,
@@ -234,17 +235,14 @@ def _render_lifecycle(r: dict[str, Any]) -> list[str]:
 
 def _render_cost(r: dict[str, Any]) -> list[str]:
     c = r["cost"]
-    lines = [f"Cost per million jobs, infrastructure only (us-east-1 on-demand, prices as of {c['prices_as_of']})"]
+    lines = [f"Cost per million jobs, infrastructure only (us-east-1 on-demand, prices as of {c['prices_as_of']})",
+             f"  {'':<26} {'under load':>10} {'alone':>10}"]
     for name, usd in c["lines"].items():
-        lines.append(f"  {name:<26} ${usd:>8.3f}")
-    lines.append(f"  {'total (without model wait)':<26} ${r['usd_per_million_jobs']:>8.2f}")
-    with_wait = c["usd_per_million_jobs_with_model_wait"]
-    lines.append(f"  model wait dominates and is excluded: +${c['model_wait_usd_per_million_jobs_per_second']:.2f} "
-                 f"per second of model latency at batch 1; with {c['model_wait_s']:g} s of it the total is "
-                 + ", ".join(f"${usd:.2f} ({name.replace('_', ' ')})" for name, usd in with_wait.items()))
+        lines.append(f"  {name:<26} ${usd:>9.3f} ${c['lines_alone'][name]:>9.3f}")
+    lines.append(f"  {'total':<26} ${r['usd_per_million_jobs']:>9.2f} ${c['usd_per_million_jobs_alone']:>9.2f}")
     warm = r["handler_ms_warm"]
     api_ms = ", ".join(f"{k} {v:.1f}" for k, v in warm["api"].items())
-    lines.append(f"  handler ms (warm): api {api_ms}; worker {warm['worker']:.1f}")
+    lines.append(f"  handler ms (warm): api {api_ms}; worker {warm['worker']:.1f}; webhook {warm['webhook']:.1f}")
     return lines + ["  assumption: " + a for a in c["assumptions"]]
 
 

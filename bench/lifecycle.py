@@ -1,9 +1,10 @@
 """One job's lifecycle and the worker's batch concurrency, in-process against moto and the fake model.
 
-The real handlers run: functions/api/app.py (Mangum) with events/api_*.json, and functions/worker/app.py with
-the SQS event built from the message actually received from the jobs queue. What Lambda's event source mapping
-does (receive, then delete what succeeded) is done here with a client of the same hooked session, so those SQS
-requests are counted too.
+The real handlers run: functions/api/app.py (Mangum) with events/api_*.json, functions/worker/app.py with the
+SQS event built from the message actually received from the jobs queue, and functions/webhook/app.py with the
+delivery received from the deliveries queue (the job's callback goes to a receiver on 127.0.0.1). What Lambda's
+event source mappings do (receive, then delete what succeeded) is done here with a client of the same hooked
+session, so those SQS requests are counted too.
 """
 
 from __future__ import annotations
@@ -46,11 +47,15 @@ class Stack:
     services: Any
     api: Any
     worker: Any
+    webhook: Any
     esm_sqs: Any
     queue_url: str
     queue_arn: str
+    deliveries: tuple[str, str]  # the deliveries queue (URL, ARN)
+    callback_url: str  # a receiver on 127.0.0.1 that answers 200
     model: Any = None  # the fake model's app (its ``state.calls`` counts calls and aborted streams)
     api_ms: list[float] = field(default_factory=list)
+    webhook_ms: list[float] = field(default_factory=list)
     lanes: dict[str, tuple[str, str]] = field(default_factory=dict)  # each priority lane's queue (URL, ARN)
 
 
@@ -65,6 +70,7 @@ def local_stack(*, model_sleep: Any = None) -> Iterator[Stack]:
     from aijobs.local.template import load_template, provision
     from aijobs.services import Services, set_services
     from aijobs.settings import Settings
+    from tests.receiver import Receiver
 
     for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
         os.environ.pop(name, None)
@@ -77,6 +83,7 @@ def local_stack(*, model_sleep: Any = None) -> Iterator[Stack]:
     asyncio.set_event_loop(loop)  # Mangum and the worker run on the thread's loop, as in a Lambda process
     model = UvicornThread(create_fake_model(**({"sleep": model_sleep} if model_sleep else {})), free_port())
     model.start()
+    receiver = Receiver().start()
     emulate_vector_queries()  # moto has no QueryVectors (the search bench asks the index)
     try:
         with mock_aws():
@@ -89,21 +96,27 @@ def local_stack(*, model_sleep: Any = None) -> Iterator[Stack]:
             settings = Settings(
                 jobs_table=resources.refs["JobsTable"], idempotency_table=resources.refs["IdempotencyTable"],
                 jobs_queue_url=resources.refs["JobsQueue"], jobs_high_queue_url=resources.refs["JobsHighQueue"],
-                jobs_low_queue_url=resources.refs["JobsLowQueue"], results_bucket=resources.refs["ResultsBucket"],
+                jobs_low_queue_url=resources.refs["JobsLowQueue"],
+                deliveries_queue_url=resources.refs["DeliveriesQueue"], allow_private_callbacks=True,
+                allow_http_callbacks=True, results_bucket=resources.refs["ResultsBucket"],
                 vector_index_arn=resources.arns["VectorIndex"], model_base_url=f"{model.url}/v1",
                 model_api_key="fake", default_model="fake-model", retry_base_delay_s=0)
             services = Services(settings=settings, session=session)
             set_services(services)
             try:
                 yield Stack(recorder=recorder, services=services, api=load_handler("api", "handler"),
-                            worker=load_handler("worker", "lambda_handler"), esm_sqs=session.client("sqs"),
+                            worker=load_handler("worker", "lambda_handler"),
+                            webhook=load_handler("webhook", "lambda_handler"), esm_sqs=session.client("sqs"),
                             queue_url=resources.refs["JobsQueue"], queue_arn=resources.arns["JobsQueue"],
+                            deliveries=(resources.refs["DeliveriesQueue"], resources.arns["DeliveriesQueue"]),
+                            callback_url=f"{receiver.url}/hook",
                             model=model.server.config.app,
                             lanes={lane: (resources.refs[name], resources.arns[name]) for lane, name in (
                                 ("high", "JobsHighQueue"), ("normal", "JobsQueue"), ("low", "JobsLowQueue"))})
             finally:
                 set_services(None)
     finally:
+        receiver.stop()
         model.stop()
         asyncio.set_event_loop(None)
         loop.close()
@@ -132,14 +145,17 @@ def _emf_to_nowhere() -> Iterator[None]:
         yield
 
 
-def submit(stack: Stack, *, api_key: str, idempotency_key: str | None, prompt: str | None = None) -> str:
+def submit(stack: Stack, *, api_key: str, idempotency_key: str | None, prompt: str | None = None,
+           callback: bool = False) -> str:
     event = load_event("api_submit_job")
     event["headers"]["authorization"] = f"Bearer {api_key}"
     event["headers"].pop("idempotency-key", None)
     if idempotency_key:
         event["headers"]["idempotency-key"] = idempotency_key
-    if prompt is not None:
-        event["body"] = json.dumps({"input": prompt})
+    body = json.loads(event["body"]) | ({"input": prompt} if prompt is not None else {})
+    if callback:
+        body["callback_url"] = stack.callback_url
+    event["body"] = json.dumps(body)
     response = invoke_api(stack, event)
     if response["statusCode"] != 202:
         raise RuntimeError(f"submit answered {response['statusCode']}: {response['body']}")
@@ -158,16 +174,16 @@ def get_status(stack: Stack, *, api_key: str, job_id: str) -> str:
     return str(json.loads(response["body"])["status"])
 
 
-def receive(stack: Stack, count: int) -> list[dict[str, Any]]:
-    """What the event source mapping does: receive up to ten messages at a time."""
+def receive(stack: Stack, count: int, queue_url: str | None = None) -> list[dict[str, Any]]:
+    """What an event source mapping does: receive up to ten messages at a time (the jobs queue by default)."""
     messages: list[dict[str, Any]] = []
     while len(messages) < count:
         answer = stack.esm_sqs.receive_message(
-            QueueUrl=stack.queue_url, MaxNumberOfMessages=min(10, count - len(messages)), WaitTimeSeconds=0,
-            AttributeNames=["All"], MessageAttributeNames=["All"])
+            QueueUrl=queue_url or stack.queue_url, MaxNumberOfMessages=min(10, count - len(messages)),
+            WaitTimeSeconds=0, AttributeNames=["All"], MessageAttributeNames=["All"])
         got = answer.get("Messages", [])
         if not got:
-            raise RuntimeError(f"expected {count} messages on the jobs queue, found {len(messages)}")
+            raise RuntimeError(f"expected {count} messages on {queue_url or stack.queue_url}, found {len(messages)}")
         messages += got
     return messages
 
@@ -177,31 +193,54 @@ class Lifecycle:
     calls: list[Call]
     api_ms: list[float]
     worker_ms: float
+    webhook_ms: float
+
+
+STEPS = ("submit with a callback_url (Mangum handler, events/api_submit_job.json), ReceiveMessage, the worker "
+         "handler on the received message, DeleteMessageBatch, ReceiveMessage of the webhook's delivery, the webhook "
+         "handler on it (the callback to a receiver on 127.0.0.1), DeleteMessageBatch, one GET once completed")
 
 
 def lifecycle(stack: Stack, *, api_key: str, idempotency_key: str | None, record: bool = True) -> Lifecycle:
-    """Submit, one poll, the worker on the received message, a final read; every AWS request recorded."""
+    """Issue 16's job: a submit, the worker, its webhook, one GET when it has ended; every AWS request recorded."""
     stack.api_ms.clear()
+    stack.webhook_ms.clear()
 
     def phase(name: str | None) -> None:
         stack.recorder.phase = name if record else None
 
     phase("api submit")
-    job_id = submit(stack, api_key=api_key, idempotency_key=idempotency_key)
-    phase("api poll")
-    if (status := get_status(stack, api_key=api_key, job_id=job_id)) != "queued":
-        raise RuntimeError(f"the job was {status} before the worker ran")
+    job_id = submit(stack, api_key=api_key, idempotency_key=idempotency_key, callback=True)
     phase("event source mapping")
     messages = receive(stack, 1)
     phase("worker")
     worker_s = run_worker_only(stack, messages)
     phase("event source mapping")
     _delete(stack, messages)
+    deliveries_url, deliveries_arn = stack.deliveries
+    deliveries = receive(stack, 1, deliveries_url)
+    phase("webhook")
+    _run_webhook(stack, deliveries, deliveries_arn)
+    phase("event source mapping")
+    _delete(stack, deliveries, deliveries_url)
     phase("api final get")
     if (status := get_status(stack, api_key=api_key, job_id=job_id)) != "completed":
         raise RuntimeError(f"the job ended {status}")
     phase(None)
-    return Lifecycle(calls=stack.recorder.take(), api_ms=list(stack.api_ms), worker_ms=worker_s * 1000)
+    return Lifecycle(calls=stack.recorder.take(), api_ms=list(stack.api_ms), worker_ms=worker_s * 1000,
+                     webhook_ms=stack.webhook_ms[0])
+
+
+def _run_webhook(stack: Stack, messages: list[dict[str, Any]], queue_arn: str) -> None:
+    from aijobs.local.pollers import sqs_event
+
+    event = sqs_event(messages, queue_arn)
+    started = time.perf_counter()
+    with _emf_to_nowhere():
+        result = stack.webhook(event, _context("WebhookFunction", 60))
+    stack.webhook_ms.append((time.perf_counter() - started) * 1000)
+    if result.get("batchItemFailures"):
+        raise RuntimeError(f"the webhook failed records: {result['batchItemFailures']}")
 
 
 def run_worker_only(stack: Stack, messages: list[dict[str, Any]]) -> float:
@@ -217,8 +256,8 @@ def run_worker_only(stack: Stack, messages: list[dict[str, Any]]) -> float:
     return elapsed
 
 
-def _delete(stack: Stack, messages: list[dict[str, Any]]) -> None:
-    stack.esm_sqs.delete_message_batch(QueueUrl=stack.queue_url, Entries=[
+def _delete(stack: Stack, messages: list[dict[str, Any]], queue_url: str | None = None) -> None:
+    stack.esm_sqs.delete_message_batch(QueueUrl=queue_url or stack.queue_url, Entries=[
         {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])
 
 
@@ -264,8 +303,9 @@ def measure(*, timing_runs: int = 5) -> dict[str, Any]:
         "with_key": with_key,
         "without_key": without_key,
         "api_ms": {name: statistics.median(run.api_ms[i] for run in timed)
-                   for i, name in enumerate(("submit", "poll", "final_get"))},
+                   for i, name in enumerate(("submit", "final_get"))},
         "worker_ms": statistics.median(run.worker_ms for run in timed),
+        "webhook_ms": statistics.median(run.webhook_ms for run in timed),
         "batch": {"model_delay_ms": MODEL_DELAY_MS, "jobs": BATCH, "one_job_s": one_s, "ten_jobs_s": ten_s,
                   "ratio": ten_s / one_s, "worker_aws_requests_per_job": summarize(ten_calls)["aws_requests"] / BATCH},
     }

@@ -640,11 +640,16 @@ class JobStore:
         # A job with a webhook destination stays in the sweep index until its webhook is queued (a claimed one is
         # there, due at its lease's end: should the webhook be lost, the sweeper queues it then); any other job
         # leaves it.
-        keys, drop = {}, SWEEP_KEYS
+        keys: dict[str, Any] = {}
+        drop = SWEEP_KEYS
         if self._has_webhook_destinations(job):
             drop = ()
             if expected is not JobStatus.in_progress:  # not ended by its worker: it may not be in the index
                 keys = sweep_keys(job.id, now + self._grace_s)
+            # Its final event is made by this write (as mark_final_event would make it): one write less to queue it.
+            ended_as = job.model_copy(update={"status": status, "completed_at": now})
+            keys |= {"webhook_event_id": new_webhook_id(), "webhook_event_for": ended_as.terminal_instance,
+                     "webhook_enqueued": False}
         if job.batch_id is not None:  # among its batch's results, in the order they ended
             keys["gsi2sk"] = batch_result_key(now, job.id)
         ended = self._transition(job, set={"status": status.value, "completed_at": now,
