@@ -280,6 +280,14 @@ def batch_run(stack: Stack, *, api_key: str, jobs: int, record: bool = True) -> 
     return elapsed, stack.recorder.take()
 
 
+def _slots_item_made(stack: Stack, tenant: str) -> None:
+    """As any tenant's after its first job: its concurrency slots item exists (the first take of a tenant finds
+    none, and makes it on a second write; that once is not a job's cost)."""
+    slots = stack.services.worker.slots
+    if slots is not None and (slot := slots.take(tenant, limit=1, lease_s=60)) is not None:
+        slots.give_back(slot, limit=1)
+
+
 def measure(*, timing_runs: int = 5) -> dict[str, Any]:
     """Lifecycle counts (with and without Idempotency-Key), warm handler times and the batch-of-ten ratio."""
     keys = {"warmup": "aj_bench_warmup", "with_key": "aj_bench_with_key", "without_key": "aj_bench_without_key",
@@ -287,6 +295,7 @@ def measure(*, timing_runs: int = 5) -> dict[str, Any]:
     with local_stack() as stack:
         for name, key in keys.items():
             stack.services.tenants.add_api_key(f"bench-{name}", key)
+            _slots_item_made(stack, f"bench-{name}")
         # Warm: imports on first use (openai), clients, the model client. Not recorded.
         lifecycle(stack, api_key=keys["warmup"], idempotency_key=None, record=False)
         # Each counted run uses an API key not seen before, so its one key lookup shows (and is set apart).

@@ -20,7 +20,7 @@ import boto3
 import pytest
 from boto3.dynamodb.conditions import Attr, Key
 
-from aijobs.concurrency import PARK_BACKSTOP_S, TenantSlots, WaitingJobs
+from aijobs.concurrency import PARK_BACKSTOP_S, WAITING_WINDOW_S, TenantSlots, WaitingJobs
 from aijobs.dynamo import WAITING_PREFIX, tenant_partition
 from aijobs.errors import Conflict
 from aijobs.local.stack import UvicornThread
@@ -183,9 +183,23 @@ def test_slots_hold_a_tenants_limit_across_processes_and_leave_other_tenants_alo
 
     assert a1 and a2 and b1 and refused is None
     assert second.take(TENANT_B, limit=1, lease_s=900) is None
+    first.mark_parked(TENANT_A)  # the refused job parks
     assert first.give_back(a1, limit=2) == 1  # the room it leaves, from the write's answer
     assert second.take(TENANT_A, limit=2, lease_s=900) is not None  # a slot given back is free at once
     assert len(first.running(TENANT_A)) == 2 and len(first.running(TENANT_B)) == 1
+
+
+def test_a_giver_looks_for_waiting_jobs_only_while_one_of_its_tenants_jobs_parked_lately(services: Services) -> None:
+    slots = TenantSlots(table=services.table, clock=services.clock)
+    held = [slots.take(TENANT_A, limit=3, lease_s=2 * WAITING_WINDOW_S) for _ in range(3)]
+    assert all(held)
+
+    assert slots.give_back(held[0], limit=3) == 0  # nobody parked: no room to release into, no look
+    slots.mark_parked(TENANT_A)
+    services.clock.advance(WAITING_WINDOW_S)
+    assert slots.give_back(held[1], limit=3) == 2  # parked within the window: the room to release into
+    services.clock.advance(1)
+    assert slots.give_back(held[2], limit=3) == 0  # it would have parked again since, had it still waited
 
 
 def test_a_dead_workers_slot_ends_with_its_lease_and_is_removed_by_the_next_take(services: Services) -> None:

@@ -23,23 +23,26 @@ the backstop's: a parked job is in the sweep index, due ``PARK_BACKSTOP_S`` (wit
 sweeper sends its message again then; it runs if its tenant has room, and parks again (same item) if not.
 
 Costs. Taking and giving back are one conditional ``UpdateItem`` each, 1 WRU while the slots item stays under 1 KB
-(about 23 bytes a running job: some 40 running jobs); the give-back's answer is the item as written, so the room it
-leaves costs no read. A job that finds its tenant full is told so by a read (``GetItem``, 0.5 RRU), not by a failed
-conditional write. A job that runs pays one thing more than without parking: the giver's look for waiting jobs, one
-strongly consistent ``Query`` of the tenant's ``WAIT#`` range (1 RRU while it returns under 4 KB: a consistent read
-is what keeps a job parked a moment earlier from being missed). Parking costs the waiting item's write (1 WRU), the
-job's sweep entry moved to the backstop (an ``UpdateItem`` of the job item: 1 WRU a KB of it, plus the sweep
-index's) and the second look (a consistent ``GetItem`` of the slots, 1 RRU). Releasing one job costs the wait item's
-``DeleteItem`` (1 WRU), the job's state read consistently (1 RRU) and a ``SendMessage``; the released job is then
-received and looked at once more, as any message. A parked job that waits past the backstop is sent again once per
-backstop period (1,000 jobs waiting: under two looks a second).
+(about 23 bytes a running job: some 40 running jobs). A take writes without reading first: the write's condition
+keeps the limit, its answer is the item as written (the room left, and any dead worker's expired slot to release
+into), and a refusal answers the item as found, which the next try removes expired slots from (a first slot, or a
+full tenant, costs that failed write: 1 WRU). The give-back's answer is the item as written too, so the room it
+leaves costs no read; and the giver looks for waiting jobs (one strongly consistent ``Query`` of the tenant's
+``WAIT#`` range, 1 RRU while it returns under 4 KB: a consistent read is what keeps a job parked a moment earlier
+from being missed) only while one of the tenant's jobs has parked within ``WAITING_WINDOW_S`` (the item's
+``parked_at``): a tenant that never meets its limit pays for no look. Parking costs ``parked_at`` (1 WRU), the
+waiting item's write (1 WRU), the job's sweep entry moved to the backstop (an ``UpdateItem`` of the job item: 1 WRU a
+KB of it, plus the sweep index's) and the second look (a consistent ``GetItem`` of the slots, 1 RRU). Releasing one
+job costs the wait item's ``DeleteItem`` (1 WRU), the job's state read consistently (1 RRU) and a ``SendMessage``;
+the released job is then received and looked at once more, as any message. A parked job that waits past the
+backstop is sent again once per backstop period (1,000 jobs waiting: under two looks a second).
 """
 
 from __future__ import annotations
 
 import random
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, cast
 
 from boto3.dynamodb.conditions import Key as KeyCondition
@@ -74,6 +77,10 @@ PARK_BACKSTOP_S = 600
 # Entries a release reads past the room it has: those of jobs that no longer wait (cancelled, or started by a
 # duplicate message) are skipped; and how many Queries one release makes at most.
 RELEASE_LOOKAHEAD = 2
+# A job that still waits has parked within this: each parks again at its backstop, at most 2 x PARK_BACKSTOP_S after
+# it last did (the sweeper's period and a busy queue's delay are the margin). Givers of a tenant none of whose jobs
+# has parked within it look for no waiting jobs.
+WAITING_WINDOW_S = 4 * PARK_BACKSTOP_S
 RELEASE_QUERIES = 3
 
 
@@ -117,27 +124,38 @@ class TenantSlots:
     def take(self, tenant: str, *, limit: int, lease_s: int) -> Slot | None:
         """A slot for one attempt, held until ``lease_s`` from now, or None when the tenant runs ``limit`` jobs."""
         now = int(self._clock())
-        # Eventually consistent: a stale "full" parks a job that the second look after parking releases at once; a
-        # stale "room" costs one failed write. Either way the conditional write below is what keeps the limit.
-        held = _held(self._table.get_item(Key=slots_key(tenant)).get("Item"))
+        held: dict[str, int] | None = None  # not read: the first write just tries, and a refusal says what is there
         for _ in range(TAKE_TRIES):
-            expired = sorted(token for token, until in held.items() if until < now)
-            live = len(held) - len(expired)
+            expired = sorted(token for token, until in (held or {}).items() if until < now)
+            live = len(held or {}) - len(expired)
             if live >= limit:
                 return None
             slot = Slot(tenant=tenant, token=secrets.token_urlsafe(9), lease_until=now + lease_s,
                         cleared=len(expired), room=limit - live - 1)
             taken, current = self._write(slot, held=held, expired=expired, limit=limit)
+            if taken and held is None:
+                # As written: a dead worker's expired slots left in it count as room (see ``_room``), to release
+                # parked jobs into, as a take that removed them would.
+                expired = [token for token, until in current.items() if until < now]
+                return replace(slot, cleared=len(expired), room=_room(current, limit=limit, now=now))
             if taken:
                 return slot
             held = current
         return None  # lost every race: the tenant is busy; the job parks, and looks again right after
 
-    def _write(self, slot: Slot, *, held: dict[str, int], expired: list[str],
+    def _write(self, slot: Slot, *, held: dict[str, int] | None, expired: list[str],
                limit: int) -> tuple[bool, dict[str, int]]:
+        """Write the slot: with ``held`` unknown (None), into the item if it has room (a missing item, or an
+        expired slot in a full one, is a refusal that answers the item); with ``held`` known, removing ``expired``.
+        Whether it was taken, and the slots as written (taken from ``held`` unknown) or as found (refused)."""
         names: dict[str, str] = {"#held": "held", "#expires_at": "expires_at", "#new": slot.token}
         values: dict[str, Any] = {":expires": slot.lease_until + SLOTS_RETENTION_S}
-        if not held:
+        if held is None:
+            values |= {":lease": slot.lease_until, ":room": limit}
+            request = {"UpdateExpression": "SET #held.#new = :lease, #expires_at = :expires",
+                       "ConditionExpression": "attribute_exists(#held) AND size(#held) < :room",
+                       "ReturnValues": "ALL_NEW"}
+        elif not held:
             # The first slot (or the item is gone): the map is made with it.
             request = {"UpdateExpression": "SET #held = :map, #expires_at = :expires",
                        "ConditionExpression": "attribute_not_exists(#held) OR size(#held) = :zero"}
@@ -154,18 +172,19 @@ class TenantSlots:
             request = {"UpdateExpression": update, "ConditionExpression": " AND ".join(
                 ["size(#held) < :room", *(f"attribute_exists(#held.{name})" for name in gone)])}
         try:
-            self._table.update_item(Key=slots_key(slot.tenant), ExpressionAttributeNames=names,
-                                    ExpressionAttributeValues=values, ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                                    **request)
+            answer = self._table.update_item(Key=slots_key(slot.tenant), ExpressionAttributeNames=names,
+                                             ExpressionAttributeValues=values,
+                                             ReturnValuesOnConditionCheckFailure="ALL_OLD", **request)
         except ClientError as exc:
             if not is_condition_failure(exc):
                 raise
             return False, _held(from_low_level(exc.response.get("Item")))
-        return True, held
+        return True, _held(answer.get("Attributes")) if held is None else held
 
     def give_back(self, slot: Slot, *, limit: int) -> int:
-        """End the slot (a no-op when it is gone: removed as expired by another worker); the tenant's room after it,
-        from the write's own answer (the item as written, or as found when the slot was gone): no read."""
+        """End the slot (a no-op when it is gone: removed as expired by another worker); the room to release waiting
+        jobs into: the tenant's room after it, from the write's own answer (the item as written, or as found when
+        the slot was gone), or 0 when none of its jobs has parked within ``WAITING_WINDOW_S``: no read, no look."""
         try:
             answer = self._table.update_item(
                 Key=slots_key(slot.tenant), UpdateExpression="REMOVE #held.#slot",
@@ -177,7 +196,17 @@ class TenantSlots:
             if not is_condition_failure(exc):
                 raise
             item = from_low_level(exc.response.get("Item"))
-        return _room(_held(item), limit=limit, now=self._clock())
+        now = self._clock()
+        if int(now) - int((item or {}).get("parked_at", 0)) > WAITING_WINDOW_S:
+            return 0  # nobody has parked for longer than any parked job waits unseen: nobody to look for
+        return _room(_held(item), limit=limit, now=now)
+
+    def mark_parked(self, tenant: str) -> None:
+        """Note that one of the tenant's jobs parks now, before its wait item is written: a giver looks for waiting
+        jobs only while this is recent (``give_back``)."""
+        self._table.update_item(Key=slots_key(tenant), UpdateExpression="SET #parked_at = :now",
+                                ExpressionAttributeNames={"#parked_at": "parked_at"},
+                                ExpressionAttributeValues={":now": int(self._clock())})
 
 
 class WaitingJobs:

@@ -271,6 +271,7 @@ class Worker:
         take's refusal and the park was given back to no one (its giver found nobody waiting), so if the tenant
         has room now, its oldest waiting jobs are released at once."""
         assert self.slots is not None and self.waiting is not None
+        self.slots.mark_parked(tenant)
         self.waiting.park(tenant, job_id, expires_at=expires_at, queued=queued, priority=priority)
         logger.info("job parked: its tenant runs as many jobs as it may",
                     extra={"tenant": tenant, "job_id": job_id, "concurrent_jobs": limit})
