@@ -317,7 +317,7 @@ class Rig:
         real = store.complete_job
         killed = threading.Event()
 
-        def complete_job(job: Job, **fields: Any) -> bool:
+        def complete_job(job: Job, **fields: Any) -> Job | None:
             if job.id == job_id and not killed.is_set():
                 killed.set()
                 self.sim.death.kill()

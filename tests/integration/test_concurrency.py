@@ -63,12 +63,12 @@ class ClaimLog:
                 return result
             return claim
 
-        def complete(job: Any, **kwargs: Any) -> bool:
-            done = bool(real["complete_job"](job, **kwargs))
-            if done:
+        def complete(job: Any, **kwargs: Any) -> Any:
+            ended = real["complete_job"](job, **kwargs)
+            if ended is not None:
                 with self._lock:
                     self.completed.append((job.tenant, len(self.order)))
-            return done
+            return ended
 
         for name in ("claim_job", "take_over"):
             setattr(store, name, counted(name))

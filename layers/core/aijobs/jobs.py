@@ -277,14 +277,14 @@ class JobService:
                 return job
             if job.status.is_terminal:
                 raise Conflict(f"the job is {job.status.value} already", code="job_finished")
-            if self.store.cancel_job(job):
+            if (ended := self.store.cancel_job(job)) is not None:
                 logger.info("job cancelled", extra={"job_id": job.id, "was": job.status.value})
                 count("JobsCancelled")
                 if job.status is JobStatus.queued and job.attempt == 0:  # it never ran: its tokens go back
                     self._release([job], submitted=True)
                 if self.outbox is not None and self.outbox.has_destinations(job):
                     try:
-                        self.outbox.enqueue_final_event(job.id)
+                        self.outbox.enqueue_final_event(job.id, ended)
                     except Exception:
                         logger.exception("webhook not queued; the sweeper will queue it", extra={"job_id": job.id})
                 return self.get_job(tenant=tenant, job_id=job_id, consistent=True)

@@ -520,7 +520,7 @@ class JobStore:
         return {"output_text": output_text}, "output_key"
 
     def complete_job(self, job: Job, *, output_text: str | None, usage: Usage, price: Price,
-                     run: RunRecord | None = None) -> bool:
+                     run: RunRecord | None = None) -> Job | None:
         """Complete the job this worker holds the claim of, with its output (the text, or for an embedding or image
         job none: its files are in ``run``)."""
         output, stale = self._output(job, output_text) if output_text is not None else ({}, "output_key")
@@ -549,7 +549,7 @@ class JobStore:
             raise RuntimeError("no results bucket is configured (AIJOBS_RESULTS_BUCKET)")
         return self._blobs.link(key, ttl_s=ttl_s, now=self._clock())
 
-    def cancel_job(self, job: Job) -> bool:
+    def cancel_job(self, job: Job) -> Job | None:
         """Cancel a queued or running job, if it is still as read; a running job's worker then finds its claim
         lost and drops its outcome (``keep_cancelled_run`` keeps what the model made)."""
         return self._finish(job, JobStatus.cancelled, {}, expected=job.status)
@@ -613,13 +613,13 @@ class JobStore:
             set={"retried_by": retry_id}, condition="#status = :status AND attribute_not_exists(#retried_by)",
             values={":status": job.status.value})) is not None
 
-    def fail_job(self, job: Job, error: ErrorDetail, *, spent: Spent | None = None) -> bool:
+    def fail_job(self, job: Job, error: ErrorDetail, *, spent: Spent | None = None) -> Job | None:
         """Fail the job this worker holds the claim of; ``spent``: what its attempts used and cost (else nothing
         that was reported)."""
         carried = {} if spent is None else spent.fields()
         return self._finish(job, JobStatus.failed, {"error": error, **carried})
 
-    def fail_stuck_job(self, job: Job, error: ErrorDetail) -> bool:
+    def fail_stuck_job(self, job: Job, error: ErrorDetail) -> Job | None:
         """Fail a job nobody runs (its message reached the dead-letter queue), if it is still as read."""
         return self._finish(job, JobStatus.failed, {"error": error}, expected=job.status)
 
@@ -632,10 +632,12 @@ class JobStore:
         """
         carried = {} if spent is None else spent.fields()
         return self._transition(job, set={"status": JobStatus.queued.value, "error": error, **carried,
-                                          **sweep_keys(job.id, retry_at + self._grace_s)}, remove=("lease_until",))
+                                          **sweep_keys(job.id, retry_at + self._grace_s)},
+                                remove=("lease_until",)) is not None
 
     def _finish(self, job: Job, status: JobStatus, fields: dict[str, Any], remove: tuple[str, ...] = (),
-                expected: JobStatus = JobStatus.in_progress) -> bool:
+                expected: JobStatus = JobStatus.in_progress) -> Job | None:
+        """The job as it ended (its output left unread), or None when it was no longer as read."""
         now = self._now()
         # A job with a webhook destination stays in the sweep index until its webhook is queued (a claimed one is
         # there, due at its lease's end: should the webhook be lost, the sweeper queues it then); any other job
@@ -655,19 +657,22 @@ class JobStore:
         ended = self._transition(job, set={"status": status.value, "completed_at": now,
                                            "expires_at": now + self._retention_s, **fields, **keys},
                                  remove=("lease_until", *remove, *drop), expected=expected)
-        if ended and job.batch_id is not None and self._batches is not None:  # counted by the write that won
+        if ended is None:
+            return None
+        if job.batch_id is not None and self._batches is not None:  # counted by the write that won
             self._batches.job_ended(job, status, usage=fields.get("usage", job.usage),
                                     cost_usd=fields.get("cost_usd", job.cost_usd))
-        return ended
+        return read_job(ended)
 
     def _transition(self, job: Job, *, set: dict[str, Any], remove: tuple[str, ...],
-                    expected: JobStatus = JobStatus.in_progress) -> bool:
+                    expected: JobStatus = JobStatus.in_progress) -> dict[str, Any] | None:
+        """The item as written (the write's own answer: no read), or None when the job was no longer as read."""
         # Only the worker holding this attempt's claim (or the sweeper, for a job as it read it) moves the job on.
-        return conditional(self._table.update_item, Key=job_key(job.id),
-                           **update_request(set={k: v for k, v in set.items() if v is not None}, remove=remove,
-                                            condition="#status = :expected AND #attempt = :attempt",
-                                            values={":expected": expected.value,
-                                                    ":attempt": job.attempt})) is not None
+        answer = conditional(self._table.update_item, Key=job_key(job.id), ReturnValues="ALL_NEW",
+                             **update_request(set={k: v for k, v in set.items() if v is not None}, remove=remove,
+                                              condition="#status = :expected AND #attempt = :attempt",
+                                              values={":expected": expected.value, ":attempt": job.attempt}))
+        return None if answer is None else dict(answer["Attributes"])
 
     def _fail_unreadable(self, item: dict[str, Any]) -> Job | None:
         now = self._now()

@@ -145,11 +145,11 @@ class Sweeper:
             return
         if job.status is JobStatus.in_progress and (job.lease_until or 0) >= self.clock():
             return  # a worker runs it: the dead letter was a copy of its message
-        if self.store.fail_stuck_job(job, DEAD_LETTERED):
+        if (ended := self.store.fail_stuck_job(job, DEAD_LETTERED)) is not None:
             self.report.dead_lettered += 1
             logger.error("dead-lettered job failed", extra={"job_id": job.id, "attempt": job.attempt})
             if self.usage is not None:  # it ended with no usage reported: its reservation is settled at zero
                 self.usage.record_job_end(job.tenant, input_tokens=0, output_tokens=0, cost_usd=None,
                                           reservation=job.reservation)
             if self.outbox.has_destinations(job):
-                self.outbox.enqueue_final_event(job.id)
+                self.outbox.enqueue_final_event(job.id, ended)

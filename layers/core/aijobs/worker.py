@@ -378,13 +378,14 @@ class Worker:
                     job.request.response_format, made.text, finish_reason=made.finish_reason)) is not None:
                 return await self._output_invalid(job, invalid, made, price, run)
             usage, total = self._with_spent(job, made.usage, price)
-            if not await asyncio.to_thread(self.store.complete_job, job, output_text=made.text, usage=usage,
-                                           price=total, run=run):
+            ended = await asyncio.to_thread(self.store.complete_job, job, output_text=made.text, usage=usage,
+                                            price=total, run=run)
+            if ended is None:
                 return await self._claim_lost(job, made, price, run)
             logger.info("job completed", extra={"output_tokens": usage.output_tokens})
             count("JobsCompleted")
             await self._count_usage(job, made.usage, price.cost_usd)
-            return await self._finished(job)
+            return await self._finished(ended)
 
     @staticmethod
     def _with_spent(job: Job, usage: Usage, price: Price) -> tuple[Usage, Price]:
@@ -553,13 +554,13 @@ class Worker:
         """Fail the job; ``spent``: its usage and cost so far, of which ``last`` is this attempt's (an output that did
         not match its format). Without them this attempt reported no usage."""
         final = error.detail().model_copy(update={"retryable": False})  # a failed job never runs again
-        if not await asyncio.to_thread(self.store.fail_job, job, final, spent=spent):
+        if (ended := await asyncio.to_thread(self.store.fail_job, job, final, spent=spent)) is None:
             return DONE
         logger.warning("job failed", extra={"error_type": error.type, "error_code": error.code})
         count("JobsFailed", error_type=error.type)
         usage, price = last or (Usage(), None)  # no usage: its reservation is settled at zero
         await self._count_usage(job, usage, price.cost_usd if price else None)
-        return await self._finished(job)
+        return await self._finished(ended)
 
     async def _count_usage(self, job: Job, usage: Usage, cost: Decimal | None, *, settle: bool = True) -> None:
         """Add an attempt's usage and cost to its tenant's day (once: only the worker whose write moved the job on
@@ -575,16 +576,18 @@ class Worker:
             logger.exception("usage not counted", extra={"job_id": job.id})
             count("UsageNotCounted")
 
-    async def _finished(self, job: Job) -> Outcome:
+    async def _finished(self, ended: Job) -> Outcome:
+        """``ended``: the job as its terminal write left it."""
         # A callback_url, or the tenant's webhook endpoints (a cached read): else nothing to queue, at no cost.
-        return await self._queue_webhook(job.id) if self.outbox and self.outbox.has_destinations(job) else DONE
+        return await self._queue_webhook(ended.id, ended) if self.outbox and self.outbox.has_destinations(ended) \
+            else DONE
 
-    async def _queue_webhook(self, job_id: str) -> Outcome:
+    async def _queue_webhook(self, job_id: str, ended: Job | None = None) -> Outcome:
         """Queue a finished job's webhook (a no-op when queued already); if that fails, the sweeper queues it."""
         if self.outbox is None:
             return DONE
         try:
-            await asyncio.to_thread(self.outbox.enqueue_final_event, job_id)
+            await asyncio.to_thread(self.outbox.enqueue_final_event, job_id, ended)
         except Exception:
             # Not the jobs message's business: holding it would only walk it to the dead-letter queue.
             logger.exception("webhook not queued; the sweeper will queue it", extra={"job_id": job_id})

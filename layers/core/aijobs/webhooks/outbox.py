@@ -52,14 +52,14 @@ class WebhookOutbox:
             found += [e.id for e in self.endpoints.subscribed(job.tenant, event_type(job), cached=cached)]
         return found
 
-    def enqueue_final_event(self, job_id: str) -> bool:
+    def enqueue_final_event(self, job_id: str, ended: Job | None = None) -> bool:
         """Queue the deliveries of the job's final event unless they are queued already; True if queued now.
 
         Safe to call again and again (the worker calls it on every duplicate message of a finished job, which
         is how a delivery lost between the terminal write and the enqueue is made good). False too when the
-        event has nowhere to go.
+        event has nowhere to go. ``ended``: the job as the caller's terminal write left it (else it is read).
         """
-        job = self.store.get_job(job_id, consistent=True, with_output=False)
+        job = ended or self.store.get_job(job_id, consistent=True, with_output=False)
         if job is None or not job.status.is_terminal or not (destinations := self.destinations(job)):
             return False
         event = self.store.mark_final_event(job)
