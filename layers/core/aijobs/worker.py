@@ -38,6 +38,7 @@ from aijobs.pricing import Price, estimate_cost, image_cost
 from aijobs.providers import ModelProvider
 from aijobs.queues import MAX_DELAY_S
 from aijobs.retry import RetryPolicy
+from aijobs.status_checks import StatusChecks
 from aijobs.store import Claim, JobStore, RunRecord, Spent
 from aijobs.structured import check_output
 from aijobs.tokens import stopped_call_usage
@@ -161,6 +162,7 @@ class Worker:
         self.retry = retry
         self.lease_s = lease_s
         self.cancel_check_s = cancel_check_s
+        self.status_checks = StatusChecks(store, period_s=cancel_check_s)
         self.flush_s = flush_s
         self.outbox = outbox
         self.clock = clock
@@ -482,15 +484,16 @@ class Worker:
 
         While the model streams, what it made since the last flush goes to the job's output log every ``flush_s``
         for a ``stream: true`` job (else every ``QUIET_FLUSH_S``): one small chunk write, with the progress so far.
-        Every ``cancel_check_s`` the worker reads the job's status (a projected GetItem): a cancel stops the call
-        within about that, whether the model is silent or not. The job item itself is not written until the call
-        ends: a write's units follow the item's size, and a chunk is small.
+        Every ``cancel_check_s`` the worker reads the job's status (with every other running job's of the process,
+        status_checks.py): a cancel stops the call within about that, whether the model is silent or not. The job
+        item itself is not written until the call ends: a write's units follow the item's size, and a chunk is
+        small.
         """
         parts: list[str] = []
         call = asyncio.create_task(self._make(job, parts))
         flush_s = self.flush_s if job.request.stream else QUIET_FLUSH_S
         started = time.monotonic()
-        next_flush, next_check, flushed = started + flush_s, started + self.cancel_check_s, 0
+        next_flush, next_check, flushed = started + flush_s, self.status_checks.next_check(started), 0
         try:
             while not (await asyncio.wait({call}, timeout=max(0.0, min(next_flush, next_check) - time.monotonic())))[0]:
                 now = time.monotonic()
@@ -504,8 +507,8 @@ class Worker:
                                                 progress=progress)
                         log.seq, log.chars = log.seq + 1, progress.output_chars
                 if now >= next_check:
-                    next_check = max(next_check + self.cancel_check_s, now)
-                    state = await asyncio.to_thread(self.store.get_state, job.id)
+                    next_check = self.status_checks.next_check(now)
+                    state = await self.status_checks.state(job.id)
                     if state is None or state.status is not JobStatus.in_progress or state.attempt != job.attempt:
                         return Stopped("".join(parts))
             return call.result()

@@ -1,0 +1,66 @@
+"""The worker's status checks: the running jobs of a process are read together, each gets its own state."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from aijobs.models.jobs import JobStatus
+from aijobs.status_checks import StatusChecks
+from aijobs.store import JobState
+
+
+class Store:
+    def __init__(self, states: dict[str, JobState], error: Exception | None = None) -> None:
+        self.states, self.error = states, error
+        self.reads: list[list[str]] = []
+
+    def get_states(self, job_ids: list[str], **_: Any) -> dict[str, JobState]:
+        self.reads.append(sorted(job_ids))
+        if self.error is not None:
+            raise self.error
+        return {job_id: self.states[job_id] for job_id in job_ids if job_id in self.states}
+
+
+def _state(status: JobStatus) -> JobState:
+    return JobState(tenant="t", status=status, attempt=1)
+
+
+def test_the_checks_of_one_instant_are_one_read_and_each_job_gets_its_state() -> None:
+    store = Store({"a": _state(JobStatus.in_progress), "b": _state(JobStatus.cancelled)})
+    checks = StatusChecks(store, period_s=0.5)  # type: ignore[arg-type]
+
+    async def main() -> list[Any]:
+        first = await asyncio.gather(*(checks.state(job_id) for job_id in ("a", "b", "gone")))
+        second = await checks.state("a")
+        return [*first, second]
+
+    a, b, gone, again = asyncio.run(main())
+
+    assert store.reads == [["a", "b", "gone"], ["a"]]
+    assert a.status is JobStatus.in_progress and b.status is JobStatus.cancelled and gone is None
+    assert again == a
+
+
+def test_a_failed_read_reaches_every_check_of_its_instant() -> None:
+    checks = StatusChecks(Store({}, error=RuntimeError("throttled")), period_s=0.5)  # type: ignore[arg-type]
+
+    async def main() -> list[Any]:
+        return await asyncio.gather(checks.state("a"), checks.state("b"), return_exceptions=True)
+
+    assert [str(e) for e in asyncio.run(main())] == ["throttled", "throttled"]
+
+
+@pytest.mark.parametrize(("now", "expected"), [(0.0, 0.5), (0.1, 0.5), (0.5, 1.0), (12.74, 13.0)])
+def test_every_job_checks_at_the_same_instants(now: float, expected: float) -> None:
+    assert StatusChecks(Store({}), period_s=0.5).next_check(now) == pytest.approx(expected)  # type: ignore[arg-type]
+
+
+def test_checks_in_another_event_loop_are_read_in_it() -> None:
+    store = Store({"a": _state(JobStatus.in_progress)})
+    checks = StatusChecks(store, period_s=0.5)  # type: ignore[arg-type]
+
+    assert asyncio.run(checks.state("a")) == asyncio.run(checks.state("a"))  # two invocations, two loops
+    assert store.reads == [["a"], ["a"]]
