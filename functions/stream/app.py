@@ -11,7 +11,7 @@ from aijobs.observability import metrics
 from aijobs.settings import get_settings
 
 get_settings()  # validate the environment at cold start: the adapter sends nothing until /healthz answers
-api = create_app()
+api = create_app(lazy_routes=True)  # each route module imported by the first request that needs it
 
 
 async def app(scope: Scope, receive: Receive, send: Send) -> None:

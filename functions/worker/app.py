@@ -3,6 +3,7 @@ failures)."""
 
 from typing import Any
 
+from aijobs import snapstart
 from aijobs.models.messages import JobMessage
 from aijobs.observability import logger, metrics
 from aijobs.services import get_services
@@ -17,3 +18,13 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return process_batch(event, context, body=JobMessage,
                          run=lambda message: services.worker.run(message.job_id, sent_at=message.sent_at),
                          redeliver_in=services.job_queue.delay_redelivery)
+
+
+def warm() -> None:
+    """Before a SnapStart snapshot: the worker, its model client's package and the batch processor, made once."""
+    import aws_lambda_powertools.utilities.batch  # noqa: F401  (sqs_batch imports it at the first batch)
+
+    _ = services.worker
+
+
+snapstart.register(warm)

@@ -17,10 +17,11 @@ import pytest
 from openai import AsyncOpenAI
 from pydantic import ValidationError
 
-from aijobs import backends as backends_module
-from aijobs.backends import ModelBackends, ModelRouter, listed_backend, listed_models, single_backend
+from aijobs import model_router as router_module
+from aijobs.backends import ModelBackends, listed_backend, listed_models, single_backend
 from aijobs.errors import ContentFiltered, ProviderError, ProviderRateLimited
 from aijobs.local.fake_model import create_fake_model
+from aijobs.model_router import ModelRouter
 from aijobs.models.jobs import JobRequest, Usage
 from aijobs.providers import Delta, ModelProvider, OpenAIProvider, StreamEnd, StreamEvent
 from aijobs.settings import Settings
@@ -206,8 +207,8 @@ def test_when_every_candidate_fails_retryably_the_last_error_is_raised() -> None
 def test_a_fallback_is_logged_with_the_backends_and_counted(monkeypatch: pytest.MonkeyPatch) -> None:
     logged: list[tuple[str, dict[str, Any]]] = []
     counted: list[str] = []
-    monkeypatch.setattr(backends_module.logger, "info", lambda msg, extra: logged.append((msg, extra)))
-    monkeypatch.setattr(backends_module, "count", counted.append)
+    monkeypatch.setattr(router_module.logger, "info", lambda msg, extra: logged.append((msg, extra)))
+    monkeypatch.setattr(router_module, "count", counted.append)
     router = ModelRouter(TWO, {"first": _answering(503), "second": _fake_model()})
 
     _complete(router)

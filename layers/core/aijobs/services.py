@@ -6,39 +6,42 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-import boto3
-from pydantic import SecretStr
-
-from aijobs.backends import SINGLE_BACKEND, ModelBackends, single_backend
-from aijobs.batches import BatchService, BatchStore
 from aijobs.clock import Clock, system_clock
-from aijobs.jobs import JobService
-from aijobs.queues import DeliveryQueue, JobQueue
 from aijobs.settings import Settings, get_settings
-from aijobs.store import JobStore, OutputBlobs
-from aijobs.tenants import FailedAuthentications, TenantService, TenantStore
-from aijobs.usage import UsageService, UsageStore
-from aijobs.webhooks.endpoints import WebhookEndpoints
-from aijobs.webhooks.guard import CallbackGuard
-from aijobs.webhooks.outbox import WebhookOutbox
-from aijobs.webhooks.slots import HostSlots
-from aijobs.webhooks.store import WebhookStore
 
+# Each service's module is imported where the service is first made, not here: a function loads what its own
+# handler uses (the scheduler never loads the worker's model client, nor the webhook function the job store's
+# readers), and its cold start pays for nothing else (issue 16). The names below are for the annotations.
 if TYPE_CHECKING:
-    from aijobs.backends import ModelRouter
+    import boto3
+    from pydantic import SecretStr
+
+    from aijobs.backends import ModelBackends
+    from aijobs.batches import BatchService, BatchStore
     from aijobs.collections import CollectionService
     from aijobs.concurrency import WaitingJobs
     from aijobs.documents import DocumentIndexer
     from aijobs.idempotency import Idempotency
+    from aijobs.jobs import JobService
+    from aijobs.model_router import ModelRouter
     from aijobs.models.jobs import FileLink
     from aijobs.prompts import PromptService
+    from aijobs.queues import DeliveryQueue, JobQueue
     from aijobs.rates import Limiter
     from aijobs.schedules.service import ScheduleService
+    from aijobs.store import JobStore, OutputBlobs
     from aijobs.streams import JobEvents
     from aijobs.sweeper import Sweeper
+    from aijobs.tenants import TenantService
+    from aijobs.usage import UsageService, UsageStore
     from aijobs.vectors import VectorIndex
     from aijobs.waits import JobWaits
     from aijobs.webhooks.dispatcher import WebhookDispatcher
+    from aijobs.webhooks.endpoints import WebhookEndpoints
+    from aijobs.webhooks.guard import CallbackGuard
+    from aijobs.webhooks.outbox import WebhookOutbox
+    from aijobs.webhooks.slots import HostSlots
+    from aijobs.webhooks.store import WebhookStore
     from aijobs.worker import Worker
 
 
@@ -55,6 +58,8 @@ class Services:
     _admin_key_value: str | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
+        from aijobs.webhooks.slots import HostSlots
+
         self.webhook_slots = HostSlots(self.settings.webhook_max_in_flight_per_host)
 
     # --- clients ----------------------------------------------------------------------------------
@@ -94,11 +99,15 @@ class Services:
     @cached_property
     def _blobs(self) -> OutputBlobs | None:
         """The results bucket (AIJOBS_RESULTS_BUCKET): outputs too large for an item, files, documents' texts."""
+        from aijobs.store import OutputBlobs
+
         return OutputBlobs(bucket=self.settings.results_bucket, client_factory=self._s3) if (
             self.settings.results_bucket) else None
 
     @cached_property
     def store(self) -> JobStore:
+        from aijobs.store import JobStore
+
         return JobStore(table_name=self.settings.jobs_table, resource=self.dynamodb, clock=self.clock,
                         retention_s=self.settings.retention_s, blobs=self._blobs,
                         sweep_grace_s=self.settings.sweep_grace_s,
@@ -107,6 +116,8 @@ class Services:
 
     @cached_property
     def batch_store(self) -> BatchStore:
+        from aijobs.batches import BatchStore
+
         return BatchStore(table=self.table, retention_s=self.settings.retention_s, clock=self.clock)
 
     def file_link(self, key: str) -> FileLink:
@@ -115,29 +126,41 @@ class Services:
 
     @cached_property
     def webhook_store(self) -> WebhookStore:
+        from aijobs.webhooks.store import WebhookStore
+
         return WebhookStore(table=self.table, clock=self.clock)
 
     @cached_property
     def webhook_endpoints(self) -> WebhookEndpoints:
+        from aijobs.webhooks.endpoints import WebhookEndpoints
+
         return WebhookEndpoints(table=self.table, guard=self.callback_guard, clock=self.clock)
 
     @cached_property
     def job_queue(self) -> JobQueue:
+        from aijobs.queues import JobQueue
+
         return JobQueue(queue_urls=self.settings.jobs_queue_urls, client=self.sqs, clock=self.clock)
 
     @cached_property
     def delivery_queue(self) -> DeliveryQueue:
+        from aijobs.queues import DeliveryQueue
+
         return DeliveryQueue(queue_url=self.settings.deliveries_queue_url, client=self.sqs)
 
     # --- services ---------------------------------------------------------------------------------
 
     @cached_property
     def callback_guard(self) -> CallbackGuard:
+        from aijobs.webhooks.guard import CallbackGuard
+
         return CallbackGuard(allow_private=self.settings.allow_private_callbacks,
                              allow_http=self.settings.allow_http_callbacks)
 
     @cached_property
     def jobs(self) -> JobService:
+        from aijobs.jobs import JobService
+
         return JobService(store=self.store, queue=self.job_queue, default_model=self.settings.default_model,
                           retention_s=self.settings.retention_s, request_key_ttl_s=self.settings.idempotency_ttl_s,
                           callbacks=self.callback_guard, outbox=self.outbox, clock=self.clock,
@@ -146,6 +169,8 @@ class Services:
 
     @cached_property
     def batches(self) -> BatchService:
+        from aijobs.batches import BatchService
+
         return BatchService(store=self.batch_store, jobs=self.jobs, clock=self.clock,
                             results_settle_s=self.settings.batch_results_settle_s)
 
@@ -168,6 +193,8 @@ class Services:
 
     @cached_property
     def usage_store(self) -> UsageStore:
+        from aijobs.usage import UsageStore
+
         return UsageStore(table=self.table, clock=self.clock)
 
     @cached_property
@@ -178,6 +205,8 @@ class Services:
 
     @cached_property
     def usage(self) -> UsageService:
+        from aijobs.usage import UsageService
+
         return UsageService(store=self.usage_store, limits=self.tenants.limits)
 
     @cached_property
@@ -194,6 +223,8 @@ class Services:
 
     @cached_property
     def tenants(self) -> TenantService:
+        from aijobs.tenants import FailedAuthentications, TenantService, TenantStore
+
         return TenantService(store=TenantStore(table=self.table, clock=self.clock), secrets=self.webhook_store,
                              key_cache_s=self.settings.api_key_cache_s, limit_defaults=self.settings.default_limits,
                              secret_overlap_s=self.settings.webhook_secret_overlap_s,
@@ -205,6 +236,8 @@ class Services:
 
     @cached_property
     def outbox(self) -> WebhookOutbox:
+        from aijobs.webhooks.outbox import WebhookOutbox
+
         return WebhookOutbox(store=self.store, ledger=self.webhook_store, queue=self.delivery_queue,
                              redeliveries_per_hour=self.settings.redeliveries_per_hour, clock=self.clock,
                              endpoints=self.webhook_endpoints)
@@ -272,6 +305,9 @@ class Services:
     @cached_property
     def model_backends(self) -> ModelBackends:
         """The configured backends (AIJOBS_MODEL_BACKENDS), else the one of AIJOBS_MODEL_BASE_URL for every model."""
+
+        from aijobs.backends import single_backend
+
         return self.settings.model_backends or single_backend(self.settings.model_base_url)
 
     @cached_property
@@ -280,7 +316,8 @@ class Services:
         # openai is imported here, not at module level: the API function never loads it.
         from openai import AsyncOpenAI
 
-        from aijobs.backends import ModelRouter
+        from aijobs.backends import SINGLE_BACKEND
+        from aijobs.model_router import ModelRouter
         from aijobs.providers import OpenAIProvider
 
         def provider(base_url: str | None, api_key: str) -> OpenAIProvider:
@@ -313,6 +350,19 @@ class Services:
                        resend_after_s=self.settings.sweep_resend_after_s, limit=self.settings.sweep_limit,
                        clock=self.clock, usage=self.usage_store)
 
+    def renew_clients(self) -> None:
+        """Forget the session, every client and every service holding one; each is made again when next used.
+
+        For a copy restored from a SnapStart snapshot (aijobs/snapstart.py): what was made before the snapshot (no
+        I/O, so no open connection) must not be shared by the copies. Settings and the per-host webhook slots stay.
+        """
+        import boto3
+
+        kept = {"settings", "session", "clock", "webhook_slots", "_admin_key_value"}
+        for name in [name for name in vars(self) if name not in kept]:
+            del self.__dict__[name]
+        self.session = boto3.session.Session(region_name=self.settings.region)
+
     def _admin_key(self) -> str | None:
         """The admin key (None: the admin API is off): AIJOBS_ADMIN_KEY, else the secret AIJOBS_ADMIN_KEY_SECRET_ARN
         names, read on the first admin request and kept for the process (a failed read is tried again next time)."""
@@ -342,8 +392,15 @@ _services: Services | None = None
 def get_services() -> Services:
     global _services
     if _services is None:
+        import boto3
+
         settings = get_settings()
         _services = Services(settings=settings, session=boto3.session.Session(region_name=settings.region))
+    return _services
+
+
+def current_services() -> Services | None:
+    """The process's services if they were made (None: not yet)."""
     return _services
 
 

@@ -1,24 +1,35 @@
-"""The one settings model, read from the environment (prefix ``AIJOBS_``) and validated at cold start."""
+"""The one settings model, read from the environment (prefix ``AIJOBS_``) and validated at cold start.
+
+A pydantic model fed by ``_environment`` rather than pydantic-settings' ``BaseSettings``: every function builds it at
+cold start, and pydantic-settings' import (its sources, and asyncio through them) took a third of a bare
+``import boto3`` (issue 16). What it did here, this does the same: a keyword argument wins over the environment,
+names are matched whatever their case, and a value is given to pydantic as the string it is (no JSON decoding: the
+structured settings parse their own strings).
+"""
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
-from typing import Annotated
+from typing import TYPE_CHECKING, Any
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from aijobs.backends import ModelBackends, parse_model_backends
-from aijobs.models.jobs import Priority
-from aijobs.models.tenants import Limits, TenantLimits
+
+if TYPE_CHECKING:
+    from aijobs.models.jobs import Priority
+    from aijobs.models.tenants import Limits, TenantLimits
+
+ENV_PREFIX = "AIJOBS_"
 
 # API Gateway's HTTP API gives an integration 30 s at most; a synchronous wait must end well before.
 WAIT_LIMIT_S = 20
 
 
-class Settings(BaseSettings):
+class Settings(BaseModel):
     # An invalid value is never echoed in the error: some settings hold keys.
-    model_config = SettingsConfigDict(env_prefix="AIJOBS_", extra="ignore", hide_input_in_errors=True)
+    model_config = ConfigDict(extra="ignore", hide_input_in_errors=True, validate_default=True)
 
     stage: str = "dev"
     jobs_table: str = "aijobs-jobs"
@@ -43,13 +54,13 @@ class Settings(BaseSettings):
     embedding_model: str = "text-embedding-3-small"
     # The S3 buckets a collection's documents may name (POST /v1/collections/{id}/documents with s3): "a,b" in the
     # environment; the worker is granted reads on them (template parameter DocumentSourceBuckets). Empty: none.
-    document_source_buckets: Annotated[frozenset[str], NoDecode] = frozenset()
+    document_source_buckets: frozenset[str] = frozenset()
     model_base_url: str | None = None
     model_api_key: SecretStr | None = None
     model_api_key_secret_arn: str | None = None
     # Several backends, routing by model and fallback (aijobs/backends.py, README "Model backends"): JSON, checked
     # here at cold start. Unset or empty: the one backend above serves every model.
-    model_backends: Annotated[ModelBackends | None, NoDecode] = None
+    model_backends: ModelBackends | None = None
 
     result_retention_hours: int = Field(default=168, ge=1)
     # How long a presigned URL of an output file (an embedding job's vectors, an image) works: a job read again gets
@@ -85,7 +96,7 @@ class Settings(BaseSettings):
     allow_private_callbacks: bool = False  # loopback and private networks (the local stack turns it on)
     allow_http_callbacks: bool = False
     # Seconds to wait before each delivery attempt of one event, the first included; "0,5,300" in the environment.
-    webhook_retry_schedule: Annotated[tuple[int, ...], NoDecode] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
+    webhook_retry_schedule: tuple[int, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
     # One attempt: connect_timeout_s to resolve the name and again to connect, read_timeout_s without a byte from the
     # receiver, webhook_timeout_s in all whatever the receiver does (one trickling its answer too). Well under the
     # 60 s attempt lease.
@@ -127,6 +138,16 @@ class Settings(BaseSettings):
     # Local development only: "tenantA:keyA,tenantB:keyB" seeds keys in the dev stack.
     dev_api_keys: str | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _environment(cls, values: Any) -> Any:
+        """``AIJOBS_<NAME>`` (any case) for each setting not given as a keyword argument."""
+        if not isinstance(values, dict):
+            return values
+        environment = {name[len(ENV_PREFIX):].lower(): value for name, value in os.environ.items()
+                       if name.upper().startswith(ENV_PREFIX)}
+        return {**{name: environment[name] for name in cls.model_fields if name in environment}, **values}
+
     @field_validator("model_backends", mode="before")
     @classmethod
     def _backends_are_json(cls, value: object) -> object:
@@ -166,6 +187,8 @@ class Settings(BaseSettings):
 
     def default_limits(self, limits: TenantLimits | None = None) -> Limits:
         """The limits in force for a tenant that set ``limits`` (None: nothing set)."""
+        from aijobs.models.tenants import Limits
+
         set_ = limits.model_dump(exclude_none=True) if limits is not None else {}
         return Limits.model_validate({
             "requests_per_minute": self.limit_requests_per_minute, "tokens_per_minute": self.limit_tokens_per_minute,
