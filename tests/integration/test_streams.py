@@ -168,3 +168,41 @@ def test_a_stream_closes_after_its_longest_time_and_the_client_resumes(
     assert time.monotonic() - started < 20  # it closed by itself (a guard against a hang, not a timing)
     assert [e.event for e in events if e.id] == ["status"]
     assert any("Last-Event-ID" in c for c in events[-1].comments)
+
+
+def _logged_chunks(services: Services, job_id: str) -> int:
+    return len(services.store.output_chunks(job_id, 1, after=0, consistent=True))
+
+
+def test_a_job_nobody_looks_at_while_it_runs_writes_no_output_log(
+        api: Any, services: Services, worker_handler: Any) -> None:
+    job_id = api.post("/v1/jobs", json={"input": "unwatched [[tokens=30]] [[token_ms=50]]"}).json()["id"]
+    run_worker(services, worker_handler)  # 1.5 s of streamed tokens, no GET or stream meanwhile
+    job = api.get(f"/v1/jobs/{job_id}").json()
+    assert job["status"] == "completed" and len(job["output"]["text"].split()) == 30
+    assert _logged_chunks(services, job_id) == 0  # no flush: a quiet job's output is written once, at its end
+
+
+def test_a_look_at_a_running_job_makes_its_worker_flush_its_output_so_far(
+        api: Any, services: Services, worker_handler: Any) -> None:
+    job_id = api.post("/v1/jobs", json={"input": "watched [[tokens=60]] [[token_ms=50]]"}).json()["id"]
+    worker = _in_background(services, worker_handler)
+    eventually(lambda: api.get(f"/v1/jobs/{job_id}").json()["status"] == "in_progress", timeout_s=10)
+    running = eventually(lambda: (j := api.get(f"/v1/jobs/{job_id}").json())["status"] == "in_progress"
+                         and j["output"] and j["progress"] and j, timeout_s=10)
+    worker.join(timeout=30)
+    done = api.get(f"/v1/jobs/{job_id}").json()
+    assert done["status"] == "completed" and done["output"]["text"].startswith(running["output"]["text"])
+    assert 0 < running["progress"]["output_tokens"] < 60
+    assert _logged_chunks(services, job_id) >= 1
+
+
+def test_streaming_a_job_that_is_not_stream_true_shows_its_output_as_it_comes(
+        server: UvicornThread, api: Any, services: Services, worker_handler: Any) -> None:
+    job_id = api.post("/v1/jobs", json={"input": "quiet [[tokens=60]] [[token_ms=50]]"}).json()["id"]
+    worker = _in_background(services, worker_handler)
+    events = _events(server, job_id)
+    worker.join(timeout=30)
+    deltas = [e for e in events if e.event == "delta"]
+    assert len(deltas) >= 2  # the open stream made its worker flush while it ran, not all at the end
+    assert events[-1].event == "completed" and _text(events) == events[-1].json()["output"]["text"]

@@ -28,7 +28,7 @@ from aijobs.models.jobs import Job, JobRequest, JobStatus, JobStatusItem, Status
 from aijobs.models.tenants import Limits
 from aijobs.observability import count, logger
 from aijobs.queues import MAX_DELAY_S, JobQueue
-from aijobs.store import JobFilters, JobStore
+from aijobs.store import WATCH_RENEW_S, JobFilters, JobStore
 from aijobs.webhooks.guard import CallbackGuard
 from aijobs.webhooks.outbox import WebhookOutbox
 
@@ -350,9 +350,16 @@ class JobService:
         """The job as ``GET /v1/jobs/{id}`` shows it: a running one with its output so far (from its output log)."""
         job = self.get_job(tenant=tenant, job_id=job_id)
         if job.status is JobStatus.in_progress:
+            self.watch(job)
             text, job.progress = self.store.partial_output(job)
             job.output_text = text or None
         return job
+
+    def watch(self, job: Job) -> None:
+        """Someone looks at the running job: its worker flushes its output as it comes for the next WATCHED_FOR_S
+        (renewed once the last look is WATCH_RENEW_S old: one write per WATCH_RENEW_S, however often it is read)."""
+        if job.watched_at is None or self.clock() - job.watched_at >= WATCH_RENEW_S:
+            self.store.mark_watched(job)
 
     def list_jobs(self, *, tenant: str, status: JobStatus | None, limit: int, cursor: str | None,
                   schedule_id: str | None = None, batch_id: str | None = None,

@@ -122,6 +122,7 @@ class JobState(NamedTuple):
     expires_at: int | None = None
     lease_until: int | None = None
     priority: Priority = "normal"  # its lane (a parked job released is sent to it)
+    watched_at: int | None = None  # when someone last looked at it running (Job.watched_at)
 
 
 def read_job(item: dict[str, Any]) -> Job:
@@ -193,7 +194,12 @@ def _run_fields(run: RunRecord | None) -> dict[str, Any]:
     return {name: value for name, value in fields.items() if value is not None}
 
 
-_STATE_FIELDS = ("id", "tenant", "status", "attempt", "expires_at", "created_at", "lease_until", "request.priority")
+# A look at a running job (GET /v1/jobs/{id}, a stream of it) keeps its worker flushing its output for this long;
+# readers renew it once it is WATCH_RENEW_S old (a poller every few seconds costs a write every WATCH_RENEW_S).
+WATCHED_FOR_S = 30
+WATCH_RENEW_S = 10
+_STATE_FIELDS = ("id", "tenant", "status", "attempt", "expires_at", "created_at", "lease_until", "request.priority",
+                 "watched_at")
 
 
 def _projection(fields: tuple[str, ...]) -> dict[str, Any]:
@@ -348,7 +354,8 @@ class JobStore:
                                          created_at=int(_number(item.get("created_at", 0))),
                                          expires_at=_optional_int(item.get("expires_at")),
                                          lease_until=_optional_int(item.get("lease_until")),
-                                         priority=_priority(item.get("request")))
+                                         priority=_priority(item.get("request")),
+                                         watched_at=_optional_int(item.get("watched_at")))
 
     def _batch_get(self, keys: list[Key], *, consistent: bool,
                    fields: tuple[str, ...] | None = None) -> Iterator[dict[str, Any]]:
@@ -505,6 +512,13 @@ class JobStore:
                 chunks.append(OutputChunk(str(item["text"]), Progress.model_validate(item.get("progress") or {})))
             window = min(window * 2, 100)
         return chunks
+
+    def mark_watched(self, job: Job) -> None:
+        """Note that someone looks at the running attempt now (its worker then flushes its output as it comes); a
+        no-op once the attempt has moved on."""
+        conditional(self._table.update_item, Key=job_key(job.id), **update_request(
+            set={"watched_at": self._now()}, condition="#status = :running AND #attempt = :attempt",
+            values={":running": JobStatus.in_progress.value, ":attempt": job.attempt}))
 
     def partial_output(self, job: Job) -> tuple[str, Progress | None]:
         """A running job's output so far (its attempt's output log), and how far its model call has got."""

@@ -28,7 +28,7 @@ import anyio.to_thread
 
 from aijobs.clock import Clock, system_clock
 from aijobs.models.jobs import Job, JobStatus
-from aijobs.store import JobStore
+from aijobs.store import WATCH_RENEW_S, JobStore
 
 # Event ids per attempt: an attempt's chunks never come near it (the worker flushes a few times a second, for at
 # most the job's timeout).
@@ -112,7 +112,12 @@ class JobEvents:
             return None
         if state.status.is_terminal:
             return await anyio.to_thread.run_sync(lambda: self._store.get_job(job.id, consistent=True))
-        return job.model_copy(update={"status": state.status, "attempt": state.attempt})
+        job = job.model_copy(update={"status": state.status, "attempt": state.attempt})
+        if state.status is JobStatus.in_progress and not job.request.stream and (
+                state.watched_at is None or self._clock() - state.watched_at >= WATCH_RENEW_S):
+            # Streamed while it runs: its worker flushes its output while someone looks (worker._call_model).
+            await anyio.to_thread.run_sync(self._store.mark_watched, job)
+        return job
 
     async def _chunks(self, job_id: str, attempt: int, after: int, *, limit: int | None = None,
                       consistent: bool = False, first_window: int = 4) -> list[str]:

@@ -39,7 +39,7 @@ from aijobs.providers import ModelProvider
 from aijobs.queues import MAX_DELAY_S
 from aijobs.retry import RetryPolicy
 from aijobs.status_checks import StatusChecks
-from aijobs.store import Claim, JobStore, RunRecord, Spent
+from aijobs.store import WATCHED_FOR_S, Claim, JobStore, RunRecord, Spent
 from aijobs.structured import check_output
 from aijobs.tokens import stopped_call_usage
 
@@ -483,7 +483,9 @@ class Worker:
         is then closed, so the provider stops generating.
 
         While the model streams, what it made since the last flush goes to the job's output log every ``flush_s``
-        for a ``stream: true`` job (else every ``QUIET_FLUSH_S``): one small chunk write, with the progress so far.
+        for a ``stream: true`` job; another job's, every ``QUIET_FLUSH_S`` while someone looks at it (a GET or a
+        stream of it while it runs, ``watched_at``, seen at a status check), and not at all while nobody does: one
+        small chunk write, with the progress so far.
         Every ``cancel_check_s`` the worker reads the job's status (with every other running job's of the process,
         status_checks.py): a cancel stops the call within about that, whether the model is silent or not. The job
         item itself is not written until the call ends: a write's units follow the item's size, and a chunk is
@@ -494,12 +496,13 @@ class Worker:
         flush_s = self.flush_s if job.request.stream else QUIET_FLUSH_S
         started = time.monotonic()
         next_flush, next_check, flushed = started + flush_s, self.status_checks.next_check(started), 0
+        watched = job.request.stream  # another job's output is flushed only while someone looks at it
         try:
             while not (await asyncio.wait({call}, timeout=max(0.0, min(next_flush, next_check) - time.monotonic())))[0]:
                 now = time.monotonic()
                 if now >= next_flush:
                     next_flush = max(next_flush + flush_s, now)
-                    if len(parts) > flushed:
+                    if watched and len(parts) > flushed:
                         new, flushed = "".join(parts[flushed:]), len(parts)
                         progress = Progress(output_tokens=flushed, output_chars=log.chars + len(new),
                                             elapsed_ms=int((now - started) * 1000))
@@ -511,6 +514,10 @@ class Worker:
                     state = await self.status_checks.state(job.id)
                     if state is None or state.status is not JobStatus.in_progress or state.attempt != job.attempt:
                         return Stopped("".join(parts))
+                    looked = state.watched_at is not None and self.clock() - state.watched_at <= WATCHED_FOR_S
+                    if looked and not watched:
+                        next_flush = now  # what it has made so far, at once
+                    watched = job.request.stream or looked
             return call.result()
         finally:
             if not call.done():

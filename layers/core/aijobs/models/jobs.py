@@ -388,6 +388,9 @@ class Job(BaseModel):
     webhook_event_id: str | None = None
     webhook_event_for: str | None = None
     webhook_enqueued: bool = False
+    # When someone last looked at it running (GET, a stream): its worker flushes a job's output as it comes while
+    # someone looks (a ``stream: true`` job's always). Unix seconds.
+    watched_at: int | None = None
     reservation: Reservation | None = None  # what it reserved at admission (not shown by the API)
     status_details: StatusDetails | None = None  # a deferred job's reason to wait (it has no reservation yet)
     # Which API made it (its webhooks and events speak that API's language): POST /v1/jobs, or POST /v1/responses.
