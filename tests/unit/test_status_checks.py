@@ -64,3 +64,22 @@ def test_checks_in_another_event_loop_are_read_in_it() -> None:
 
     assert asyncio.run(checks.state("a")) == asyncio.run(checks.state("a"))  # two invocations, two loops
     assert store.reads == [["a"], ["a"]]
+
+
+def test_loops_in_threads_side_by_side_each_get_their_answers() -> None:
+    # One worker serves several event loops at once (the local stack's worker threads): none may lose another's check.
+    import threading
+
+    store = Store({f"j{i}": _state(JobStatus.in_progress) for i in range(8)})
+    checks = StatusChecks(store, period_s=0.5)  # type: ignore[arg-type]
+    answers: dict[int, Any] = {}
+
+    def thread(i: int) -> None:
+        answers[i] = asyncio.run(asyncio.wait_for(checks.state(f"j{i}"), timeout=5))
+
+    threads = [threading.Thread(target=thread, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert {i: a.status for i, a in answers.items()} == dict.fromkeys(range(8), JobStatus.in_progress)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import weakref
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -20,13 +21,20 @@ if TYPE_CHECKING:
 GATHER_S = 0.02
 
 
+class _Instant:
+    """The checks of one event loop (a worker process may run several, one a thread) waiting for their read."""
+
+    def __init__(self) -> None:
+        self.waiting: dict[str, list[asyncio.Future[JobState | None]]] = {}
+        self.reading: asyncio.Task[None] | None = None
+
+
 class StatusChecks:
     def __init__(self, store: JobStore, *, period_s: float) -> None:
         self._store = store
         self.period_s = period_s
-        self._waiting: dict[str, list[asyncio.Future[JobState | None]]] = {}
-        self._reading: asyncio.Task[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None  # the checks of another loop (invocation) are its own
+        # Each loop's own: its futures and its read belong to it (the local stack runs worker threads side by side).
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Instant] = weakref.WeakKeyDictionary()
 
     def next_check(self, now: float) -> float:
         """The next instant after ``now`` (monotonic seconds) at which the process's checks are made."""
@@ -35,17 +43,18 @@ class StatusChecks:
     async def state(self, job_id: str) -> JobState | None:
         """The job's state as read at this instant's check (None: it is gone)."""
         loop = asyncio.get_running_loop()
-        if loop is not self._loop:
-            self._loop, self._waiting, self._reading = loop, {}, None
+        instant = self._loops.get(loop)
+        if instant is None:
+            instant = self._loops[loop] = _Instant()
         answer: asyncio.Future[JobState | None] = loop.create_future()
-        self._waiting.setdefault(job_id, []).append(answer)
-        if self._reading is None or self._reading.done():
-            self._reading = asyncio.create_task(self._read())
+        instant.waiting.setdefault(job_id, []).append(answer)
+        if instant.reading is None or instant.reading.done():
+            instant.reading = asyncio.create_task(self._read(instant))
         return await answer
 
-    async def _read(self) -> None:
+    async def _read(self, instant: _Instant) -> None:
         await asyncio.sleep(GATHER_S)
-        waiting, self._waiting = self._waiting, {}
+        waiting, instant.waiting = instant.waiting, {}
         try:
             states = await asyncio.to_thread(self._store.get_states, list(waiting))
         except Exception as exc:
