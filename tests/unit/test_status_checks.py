@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -13,12 +14,13 @@ from aijobs.store import JobState
 
 
 class Store:
-    def __init__(self, states: dict[str, JobState], error: Exception | None = None) -> None:
-        self.states, self.error = states, error
+    def __init__(self, states: dict[str, JobState], error: Exception | None = None, read_s: float = 0.0) -> None:
+        self.states, self.error, self.read_s = states, error, read_s
         self.reads: list[list[str]] = []
 
     def get_states(self, job_ids: list[str], **_: Any) -> dict[str, JobState]:
         self.reads.append(sorted(job_ids))
+        time.sleep(self.read_s)
         if self.error is not None:
             raise self.error
         return {job_id: self.states[job_id] for job_id in job_ids if job_id in self.states}
@@ -83,3 +85,17 @@ def test_loops_in_threads_side_by_side_each_get_their_answers() -> None:
     for t in threads:
         t.join()
     assert {i: a.status for i, a in answers.items()} == dict.fromkeys(range(8), JobStatus.in_progress)
+
+
+def test_a_check_asked_while_a_read_is_under_way_is_answered_by_the_next() -> None:
+    store = Store({"a": _state(JobStatus.in_progress), "b": _state(JobStatus.in_progress)}, read_s=0.2)
+    checks = StatusChecks(store, period_s=0.5)  # type: ignore[arg-type]
+
+    async def main() -> list[Any]:
+        first = asyncio.create_task(checks.state("a"))
+        await asyncio.sleep(0.1)  # the read of "a" is under way
+        return await asyncio.wait_for(asyncio.gather(first, checks.state("b")), timeout=5)
+
+    a, b = asyncio.run(main())
+    assert a.status is JobStatus.in_progress and b.status is JobStatus.in_progress
+    assert store.reads == [["a"], ["b"]]

@@ -53,17 +53,20 @@ class StatusChecks:
         return await answer
 
     async def _read(self, instant: _Instant) -> None:
-        await asyncio.sleep(GATHER_S)
-        waiting, instant.waiting = instant.waiting, {}
-        try:
-            states = await asyncio.to_thread(self._store.get_states, list(waiting))
-        except Exception as exc:
-            for answers in waiting.values():
+        """Read what is waiting, again and again while checks keep coming (one asked while a read is under way waits
+        for the next), then end."""
+        while instant.waiting:
+            await asyncio.sleep(GATHER_S)
+            waiting, instant.waiting = instant.waiting, {}
+            try:
+                states = await asyncio.to_thread(self._store.get_states, list(waiting))
+            except Exception as exc:
+                for answers in waiting.values():
+                    for answer in answers:
+                        if not answer.done():
+                            answer.set_exception(exc)
+                continue
+            for job_id, answers in waiting.items():
                 for answer in answers:
-                    if not answer.done():
-                        answer.set_exception(exc)
-            return
-        for job_id, answers in waiting.items():
-            for answer in answers:
-                if not answer.done():  # (its call may have ended and stopped waiting)
-                    answer.set_result(states.get(job_id))
+                    if not answer.done():  # (its call may have ended and stopped waiting)
+                        answer.set_result(states.get(job_id))
