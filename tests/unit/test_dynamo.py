@@ -59,3 +59,38 @@ def test_a_table_cursor_reads_back_only_in_its_own_partition_and_sort_key_prefix
             decode_cursor(cursor, index=None, partition=partition, sort_prefix=prefix)
     with pytest.raises(InvalidRequest):  # an index's cursor is not the table's
         decode_cursor(encode_cursor({**key, "gsi1pk": "JOB#job_1", "gsi1sk": "x"}), index=None, partition="JOB#job_1")
+
+
+def test_a_keys_only_page_filters_its_items_as_dynamodb_would() -> None:
+    """gsi1keys holds keys only: a list's filter is evaluated on the items read from the table (``matches``). Every
+    filter the lists make, and a few more, against DynamoDB's (moto's) own evaluation of the same expression."""
+    import boto3
+    from boto3.dynamodb.conditions import Attr
+    from moto import mock_aws
+
+    from aijobs.dynamo import matches
+
+    items = [{"pk": f"JOB#{n}", "sk": "JOB", "status": status, "model": model, "created_at": n, **extra}
+             for n, (status, model, extra) in enumerate([
+                 ("queued", "m1", {}), ("completed", "m2", {"request": {"kind": "text"}}),
+                 ("failed", "m1", {"request": {"kind": "image"}}), ("in_progress", "m2", {"request": {}}),
+                 ("completed", "m1", {"request": {"kind": "embedding"}, "note": 3})])]
+    conditions = [
+        Attr("status").eq("completed"), Attr("status").ne("completed"), Attr("status").is_in(["queued", "failed"]),
+        Attr("status").eq("completed") & Attr("model").eq("m1"), Attr("model").eq("m2") | Attr("created_at").gte(4),
+        Attr("request.kind").not_exists() | Attr("request.kind").eq("text"), Attr("request.kind").eq("image"),
+        ~Attr("request").exists(), Attr("created_at").lt(2), Attr("created_at").between(1, 3),
+        Attr("model").begins_with("m"), Attr("note").gt(2), Attr("note").lte(2),
+    ]
+    with mock_aws():
+        table = boto3.resource("dynamodb", region_name="us-east-1").create_table(
+            TableName="t", BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                  {"AttributeName": "sk", "AttributeType": "S"}])
+        for item in items:
+            table.put_item(Item=item)
+        for condition in conditions:
+            expected = {item["pk"] for item in table.scan(FilterExpression=condition)["Items"]}
+
+            assert {item["pk"] for item in items if matches(condition, item)} == expected, condition

@@ -267,22 +267,30 @@ def test_tables_expire_items_and_keep_point_in_time_recovery(
 def test_jobs_table_has_the_single_table_keys_tenant_index_schedule_index_and_sweep_index(
         template: dict[str, Any]) -> None:
     properties = template["Resources"]["JobsTable"]["Properties"]
-    gsi1, gsi2, gsi3 = properties["GlobalSecondaryIndexes"]
+    tenants, projected, schedules, sweep = properties["GlobalSecondaryIndexes"]
 
     assert properties["KeySchema"] == [
         {"AttributeName": "pk", "KeyType": "HASH"},
         {"AttributeName": "sk", "KeyType": "RANGE"},
     ]
-    for n, gsi in ((1, gsi1), (2, gsi2), (3, gsi3)):
-        assert gsi["IndexName"] == f"gsi{n}"
+    for name, prefix, gsi in (("gsi1keys", "gsi1", tenants), ("gsi2", "gsi2", schedules), ("gsi3", "gsi3", sweep)):
+        assert gsi["IndexName"] == name
         assert gsi["KeySchema"] == [
-            {"AttributeName": f"gsi{n}pk", "KeyType": "HASH"},
-            {"AttributeName": f"gsi{n}sk", "KeyType": "RANGE"},
+            {"AttributeName": f"{prefix}pk", "KeyType": "HASH"},
+            {"AttributeName": f"{prefix}sk", "KeyType": "RANGE"},
         ]
-    assert gsi1["Projection"] == gsi2["Projection"] == {"ProjectionType": "ALL"}
-    assert gsi3["Projection"] == {"ProjectionType": "KEYS_ONLY"}  # the sweeper reads the job itself
+    # the tenant index holds keys only (a job's updates never write it); the reader takes the items from the table
+    assert tenants["Projection"] == sweep["Projection"] == {"ProjectionType": "KEYS_ONLY"}
+    assert schedules["Projection"] == {"ProjectionType": "ALL"}
     defined = {a["AttributeName"] for a in properties["AttributeDefinitions"]}
     assert defined == {"pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "gsi3pk", "gsi3sk"}
+    # gsi1 (every attribute, on the same keys) only while a stack made before gsi1keys upgrades, in three deploys
+    condition, kept, absent = projected["Fn::If"]
+    assert (condition, absent) == ("KeepsProjectedTenantIndex", {"Ref": "AWS::NoValue"})
+    assert kept["IndexName"] == "gsi1" and kept["Projection"] == {"ProjectionType": "ALL"}
+    assert template["Parameters"]["TenantIndexUpgrade"]["Default"] == "done"
+    assert template["Globals"]["Function"]["Environment"]["Variables"]["AIJOBS_TENANT_INDEX"] == {
+        "Fn::If": ["UsesProjectedTenantIndex", "gsi1", "gsi1keys"]}
 
 
 def test_every_function_is_told_its_tables_and_queue(template: dict[str, Any]) -> None:

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import zlib
 from collections.abc import Callable, Iterable, Mapping
@@ -54,7 +55,11 @@ from aijobs.errors import InvalidRequest
 
 Key = dict[str, str]
 
-TENANT_INDEX = "gsi1"  # a tenant's jobs, and (in another partition) its schedules, newest first
+# A tenant's jobs, and (in other partitions) its schedules, batches and API keys, newest first: gsi1pk / gsi1sk, keys
+# only (gsi1keys), so that a job's updates never write the index; a page's entries are read from the table.
+# AIJOBS_TENANT_INDEX=gsi1 names the index of every attribute that stacks made before it keep while they upgrade
+# (README: Upgrading).
+TENANT_INDEX = os.environ.get("AIJOBS_TENANT_INDEX") or "gsi1keys"
 SCHEDULE_INDEX = "gsi2"  # a tenant's jobs of one schedule or one batch; sparse: only those jobs carry its keys
 BATCH_RESULTS = "~"  # the prefix of an ended batch job's gsi2 sort key: after every job id (job_<ULID>)
 SWEEP_INDEX = "gsi3"  # jobs the sweeper must look at, by when; sparse
@@ -338,8 +343,16 @@ def encode_cursor(key: Mapping[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(dict(key)).encode()).decode()
 
 
+# The indexes that hold only their keys, and the attributes an index's keys are (its name's, unless said here).
+KEYS_ONLY_INDEXES = frozenset({"gsi1keys", SWEEP_INDEX})
+_INDEX_KEYS = {"gsi1keys": "gsi1"}
+
+
 def _key_names(index: str | None) -> tuple[str, ...]:
-    return ("pk", "sk") if index is None else ("pk", "sk", f"{index}pk", f"{index}sk")
+    if index is None:
+        return "pk", "sk"
+    prefix = _INDEX_KEYS.get(index, index)
+    return "pk", "sk", f"{prefix}pk", f"{prefix}sk"
 
 
 def decode_cursor(cursor: str, *, index: str | None, partition: str, sort_prefix: str = "",
@@ -358,6 +371,56 @@ def decode_cursor(cursor: str, *, index: str | None, partition: str, sort_prefix
             or (sort_range is not None and not sort_range[0] <= key[names[-1]] <= sort_range[1]):
         raise invalid
     return key
+
+
+def get_items(table: Any, keys: list[dict[str, Any]], *, names: tuple[str, ...] = ("pk", "sk"),
+              consistent: bool = False) -> list[dict[str, Any]]:
+    """The table's items of ``keys`` (BatchGetItem, 100 keys a call), in the keys' order; a key without an item is
+    left out."""
+    keys = [{name: key[name] for name in names} for key in keys]
+    found: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for first in range(0, len(keys), 100):
+        request: dict[str, Any] = {table.name: {"Keys": keys[first:first + 100], "ConsistentRead": consistent}}
+        while request:
+            answer = table.meta.client.batch_get_item(RequestItems=request)
+            for item in answer["Responses"].get(table.name, []):
+                found[tuple(item[name] for name in names)] = item
+            request = answer.get("UnprocessedKeys") or {}
+    return [item for key in keys if (item := found.get(tuple(key.values()))) is not None]
+
+
+def matches(condition: Any, item: Mapping[str, Any]) -> bool:
+    """Whether ``item`` passes a filter made with ``boto3.dynamodb.conditions.Attr`` (the comparisons, ``is_in``,
+    ``exists``, ``not_exists``, ``begins_with``, and, or, not), as DynamoDB would evaluate it: for a page of a
+    keys-only index, whose entries are read from the table."""
+    operator, values = condition.expression_operator, condition.get_expression()["values"]
+    if operator in ("AND", "OR", "NOT"):
+        results = (matches(value, item) for value in values)
+        return all(results) if operator == "AND" else any(results) if operator == "OR" else not next(results)
+    found: Any = item
+    for part in values[0].name.split("."):
+        found = found.get(part, _MISSING) if isinstance(found, Mapping) else _MISSING
+    if operator == "attribute_exists":
+        return found is not _MISSING
+    if operator == "attribute_not_exists":
+        return found is _MISSING
+    if found is _MISSING:
+        return False
+    try:
+        return bool(_COMPARISONS[operator](found, *values[1:]))
+    except KeyError:
+        raise NotImplementedError(f"a filter with {operator}") from None
+    except TypeError:  # DynamoDB compares only values of one type: another type does not match
+        return False
+
+
+_MISSING = object()
+_COMPARISONS: dict[str, Callable[..., bool]] = {
+    "=": lambda a, b: a == b, "<>": lambda a, b: a != b, "<": lambda a, b: a < b, "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b, ">=": lambda a, b: a >= b, "BETWEEN": lambda a, low, high: low <= a <= high,
+    "IN": lambda a, values: a in values,
+    "begins_with": lambda a, b: isinstance(a, str) and a.startswith(b),
+}
 
 
 def query_index(table: Any, *, index: str | None, partition: str, limit: int, cursor: str | None,
@@ -384,7 +447,8 @@ def query_index(table: Any, *, index: str | None, partition: str, limit: int, cu
         query["IndexName"] = index
     if consistent:
         query["ConsistentRead"] = True
-    if filter is not None:
+    keys_only = index in KEYS_ONLY_INDEXES
+    if filter is not None and not keys_only:
         query["FilterExpression"] = filter
     if cursor:
         query["ExclusiveStartKey"] = decode_cursor(cursor, index=index, partition=partition, sort_prefix=sort_prefix,
@@ -396,10 +460,14 @@ def query_index(table: Any, *, index: str | None, partition: str, limit: int, cu
         query["Limit"] = limit - len(items) if filter is None else min(ask, LIST_READ_ENTRIES - evaluated)
         answer = table.query(**query)
         evaluated += int(answer.get("ScannedCount", len(answer["Items"])))
+        found = answer["Items"]
+        if keys_only:  # the entries themselves, from the table; one gone since its entry was read is not listed
+            found = [item for item in get_items(table, found, names=names[:2])
+                     if filter is None or matches(filter, item)]
         room = limit - len(items)
-        items += answer["Items"][:room]
+        items += found[:room]
         start = answer.get("LastEvaluatedKey")
-        if len(answer["Items"]) > room:  # more matches than the page holds: resume after the last one kept
+        if len(found) > room:  # more matches than the page holds: resume after the last one kept
             return Page(items, encode_cursor({name: items[-1][name] for name in names}))
         if not start or len(items) == limit or evaluated >= LIST_READ_ENTRIES:
             break

@@ -62,7 +62,8 @@ def provision(template: dict[str, Any], *, session: Any, prefix: str) -> LocalRe
             if props.get("GlobalSecondaryIndexes"):
                 table["GlobalSecondaryIndexes"] = [
                     {k: v for k, v in gsi.items() if k in ("IndexName", "KeySchema", "Projection")}
-                    for gsi in props["GlobalSecondaryIndexes"]]
+                    for gsi in map(lambda gsi: _branch(gsi, template, created), props["GlobalSecondaryIndexes"])
+                    if gsi is not None]
             dynamodb.create_table(**table)
             ttl = props.get("TimeToLiveSpecification")
             if ttl and ttl.get("Enabled"):  # moto ignores the spec at creation
@@ -233,6 +234,14 @@ def resolve(value: Any, template: dict[str, Any], created: LocalResources) -> An
             text = text.replace("${" + name + "}", str(resolve({"Ref": name}, template, created)))
         return text
     return None
+
+
+def _branch(value: Any, template: dict[str, Any], created: LocalResources) -> Any:
+    """An !If's branch as its condition chooses (None: AWS::NoValue); anything else as it is."""
+    if isinstance(value, dict) and "Fn::If" in value:
+        condition, when_true, when_false = value["Fn::If"]
+        value = _branch(when_true if _condition(template, condition, created) else when_false, template, created)
+    return None if value == {"Ref": "AWS::NoValue"} else value
 
 
 def _condition(template: dict[str, Any], condition: Any, created: LocalResources) -> bool:
