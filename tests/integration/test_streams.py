@@ -103,6 +103,26 @@ def test_a_silent_model_gets_heartbeats_and_the_first_bytes_go_out_at_once(
     assert events[-1].event == "completed"
 
 
+def test_a_queued_job_s_stream_says_so_every_second_until_it_runs_and_the_notes_are_not_events(
+        server: UvicornThread, api: Any, services: Services, worker_handler: Any) -> None:
+    services.settings.stream_heartbeat_s = 60  # no ping: the notes only
+    job_id = api.post("/v1/jobs", json={"input": "wait for it [[tokens=5]]", "stream": True}).json()["id"]
+    worker: threading.Thread | None = None
+    seen: list[str] = []
+    with _client(server) as client, client.stream("GET", f"/v1/jobs/{job_id}/stream") as answer:
+        for line in answer.iter_lines():
+            seen.append(line)
+            if worker is None and seen.count(": queued") == 2:  # two notes while nothing runs it: now run it
+                worker = _in_background(services, worker_handler)
+    assert worker is not None
+    worker.join(timeout=30)
+    events = [e for e in read_sse(seen) if e.id is not None]
+    assert [e.event for e in events][:2] == ["status", "status"] and events[-1].event == "completed"
+    assert events[0].json() == {"status": "queued"} and events[1].comments.count("queued") >= 2
+    assert all("queued" not in e.comments for e in events[2:])  # once it runs, no more notes
+    assert all(e.id for e in events) and _text(events) == events[-1].json()["output"]["text"]
+
+
 def test_a_cancelled_running_job_s_stream_ends_with_the_cancelled_event_and_its_usage(
         server: UvicornThread, api: Any, services: Services, worker_handler: Any) -> None:
     job_id = api.post("/v1/jobs", json={"input": "long [[tokens=100]] [[token_ms=100]]", "stream": True}).json()["id"]

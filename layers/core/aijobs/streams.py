@@ -13,7 +13,15 @@ An attempt that follows a failed one starts its output again: its ``status`` eve
 after it belong to. A stream reads the output log by key (the chunks after the last one it sent, never a Query):
 while a job runs, one read of the next chunk's key per poll (then of what follows it, when it is there) and one
 projected read of the job's state every ``STATE_EVERY_S``; once it has ended, consistent reads of what is left.
+The state reads of every stream a process serves fall on the same instants and go in one ``BatchGetItem``
+(status_checks.py, as the worker's checks do): 100 streams of one API server cost one request a period, not 100
+(in AWS the stream function serves one stream an instance, and reads as before).
 Encoders (SSE here, OpenAI's ``response.*`` events later) turn these events into their own framing.
+
+A job may wait in its queue for a while (the worker's batches are all busy, or its tenant's slots): a follower that
+asks for it (``waiting_every``) gets a ``waiting`` note every so often while the job is queued and nothing else
+happens. A note is not an event: it has no id, is not stored, and a resume never replays it (SSE sends it as a
+comment), but it shows the client that the stream is alive and why it is quiet.
 """
 
 from __future__ import annotations
@@ -28,12 +36,15 @@ import anyio.to_thread
 
 from aijobs.clock import Clock, system_clock
 from aijobs.models.jobs import Job, JobStatus
+from aijobs.status_checks import StatusChecks
 from aijobs.store import WATCH_RENEW_S, JobStore
 
 # Event ids per attempt: an attempt's chunks never come near it (the worker flushes a few times a second, for at
 # most the job's timeout).
 SPAN = 1_000_000
 QUEUED_ID = 1
+# How often a queued job's stream says that it still waits (a follower that asks for notes).
+WAITING_NOTE_S = 1.0
 # How often a running job's state is read (for a new attempt or its end) while chunks are polled for.
 STATE_EVERY_S = 0.5
 # A job cancelled while it ran: its worker records the output, usage and cost of the stopped call within a second
@@ -45,7 +56,7 @@ CANCEL_SETTLE_S = 10
 @dataclass(frozen=True)
 class JobEvent:
     id: int
-    kind: Literal["status", "delta", "final"]
+    kind: Literal["status", "delta", "final", "waiting"]  # waiting: a note, not an event (its id is 0)
     status: JobStatus
     attempt: int = 0
     text: str = ""
@@ -62,19 +73,23 @@ class JobEvents:
         self._store = store
         self._poll_s = poll_s
         self._clock = clock
+        self._states = StatusChecks(store, period_s=STATE_EVERY_S)
 
-    async def follow(self, job: Job, *, after: int = 0, until: float = math.inf) -> AsyncIterator[JobEvent]:
+    async def follow(self, job: Job, *, after: int = 0, until: float = math.inf,
+                     waiting_every: float | None = None) -> AsyncIterator[JobEvent]:
         """The job's events with ids over ``after``, as they happen, until the final one (then the iterator ends)
         or until ``until`` (``time.monotonic()``) has passed while the job runs.
 
-        ``job`` is the job as read (consistently) when the stream was opened.
+        ``job`` is the job as read (consistently) when the stream was opened. With ``waiting_every``, a ``waiting``
+        note (id 0) that often while the job is queued and nothing else was sent.
         """
         if after < QUEUED_ID:
             yield JobEvent(QUEUED_ID, "status", JobStatus.queued)
         attempt, seq = divmod(max(after, 0), SPAN)
         if seq >= SPAN - 2:  # the last delta or the final event was sent: the job has ended
             seq = SPAN
-        state_read = time.monotonic()
+        next_state = self._states.next_check(time.monotonic())
+        next_note = time.monotonic() + waiting_every if waiting_every else math.inf
         while True:
             if job.status.is_terminal and not self._settling(job):
                 async for event in self._finish(job, attempt, seq, after):
@@ -90,8 +105,11 @@ class JobEvents:
             for text in chunks:
                 seq += 1
                 yield JobEvent(attempt * SPAN + seq, "delta", JobStatus.in_progress, attempt=attempt, text=text)
-            if time.monotonic() - state_read >= STATE_EVERY_S:
-                state_read = time.monotonic()
+            if waiting_every and job.status is JobStatus.queued and time.monotonic() >= next_note:
+                next_note = time.monotonic() + waiting_every
+                yield JobEvent(0, "waiting", JobStatus.queued, attempt=job.attempt)
+            if (now := time.monotonic()) >= next_state:
+                next_state = self._states.next_check(now)
                 if (current := await self._read(job)) is None:
                     return  # expired meanwhile (a job kept for days): there is nothing more to send
                 job = current
@@ -107,7 +125,7 @@ class JobEvents:
 
     async def _read(self, job: Job) -> Job | None:
         """The job's status and attempt; the whole job (consistent) once it has ended; None once it is gone."""
-        state = await anyio.to_thread.run_sync(self._store.get_state, job.id)
+        state = await self._states.state(job.id)
         if state is None:
             return None
         if state.status.is_terminal:

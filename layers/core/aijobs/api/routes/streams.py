@@ -13,7 +13,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from aijobs.api.deps import JobId, JobsDep, JobView, JobViewDep, ServicesDep, TenantDep
 from aijobs.api.responses import errors
-from aijobs.streams import JobEvent, JobEvents
+from aijobs.streams import WAITING_NOTE_S, JobEvent, JobEvents
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=errors(401, 429, 500))
 
@@ -57,6 +57,9 @@ async def _encode(events: AsyncIterator[JobEvent], *, job_id: str, view: JobView
     yield ServerSentEvent(comment=f"events of {job_id}", retry=RETRY_MS)
     ended = False
     async for event in events:
+        if event.kind == "waiting":  # a note, not an event: EventSource ignores it, a raw reader sees it
+            yield ServerSentEvent(comment="queued")
+            continue
         ended = event.kind == "final"
         yield to_sse(event, view=view)
     if not ended:
@@ -72,12 +75,14 @@ async def stream_job(job_id: JobId, tenant: TenantDep, jobs: JobsDep, view: JobV
     """The job's events as they happen, each with an `id:` that grows: `status` (`queued`, then `in_progress` per
     attempt), `delta` (`{"text"}`: the output as it is made), and a final event named after the outcome whose data
     is the whole job (output, usage, cost, model, duration). A comment every `AIJOBS_STREAM_HEARTBEAT_S` seconds
-    keeps the connection alive. Reconnect with `Last-Event-ID` (or `?last_event_id=`) to get exactly what follows
-    that event; a finished job replays everything. Closing the stream does not cancel the job."""
+    keeps the connection alive, and one (`: queued`) every second while the job waits to start. Reconnect with
+    `Last-Event-ID` (or `?last_event_id=`) to get exactly what follows that event; a finished job replays
+    everything. Closing the stream does not cancel the job."""
     after = last_event_id_header if last_event_id_header is not None else last_event_id or 0
     job = await run_in_threadpool(jobs.get_job, tenant=tenant.id, job_id=job_id, consistent=True)
     settings = svc.settings
-    follow = events.follow(job, after=after, until=time.monotonic() + settings.stream_max_s)
+    follow = events.follow(job, after=after, until=time.monotonic() + settings.stream_max_s,
+                           waiting_every=WAITING_NOTE_S)
     return EventSourceResponse(
         _encode(follow, job_id=job.id, view=view, settings_max_s=settings.stream_max_s),
         ping=settings.stream_heartbeat_s, headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
