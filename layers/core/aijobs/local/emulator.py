@@ -81,8 +81,9 @@ def dynamodb_is_atomic() -> bool:
     return bool(getattr(DynamoHandler.call_action, _MARK, False))
 
 
-def start_moto_server() -> Any:
-    """moto as a server on 127.0.0.1 (a free port) in this process, with atomic DynamoDB; ``.stop()`` ends it."""
+def start_moto_server(port: int = 0) -> Any:
+    """moto as a server on 127.0.0.1 (``port``, else a free one) in this process, with atomic DynamoDB; ``.stop()``
+    ends it. (``make run`` serves it in a process of its own: moto_process.py.)"""
     import logging
 
     from moto.server import ThreadedMotoServer
@@ -90,7 +91,7 @@ def start_moto_server() -> Any:
     make_dynamodb_atomic()
     emulate_vector_queries()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     return server
 

@@ -18,9 +18,9 @@ from typing import Any
 import boto3
 import uvicorn
 
-from aijobs.local.emulator import start_moto_server
 from aijobs.local.fake_model import create_fake_model
 from aijobs.local.firer import RuleFirer, ScheduleFirer
+from aijobs.local.moto_process import MotoProcess
 from aijobs.local.pollers import QueuePoller
 from aijobs.local.template import (
     ROOT,
@@ -115,7 +115,7 @@ class LocalStack:
     api_keys: dict[str, str] = field(default_factory=dict)
 
     def start(self) -> None:
-        self.moto = start_moto_server()  # its conditional writes atomic, as DynamoDB's are
+        self.moto = MotoProcess()  # its conditional writes atomic, as DynamoDB's are; a core of its own
         host, port = self.moto.get_host_and_port()
         os.environ.update({
             "AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "local",
