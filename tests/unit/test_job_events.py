@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from types import SimpleNamespace
 from typing import Any
 
+from aijobs.dynamo import output_chunk_key
 from aijobs.models.jobs import Job, JobRequest, JobStatus
 from aijobs.store import JobState
 from aijobs.streams import JobEvent, JobEvents
@@ -51,7 +53,7 @@ async def _follow_all(events: JobEvents, jobs: list[Job], **options: Any) -> lis
 def test_the_streams_of_one_process_read_their_jobs_states_together() -> None:
     jobs = [_job(n) for n in range(20)]
     store = Store(jobs, queued_s=1.2)
-    events = JobEvents(store, poll_s=0.05)  # type: ignore[arg-type]
+    events = JobEvents(store, table=None, poll_s=0.05)
 
     followed = asyncio.run(_follow_all(events, jobs))
 
@@ -64,12 +66,92 @@ def test_the_streams_of_one_process_read_their_jobs_states_together() -> None:
 def test_a_queued_job_s_stream_says_it_waits_every_so_often_and_the_notes_are_not_events() -> None:
     job = _job(1)
     store = Store([job], queued_s=1.3)
-    events = JobEvents(store, poll_s=0.05)  # type: ignore[arg-type]
+    events = JobEvents(store, table=None, poll_s=0.05)
 
     [noted] = asyncio.run(_follow_all(events, [job], waiting_every=0.25))
-    [plain] = asyncio.run(_follow_all(JobEvents(Store([job], queued_s=1.3), poll_s=0.05), [job]))  # type: ignore[arg-type]
+    [plain] = asyncio.run(_follow_all(JobEvents(Store([job], queued_s=1.3), table=None, poll_s=0.05), [job]))
 
     notes = [e for e in noted if e.kind == "waiting"]
     assert 3 <= len(notes) <= 6 and {(e.id, e.status) for e in notes} == {(0, JobStatus.queued)}
     assert [e for e in noted if e.kind != "waiting"] == plain  # the same events, with notes between them
     assert noted[0].kind == "status" and noted[-1].kind == "final" and "waiting" not in [e.kind for e in plain]
+
+
+class Log:
+    """A table of output log items (as JobStore.append_output writes them), read by key; its reads are kept."""
+
+    name = "jobs"
+
+    def __init__(self) -> None:
+        self.items: dict[tuple[str, str], dict[str, Any]] = {}
+        self.reads: list[list[str]] = []
+        self.meta = self  # get_items reads through table.meta.client
+        self.client = self
+
+    def put(self, job_id: str, seq: int, text: str) -> None:
+        key = output_chunk_key(job_id, 1, seq)
+        self.items[key["pk"], key["sk"]] = {**key, "text": text}
+
+    def batch_get_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
+        keys = RequestItems[self.name]["Keys"]
+        self.reads.append(sorted(k["pk"] for k in keys))
+        return {"Responses": {self.name: [self.items[k["pk"], k["sk"]] for k in keys
+                                          if (k["pk"], k["sk"]) in self.items]}}
+
+
+class RunningStore(Store):
+    """Running jobs whose output log ``log`` holds; once ended, their whole output is ``CHUNKS`` chunks."""
+
+    def __init__(self, jobs: list[Job], log: Log) -> None:
+        super().__init__(jobs, queued_s=0)
+        self.log, self.ended, self.log_reads = log, False, 0
+
+    def get_states(self, job_ids: list[str], **_: Any) -> dict[str, JobState]:
+        status = JobStatus.completed if self.ended else JobStatus.in_progress
+        return {job_id: JobState(tenant="t", status=status, attempt=1) for job_id in job_ids}
+
+    def get_job(self, job_id: str, **_: Any) -> Job:
+        text = "".join(f"{job_id}:{seq} " for seq in range(1, CHUNKS + 1))
+        return self.jobs[job_id].model_copy(update={
+            "status": JobStatus.completed, "attempt": 1, "output_text": text, "output_logged_chars": len(text),
+            "output_seq": CHUNKS, "completed_at": 1})
+
+    def output_chunks(self, job_id: str, attempt: int, *, after: int, limit: int | None = None,
+                      **_: Any) -> list[Any]:
+        self.log_reads += 1
+        chunks: list[Any] = []
+        while (limit is None or len(chunks) < limit) and (
+                item := self.log.items.get(tuple(output_chunk_key(job_id, attempt, after + len(chunks) + 1).values()))):
+            chunks.append(SimpleNamespace(text=item["text"]))
+        return chunks
+
+
+CHUNKS = 6
+
+
+def test_the_live_streams_of_one_process_poll_their_logs_together_and_each_gets_its_own_output() -> None:
+    jobs = [_job(n).model_copy(update={"status": JobStatus.in_progress, "attempt": 1}) for n in range(10)]
+    log = Log()
+    store = RunningStore(jobs, log)
+    events = JobEvents(store, table=log, poll_s=0.05)
+
+    async def run() -> list[list[JobEvent]]:
+        async def model() -> None:  # every job's worker flushes a chunk every 0.1 s
+            for seq in range(1, CHUNKS + 1):
+                await asyncio.sleep(0.1)
+                for job in jobs:
+                    log.put(job.id, seq, f"{job.id}:{seq} ")
+            await asyncio.sleep(0.1)
+            store.ended = True
+
+        followed, _ = await asyncio.gather(_follow_all(events, jobs), model())
+        return followed
+
+    followed = asyncio.run(run())
+
+    for job, stream in zip(jobs, followed, strict=True):
+        assert "".join(e.text for e in stream if e.kind == "delta") == store.get_job(job.id).output_text
+        assert stream[-1].kind == "final"
+    assert max(len(set(read)) for read in log.reads) == len(jobs)  # one read held every stream's next key
+    assert len(log.reads) <= 40  # about one an instant for all 10 streams, not one a stream
+    assert store.log_reads <= 2 * len(jobs)  # each stream's own reads: when it joins, and when the job has ended

@@ -11,11 +11,13 @@ is stored, so any API instance serves any stream, and a resume after event N sen
 
 An attempt that follows a failed one starts its output again: its ``status`` event says which attempt the deltas
 after it belong to. A stream reads the output log by key (the chunks after the last one it sent, never a Query):
-while a job runs, one read of the next chunk's key per poll (then of what follows it, when it is there) and one
-projected read of the job's state every ``STATE_EVERY_S``; once it has ended, consistent reads of what is left.
-The state reads of every stream a process serves fall on the same instants and go in one ``BatchGetItem``
-(status_checks.py, as the worker's checks do): 100 streams of one API server cost one request a period, not 100
-(in AWS the stream function serves one stream an instance, and reads as before).
+when it joins an attempt, what the log holds already (in windows of keys); then, while the job runs, one read of
+the next chunk's key per poll (at once again when it was there) and one projected read of the job's state every
+``STATE_EVERY_S``; once it has ended, consistent reads of what is left.
+The polls and the state reads of every stream a process serves fall on the same instants, and each kind goes in
+one ``BatchGetItem`` (as the worker's status checks do, status_checks.py): 100 streams of one API server cost two
+requests an instant, not 100 or 200, for the same units (in AWS the stream function serves one stream an
+instance: its reads are those of one stream).
 Encoders (SSE here, OpenAI's ``response.*`` events later) turn these events into their own framing.
 
 A job may wait in its queue for a while (the worker's batches are all busy, or its tenant's slots): a follower that
@@ -26,17 +28,20 @@ comment), but it shows the client that the stream is alive and why it is quiet.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
+import weakref
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import anyio.to_thread
 
 from aijobs.clock import Clock, system_clock
+from aijobs.dynamo import get_items, output_chunk_key
 from aijobs.models.jobs import Job, JobStatus
-from aijobs.status_checks import StatusChecks
+from aijobs.status_checks import GATHER_S, StatusChecks
 from aijobs.store import WATCH_RENEW_S, JobStore
 
 # Event ids per attempt: an attempt's chunks never come near it (the worker flushes a few times a second, for at
@@ -68,12 +73,68 @@ def final_ids(attempt: int) -> tuple[int, int]:
     return (attempt + 1) * SPAN - 2, (attempt + 1) * SPAN - 1
 
 
+ChunkKey = tuple[str, int, int]  # (job id, attempt, seq)
+
+
+@dataclass
+class _Polls:
+    """The polls of one event loop waiting for their read (the local stack serves the API on one loop)."""
+
+    waiting: dict[ChunkKey, list[asyncio.Future[str | None]]] = field(default_factory=dict)
+    reading: asyncio.Task[None] | None = None
+
+
+class NextChunks:
+    """The live streams' polls of a process: each asks for the next chunk of its job's output log, and the polls
+    asked within ``GATHER_S`` of each other are read in one ``BatchGetItem`` (100 keys a call) of the log's items
+    (JobStore.append_output writes them: ``text``, ``progress``). A key that is not there is charged as a read,
+    whether alone or with others: the units are those of one read a poll."""
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Polls] = weakref.WeakKeyDictionary()
+
+    async def text(self, job_id: str, attempt: int, seq: int) -> str | None:
+        """The text of chunk ``seq`` of the attempt's log, None while it is not there."""
+        loop = asyncio.get_running_loop()
+        polls = self._loops.get(loop)
+        if polls is None:
+            polls = self._loops[loop] = _Polls()
+        answer: asyncio.Future[str | None] = loop.create_future()
+        polls.waiting.setdefault((job_id, attempt, seq), []).append(answer)
+        if polls.reading is None or polls.reading.done():
+            polls.reading = asyncio.create_task(self._read(polls))
+        return await answer
+
+    async def _read(self, polls: _Polls) -> None:
+        """Read what is waiting, again while polls keep coming (one asked during a read waits for the next)."""
+        while polls.waiting:
+            await asyncio.sleep(GATHER_S)
+            waiting, polls.waiting = polls.waiting, {}
+            keys = [output_chunk_key(*key) for key in waiting]
+            try:
+                items = await asyncio.to_thread(get_items, self._table, keys)
+            except Exception as exc:
+                for answers in waiting.values():
+                    for answer in answers:
+                        if not answer.done():
+                            answer.set_exception(exc)
+                continue
+            found = {(item["pk"], item["sk"]): str(item["text"]) for item in items}
+            for key, answers in zip(keys, waiting.values(), strict=True):
+                text = found.get((key["pk"], key["sk"]))
+                for answer in answers:
+                    if not answer.done():  # (its stream may have gone)
+                        answer.set_result(text)
+
+
 class JobEvents:
-    def __init__(self, store: JobStore, *, poll_s: float, clock: Clock = system_clock) -> None:
+    def __init__(self, store: JobStore, *, table: Any, poll_s: float, clock: Clock = system_clock) -> None:
         self._store = store
         self._poll_s = poll_s
         self._clock = clock
         self._states = StatusChecks(store, period_s=STATE_EVERY_S)
+        self._polls = NextChunks(table)
 
     async def follow(self, job: Job, *, after: int = 0, until: float = math.inf,
                      waiting_every: float | None = None) -> AsyncIterator[JobEvent]:
@@ -90,6 +151,7 @@ class JobEvents:
             seq = SPAN
         next_state = self._states.next_check(time.monotonic())
         next_note = time.monotonic() + waiting_every if waiting_every else math.inf
+        joined = 0  # the attempt whose log this stream has caught up with
         while True:
             if job.status.is_terminal and not self._settling(job):
                 async for event in self._finish(job, attempt, seq, after):
@@ -100,8 +162,13 @@ class JobEvents:
                     yield event
                 attempt, seq = job.attempt, 0
                 yield JobEvent(attempt * SPAN, "status", JobStatus.in_progress, attempt=attempt)
-            # One key a poll; when it is there, what follows it too (a stream that fell behind catches up).
-            chunks = await self._chunks(job.id, attempt, seq, first_window=1) if attempt else []
+            if not attempt:
+                chunks = []
+            elif joined != attempt:  # what the log holds already (one key, then windows of 2, 4, ... while found)
+                chunks, joined = await self._chunks(job.id, attempt, seq, first_window=1), attempt
+            else:  # then one key a poll, with the other streams' (at once again when it was there)
+                text = await self._polls.text(job.id, attempt, seq + 1)
+                chunks = [] if text is None else [text]
             for text in chunks:
                 seq += 1
                 yield JobEvent(attempt * SPAN + seq, "delta", JobStatus.in_progress, attempt=attempt, text=text)
@@ -114,9 +181,10 @@ class JobEvents:
                     return  # expired meanwhile (a job kept for days): there is nothing more to send
                 job = current
             if not chunks:
-                if time.monotonic() >= until:
+                if (now := time.monotonic()) >= until:
                     return
-                await anyio.sleep(self._poll_s)
+                # The next poll on the process's instants (multiples of poll_s): the streams' polls go together.
+                await anyio.sleep((math.floor(now / self._poll_s) + 1) * self._poll_s - now)
 
     def _settling(self, job: Job) -> bool:
         """A job cancelled while it ran, whose worker has not yet recorded the stopped call (and may still)."""
