@@ -6,15 +6,22 @@ process spent a whole core, each DynamoDB request waited about 0.6 s in line, an
 streams' deltas) came seconds apart. In a process of its own, moto has a core to itself and the stack has the
 rest of its own. The server is the one ``start_moto_server`` makes (atomic DynamoDB, QueryVectors), on a port
 chosen here; it ends when the stack stops it or when the stack's process is gone (its stdin closes).
+
+moto also looks up, at every request, what never changes while it runs: the list of its service packages (a
+directory listing and a stat of each of ~200 entries, under the dispatcher's lock) and the action methods of the
+handler's class (``inspect.getmembers``). ``_remember_lookups`` keeps both from the first time: about a tenth of
+the server's time a request.
 """
 
 from __future__ import annotations
 
+import functools
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 
 from aijobs.local.emulator import start_moto_server
 
@@ -57,9 +64,25 @@ class MotoProcess:
             self._process.wait()
 
 
+def _remember_lookups() -> None:
+    """moto's lookups of what does not change while it runs, made once (this process's own moto only)."""
+    import moto.backends
+    import moto.core.responses
+
+    modules = tuple(moto.backends.list_of_moto_modules())
+
+    def list_of_moto_modules() -> Iterable[str]:
+        return modules
+
+    setattr(moto.backends, "list_of_moto_modules", list_of_moto_modules)  # noqa: B010  (mypy refuses it otherwise)
+    method_names = getattr(moto.core.responses, "method_names_from_class")  # noqa: B009  (not re-exported)
+    setattr(moto.core.responses, "method_names_from_class", functools.cache(method_names))  # noqa: B010
+
+
 def main() -> None:
     # Ctrl-C reaches the whole process group: the stack stops first, then closes stdin (its pollers may still ask).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _remember_lookups()
     server = start_moto_server(port=int(sys.argv[1]))
     try:
         sys.stdin.read()  # until the stack closes it, or its process is gone
