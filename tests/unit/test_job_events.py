@@ -4,6 +4,7 @@ queued job's stream says while it waits."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from types import SimpleNamespace
 from typing import Any
@@ -155,3 +156,29 @@ def test_the_live_streams_of_one_process_poll_their_logs_together_and_each_gets_
     assert max(len(set(read)) for read in log.reads) == len(jobs)  # one read held every stream's next key
     assert len(log.reads) <= 40  # about one an instant for all 10 streams, not one a stream
     assert store.log_reads <= 2 * len(jobs)  # each stream's own reads: when it joins, and when the job has ended
+
+
+class SlowStore(Store):
+    """A queued job whose state reads take ``read_s`` each (a table under load)."""
+
+    def __init__(self, jobs: list[Job], *, queued_s: float, read_s: float) -> None:
+        super().__init__(jobs, queued_s=queued_s)
+        self.read_s = read_s
+
+    def get_states(self, job_ids: list[str], **_: Any) -> dict[str, JobState]:
+        time.sleep(self.read_s)
+        return super().get_states(job_ids)
+
+
+def test_a_queued_job_s_notes_keep_their_pace_while_a_slow_read_of_its_state_is_under_way() -> None:
+    job = _job(1)
+    events = JobEvents(SlowStore([job], queued_s=2.5, read_s=1.2), table=None, poll_s=0.05)
+
+    async def timed() -> list[tuple[float, JobEvent]]:
+        return [(time.monotonic(), event) async for event in events.follow(job, waiting_every=0.25)]
+
+    stream = asyncio.run(timed())
+
+    times = [at for at, event in stream if event.kind != "final"]
+    assert max(b - a for a, b in itertools.pairwise(times)) < 0.6  # a note every 0.25 s, not one a read (1.2 s)
+    assert stream[-1][1].kind == "final" and sum(e.kind == "waiting" for _, e in stream) >= 6

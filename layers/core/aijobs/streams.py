@@ -172,12 +172,21 @@ class JobEvents:
             for text in chunks:
                 seq += 1
                 yield JobEvent(attempt * SPAN + seq, "delta", JobStatus.in_progress, attempt=attempt, text=text)
-            if waiting_every and job.status is JobStatus.queued and time.monotonic() >= next_note:
-                next_note = time.monotonic() + waiting_every
+            noting = bool(waiting_every) and job.status is JobStatus.queued
+            if noting and time.monotonic() >= next_note:
+                next_note = time.monotonic() + (waiting_every or 0)
                 yield JobEvent(0, "waiting", JobStatus.queued, attempt=job.attempt)
             if (now := time.monotonic()) >= next_state:
                 next_state = self._states.next_check(now)
-                if (current := await self._read(job)) is None:
+                read = asyncio.ensure_future(self._read(job))
+                try:  # a queued job's notes keep their pace, however long the read takes
+                    while noting and not (await asyncio.wait({read}, timeout=next_note - time.monotonic()))[0]:
+                        next_note = time.monotonic() + (waiting_every or 0)
+                        yield JobEvent(0, "waiting", JobStatus.queued, attempt=job.attempt)
+                    current = await read
+                finally:
+                    read.cancel()  # the stream has gone (nothing when the read is done)
+                if current is None:
                     return  # expired meanwhile (a job kept for days): there is nothing more to send
                 job = current
             if not chunks:
