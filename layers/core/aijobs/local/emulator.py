@@ -88,7 +88,10 @@ def start_moto_server(port: int = 0) -> Any:
 
     from moto.server import ThreadedMotoServer
 
+    from aijobs.local.fast_moto import make_moto_faster
+
     make_dynamodb_atomic()
+    make_moto_faster()
     emulate_vector_queries()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)

@@ -1,0 +1,99 @@
+"""Where moto spends its time on the item requests a job makes, and the shortcuts the local stack takes.
+
+A job through the local stack makes about ten DynamoDB item requests (claim, usage, slots, batch counters, the
+terminal write): they, not the API or the worker, set the local stack's throughput. Replayed alone against moto
+(its WSGI app, no HTTP), an UpdateItem of the stack's took 6.9 ms of CPU: about a quarter of it turning the answer
+(the item, ALL_NEW) into JSON through the botocore shape of the operation, member by member, and another tenth
+parsing its UpdateExpression twice (once to check its placeholders, once to apply it).
+
+``serialize_items_directly``: the answers of item actions are JSON already (AttributeValues of strings, numbers
+as strings, booleans, lists and maps): they are dumped as they are, with what the shape-walking serializer does
+to them (bytes in base64, no null members). ``parse_update_expressions_once``: an expression's tree is kept by
+its text (moto copies it before it substitutes names and values into it).
+
+Both are process-wide and idempotent, like ``make_dynamodb_atomic``, and change no answer: tests/integration/
+test_fast_moto.py compares them with moto's own on every kind of attribute value.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import threading
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+_PATCH_LOCK = threading.Lock()
+_MARK = "_aijobs_fast"
+# Actions whose answer is items and counts: no timestamps, no members moto keeps but the shape drops.
+ITEM_ACTIONS = frozenset({"GetItem", "PutItem", "UpdateItem", "DeleteItem", "BatchGetItem", "BatchWriteItem",
+                          "Query", "Scan", "TransactGetItems", "TransactWriteItems"})
+
+
+def _plain(value: Any) -> Any:
+    """A result as moto's JSON serializer writes it: null members left out, bytes in base64, sets as lists."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(v) for v in value]
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, datetime):
+        return value.timestamp()
+    return value
+
+
+@functools.cache
+def _members(action: str) -> frozenset[str]:
+    """The top-level members of the action's answer (moto keeps some the answer has not, ConsumedCapacityUnits)."""
+    from moto.core.utils import get_service_model
+
+    return frozenset(get_service_model("dynamodb").operation_model(action).output_shape.members)
+
+
+def serialize_items_directly() -> None:
+    """Answer DynamoDB's item actions by dumping their result as JSON (errors and other actions: moto's way)."""
+    from moto.core.responses import ActionResult
+    from moto.dynamodb.responses import DynamoHandler, DynamoResult
+
+    with _PATCH_LOCK:
+        original = DynamoHandler.serialized
+        if getattr(original, _MARK, False):
+            return
+
+        @functools.wraps(original)
+        def serialized(self: DynamoHandler, action_result: ActionResult) -> Any:
+            result, action = action_result.result, self._get_action()
+            if type(action_result) not in (ActionResult, DynamoResult) or not isinstance(result, dict) \
+                    or action not in ITEM_ACTIONS:
+                return original(self, action_result)
+            members = _members(action)
+            headers = {"Content-Type": "application/x-amz-json-1.0", **self.response_headers}
+            return 200, headers, json.dumps(_plain({k: v for k, v in result.items() if k in members}))
+
+        setattr(serialized, _MARK, True)
+        setattr(DynamoHandler, "serialized", serialized)  # noqa: B010
+
+
+def parse_update_expressions_once() -> None:
+    """Keep each UpdateExpression's parsed tree by its text. moto's Validator works on a deep copy of the tree it is
+    given (it replaces names and values in it), and its handler only reads the tree, so one tree serves them all."""
+    from moto.dynamodb.parsing import expressions
+
+    with _PATCH_LOCK:
+        parser = expressions.UpdateExpressionParser  # type: ignore[attr-defined]
+        if getattr(parser.make, _MARK, False):
+            return
+        make = functools.lru_cache(maxsize=1024)(parser.make)  # bound to the class already
+        setattr(make, _MARK, True)
+        setattr(parser, "make", staticmethod(make))  # noqa: B010
+
+
+def make_moto_faster() -> None:
+    """Both shortcuts (see the module's docstring). Idempotent and process-wide."""
+    serialize_items_directly()
+    parse_update_expressions_once()

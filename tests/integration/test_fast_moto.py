@@ -1,0 +1,84 @@
+"""The local stack's moto shortcuts (aijobs.local.fast_moto) answer exactly what moto itself answers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+
+from aijobs.local.fast_moto import make_moto_faster
+
+EVERY_TYPE = {"pk": {"S": "JOB#1"}, "sk": {"S": "A"}, "n": {"N": "2E-8"}, "i": {"N": "42"},
+              "b": {"B": b"\x00\xffbytes"}, "yes": {"BOOL": True}, "no": {"BOOL": False}, "none": {"NULL": True},
+              "m": {"M": {"inner": {"S": "x"}, "deep": {"M": {"l": {"L": [{"N": "1"}, {"S": "two"}]}}}}},
+              "ss": {"SS": ["a", "b"]}, "ns": {"NS": ["1", "2.5"]}, "bs": {"BS": [b"one", b"two"]},
+              "empty": {"L": []}}
+
+
+@pytest.fixture
+def compared(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, list[str]]]:
+    """A moto DynamoDB client whose every answer is made both ways; the actions whose answers differed."""
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    from moto.dynamodb.responses import DynamoHandler
+
+    make_moto_faster()
+    fast = DynamoHandler.serialized
+    original = fast.__wrapped__  # type: ignore[attr-defined]  # moto's own, even when an earlier test made moto faster already
+    differed: list[str] = []
+
+    def both(self: DynamoHandler, action_result: Any) -> Any:
+        mine, theirs = fast(self, action_result), original(self, action_result)
+        if (mine[0], mine[1], json.loads(mine[2] or "{}")) != (theirs[0], theirs[1], json.loads(theirs[2] or "{}")):
+            differed.append(self._get_action())
+        return mine
+
+    monkeypatch.setattr(DynamoHandler, "serialized", both)
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        client.create_table(TableName="t", BillingMode="PAY_PER_REQUEST",
+                            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                                  {"AttributeName": "sk", "AttributeType": "S"}],
+                            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                                       {"AttributeName": "sk", "KeyType": "RANGE"}])
+        yield client, differed
+
+
+def test_item_answers_are_moto_s_own_for_every_attribute_type(compared: tuple[Any, list[str]]) -> None:
+    # Given an item with every kind of attribute value
+    client, differed = compared
+    key = {"pk": EVERY_TYPE["pk"], "sk": EVERY_TYPE["sk"]}
+    client.put_item(TableName="t", Item=EVERY_TYPE)
+    # When it is read, updated, queried, scanned, batch-read, transacted and deleted
+    got = client.get_item(TableName="t", Key=key)["Item"]
+    updated = client.update_item(TableName="t", Key=key, UpdateExpression="SET #m.#inner = :v ADD #i :one",
+                                 ExpressionAttributeNames={"#m": "m", "#inner": "inner", "#i": "i"},
+                                 ExpressionAttributeValues={":v": {"S": "y"}, ":one": {"N": "1"}},
+                                 ReturnValues="ALL_NEW")["Attributes"]
+    client.update_item(TableName="t", Key=key, UpdateExpression="SET #m.#inner = :v ADD #i :one",
+                       ExpressionAttributeNames={"#m": "m", "#inner": "inner", "#i": "i"},
+                       ExpressionAttributeValues={":v": {"S": "z"}, ":one": {"N": "1"}}, ReturnValues="UPDATED_OLD")
+    client.query(TableName="t", KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": key["pk"]},
+                 ReturnConsumedCapacity="TOTAL")
+    client.query(TableName="t", KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": key["pk"]},
+                 ProjectionExpression="b, ss", Limit=1)
+    client.scan(TableName="t", Select="COUNT")
+    client.batch_get_item(RequestItems={"t": {"Keys": [key, {"pk": {"S": "missing"}, "sk": {"S": "A"}}]}})
+    client.transact_get_items(TransactItems=[{"Get": {"TableName": "t", "Key": key}}])
+    client.batch_write_item(RequestItems={"t": [{"PutRequest": {"Item": {**key, "sk": {"S": "B"}}}}]})
+    with pytest.raises(ClientError):  # an error: moto's own way, untouched
+        client.update_item(TableName="t", Key=key, UpdateExpression="SET #s = :s", ConditionExpression="#s = :s",
+                           ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues={":s": {"S": "x"}})
+    old = client.delete_item(TableName="t", Key=key, ReturnValues="ALL_OLD")["Attributes"]
+    # Then every answer is the one moto itself would have made, and the SDK reads the values back
+    assert differed == []
+    assert got["b"] == {"B": b"\x00\xffbytes"} and got["bs"] == {"BS": [b"one", b"two"]}
+    assert updated["m"]["M"]["inner"] == {"S": "y"} and updated["i"] == {"N": "43"}
+    assert old["none"] == {"NULL": True} and old["no"] == {"BOOL": False}
