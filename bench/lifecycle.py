@@ -66,7 +66,7 @@ def local_stack(*, model_sleep: Any = None) -> Iterator[Stack]:
     """The stack; ``model_sleep`` replaces the fake model's waits (a benchmark that records when tokens go out)."""
     from moto import mock_aws
 
-    from aijobs.local.emulator import emulate_vector_queries
+    from aijobs.local.emulator import emulate_vector_queries, project_directly
     from aijobs.local.fake_model import create_fake_model
     from aijobs.local.stack import UvicornThread, free_port, load_handler
     from aijobs.local.template import load_template, provision
@@ -87,6 +87,7 @@ def local_stack(*, model_sleep: Any = None) -> Iterator[Stack]:
     model.start()
     receiver = Receiver().start()
     emulate_vector_queries()  # moto has no QueryVectors (the search bench asks the index)
+    project_directly()  # as make run's emulator: an index's entries are projected without a JSON copy of the item
     try:
         with mock_aws():
             plain = boto3.session.Session(region_name=REGION)

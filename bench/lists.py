@@ -3,7 +3,9 @@
 In-process against moto (bench/lifecycle.py's stack): the jobs are written straight into the table, then the real
 API handler (functions/api/app.py, Mangum) answers the list. Every DynamoDB Query it makes is counted with botocore
 hooks: calls, entries evaluated (``ScannedCount``, what DynamoDB charges a filtered Query for) and the read units of
-those entries, priced from their sizes (moto's ConsumedCapacity is a constant, so it is not used).
+those entries, priced from their sizes in the index (its projection: keys and what lists filter on), and the page's
+items read from the table (BatchGetItem: each item's own units); moto's ConsumedCapacity is a constant, so it is
+not used.
 
 moto's Query walks and sorts the whole table on every call, whatever its Limit, so the times here are mostly moto's
 and grow with the table; the read counts are what DynamoDB would do.
@@ -17,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.capacity import item_size, read_units
+from bench.capacity import item_size, projected, read_units
 from bench.lifecycle import Stack, invoke_api, load_event, local_stack
 
 JOBS = 10_000
@@ -51,6 +53,12 @@ class QueryLog:
         self.calls.append({"evaluated": len(evaluated), "returned": parsed["Count"],
                            "rru": read_units(sum(self.sizes[i] for i in evaluated), consistent=False)})
 
+    def items_read(self, parsed: dict[str, Any], **_: Any) -> None:
+        """A page's items, read from the table by key (each item its own read units)."""
+        items = [item for found in parsed.get("Responses", {}).values() for item in found]
+        self.calls.append({"batch_get": 1, "items": len(items),
+                           "rru": sum(read_units(item_size(item), consistent=False) for item in items)})
+
     def take(self) -> list[dict[str, Any]]:
         calls, self.calls = self.calls, []
         return calls
@@ -61,12 +69,16 @@ def _seed(stack: Stack) -> QueryLog:
     from boto3.dynamodb.types import TypeSerializer
     from botocore.config import Config
 
+    from aijobs.dynamo import TENANT_INDEX
     from aijobs.ids import new_ulid
+    from aijobs.local.template import load_template
     from aijobs.models.jobs import Job, JobRequest, JobStatus, Usage
     from aijobs.store import job_item
 
     services = stack.services
     services.tenants.add_api_key(TENANT, API_KEY)
+    index = next(gsi for gsi in load_template()["Resources"]["JobsTable"]["Properties"]["GlobalSecondaryIndexes"]
+                 if gsi.get("IndexName") == TENANT_INDEX)
     serialize = TypeSerializer().serialize
     items = []
     for i in range(JOBS):
@@ -86,7 +98,8 @@ def _seed(stack: Stack) -> QueryLog:
         while requests:
             requests = client.batch_write_item(RequestItems=requests).get("UnprocessedItems")
     order = sorted((item["id"]["S"] for item in items), reverse=True)
-    return QueryLog(order=order, sizes={item["id"]["S"]: item_size(item) for item in items})
+    return QueryLog(order=order, sizes={item["id"]["S"]: item_size(projected(item, index, ["pk", "sk"]))
+                                        for item in items})
 
 
 def _list(stack: Stack, params: dict[str, Any]) -> tuple[dict[str, Any], float]:
@@ -122,8 +135,11 @@ def _moto_query_ms(stack: Stack) -> float:
 
 
 def _reads(calls: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"query_calls": len(calls), "entries_evaluated": sum(c["evaluated"] for c in calls),
-            "entries_returned": sum(c["returned"] for c in calls), "rru": sum(c["rru"] for c in calls)}
+    queries = [c for c in calls if "batch_get" not in c]
+    return {"query_calls": len(queries), "entries_evaluated": sum(c["evaluated"] for c in queries),
+            "entries_returned": sum(c["returned"] for c in queries),
+            "batch_get_calls": len(calls) - len(queries), "items_read": sum(c.get("items", 0) for c in calls),
+            "rru": sum(c["rru"] for c in calls)}
 
 
 def measure(*, timing_runs: int = TIMING_RUNS) -> dict[str, Any]:
@@ -138,6 +154,7 @@ def measure(*, timing_runs: int = TIMING_RUNS) -> dict[str, Any]:
         events = stack.services.dynamodb.meta.client.meta.events
         events.register("before-call.dynamodb.Query", log.before)
         events.register("after-call.dynamodb.Query", log.after)
+        events.register("after-call.dynamodb.BatchGetItem", log.items_read)
         _list(stack, {"limit": 1})  # the API key's lookup, cached from here on
         log.take()
         first, _ = _list(stack, params)
@@ -175,7 +192,8 @@ def render(r: dict[str, Any]) -> list[str]:
     return [f"Bounded lists: {r['request']}, {r['jobs']:,} jobs of one tenant, {r['matching']} of them cancelled",
             f"  first page: {first['ms_median']:.1f} ms (median of {TIMING_RUNS}), {first['items']} items, "
             f"{first['query_calls']} Query calls, {first['entries_evaluated']} entries evaluated, "
-            f"{first['rru']:g} RRU, next_cursor {'set' if first['has_next_cursor'] else 'null'}",
+            f"{first['items_read']} items read from the table, {first['rru']:g} RRU, "
+            f"next_cursor {'set' if first['has_next_cursor'] else 'null'}",
             f"  every page to the end: {walk['requests']} requests found {walk['found']}; per request at most "
             f"{walk['max_query_calls']} Query calls, {walk['max_entries_evaluated']} entries, {walk['max_rru']:g} RRU "
             f"(budget {budget['entries_per_request']} entries, {budget['query_calls_per_request']} calls); "

@@ -176,3 +176,26 @@ def test_the_reset_leaves_no_trace_of_what_a_test_did(aws: tuple[boto3.session.S
     moto_world.reset()
 
     assert _world(session, resources, template) == fresh
+
+
+def test_an_index_entry_projected_by_copy_is_the_one_moto_makes() -> None:
+    """``project_directly`` (make run's emulator, the benches) copies an index's kept attributes instead of moto's
+    JSON round trip of the whole item per attribute: the same entries, nested paths still moto's way."""
+    from boto3.dynamodb.types import TypeSerializer
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item
+
+    from aijobs.local.emulator import project_directly
+
+    project_directly()
+    attrs = {name: TypeSerializer().serialize(value) for name, value in {
+        "pk": "JOB#1", "sk": "JOB", "gsi1pk": "TENANT#a", "gsi1sk": "job_1", "status": "completed", "n": 3,
+        "request": {"kind": "text", "input": ["a", {"b": 1}]}, "tags": {"x", "y"}, "blob": b"\x00\x01"}.items()}
+    item = Item(hash_key=DynamoType(attrs["pk"]), range_key=DynamoType(attrs["sk"]), attrs=attrs)
+    for paths in ([["pk"], ["sk"], ["gsi1pk"], ["gsi1sk"], ["status"], ["model"], ["n"]],
+                  [["request"], ["tags"], ["blob"]], [["request", "kind"], ["pk"]]):
+        copied, moto = item.project(paths), Item.project.__wrapped__(item, paths)  # type: ignore[attr-defined]
+
+        assert copied.to_json() == moto.to_json(), paths
+    # the copy is a copy: changing the entry leaves the item as it was
+    item.project([["request"]]).attrs["request"].value["kind"] = DynamoType({"S": "image"})
+    assert item.attrs["request"].value["kind"] == DynamoType({"S": "text"})

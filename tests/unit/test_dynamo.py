@@ -62,8 +62,9 @@ def test_a_table_cursor_reads_back_only_in_its_own_partition_and_sort_key_prefix
 
 
 def test_a_keys_only_page_filters_its_items_as_dynamodb_would() -> None:
-    """gsi1keys holds keys only: a list's filter is evaluated on the items read from the table (``matches``). Every
-    filter the lists make, and a few more, against DynamoDB's (moto's) own evaluation of the same expression."""
+    """gsi1lite does not hold ``request``: a list's filter on a job's kind is evaluated on the items read from the
+    table (``matches``). Every filter the lists make, and a few more, against DynamoDB's (moto's) own evaluation of
+    the same expression."""
     import boto3
     from boto3.dynamodb.conditions import Attr
     from moto import mock_aws

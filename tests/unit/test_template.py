@@ -266,6 +266,8 @@ def test_tables_expire_items_and_keep_point_in_time_recovery(
 
 def test_jobs_table_has_the_single_table_keys_tenant_index_schedule_index_and_sweep_index(
         template: dict[str, Any]) -> None:
+    from aijobs.dynamo import INDEX_PROJECTIONS
+
     properties = template["Resources"]["JobsTable"]["Properties"]
     tenants, projected, schedules, sweep = properties["GlobalSecondaryIndexes"]
 
@@ -273,24 +275,26 @@ def test_jobs_table_has_the_single_table_keys_tenant_index_schedule_index_and_sw
         {"AttributeName": "pk", "KeyType": "HASH"},
         {"AttributeName": "sk", "KeyType": "RANGE"},
     ]
-    for name, prefix, gsi in (("gsi1keys", "gsi1", tenants), ("gsi2", "gsi2", schedules), ("gsi3", "gsi3", sweep)):
+    for name, prefix, gsi in (("gsi1lite", "gsi1", tenants), ("gsi2", "gsi2", schedules), ("gsi3", "gsi3", sweep)):
         assert gsi["IndexName"] == name
         assert gsi["KeySchema"] == [
             {"AttributeName": f"{prefix}pk", "KeyType": "HASH"},
             {"AttributeName": f"{prefix}sk", "KeyType": "RANGE"},
         ]
-    # the tenant index holds keys only (a job's updates never write it); the reader takes the items from the table
-    assert tenants["Projection"] == sweep["Projection"] == {"ProjectionType": "KEYS_ONLY"}
+    # the tenant index holds what lists filter on (only a job's status changes write it), as the code knows it
+    assert tenants["Projection"] == {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["status", "model", "created_at"]}
+    assert set(tenants["Projection"]["NonKeyAttributes"]) == INDEX_PROJECTIONS["gsi1lite"]
+    assert sweep["Projection"] == {"ProjectionType": "KEYS_ONLY"}
     assert schedules["Projection"] == {"ProjectionType": "ALL"}
     defined = {a["AttributeName"] for a in properties["AttributeDefinitions"]}
     assert defined == {"pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "gsi3pk", "gsi3sk"}
-    # gsi1 (every attribute, on the same keys) only while a stack made before gsi1keys upgrades, in three deploys
+    # gsi1 (every attribute, on the same keys) only while a stack made before gsi1lite upgrades, in three deploys
     condition, kept, absent = projected["Fn::If"]
     assert (condition, absent) == ("KeepsProjectedTenantIndex", {"Ref": "AWS::NoValue"})
     assert kept["IndexName"] == "gsi1" and kept["Projection"] == {"ProjectionType": "ALL"}
     assert template["Parameters"]["TenantIndexUpgrade"]["Default"] == "done"
     assert template["Globals"]["Function"]["Environment"]["Variables"]["AIJOBS_TENANT_INDEX"] == {
-        "Fn::If": ["UsesProjectedTenantIndex", "gsi1", "gsi1keys"]}
+        "Fn::If": ["UsesProjectedTenantIndex", "gsi1", "gsi1lite"]}
 
 
 def test_every_function_is_told_its_tables_and_queue(template: dict[str, Any]) -> None:

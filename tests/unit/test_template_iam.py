@@ -112,9 +112,9 @@ def test_an_index_arn_only_ever_allows_query(template: dict[str, Any], function:
 
 
 @pytest.mark.parametrize(("function", "indexes"), [
-    # GET /v1/jobs (gsi1keys, gsi2 with schedule_id), GET /v1/schedules (gsi1keys); gsi1 while a stack upgrades
-    ("ApiFunction", {"gsi1keys", "gsi1", "gsi2"}),
-    ("StreamFunction", {"gsi1keys", "gsi1", "gsi2"}),  # the same routes
+    # GET /v1/jobs (gsi1lite, gsi2 with schedule_id), GET /v1/schedules (gsi1lite); gsi1 while a stack upgrades
+    ("ApiFunction", {"gsi1lite", "gsi1", "gsi2"}),
+    ("StreamFunction", {"gsi1lite", "gsi1", "gsi2"}),  # the same routes
     ("WorkerFunction", set()),
     ("WebhookFunction", set()),  # its Queries (signing secrets) are by primary key
     ("SchedulerFunction", set()),
@@ -144,11 +144,11 @@ GRANTS: dict[str, dict[str, set[str]]] = {
             "dynamodb:PutItem",  # jobs, schedules, signing secrets; admin: keys, limits, audit entries
             "dynamodb:UpdateItem",  # secrets rotated out, the webhook marks on redeliver, rate and usage counters
             "dynamodb:DeleteItem",  # schedules; admin: a revoked key, a deleted tenant's items
-            "dynamodb:BatchGetItem",  # POST /v1/jobs/status; a list's page of gsi1keys entries
+            "dynamodb:BatchGetItem",  # POST /v1/jobs/status; a list's page of gsi1lite entries (their items)
             "dynamodb:BatchWriteItem",  # POST /v1/jobs/batch, jobs removed when their enqueue fails
             "dynamodb:Query",  # signing secrets, the delivery ledger, usage days; admin: a tenant's items, the audit
         },
-        _key(_index("gsi1keys")): {"dynamodb:Query"},  # a tenant's jobs, schedules, and (admin) keys
+        _key(_index("gsi1lite")): {"dynamodb:Query"},  # a tenant's jobs, schedules, and (admin) keys
         _key(_index("gsi1")): {"dynamodb:Query"},  # the same, while a stack upgrades (TenantIndexUpgrade)
         _key(_index("gsi2")): {"dynamodb:Query"},
         # Powertools idempotency: get, put (conditional), update (completion), delete (on failure)

@@ -55,11 +55,12 @@ from aijobs.errors import InvalidRequest
 
 Key = dict[str, str]
 
-# A tenant's jobs, and (in other partitions) its schedules, batches and API keys, newest first: gsi1pk / gsi1sk, keys
-# only (gsi1keys), so that a job's updates never write the index; a page's entries are read from the table.
+# A tenant's jobs, and (in other partitions) its schedules, batches and API keys, newest first: gsi1pk / gsi1sk with
+# only the attributes lists filter on (gsi1lite), so that only a job's status changes write the index; a page's items
+# are read from the table.
 # AIJOBS_TENANT_INDEX=gsi1 names the index of every attribute that stacks made before it keep while they upgrade
 # (README: Upgrading).
-TENANT_INDEX = os.environ.get("AIJOBS_TENANT_INDEX") or "gsi1keys"
+TENANT_INDEX = os.environ.get("AIJOBS_TENANT_INDEX") or "gsi1lite"
 SCHEDULE_INDEX = "gsi2"  # a tenant's jobs of one schedule or one batch; sparse: only those jobs carry its keys
 BATCH_RESULTS = "~"  # the prefix of an ended batch job's gsi2 sort key: after every job id (job_<ULID>)
 SWEEP_INDEX = "gsi3"  # jobs the sweeper must look at, by when; sparse
@@ -343,9 +344,10 @@ def encode_cursor(key: Mapping[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(dict(key)).encode()).decode()
 
 
-# The indexes that hold only their keys, and the attributes an index's keys are (its name's, unless said here).
-KEYS_ONLY_INDEXES = frozenset({"gsi1keys", SWEEP_INDEX})
-_INDEX_KEYS = {"gsi1keys": "gsi1"}
+# The attributes an index holds beside the keys, where it does not hold every one (template.yaml's projections), and
+# the attributes its keys are (its name's, unless said here).
+INDEX_PROJECTIONS = {"gsi1lite": frozenset({"status", "model", "created_at"}), SWEEP_INDEX: frozenset[str]()}
+_INDEX_KEYS = {"gsi1lite": "gsi1"}
 
 
 def _key_names(index: str | None) -> tuple[str, ...]:
@@ -373,14 +375,23 @@ def decode_cursor(cursor: str, *, index: str | None, partition: str, sort_prefix
     return key
 
 
+def projection(fields: Iterable[str]) -> dict[str, Any]:
+    """A read's projection of ``fields``; a dotted one (``request.priority``) is a path into a map."""
+    fields = list(fields)
+    return {"ProjectionExpression": ", ".join(".".join(f"#{part}" for part in f.split(".")) for f in fields),
+            "ExpressionAttributeNames": {f"#{part}": part for f in fields for part in f.split(".")}}
+
+
 def get_items(table: Any, keys: list[dict[str, Any]], *, names: tuple[str, ...] = ("pk", "sk"),
-              consistent: bool = False) -> list[dict[str, Any]]:
-    """The table's items of ``keys`` (BatchGetItem, 100 keys a call), in the keys' order; a key without an item is
-    left out."""
+              fields: Iterable[str] = (), consistent: bool = False) -> list[dict[str, Any]]:
+    """The table's items of ``keys`` (BatchGetItem, 100 keys a call), in the keys' order, only ``fields`` of them
+    if any are named (with the keys ``names``); a key without an item is left out."""
     keys = [{name: key[name] for name in names} for key in keys]
+    projected = projection(dict.fromkeys([*names, *fields])) if fields else {}
     found: dict[tuple[Any, ...], dict[str, Any]] = {}
     for first in range(0, len(keys), 100):
-        request: dict[str, Any] = {table.name: {"Keys": keys[first:first + 100], "ConsistentRead": consistent}}
+        request: dict[str, Any] = {table.name: {"Keys": keys[first:first + 100], "ConsistentRead": consistent,
+                                                **projected}}
         while request:
             answer = table.meta.client.batch_get_item(RequestItems=request)
             for item in answer["Responses"].get(table.name, []):
@@ -389,10 +400,23 @@ def get_items(table: Any, keys: list[dict[str, Any]], *, names: tuple[str, ...] 
     return [item for key in keys if (item := found.get(tuple(key.values()))) is not None]
 
 
+def filter_fields(condition: Any) -> set[str]:
+    """The attributes (paths) a filter made with ``boto3.dynamodb.conditions.Attr`` reads."""
+    from boto3.dynamodb.conditions import AttributeBase, ConditionBase
+
+    fields: set[str] = set()
+    for value in condition.get_expression()["values"]:
+        if isinstance(value, ConditionBase):
+            fields |= filter_fields(value)
+        elif isinstance(value, AttributeBase):
+            fields.add(value.name)
+    return fields
+
+
 def matches(condition: Any, item: Mapping[str, Any]) -> bool:
     """Whether ``item`` passes a filter made with ``boto3.dynamodb.conditions.Attr`` (the comparisons, ``is_in``,
-    ``exists``, ``not_exists``, ``begins_with``, and, or, not), as DynamoDB would evaluate it: for a page of a
-    keys-only index, whose entries are read from the table."""
+    ``exists``, ``not_exists``, ``begins_with``, and, or, not), as DynamoDB would evaluate it: for a page of an index
+    that does not hold what the filter reads, whose entries' items are read from the table."""
     operator, values = condition.expression_operator, condition.get_expression()["values"]
     if operator in ("AND", "OR", "NOT"):
         results = (matches(value, item) for value in values)
@@ -447,8 +471,10 @@ def query_index(table: Any, *, index: str | None, partition: str, limit: int, cu
         query["IndexName"] = index
     if consistent:
         query["ConsistentRead"] = True
-    keys_only = index in KEYS_ONLY_INDEXES
-    if filter is not None and not keys_only:
+    projected = INDEX_PROJECTIONS.get(index or "")  # None: the index holds every attribute
+    # a filter on what the index does not hold is evaluated here, on those attributes of the entries' items
+    read_filter = filter is not None and projected is not None and not filter_fields(filter) <= projected
+    if filter is not None and not read_filter:
         query["FilterExpression"] = filter
     if cursor:
         query["ExclusiveStartKey"] = decode_cursor(cursor, index=index, partition=partition, sort_prefix=sort_prefix,
@@ -461,14 +487,15 @@ def query_index(table: Any, *, index: str | None, partition: str, limit: int, cu
         answer = table.query(**query)
         evaluated += int(answer.get("ScannedCount", len(answer["Items"])))
         found = answer["Items"]
-        if keys_only:  # the entries themselves, from the table; one gone since its entry was read is not listed
-            found = [item for item in get_items(table, found, names=names[:2])
-                     if filter is None or matches(filter, item)]
+        if read_filter:  # what the filter reads of each entry's item (a few bytes), first
+            found = [entry for entry in get_items(table, found, names=names[:2],
+                                                  fields=[*names, *filter_fields(filter)]) if matches(filter, entry)]
         room = limit - len(items)
-        items += found[:room]
+        # the items of a page of a projected index are read from the table; one gone meanwhile is not listed
+        items += found[:room] if projected is None else get_items(table, found[:room], names=names[:2])
         start = answer.get("LastEvaluatedKey")
         if len(found) > room:  # more matches than the page holds: resume after the last one kept
-            return Page(items, encode_cursor({name: items[-1][name] for name in names}))
+            return Page(items, encode_cursor({name: found[room - 1][name] for name in names}))
         if not start or len(items) == limit or evaluated >= LIST_READ_ENTRIES:
             break
         query["ExclusiveStartKey"] = start

@@ -32,9 +32,11 @@ from aijobs.dynamo import (
     batch_result_key,
     conditional,
     from_low_level,
+    get_items,
     is_condition_failure,
     job_key,
     output_chunk_key,
+    projection,
     query_index,
     request_key,
     schedule_jobs_partition,
@@ -202,12 +204,6 @@ _STATE_FIELDS = ("id", "tenant", "status", "attempt", "expires_at", "created_at"
                  "watched_at")
 
 
-def _projection(fields: tuple[str, ...]) -> dict[str, Any]:
-    """A projection of ``fields``; a dotted one (``request.priority``) is a path into a map."""
-    return {"ProjectionExpression": ", ".join(".".join(f"#{part}" for part in f.split(".")) for f in fields),
-            "ExpressionAttributeNames": {f"#{part}": part for f in fields for part in f.split(".")}}
-
-
 def _job_keys(job_ids: list[str]) -> list[Key]:
     return [job_key(job_id) for job_id in dict.fromkeys(job_ids)]
 
@@ -265,7 +261,6 @@ class JobStore:
                  blobs: OutputBlobs | None = None, clock: Clock = system_clock, sweep_grace_s: int = 60,
                  has_webhook_destinations: Callable[[Job], bool] = has_callback,
                  batches: BatchStore | None = None) -> None:
-        self._resource = resource
         self._table = resource.Table(table_name)
         self._retention_s = retention_s
         self._blobs = blobs
@@ -344,7 +339,7 @@ class JobStore:
     def get_state(self, job_id: str, *, consistent: bool = False) -> JobState | None:
         """A job's tenant and status (a projected GetItem: what the worker reads while a model call runs)."""
         return self._state(self._table.get_item(Key=job_key(job_id), ConsistentRead=consistent,
-                                                **_projection(_STATE_FIELDS)).get("Item"))[1]
+                                                **projection(_STATE_FIELDS)).get("Item"))[1]
 
     def _state(self, item: dict[str, Any] | None) -> tuple[str, JobState | None]:
         if not item or "id" not in item or ("expires_at" in item and _number(item["expires_at"]) < self._now()):
@@ -359,14 +354,7 @@ class JobStore:
 
     def _batch_get(self, keys: list[Key], *, consistent: bool,
                    fields: tuple[str, ...] | None = None) -> Iterator[dict[str, Any]]:
-        projection = _projection(fields) if fields else {}
-        for start in range(0, len(keys), 100):
-            request: dict[str, Any] = {self._table.name: {"Keys": keys[start:start + 100],
-                                                          "ConsistentRead": consistent, **projection}}
-            while request:
-                answer = self._resource.batch_get_item(RequestItems=request)
-                yield from answer["Responses"].get(self._table.name, [])
-                request = answer.get("UnprocessedKeys") or {}
+        return iter(get_items(self._table, keys, fields=fields or (), consistent=consistent))
 
     def list_jobs(self, *, tenant: str, status: JobStatus | None, limit: int, cursor: str | None,
                   schedule_id: str | None = None, batch_id: str | None = None,
