@@ -268,6 +268,22 @@ def admin_api_line(url: str) -> str:
 """
 
 
+# Blocking calls (boto3's) the local API runs at once. Lambda serves one request an instance; this server serves
+# them all, and anyio's default of 40 threads kept 100 streams opened together (three calls each) waiting in line.
+API_THREADS = 200
+
+
+def with_threads(app: Any, threads: int) -> Any:
+    """``app`` with room for ``threads`` blocking calls at once (``run_in_threadpool``, ``anyio.to_thread``)."""
+    import anyio.to_thread
+
+    async def serve(scope: Any, receive: Any, send: Any) -> None:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = threads  # the server's loop's own limiter
+        await app(scope, receive, send)
+
+    return serve
+
+
 def main() -> None:
     port = int(os.environ.get("PORT") or 8000)
     stack = LocalStack()
@@ -280,7 +296,8 @@ def main() -> None:
               "(AIJOBS_ALLOW_PRIVATE_CALLBACKS=1, for local receivers); set it to 0 for the full SSRF guard. "
               f"Webhook retry schedule: {os.environ.get('AIJOBS_WEBHOOK_RETRY_SCHEDULE')} s.", flush=True)
     try:
-        uvicorn.run(create_app(), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+        uvicorn.run(with_threads(create_app(), API_THREADS), host="127.0.0.1", port=port, log_level="warning",
+                    lifespan="off")
     finally:
         stack.stop()
         print("aijobs local stack stopped", file=sys.stderr)
