@@ -150,7 +150,8 @@ class JobEvents:
         if seq >= SPAN - 2:  # the last delta or the final event was sent: the job has ended
             seq = SPAN
         next_state = self._states.next_check(time.monotonic())
-        next_note = time.monotonic() + waiting_every if waiting_every else math.inf
+        every = waiting_every or 0.0
+        next_note = time.monotonic() + every if every else math.inf
         joined = 0  # the attempt whose log this stream has caught up with
         while True:
             if job.status.is_terminal and not self._settling(job):
@@ -172,16 +173,16 @@ class JobEvents:
             for text in chunks:
                 seq += 1
                 yield JobEvent(attempt * SPAN + seq, "delta", JobStatus.in_progress, attempt=attempt, text=text)
-            noting = bool(waiting_every) and job.status is JobStatus.queued
+            noting = every > 0 and job.status is JobStatus.queued
             if noting and time.monotonic() >= next_note:
-                next_note = time.monotonic() + (waiting_every or 0)
+                next_note = time.monotonic() + every
                 yield JobEvent(0, "waiting", JobStatus.queued, attempt=job.attempt)
             if (now := time.monotonic()) >= next_state:
                 next_state = self._states.next_check(now)
                 read = asyncio.ensure_future(self._read(job))
                 try:  # a queued job's notes keep their pace, however long the read takes
                     while noting and not (await asyncio.wait({read}, timeout=next_note - time.monotonic()))[0]:
-                        next_note = time.monotonic() + (waiting_every or 0)
+                        next_note = time.monotonic() + every
                         yield JobEvent(0, "waiting", JobStatus.queued, attempt=job.attempt)
                     current = await read
                 finally:
