@@ -145,6 +145,48 @@ def test_each_item_of_a_batch_is_admitted_on_its_own(api: Any, services: Service
     assert services.store.get_job(data[0]["id"]) is not None and services.store.get_job(data[1]["id"]) is not None
 
 
+def test_a_batch_that_fits_reserves_its_jobs_in_one_write_each_settled_on_its_own(
+        api: Any, services: Services, worker_handler: Any) -> None:
+    _limit(services, tokens_per_minute=10_000)
+    usage_writes: list[str] = []
+
+    def note(params: dict[str, Any], **_: Any) -> None:
+        if str(params.get("Key", {}).get("sk", "")).startswith("USAGE#"):
+            usage_writes.append(params["UpdateExpression"])
+
+    events = services.dynamodb.meta.client.meta.events
+    events.register("provide-client-params.dynamodb.UpdateItem", note)
+    try:
+        answer = api.post("/v1/jobs/batch", json={"jobs": [{"input": "hi", "max_output_tokens": 100 * n}
+                                                           for n in (1, 2, 3)]})
+    finally:
+        events.unregister("provide-client-params.dynamodb.UpdateItem", note)
+
+    assert answer.status_code == 202 and [d["status"] for d in answer.json()["data"]] == ["queued"] * 3
+    assert len([w for w in usage_writes if "#jobs" in w]) == 1  # the three reservations: one write
+    assert services.usage_store.window(TENANT_A).tokens == 3 * HI_INPUT_TOKENS + 600
+    assert answer.headers["x-ratelimit-remaining-tokens"] == str(10_000 - 3 * HI_INPUT_TOKENS - 600)
+    assert services.usage.usage(TENANT_A).today.jobs == 3
+    run_worker(services, worker_handler)
+    assert services.usage_store.window(TENANT_A).tokens < 3 * HI_INPUT_TOKENS  # each job's real tokens replaced its own
+
+
+def test_a_batch_whose_last_job_would_find_the_budget_spent_is_admitted_one_by_one(
+        api: Any, services: Services) -> None:
+    from aijobs.rates import estimate
+
+    item = {"input": "hi", "max_output_tokens": 1000}
+    job_id = api.post("/v1/jobs", json=item).json()["id"]
+    one = estimate(services.store.get_job(job_id))[1]  # type: ignore[arg-type]
+    _limit(services, daily_cost_usd=float(one * 2 + one / 2))  # two more jobs' estimates fit under it, not three
+
+    answer = api.post("/v1/jobs/batch", json={"jobs": [item, item, item]})
+
+    assert [d.get("status") for d in answer.json()["data"]] == ["queued", "queued", None]
+    assert answer.json()["data"][2]["error"]["type"] == "quota_exceeded"
+    assert services.usage.usage(TENANT_A).today.jobs == 3
+
+
 def test_a_retry_goes_through_admission_too(api: Any, services: Services) -> None:
     _limit(services, tokens_per_minute=1000)
     job = {"input": "hi", "max_output_tokens": 600}

@@ -24,7 +24,7 @@ from aijobs.errors import (
 )
 from aijobs.idempotency import RequestKey
 from aijobs.ids import new_job_id
-from aijobs.models.jobs import Job, JobRequest, JobStatus, JobStatusItem, StatusDetails
+from aijobs.models.jobs import Job, JobRequest, JobStatus, JobStatusItem, Reservation, StatusDetails
 from aijobs.models.tenants import Limits
 from aijobs.observability import count, logger
 from aijobs.queues import MAX_DELAY_S, JobQueue
@@ -204,6 +204,8 @@ class JobService:
             return jobs, {}
         from aijobs.rates import OverBudget, OverRate
 
+        if len(jobs) > 1 and (reservations := self._reserve_all(jobs)) is not None:
+            return [job.model_copy(update={"reservation": r}) for job, r in zip(jobs, reservations, strict=True)], {}
         admitted: list[Job] = []
         refused: dict[str, AijobsError] = {}
         for job in jobs:
@@ -219,6 +221,14 @@ class JobService:
             except AijobsError as exc:
                 refused[job.id] = exc
         return admitted, refused
+
+    def _reserve_all(self, jobs: list[Job]) -> list[Reservation] | None:
+        """The jobs' reservations in one write when they all fit; None: reserve them one by one."""
+        assert self.limiter is not None
+        try:
+            return self.limiter.reserve_all(jobs)
+        except AijobsError:  # an estimate the limiter refuses: each job's own error, one by one
+            return None
 
     def _on_limit(self, job: Job) -> str:
         if job.request.on_limit is not None:

@@ -145,6 +145,22 @@ class Limiter:
             headers.update(answer_headers(limits, window, now))
         return reservation
 
+    def reserve_all(self, jobs: list[Job]) -> list[Reservation] | None:
+        """Reserve one tenant's jobs (a batch) in one write, each with its own reservation, when every one of them
+        would be admitted; None (nothing reserved) when any would not: then ``reserve`` each, to admit those that
+        fit and tell the others why not. A batch of 100 jobs made 100 writes of the tenant's day item; now one."""
+        limits = self.limits(jobs[0].tenant)
+        now = self.usage.now()
+        try:
+            window, reservations = self.usage.reserve_all(
+                jobs[0].tenant, estimates=[estimate(job) for job in jobs], token_limit=limits.tokens_per_minute,
+                budget_usd=Decimal(str(limits.daily_cost_usd)))
+        except Refused:
+            return None
+        if (headers := ANSWER_HEADERS.get()) is not None:
+            headers.update(answer_headers(limits, window, now))
+        return reservations
+
     @staticmethod
     def _refusal(limits: Limits, tokens: int, window: Window, now: float) -> OverRate | OverBudget:
         if window.spent_usd >= Decimal(str(limits.daily_cost_usd)):

@@ -154,22 +154,38 @@ class UsageStore:
         """Reserve a job's ``tokens`` in the current minute and its ``cost_usd`` in the day's spend, and count the
         job in the day; ``Refused`` (nothing written) when the minute's tokens would pass ``token_limit`` or the
         day's spend has reached ``budget_usd`` (the refused window says which)."""
+        window, (reservation,) = self.reserve_all(tenant, estimates=[(tokens, cost_usd)], token_limit=token_limit,
+                                                  budget_usd=budget_usd)
+        return window, reservation
+
+    def reserve_all(self, tenant: str, *, estimates: list[tuple[int, Decimal]], token_limit: int,
+                    budget_usd: Decimal) -> tuple[Window, list[Reservation]]:
+        """Reserve several jobs' (tokens, cost) estimates in one write, as ``reserve`` one after another would when
+        each of them is admitted: the minute's tokens with all of them stay within ``token_limit``, and the day's
+        spend is under ``budget_usd`` before the last one (a burst passes the budget by at most one job's estimate,
+        as with one write a job). ``Refused`` (nothing written) when any of those writes would have been refused:
+        the caller then reserves them one by one, to admit those that fit."""
         minute = Minute.at(self._clock())
-        if tokens > token_limit or budget_usd <= 0:  # could never fit (the condition would pass a day's first job)
+        tokens = sum(t for t, _ in estimates)
+        costs = [_e8(cost) for _, cost in estimates]
+        # the day's spend must stay under the budget before each job's estimate is added: before the last one
+        budget = _e8(budget_usd) - (sum(costs) - costs[-1])
+        if tokens > token_limit or budget <= 0:  # could never fit (the condition would pass a day's first write)
             raise Refused(Window(minute, requests=0, tokens=0))
         names = {"#t": f"t{minute.index}", "#jobs": "jobs", "#spend": SPEND}
         window = self._window_write(
             tenant, minute,
             UpdateExpression=f"SET #t = if_not_exists(#t, :zero) + :tokens, {DAY_FIELDS} "
-                             "ADD #jobs :one, #spend :cost",
+                             "ADD #jobs :jobs, #spend :cost",
             # DynamoDB's conditions have no arithmetic: "t + tokens <= limit" is "t <= limit - tokens".
             ConditionExpression="(attribute_not_exists(#t) OR #t <= :room) "
                                 "AND (attribute_not_exists(#spend) OR #spend < :budget)",
             ExpressionAttributeNames=names | DAY_NAMES,
-            ExpressionAttributeValues={":zero": 0, ":one": 1, ":tokens": tokens, ":room": token_limit - tokens,
-                                       ":cost": _e8(cost_usd), ":budget": _e8(budget_usd),
+            ExpressionAttributeValues={":zero": 0, ":jobs": len(estimates), ":tokens": tokens,
+                                       ":room": token_limit - tokens, ":cost": sum(costs), ":budget": budget,
                                        **self._day_values(tenant, minute)})
-        return window, Reservation(day=minute.day.isoformat(), minute=minute.index, tokens=tokens, cost_usd=cost_usd)
+        return window, [Reservation(day=minute.day.isoformat(), minute=minute.index, tokens=t, cost_usd=cost)
+                        for t, cost in estimates]
 
     def release(self, tenant: str, reservation: Reservation, *, submitted: bool = False) -> None:
         """Take back a reservation: of a job never submitted (it could not be queued or stored: it is not counted
