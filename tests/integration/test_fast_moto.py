@@ -13,7 +13,7 @@ from moto import mock_aws
 
 from aijobs.local.fast_moto import make_moto_faster
 
-EVERY_TYPE = {"pk": {"S": "JOB#1"}, "sk": {"S": "A"}, "n": {"N": "2E-8"}, "i": {"N": "42"},
+EVERY_TYPE: dict[str, Any] = {"pk": {"S": "JOB#1"}, "sk": {"S": "A"}, "n": {"N": "2E-8"}, "i": {"N": "42"},
               "b": {"B": b"\x00\xffbytes"}, "yes": {"BOOL": True}, "no": {"BOOL": False}, "none": {"NULL": True},
               "m": {"M": {"inner": {"S": "x"}, "deep": {"M": {"l": {"L": [{"N": "1"}, {"S": "two"}]}}}}},
               "ss": {"SS": ["a", "b"]}, "ns": {"NS": ["1", "2.5"]}, "bs": {"BS": [b"one", b"two"]},
@@ -82,3 +82,30 @@ def test_item_answers_are_moto_s_own_for_every_attribute_type(compared: tuple[An
     assert got["b"] == {"B": b"\x00\xffbytes"} and got["bs"] == {"BS": [b"one", b"two"]}
     assert updated["m"]["M"]["inner"] == {"S": "y"} and updated["i"] == {"N": "43"}
     assert old["none"] == {"NULL": True} and old["no"] == {"BOOL": False}
+
+
+@pytest.mark.parametrize("paths", [
+    [["pk"], ["n"], ["missing"]],
+    [["m", "inner"], ["m", "deep", "l"], ["i"]],
+    [["m", "deep"], ["m"], ["m", "inner"]],  # the whole map wins over its members
+    [["m", "missing"], ["i"]],  # nothing kept of the map
+    [["m", "deep", "l"], ["b"], ["bs"], ["ss"], ["ns"], ["none"], ["yes"]],
+])
+def test_a_projection_keeps_what_moto_s_own_keeps(paths: list[list[str]]) -> None:
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item
+
+    from aijobs.local.emulator import project_directly
+
+    project_directly()
+    item = Item(hash_key=DynamoType(EVERY_TYPE["pk"]), range_key=DynamoType(EVERY_TYPE["sk"]), attrs=EVERY_TYPE)
+
+    mine, moto_s = Item.project(item, paths), Item.project.__wrapped__(item, paths)  # type: ignore[attr-defined]
+
+    assert _unordered_sets(mine.to_json()) == _unordered_sets(moto_s.to_json())
+    assert Item.project(item, [["n", "not_a_map"]]).attrs == {}  # (moto's own fails on it; DynamoDB keeps nothing)
+
+
+def _unordered_sets(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: sorted(v) if k in ("SS", "NS", "BS") else _unordered_sets(v) for k, v in value.items()}
+    return [_unordered_sets(v) for v in value] if isinstance(value, list) else value

@@ -86,9 +86,8 @@ def dynamodb_is_atomic() -> bool:
 
 
 def project_directly() -> None:
-    """Project an item to top-level attributes by copying them (moto's way, for nested paths, is kept). Idempotent."""
-    import copy
-
+    """Project an item by copying the attributes it keeps, and of a nested path (``request.priority``) the map
+    members on its way (moto's way, a JSON round trip of the whole item, is kept for list elements). Idempotent."""
     from moto.dynamodb.models.dynamo_type import Item
 
     with _PATCH_LOCK:
@@ -98,14 +97,49 @@ def project_directly() -> None:
 
         @functools.wraps(original)
         def project(self: Item, projection_expressions: list[list[str]]) -> Item:
-            if any(len(path) != 1 for path in projection_expressions):
+            if any("[" in name for path in projection_expressions for name in path):
                 return original(self, projection_expressions)
-            kept = {path[0]: copy.deepcopy(self.attrs[path[0]]) for path in projection_expressions
-                    if path[0] in self.attrs}
+            kept = _project(self.attrs, _paths_tree(projection_expressions))
             return Item(hash_key=self.hash_key, range_key=self.range_key, attrs=kept)
 
         setattr(project, _MARK, True)
         setattr(Item, "project", project)  # noqa: B010
+
+
+type _Paths = dict[str, "_Paths | None"]  # a name kept whole (None), or the names kept of the map it names
+
+
+def _paths_tree(paths: list[list[str]]) -> _Paths:
+    """``[["a"], ["r", "p"], ["r", "q"]]`` -> ``{"a": None, "r": {"p": None, "q": None}}`` (a whole map wins)."""
+    tree: _Paths = {}
+    for path in paths:
+        node: _Paths | None = tree
+        for depth, name in enumerate(path):
+            if node is None:
+                break  # an enclosing map is kept whole
+            if depth == len(path) - 1:
+                node[name] = None
+            else:
+                node = node.setdefault(name, {})
+    return tree
+
+
+def _project(attrs: Mapping[str, Any], tree: _Paths) -> dict[str, Any]:
+    """Copies of the attributes (DynamoType) the tree names; of a map, only the members named under it."""
+    import copy
+
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    kept: dict[str, Any] = {}
+    for name, inner in tree.items():
+        if name not in attrs:
+            continue
+        value = attrs[name]
+        if inner is None:
+            kept[name] = copy.deepcopy(value)
+        elif value.type == "M" and (members := _project(value.value, inner)):
+            kept[name] = DynamoType({"M": members})
+    return kept
 
 
 def start_moto_server(port: int = 0) -> Any:
