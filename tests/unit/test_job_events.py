@@ -9,7 +9,6 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
-from aijobs.dynamo import output_chunk_key
 from aijobs.models.jobs import Job, JobRequest, JobStatus
 from aijobs.store import JobState
 from aijobs.streams import JobEvent, JobEvents
@@ -38,6 +37,9 @@ class Store:
     def get_job(self, job_id: str, **_: Any) -> Job:
         return self.jobs[job_id].model_copy(update={"status": self._status(), "completed_at": 1})
 
+    def output_texts(self, chunks: list[tuple[str, int, int]]) -> dict[tuple[str, int, int], str]:
+        return {}  # no output log
+
 
 def _job(n: int) -> Job:
     return Job(id=f"job_{n}", tenant="t", status=JobStatus.queued, model="m", created_at=1,
@@ -54,7 +56,7 @@ async def _follow_all(events: JobEvents, jobs: list[Job], **options: Any) -> lis
 def test_the_streams_of_one_process_read_their_jobs_states_together() -> None:
     jobs = [_job(n) for n in range(20)]
     store = Store(jobs, queued_s=1.2)
-    events = JobEvents(store, table=None, poll_s=0.05)
+    events = JobEvents(store, poll_s=0.05)
 
     followed = asyncio.run(_follow_all(events, jobs))
 
@@ -67,10 +69,10 @@ def test_the_streams_of_one_process_read_their_jobs_states_together() -> None:
 def test_a_queued_job_s_stream_says_it_waits_every_so_often_and_the_notes_are_not_events() -> None:
     job = _job(1)
     store = Store([job], queued_s=1.3)
-    events = JobEvents(store, table=None, poll_s=0.05)
+    events = JobEvents(store, poll_s=0.05)
 
     [noted] = asyncio.run(_follow_all(events, [job], waiting_every=0.25))
-    [plain] = asyncio.run(_follow_all(JobEvents(Store([job], queued_s=1.3), table=None, poll_s=0.05), [job]))
+    [plain] = asyncio.run(_follow_all(JobEvents(Store([job], queued_s=1.3), poll_s=0.05), [job]))
 
     notes = [e for e in noted if e.kind == "waiting"]
     assert 3 <= len(notes) <= 6 and {(e.id, e.status) for e in notes} == {(0, JobStatus.queued)}
@@ -79,25 +81,18 @@ def test_a_queued_job_s_stream_says_it_waits_every_so_often_and_the_notes_are_no
 
 
 class Log:
-    """A table of output log items (as JobStore.append_output writes them), read by key; its reads are kept."""
-
-    name = "jobs"
+    """Output log chunks (as JobStore.append_output writes them), read together by key; its reads are kept."""
 
     def __init__(self) -> None:
-        self.items: dict[tuple[str, str], dict[str, Any]] = {}
+        self.items: dict[tuple[str, int, int], str] = {}
         self.reads: list[list[str]] = []
-        self.meta = self  # get_items reads through table.meta.client
-        self.client = self
 
     def put(self, job_id: str, seq: int, text: str) -> None:
-        key = output_chunk_key(job_id, 1, seq)
-        self.items[key["pk"], key["sk"]] = {**key, "text": text}
+        self.items[job_id, 1, seq] = text
 
-    def batch_get_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
-        keys = RequestItems[self.name]["Keys"]
-        self.reads.append(sorted(k["pk"] for k in keys))
-        return {"Responses": {self.name: [self.items[k["pk"], k["sk"]] for k in keys
-                                          if (k["pk"], k["sk"]) in self.items]}}
+    def read(self, chunks: list[tuple[str, int, int]]) -> dict[tuple[str, int, int], str]:
+        self.reads.append(sorted(job_id for job_id, _, _ in chunks))
+        return {chunk: self.items[chunk] for chunk in chunks if chunk in self.items}
 
 
 class RunningStore(Store):
@@ -117,13 +112,16 @@ class RunningStore(Store):
             "status": JobStatus.completed, "attempt": 1, "output_text": text, "output_logged_chars": len(text),
             "output_seq": CHUNKS, "completed_at": 1})
 
+    def output_texts(self, chunks: list[tuple[str, int, int]]) -> dict[tuple[str, int, int], str]:
+        return self.log.read(chunks)
+
     def output_chunks(self, job_id: str, attempt: int, *, after: int, limit: int | None = None,
                       **_: Any) -> list[Any]:
         self.log_reads += 1
         chunks: list[Any] = []
         while (limit is None or len(chunks) < limit) and (
-                item := self.log.items.get(tuple(output_chunk_key(job_id, attempt, after + len(chunks) + 1).values()))):
-            chunks.append(SimpleNamespace(text=item["text"]))
+                text := self.log.items.get((job_id, attempt, after + len(chunks) + 1))):
+            chunks.append(SimpleNamespace(text=text))
         return chunks
 
 
@@ -134,7 +132,7 @@ def test_the_live_streams_of_one_process_poll_their_logs_together_and_each_gets_
     jobs = [_job(n).model_copy(update={"status": JobStatus.in_progress, "attempt": 1}) for n in range(10)]
     log = Log()
     store = RunningStore(jobs, log)
-    events = JobEvents(store, table=log, poll_s=0.05)
+    events = JobEvents(store, poll_s=0.05)
 
     async def run() -> list[list[JobEvent]]:
         async def model() -> None:  # every job's worker flushes a chunk every 0.1 s
@@ -172,7 +170,7 @@ class SlowStore(Store):
 
 def test_a_queued_job_s_notes_keep_their_pace_while_a_slow_read_of_its_state_is_under_way() -> None:
     job = _job(1)
-    events = JobEvents(SlowStore([job], queued_s=2.5, read_s=1.2), table=None, poll_s=0.05)
+    events = JobEvents(SlowStore([job], queued_s=2.5, read_s=1.2), poll_s=0.05)
 
     async def timed() -> list[tuple[float, JobEvent]]:
         return [(time.monotonic(), event) async for event in events.follow(job, waiting_every=0.25)]

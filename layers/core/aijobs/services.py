@@ -219,7 +219,7 @@ class Services:
     def job_events(self) -> JobEvents:
         from aijobs.streams import JobEvents
 
-        return JobEvents(self.store, table=self.table, poll_s=self.settings.stream_poll_s, clock=self.clock)
+        return JobEvents(self.store, poll_s=self.settings.stream_poll_s, clock=self.clock)
 
     @cached_property
     def tenants(self) -> TenantService:

@@ -481,6 +481,14 @@ class JobStore:
             # outlives the job (which expires its retention after it ends, at most timeout_s from now)
             "expires_at": self._now() + self._retention_s + job.request.timeout_s}))
 
+    def output_texts(self, chunks: list[tuple[str, int, int]]) -> dict[tuple[str, int, int], str]:
+        """The text of each chunk (job id, attempt, seq) that is in its output log (BatchGetItem: a key that is not
+        there is charged as a read too)."""
+        keys = [output_chunk_key(*chunk) for chunk in chunks]
+        found = {(item["pk"], item["sk"]): str(item["text"]) for item in self._batch_get(keys, consistent=False)}
+        return {chunk: found[at] for chunk, key in zip(chunks, keys, strict=True)
+                if (at := (key["pk"], key["sk"])) in found}
+
     def output_chunks(self, job_id: str, attempt: int, *, after: int, limit: int | None = None,
                       consistent: bool = False, first_window: int = 4) -> list[OutputChunk]:
         """The pieces of an attempt's output log that follow piece ``after``, in order, up to the first one not there

@@ -31,17 +31,15 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-import weakref
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Literal
 
 import anyio.to_thread
 
 from aijobs.clock import Clock, system_clock
-from aijobs.dynamo import get_items, output_chunk_key
 from aijobs.models.jobs import Job, JobStatus
-from aijobs.status_checks import GATHER_S, StatusChecks
+from aijobs.status_checks import Gathered, StatusChecks
 from aijobs.store import WATCH_RENEW_S, JobStore
 
 # Event ids per attempt: an attempt's chunks never come near it (the worker flushes a few times a second, for at
@@ -73,68 +71,14 @@ def final_ids(attempt: int) -> tuple[int, int]:
     return (attempt + 1) * SPAN - 2, (attempt + 1) * SPAN - 1
 
 
-ChunkKey = tuple[str, int, int]  # (job id, attempt, seq)
-
-
-@dataclass
-class _Polls:
-    """The polls of one event loop waiting for their read (the local stack serves the API on one loop)."""
-
-    waiting: dict[ChunkKey, list[asyncio.Future[str | None]]] = field(default_factory=dict)
-    reading: asyncio.Task[None] | None = None
-
-
-class NextChunks:
-    """The live streams' polls of a process: each asks for the next chunk of its job's output log, and the polls
-    asked within ``GATHER_S`` of each other are read in one ``BatchGetItem`` (100 keys a call) of the log's items
-    (JobStore.append_output writes them: ``text``, ``progress``). A key that is not there is charged as a read,
-    whether alone or with others: the units are those of one read a poll."""
-
-    def __init__(self, table: Any) -> None:
-        self._table = table
-        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Polls] = weakref.WeakKeyDictionary()
-
-    async def text(self, job_id: str, attempt: int, seq: int) -> str | None:
-        """The text of chunk ``seq`` of the attempt's log, None while it is not there."""
-        loop = asyncio.get_running_loop()
-        polls = self._loops.get(loop)
-        if polls is None:
-            polls = self._loops[loop] = _Polls()
-        answer: asyncio.Future[str | None] = loop.create_future()
-        polls.waiting.setdefault((job_id, attempt, seq), []).append(answer)
-        if polls.reading is None or polls.reading.done():
-            polls.reading = asyncio.create_task(self._read(polls))
-        return await answer
-
-    async def _read(self, polls: _Polls) -> None:
-        """Read what is waiting, again while polls keep coming (one asked during a read waits for the next)."""
-        while polls.waiting:
-            await asyncio.sleep(GATHER_S)
-            waiting, polls.waiting = polls.waiting, {}
-            keys = [output_chunk_key(*key) for key in waiting]
-            try:
-                items = await asyncio.to_thread(get_items, self._table, keys)
-            except Exception as exc:
-                for answers in waiting.values():
-                    for answer in answers:
-                        if not answer.done():
-                            answer.set_exception(exc)
-                continue
-            found = {(item["pk"], item["sk"]): str(item["text"]) for item in items}
-            for key, answers in zip(keys, waiting.values(), strict=True):
-                text = found.get((key["pk"], key["sk"]))
-                for answer in answers:
-                    if not answer.done():  # (its stream may have gone)
-                        answer.set_result(text)
-
-
 class JobEvents:
-    def __init__(self, store: JobStore, *, table: Any, poll_s: float, clock: Clock = system_clock) -> None:
+    def __init__(self, store: JobStore, *, poll_s: float, clock: Clock = system_clock) -> None:
         self._store = store
         self._poll_s = poll_s
         self._clock = clock
         self._states = StatusChecks(store, period_s=STATE_EVERY_S)
-        self._polls = NextChunks(table)
+        # the next chunk of every live stream's log, read together (JobStore.output_texts)
+        self._polls = Gathered(store.output_texts)
 
     async def follow(self, job: Job, *, after: int = 0, until: float = math.inf,
                      waiting_every: float | None = None) -> AsyncIterator[JobEvent]:
@@ -168,7 +112,7 @@ class JobEvents:
             elif joined != attempt:  # what the log holds already (one key, then windows of 2, 4, ... while found)
                 chunks, joined = await self._chunks(job.id, attempt, seq, first_window=1), attempt
             else:  # then one key a poll, with the other streams' (at once again when it was there)
-                text = await self._polls.text(job.id, attempt, seq + 1)
+                text = await self._polls.get((job.id, attempt, seq + 1))
                 chunks = [] if text is None else [text]
             for text in chunks:
                 seq += 1
