@@ -128,3 +128,18 @@ def test_a_message_is_received_within_its_queue_s_retention_and_not_after(monkey
         monkeypatch.setattr(moto.sqs.models, "unix_time", lambda *a: real(*a) + 61)  # its 60 s have gone by
 
         assert sqs.receive_message(QueueUrl=url).get("Messages", []) == []
+
+
+def test_moto_keeps_no_copy_of_the_items_and_messages_it_handed_out(compared: tuple[Any, list[str]]) -> None:
+    from moto.dynamodb.models.dynamo_type import Item
+
+    client, _ = compared
+    key = {"pk": EVERY_TYPE["pk"], "sk": EVERY_TYPE["sk"]}
+    client.put_item(TableName="t", Item=EVERY_TYPE)
+
+    for n in range(20):
+        client.update_item(TableName="t", Key=key, UpdateExpression="SET #n = :n",
+                           ExpressionAttributeNames={"#n": "i"}, ExpressionAttributeValues={":n": {"N": str(n)}})
+
+    assert len(Item.instances_tracked) == 0  # type: ignore[attr-defined]
+    assert client.get_item(TableName="t", Key=key)["Item"]["i"] == {"N": "19"}

@@ -151,8 +151,27 @@ def map_processors_once() -> None:
         setattr(DepthFirstTraverser, "process", process)  # noqa: B010
 
 
+class _KeepsNothing(list[Any]):
+    def append(self, _: Any) -> None:
+        pass
+
+
+def forget_copies() -> None:
+    """moto registers every instance of its models for its dashboard, forever: every item it copies (an UpdateItem
+    copies the item twice, a Query or a GetItem its answers) and every message copy a receive hands out. A run of
+    300 jobs grew the server by 26 MB, and a long ``make run`` without end. Items and messages are not registered."""
+    from moto.dynamodb.models.dynamo_type import Item
+    from moto.sqs.models import Message
+
+    with _PATCH_LOCK:
+        for model in (Item, Message):
+            if not isinstance(getattr(model, "instances_tracked", None), _KeepsNothing):
+                setattr(model, "instances_tracked", _KeepsNothing())  # noqa: B010
+
+
 def make_moto_faster() -> None:
     """The shortcuts of this module (see its docstring). Idempotent and process-wide."""
+    forget_copies()
     serialize_items_directly()
     parse_update_expressions_once()
     map_processors_once()
