@@ -14,7 +14,7 @@ from aijobs.store import JobState
 
 
 class Store:
-    def __init__(self, states: dict[str, JobState], error: Exception | None = None, read_s: float = 0.0) -> None:
+    def __init__(self, states: dict[str, JobState], error: BaseException | None = None, read_s: float = 0.0) -> None:
         self.states, self.error, self.read_s = states, error, read_s
         self.reads: list[list[str]] = []
 
@@ -53,6 +53,40 @@ def test_a_failed_read_reaches_every_check_of_its_instant() -> None:
         return await asyncio.gather(checks.state("a"), checks.state("b"), return_exceptions=True)
 
     assert [str(e) for e in asyncio.run(main())] == ["throttled", "throttled"]
+
+
+class Died(BaseException):
+    """What the fault suite's dead process raises from every AWS call (tests/simulation.py ProcessKilled)."""
+
+
+def test_a_read_ended_by_a_base_exception_answers_every_check_waiting_and_none_waits_forever() -> None:
+    """A worker killed mid-batch: the read under way raised a BaseException; the checks of its instant, and those
+    asked meanwhile, got it (before, they waited for an answer that never came, and so did the invocation)."""
+    store = Store({}, error=Died(), read_s=0.05)
+    checks = StatusChecks(store, period_s=0.5)  # type: ignore[arg-type]
+
+    async def main() -> list[Any]:
+        first = asyncio.ensure_future(asyncio.gather(checks.state("a"), checks.state("b"), return_exceptions=True))
+        await asyncio.sleep(0.04)  # the read is under way
+        later = await asyncio.wait_for(asyncio.gather(checks.state("c"), return_exceptions=True), timeout=5)
+        return [*await asyncio.wait_for(first, timeout=5), *later]
+
+    assert [type(e) for e in asyncio.run(main())] == [Died, Died, Died]
+
+
+def test_a_cancelled_read_cancels_the_checks_waiting_for_it() -> None:
+    checks = StatusChecks(Store({}, read_s=0.2), period_s=0.5)  # type: ignore[arg-type]
+
+    async def main() -> Any:
+        waiting = asyncio.ensure_future(checks.state("a"))
+        await asyncio.sleep(0.05)
+        reads = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and t is not waiting]
+        for read in reads:
+            read.cancel()
+        return await asyncio.wait_for(asyncio.gather(waiting, return_exceptions=True), timeout=5)
+
+    [answer] = asyncio.run(main())
+    assert isinstance(answer, asyncio.CancelledError)
 
 
 @pytest.mark.parametrize(("now", "expected"), [(0.0, 0.5), (0.1, 0.5), (0.5, 1.0), (12.74, 13.0)])

@@ -16,7 +16,7 @@ import asyncio
 import math
 import weakref
 from collections.abc import Callable, Hashable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from aijobs.store import JobState, JobStore
@@ -56,22 +56,39 @@ class Gathered[K: Hashable, V]:
         return await answer
 
     async def _read(self, instant: _Instant[K, V]) -> None:
-        """Read what is waiting, again and again while reads keep being asked, then end."""
-        while instant.waiting:
-            await asyncio.sleep(GATHER_S)
-            waiting, instant.waiting = instant.waiting, {}
-            try:
-                found = await asyncio.to_thread(self._call, list(waiting))
-            except Exception as exc:
-                for answers in waiting.values():
+        """Read what is waiting, again and again while reads keep being asked, then end. Whatever ends it early (a
+        cancel, a BaseException) ends every read waiting too: none is left waiting for an answer that never comes."""
+        try:
+            while instant.waiting:
+                await asyncio.sleep(GATHER_S)
+                waiting, instant.waiting = instant.waiting, {}
+                try:
+                    found = await asyncio.to_thread(self._call, list(waiting))
+                except Exception as exc:
+                    _end(waiting, exc)
+                    continue
+                except BaseException as exc:
+                    _end(waiting, exc)
+                    raise
+                for key, answers in waiting.items():
                     for answer in answers:
-                        if not answer.done():
-                            answer.set_exception(exc)
-                continue
-            for key, answers in waiting.items():
-                for answer in answers:
-                    if not answer.done():  # (its asker may have stopped waiting)
-                        answer.set_result(found.get(key))
+                        if not answer.done():  # (its asker may have stopped waiting)
+                            answer.set_result(found.get(key))
+        except BaseException as exc:
+            waiting, instant.waiting = instant.waiting, {}
+            _end(waiting, exc)
+            raise
+
+
+def _end[V](waiting: Mapping[Any, list[asyncio.Future[V]]], exc: BaseException) -> None:
+    """Answer every waiting read with ``exc`` (cancelled, when it is a cancel)."""
+    for answers in waiting.values():
+        for answer in answers:
+            if not answer.done():
+                if isinstance(exc, asyncio.CancelledError):
+                    answer.cancel()
+                else:
+                    answer.set_exception(exc)
 
 
 class StatusChecks:
