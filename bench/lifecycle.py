@@ -68,6 +68,7 @@ def local_stack(*, model_sleep: Any = None) -> Iterator[Stack]:
 
     from aijobs.local.emulator import emulate_vector_queries, project_directly
     from aijobs.local.fake_model import create_fake_model
+    from aijobs.local.fast_moto import make_moto_faster
     from aijobs.local.stack import UvicornThread, free_port, load_handler
     from aijobs.local.template import load_template, provision
     from aijobs.services import Services, set_services
@@ -87,7 +88,8 @@ def local_stack(*, model_sleep: Any = None) -> Iterator[Stack]:
     model.start()
     receiver = Receiver().start()
     emulate_vector_queries()  # moto has no QueryVectors (the search bench asks the index)
-    project_directly()  # as make run's emulator: an index's entries are projected without a JSON copy of the item
+    make_moto_faster()  # as make run's emulator (start_moto_server): the same answers for less of its CPU
+    project_directly()
     try:
         with mock_aws():
             plain = boto3.session.Session(region_name=REGION)
