@@ -322,7 +322,8 @@ def _attribute(value: Any) -> Any:
 # A list request's read budget, whatever the data: a filter is evaluated on at most LIST_READ_ENTRIES entries, in
 # at most LIST_QUERIES Query calls (each reads at most 1 MB). A page cut short by the budget still has a cursor.
 # A filtered list's first call evaluates max(limit, LIST_FIRST_READ) entries, each next one LIST_READ_GROWTH times
-# more: a common status fills its page in one call, a rare one spends the budget in two (100, 400).
+# more: a common status fills its page in one call, a rare one spends the budget in two (100, 400). A slim index's
+# entries (INDEX_PROJECTIONS) are small: there a filter it evaluates itself reads the whole budget in the first call.
 LIST_READ_ENTRIES = 500
 LIST_QUERIES = 8
 LIST_FIRST_READ = 100
@@ -480,7 +481,9 @@ def query_index(table: Any, *, index: str | None, partition: str, limit: int, cu
         query["ExclusiveStartKey"] = decode_cursor(cursor, index=index, partition=partition, sort_prefix=sort_prefix,
                                                 sort_range=sort_range)
     items: list[dict[str, Any]] = []
-    evaluated, ask = 0, max(limit, LIST_FIRST_READ)
+    # a slim index filtering in itself reads its whole budget at once (500 small entries: about 7 RRU)
+    slim = projected is not None and not read_filter
+    evaluated, ask = 0, LIST_READ_ENTRIES if slim else max(limit, LIST_FIRST_READ)
     for _ in range(LIST_QUERIES):
         # DynamoDB's Limit counts entries evaluated, before the filter: it is what the budget is spent on.
         query["Limit"] = limit - len(items) if filter is None else min(ask, LIST_READ_ENTRIES - evaluated)
