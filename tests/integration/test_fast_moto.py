@@ -48,7 +48,10 @@ def compared(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, list[str]]]
                                                   {"AttributeName": "sk", "AttributeType": "S"}],
                             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
                                        {"AttributeName": "sk", "KeyType": "RANGE"}])
-        yield client, differed
+        try:
+            yield client, differed
+        finally:  # another module's mock may hold moto's state meanwhile (xdist runs modules side by side)
+            client.delete_table(TableName="t")
 
 
 def test_item_answers_are_moto_s_own_for_every_attribute_type(compared: tuple[Any, list[str]]) -> None:

@@ -85,7 +85,7 @@ def test_a_keys_only_page_filters_its_items_as_dynamodb_would() -> None:
     ]
     with mock_aws():
         table = boto3.resource("dynamodb", region_name="us-east-1").create_table(
-            TableName="t", BillingMode="PAY_PER_REQUEST",
+            TableName="test-dynamo-matches", BillingMode="PAY_PER_REQUEST",
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
             AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
                                   {"AttributeName": "sk", "AttributeType": "S"}])
@@ -95,3 +95,4 @@ def test_a_keys_only_page_filters_its_items_as_dynamodb_would() -> None:
             expected = {item["pk"] for item in table.scan(FilterExpression=condition)["Items"]}
 
             assert {item["pk"] for item in items if matches(condition, item)} == expected, condition
+        table.delete()  # another module's mock may hold moto's state meanwhile (xdist runs modules side by side)
