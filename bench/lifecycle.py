@@ -66,7 +66,7 @@ def local_stack(*, model_sleep: Any = None) -> Iterator[Stack]:
     """The stack; ``model_sleep`` replaces the fake model's waits (a benchmark that records when tokens go out)."""
     from moto import mock_aws
 
-    from aijobs.local.emulator import emulate_vector_queries, project_directly
+    from aijobs.local.emulator import emulate_vector_queries
     from aijobs.local.fake_model import create_fake_model
     from aijobs.local.fast_moto import make_moto_faster
     from aijobs.local.stack import UvicornThread, free_port, load_handler
@@ -89,7 +89,6 @@ def local_stack(*, model_sleep: Any = None) -> Iterator[Stack]:
     receiver = Receiver().start()
     emulate_vector_queries()  # moto has no QueryVectors (the search bench asks the index)
     make_moto_faster()  # as make run's emulator (start_moto_server): the same answers for less of its CPU
-    project_directly()
     try:
         with mock_aws():
             plain = boto3.session.Session(region_name=REGION)

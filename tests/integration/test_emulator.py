@@ -184,7 +184,7 @@ def test_an_index_entry_projected_by_copy_is_the_one_moto_makes() -> None:
     from boto3.dynamodb.types import TypeSerializer
     from moto.dynamodb.models.dynamo_type import DynamoType, Item
 
-    from aijobs.local.emulator import project_directly
+    from aijobs.local.fast_moto import project_directly
 
     project_directly()
     attrs = {name: TypeSerializer().serialize(value) for name, value in {

@@ -97,7 +97,7 @@ def test_item_answers_are_moto_s_own_for_every_attribute_type(compared: tuple[An
 def test_a_projection_keeps_what_moto_s_own_keeps(paths: list[list[str]]) -> None:
     from moto.dynamodb.models.dynamo_type import DynamoType, Item
 
-    from aijobs.local.emulator import project_directly
+    from aijobs.local.fast_moto import project_directly
 
     project_directly()
     item = Item(hash_key=DynamoType(EVERY_TYPE["pk"]), range_key=DynamoType(EVERY_TYPE["sk"]), attrs=EVERY_TYPE)

@@ -7,10 +7,6 @@ in ``ThreadedMotoServer``) and checks a condition and writes the item as separat
 moto's DynamoDB cannot ADD a number written in exponent form (``2E-8``, how Python writes a tiny Decimal cost):
 ``make_dynamodb_atomic`` fixes that too.
 
-moto projects an index's entries from their items at every Query, turning the whole item into JSON once per
-attribute it keeps: a Query of an index that keeps a few attributes took longer than one that keeps them all.
-``project_directly`` copies the kept attributes instead (the same entries; DynamoDB stores them projected).
-
 moto's S3 Vectors stores vectors but has no QueryVectors, and forgets an index's non-filterable metadata keys:
 ``emulate_vector_queries`` adds both (an exact search; S3 Vectors' own is approximate).
 """
@@ -85,63 +81,6 @@ def dynamodb_is_atomic() -> bool:
     return bool(getattr(DynamoHandler.call_action, _MARK, False))
 
 
-def project_directly() -> None:
-    """Project an item by copying the attributes it keeps, and of a nested path (``request.priority``) the map
-    members on its way (moto's way, a JSON round trip of the whole item, is kept for list elements). Idempotent."""
-    from moto.dynamodb.models.dynamo_type import Item
-
-    with _PATCH_LOCK:
-        original = Item.project
-        if getattr(original, _MARK, False):
-            return
-
-        @functools.wraps(original)
-        def project(self: Item, projection_expressions: list[list[str]]) -> Item:
-            if any("[" in name for path in projection_expressions for name in path):
-                return original(self, projection_expressions)
-            kept = _project(self.attrs, _paths_tree(projection_expressions))
-            return Item(hash_key=self.hash_key, range_key=self.range_key, attrs=kept)
-
-        setattr(project, _MARK, True)
-        setattr(Item, "project", project)  # noqa: B010
-
-
-type _Paths = dict[str, "_Paths | None"]  # a name kept whole (None), or the names kept of the map it names
-
-
-def _paths_tree(paths: list[list[str]]) -> _Paths:
-    """``[["a"], ["r", "p"], ["r", "q"]]`` -> ``{"a": None, "r": {"p": None, "q": None}}`` (a whole map wins)."""
-    tree: _Paths = {}
-    for path in paths:
-        node: _Paths | None = tree
-        for depth, name in enumerate(path):
-            if node is None:
-                break  # an enclosing map is kept whole
-            if depth == len(path) - 1:
-                node[name] = None
-            else:
-                node = node.setdefault(name, {})
-    return tree
-
-
-def _project(attrs: Mapping[str, Any], tree: _Paths) -> dict[str, Any]:
-    """Copies of the attributes (DynamoType) the tree names; of a map, only the members named under it."""
-    import copy
-
-    from moto.dynamodb.models.dynamo_type import DynamoType
-
-    kept: dict[str, Any] = {}
-    for name, inner in tree.items():
-        if name not in attrs:
-            continue
-        value = attrs[name]
-        if inner is None:
-            kept[name] = copy.deepcopy(value)
-        elif value.type == "M" and (members := _project(value.value, inner)):
-            kept[name] = DynamoType({"M": members})
-    return kept
-
-
 def start_moto_server(port: int = 0) -> Any:
     """moto as a server on 127.0.0.1 (``port``, else a free one) in this process, with atomic DynamoDB; ``.stop()``
     ends it. (``make run`` serves it in a process of its own: moto_process.py.)"""
@@ -153,7 +92,6 @@ def start_moto_server(port: int = 0) -> Any:
 
     make_dynamodb_atomic()
     make_moto_faster()
-    project_directly()
     emulate_vector_queries()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)

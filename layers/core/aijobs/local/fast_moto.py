@@ -14,7 +14,10 @@ as strings, booleans, lists and maps): they are dumped as they are, with what th
 to them (bytes in base64, no null members). ``parse_update_expressions_once``: an expression's tree is kept by
 its text (moto copies it before it substitutes names and values into it).
 
-Both are process-wide and idempotent, like ``make_dynamodb_atomic``, and change no answer: tests/integration/
+``project_directly``: moto projected an index's entries (and a read's ProjectionExpression) by turning the whole
+item into JSON once per attribute kept; the kept attributes are copied instead (the same entries).
+
+All are process-wide and idempotent, like ``make_dynamodb_atomic``, and change no answer: tests/integration/
 test_fast_moto.py compares them with moto's own on every kind of attribute value.
 """
 
@@ -24,6 +27,7 @@ import base64
 import functools
 import json
 import threading
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -169,6 +173,63 @@ def forget_copies() -> None:
                 setattr(model, "instances_tracked", _KeepsNothing())  # noqa: B010
 
 
+def project_directly() -> None:
+    """Project an item by copying the attributes it keeps, and of a nested path (``request.priority``) the map
+    members on its way (moto's way, a JSON round trip of the whole item, is kept for list elements). Idempotent."""
+    from moto.dynamodb.models.dynamo_type import Item
+
+    with _PATCH_LOCK:
+        original = Item.project
+        if getattr(original, _MARK, False):
+            return
+
+        @functools.wraps(original)
+        def project(self: Item, projection_expressions: list[list[str]]) -> Item:
+            if any("[" in name for path in projection_expressions for name in path):
+                return original(self, projection_expressions)
+            kept = _project(self.attrs, _paths_tree(projection_expressions))
+            return Item(hash_key=self.hash_key, range_key=self.range_key, attrs=kept)
+
+        setattr(project, _MARK, True)
+        setattr(Item, "project", project)  # noqa: B010
+
+
+type _Paths = dict[str, "_Paths | None"]  # a name kept whole (None), or the names kept of the map it names
+
+
+def _paths_tree(paths: list[list[str]]) -> _Paths:
+    """``[["a"], ["r", "p"], ["r", "q"]]`` -> ``{"a": None, "r": {"p": None, "q": None}}`` (a whole map wins)."""
+    tree: _Paths = {}
+    for path in paths:
+        node: _Paths | None = tree
+        for depth, name in enumerate(path):
+            if node is None:
+                break  # an enclosing map is kept whole
+            if depth == len(path) - 1:
+                node[name] = None
+            else:
+                node = node.setdefault(name, {})
+    return tree
+
+
+def _project(attrs: Mapping[str, Any], tree: _Paths) -> dict[str, Any]:
+    """Copies of the attributes (DynamoType) the tree names; of a map, only the members named under it."""
+    import copy
+
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    kept: dict[str, Any] = {}
+    for name, inner in tree.items():
+        if name not in attrs:
+            continue
+        value = attrs[name]
+        if inner is None:
+            kept[name] = copy.deepcopy(value)
+        elif value.type == "M" and (members := _project(value.value, inner)):
+            kept[name] = DynamoType({"M": members})
+    return kept
+
+
 def make_moto_faster() -> None:
     """The shortcuts of this module (see its docstring). Idempotent and process-wide."""
     forget_copies()
@@ -176,3 +237,4 @@ def make_moto_faster() -> None:
     parse_update_expressions_once()
     map_processors_once()
     check_retention_directly()
+    project_directly()
