@@ -216,7 +216,7 @@ def test_the_worker_calls_only_the_dynamodb_actions_the_template_grants_it(
     finally:
         events.unregister("before-call.dynamodb", note)
     granted = set().union(*_grants(template, "WorkerFunction").values())
-    assert {"dynamodb:GetItem", "dynamodb:UpdateItem"} <= called  # (the hook saw the worker)
+    assert {"dynamodb:BatchGetItem", "dynamodb:UpdateItem"} <= called  # (the hook saw the worker)
     # (A slot given back looks for parked jobs to release only after one of its tenant's jobs parked: a Query of the
     # tenant's partition, and DeleteItem of a wait item; the grant of both is the concurrency tests' to exercise.)
     assert called <= granted, called - granted

@@ -214,6 +214,70 @@ def test_a_dead_workers_slot_ends_with_its_lease_and_is_removed_by_the_next_take
     assert slots.running(TENANT_A) == {taken.token: taken.lease_until}  # the expired one went in the same write
 
 
+@contextmanager
+def _slot_writes(services: Services) -> Iterator[list[str]]:
+    """The UpdateExpressions of the writes to the slots items while inside."""
+    writes: list[str] = []
+
+    def note(params: dict[str, Any], **_: Any) -> None:
+        if params.get("Key", {}).get("sk") in ("SLOTS", {"S": "SLOTS"}):
+            writes.append(str(params.get("UpdateExpression")))
+
+    events = services.table.meta.client.meta.events
+    events.register("provide-client-params.dynamodb.UpdateItem", note)
+    try:
+        yield writes
+    finally:
+        events.unregister("provide-client-params.dynamodb.UpdateItem", note)
+
+
+def test_jobs_that_start_or_stop_together_take_and_give_back_their_slots_in_one_write(services: Services) -> None:
+    slots = TenantSlots(table=services.table, clock=services.clock)
+    slots.give_back(first := slots.take(TENANT_A, limit=5, lease_s=900), limit=5)  # type: ignore[arg-type]
+    assert first is not None
+
+    with _slot_writes(services) as writes:
+        together = slots.take_all(TENANT_A, 3, limit=5, lease_s=900)
+    assert len(together) == 3 and len(writes) == 1
+    assert set(slots.running(TENANT_A)) == {slot.token for slot in together}
+
+    with _slot_writes(services) as writes:
+        more = slots.take_all(TENANT_A, 3, limit=5, lease_s=900)  # room for 2: one at a time, as many as fit
+    assert len(more) == 2 and len(slots.running(TENANT_A)) == 5
+    assert len(writes) == 1 + 3  # the refused write for all three, then two takes and a third's refusal
+
+    with _slot_writes(services) as writes:
+        slots.give_back_all(together, limit=5)
+    assert len(writes) == 1 and set(slots.running(TENANT_A)) == {slot.token for slot in more}
+
+
+def test_slots_given_back_together_when_one_is_gone_are_given_back_one_at_a_time(services: Services) -> None:
+    slots = TenantSlots(table=services.table, clock=services.clock)
+    held = [slot for _ in range(3) if (slot := slots.take(TENANT_A, limit=3, lease_s=900)) is not None]
+    slots.give_back(held[1], limit=3)  # removed meanwhile (as a dead worker's expired slot is, by another's take)
+
+    slots.give_back_all(held, limit=3)
+
+    assert slots.running(TENANT_A) == {}
+
+
+def test_a_batch_of_one_tenants_jobs_takes_its_slots_in_one_write_and_each_job_runs_once(
+        services: Services, fake_model: UvicornThread, worker_handler: Any) -> None:
+    services.tenants.set_limits(TENANT_A, TenantLimits(concurrent_jobs=20))
+    _hold_slots(services, TENANT_A, 1)  # the tenant's slots item exists (its first job's take makes it)
+    prompts = [f"together {i} [[delay_ms=50]]" for i in range(8)]
+    jobs = [_submit(services, TENANT_A, p) for p in prompts]
+
+    with _slot_writes(services) as writes:
+        run_worker(services, worker_handler)
+
+    assert all(_status(services, j) is JobStatus.completed for j in jobs)
+    assert all(_model_calls(fake_model, p) == 1 for p in prompts)
+    takes = [w for w in writes if w.startswith("SET")]
+    assert len(takes) == 1 and len(writes) < 1 + len(jobs)  # the gives: those that ended within 20 ms, together
+    assert len(TenantSlots(table=services.table).running(TENANT_A)) == 1  # only the held one is left
+
+
 def test_a_lower_limit_holds_back_new_jobs_until_the_running_ones_end(services: Services) -> None:
     slots = TenantSlots(table=services.table, clock=services.clock)
     held = [slots.take(TENANT_A, limit=3, lease_s=900) for _ in range(3)]
@@ -332,7 +396,7 @@ def test_a_held_job_parks_without_a_message_and_starts_when_a_slot_frees(
         due = int(str(item["gsi3sk"]).split("#", 1)[0])
         assert PARK_BACKSTOP_S <= due - services.clock() <= 2 * PARK_BACKSTOP_S + 1
 
-        services.worker._give_back_now(running)  # the running job ends: its worker gives its slot back
+        services.worker._give_back_slots([running])  # the running job ends: its worker gives its slot back
         assert _messages(services) == 1 and _waiting(services, TENANT_A) == []  # released: sent once
         sim.run()
 
@@ -349,7 +413,7 @@ def test_parked_jobs_start_oldest_first(services: Services, sim: Simulator) -> N
     assert _waiting(services, TENANT_A) == sorted(jobs) == jobs  # job ids are ULIDs: submission order
 
     with ClaimLog(services).installed() as log:
-        services.worker._give_back_now(running)
+        services.worker._give_back_slots([running])
         sim.run()
 
     assert [job for _, job in log.order] == jobs
@@ -396,7 +460,7 @@ def test_a_slot_freed_while_a_job_parks_releases_it(services: Services, sim: Sim
     real = waiting.park
 
     def park_after_the_slot_frees(tenant: str, job_id: str, **kwargs: Any) -> None:
-        services.worker._give_back_now(running)  # the giver finds nobody waiting
+        services.worker._give_back_slots([running])  # the giver finds nobody waiting
         assert _waiting(services, TENANT_A) == []
         real(tenant, job_id, **kwargs)
 
@@ -430,7 +494,7 @@ def test_the_sweeper_sends_a_parked_job_again_at_its_backstop_and_that_is_harmle
     assert _status(services, job) is JobStatus.queued and _waiting(services, TENANT_A) == [job]
     assert _messages(services) == 0
 
-    services.worker._give_back_now(running)
+    services.worker._give_back_slots([running])
     sim.run()
     assert _status(services, job) is JobStatus.completed and _model_calls(fake_model, "backstop") == 1
 
@@ -489,7 +553,7 @@ def test_behind_a_parked_backlog_another_tenants_jobs_start_before_any_further_o
     with ClaimLog(services).installed() as log:
         sim.poll(sim.jobs)  # nothing of A's is ahead of B's in the queue (B's batch runs in any order)
         assert sorted(log.order) == [(TENANT_B, job) for job in small]
-        services.worker._give_back_now(running[0])  # one of A's running jobs ends: it releases A's oldest
+        services.worker._give_back_slots([running[0]])  # one of A's running jobs ends: it releases A's oldest
         sim.poll(sim.jobs)
 
     assert log.order[3:] == [(TENANT_A, backlog[0])]

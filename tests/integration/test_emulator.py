@@ -178,6 +178,13 @@ def test_the_reset_leaves_no_trace_of_what_a_test_did(aws: tuple[boto3.session.S
     assert _world(session, resources, template) == fresh
 
 
+def _sets_sorted(value: Any) -> Any:
+    """An item's JSON with its sets' members sorted: moto's projection takes them through a Python set."""
+    if isinstance(value, dict):
+        return {k: sorted(v) if k in ("SS", "NS", "BS") else _sets_sorted(v) for k, v in value.items()}
+    return [_sets_sorted(v) for v in value] if isinstance(value, list) else value
+
+
 def test_an_index_entry_projected_by_copy_is_the_one_moto_makes() -> None:
     """``project_directly`` (make run's emulator, the benches) copies an index's kept attributes instead of moto's
     JSON round trip of the whole item per attribute: the same entries, nested paths still moto's way."""
@@ -195,7 +202,7 @@ def test_an_index_entry_projected_by_copy_is_the_one_moto_makes() -> None:
                   [["request"], ["tags"], ["blob"]], [["request", "kind"], ["pk"]]):
         copied, moto = item.project(paths), Item.project.__wrapped__(item, paths)  # type: ignore[attr-defined]
 
-        assert copied.to_json() == moto.to_json(), paths
+        assert _sets_sorted(copied.to_json()) == _sets_sorted(moto.to_json()), paths  # (a set has no order)
     # the copy is a copy: changing the entry leaves the item as it was
     item.project([["request"]]).attrs["request"].value["kind"] = DynamoType({"S": "image"})
     assert item.attrs["request"].value["kind"] == DynamoType({"S": "text"})

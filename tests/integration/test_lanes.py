@@ -159,7 +159,7 @@ def test_a_parked_job_is_released_to_its_lane(services: Services, aws: AWS) -> N
     _run_lane(services, aws, "high")  # its tenant is full: parked, its message deleted
     assert _lanes(services) == {"high": [], "normal": [], "low": []}
 
-    services.worker._give_back_now(running)  # the running job ends: its worker gives its slot back
+    services.worker._give_back_slots([running])  # the running job ends: its worker gives its slot back
     assert _lanes(services) == {"high": [job], "normal": [], "low": []}
 
 
@@ -177,7 +177,7 @@ def test_a_tenants_parked_jobs_are_released_high_first_then_normal_then_low_each
 
     released = []
     for _ in jobs:  # one slot given back at a time: one job released at a time
-        services.worker._give_back_now(running)
+        services.worker._give_back_slots([running])
         [(lane, [job])] = [(lane, ids) for lane, ids in _lanes(services).items() if ids]
         released.append(job)
         services.sqs.purge_queue(QueueUrl=_url(services, lane))  # (it ran and ended: its slot is given back next)

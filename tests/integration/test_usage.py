@@ -9,7 +9,7 @@ from typing import Any
 
 from aijobs.models.jobs import JobStatus
 from aijobs.services import Services
-from aijobs.usage import usage_key
+from aijobs.usage import spent, usage_key
 from tests.helpers import eventually
 from tests.integration.conftest import KEY_B, TENANT_A, api_client, run_worker
 
@@ -32,6 +32,7 @@ def test_a_days_usage_is_the_sum_of_its_jobs_cancelled_ones_included(
     assert all(job is not None and job.status is JobStatus.completed for job in jobs)
     item = services.table.get_item(Key=usage_key(TENANT_A, _today(services)))["Item"]
     assert item["cost_usd"] == sum((job.cost_usd for job in jobs if job and job.cost_usd), Decimal(0))  # exactly
+    assert spent(item) == item["cost_usd"]  # every reservation replaced by its job's cost (the batch's in one write)
     today = answer.json()["today"]
     assert today["jobs"] == 4
     assert today["input_tokens"] == sum(job.usage.input_tokens for job in jobs if job and job.usage)

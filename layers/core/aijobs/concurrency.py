@@ -23,7 +23,9 @@ the backstop's: a parked job is in the sweep index, due ``PARK_BACKSTOP_S`` (wit
 sweeper sends its message again then; it runs if its tenant has room, and parks again (same item) if not.
 
 Costs. Taking and giving back are one conditional ``UpdateItem`` each, 1 WRU while the slots item stays under 1 KB
-(about 23 bytes a running job: some 40 running jobs). A take writes without reading first: the write's condition
+(about 23 bytes a running job: some 40 running jobs); a tenant's jobs that start together (a batch's) take their
+slots in one write when it has room for all of them (``take_all``), and those that stop together give them back in
+one (``give_back_all``). A take writes without reading first: the write's condition
 keeps the limit, its answer is the item as written (the room left, and any dead worker's expired slot to release
 into), and a refusal answers the item as found, which the next try removes expired slots from (a first slot, or a
 full tenant, costs that failed write: 1 WRU). The give-back's answer is the item as written too, so the room it
@@ -143,6 +145,35 @@ class TenantSlots:
             held = current
         return None  # lost every race: the tenant is busy; the job parks, and looks again right after
 
+    def take_all(self, tenant: str, count: int, *, limit: int, lease_s: int) -> list[Slot]:
+        """Slots for ``count`` attempts of the tenant starting together (a batch's), in one write when the tenant
+        has room for all of them; else taken one at a time (``take``), as many as it has room for."""
+        if count > 1:
+            now = int(self._clock())
+            slots = [Slot(tenant=tenant, token=secrets.token_urlsafe(9), lease_until=now + lease_s)
+                     for _ in range(count)]
+            names = {"#held": "held", "#expires_at": "expires_at"} | {f"#s{i}": s.token for i, s in enumerate(slots)}
+            try:
+                answer = self._table.update_item(
+                    Key=slots_key(tenant), ExpressionAttributeNames=names, ReturnValues="ALL_NEW",
+                    UpdateExpression="SET " + ", ".join(f"#held.#s{i} = :lease" for i in range(count))
+                    + ", #expires_at = :expires",
+                    ConditionExpression="attribute_exists(#held) AND size(#held) <= :room",
+                    ExpressionAttributeValues={":lease": now + lease_s, ":room": limit - count,
+                                               ":expires": now + lease_s + SLOTS_RETENTION_S})
+            except ClientError as exc:
+                if not is_condition_failure(exc):
+                    raise
+            else:
+                # As ``take``'s first write: dead workers' expired slots left in the item count as room
+                current = _held(answer.get("Attributes"))
+                cleared = sum(until < now for until in current.values())
+                return [replace(slots[0], cleared=cleared, room=_room(current, limit=limit, now=now)), *slots[1:]]
+        taken: list[Slot] = []
+        while len(taken) < count and (slot := self.take(tenant, limit=limit, lease_s=lease_s)) is not None:
+            taken.append(slot)
+        return taken
+
     def _write(self, slot: Slot, *, held: dict[str, int] | None, expired: list[str],
                limit: int) -> tuple[bool, dict[str, int]]:
         """Write the slot: with ``held`` unknown (None), into the item if it has room (a missing item, or an
@@ -196,6 +227,28 @@ class TenantSlots:
             if not is_condition_failure(exc):
                 raise
             item = from_low_level(exc.response.get("Item"))
+        return self._room_after(item, limit=limit)
+
+    def give_back_all(self, slots: list[Slot], *, limit: int) -> int:
+        """End one tenant's ``slots`` (attempts that stopped together), in one write when all of them are there;
+        else one at a time (``give_back``). The room to release waiting jobs into after the last."""
+        if len(slots) > 1:
+            names = {"#held": "held"} | {f"#s{i}": slot.token for i, slot in enumerate(slots)}
+            try:
+                answer = self._table.update_item(
+                    Key=slots_key(slots[0].tenant), ExpressionAttributeNames=names, ReturnValues="ALL_NEW",
+                    UpdateExpression="REMOVE " + ", ".join(f"#held.#s{i}" for i in range(len(slots))),
+                    ConditionExpression=" AND ".join(f"attribute_exists(#held.#s{i})" for i in range(len(slots))))
+                return self._room_after(answer.get("Attributes"), limit=limit)
+            except ClientError as exc:
+                if not is_condition_failure(exc):
+                    raise
+        room = 0
+        for slot in slots:
+            room = self.give_back(slot, limit=limit)
+        return room
+
+    def _room_after(self, item: dict[str, Any] | None, *, limit: int) -> int:
         now = self._clock()
         if int(now) - int((item or {}).get("parked_at", 0)) > WAITING_WINDOW_S:
             return 0  # nobody has parked for longer than any parked job waits unseen: nobody to look for

@@ -2,8 +2,9 @@
 
 ``Gathered``: the reads of one kind asked within ``GATHER_S`` of each other on one event loop go in one call of a
 read of many keys (``BatchGetItem``, up to 100 keys a call); the units are the same (each key is one read), the
-requests are not. The worker's status checks (``StatusChecks``) and the streams' state reads and chunk polls
-(streams.py) use it.
+requests are not. The worker's status checks (``StatusChecks``), its batch's first reads and its concurrency slots'
+and usage's writes (worker.py: a read of many keys can be a write of many, by tenant), and the streams' state reads
+and chunk polls (streams.py) use it.
 
 ``StatusChecks``: every ``period_s`` each running model call asks whether its job is still its attempt's (a cancel,
 or a take-over, stops it). The checks fall on the same instants for every job of the process (multiples of the
@@ -35,10 +36,12 @@ class _Instant[K: Hashable, V]:
 
 class Gathered[K: Hashable, V]:
     """``get(key)`` answers from one call of ``read`` (keys -> what was found of them, in a thread) for every key
-    asked on the loop within GATHER_S of the first; a key asked while a call is under way goes in the next one."""
+    asked on the loop within ``window_s`` of the first; a key asked while a call is under way goes in the next one."""
 
-    def __init__(self, read: Callable[[list[K]], Mapping[K, V]]) -> None:
+    def __init__(self, read: Callable[[list[K]], Mapping[K, V]], *, window_s: float = GATHER_S) -> None:
         self._call = read
+        # 0: the keys asked before the loop's next turn (a batch's tasks, started together, ask in one turn).
+        self._window_s = window_s
         # Each loop's own: its futures and its call belong to it (the local stack runs worker threads side by side).
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Instant[K, V]] = (
             weakref.WeakKeyDictionary())
@@ -60,7 +63,7 @@ class Gathered[K: Hashable, V]:
         cancel, a BaseException) ends every read waiting too: none is left waiting for an answer that never comes."""
         try:
             while instant.waiting:
-                await asyncio.sleep(GATHER_S)
+                await asyncio.sleep(self._window_s)
                 waiting, instant.waiting = instant.waiting, {}
                 try:
                     found = await asyncio.to_thread(self._call, list(waiting))

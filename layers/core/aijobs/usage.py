@@ -116,6 +116,21 @@ def spent(item: dict[str, Any]) -> Decimal:
     return Decimal(_int(item.get(SPEND))) / E8
 
 
+@dataclass(frozen=True)
+class JobEnd:
+    """What an ended job adds to its tenant's usage; ``reservation``: the estimate it replaces (None: none)."""
+
+    input_tokens: int
+    output_tokens: int
+    cost_usd: Decimal | None
+    reservation: Reservation | None
+
+
+def _add_to(total: dict[str, Any], add: dict[str, Any]) -> None:
+    for name, value in add.items():
+        total[name] = total.get(name, 0) + value
+
+
 class UsageStore:
     def __init__(self, *, table: Any, clock: Clock = system_clock) -> None:
         self._table = table
@@ -206,18 +221,28 @@ class UsageStore:
         day's spend (a job admitted the day before gives its estimate back to that day: a second write); still in
         the minute of its reservation, its real tokens replace the reserved ones in that minute's window (a later
         minute's window never held them)."""
+        self.record_job_ends(tenant, [JobEnd(input_tokens, output_tokens, cost_usd, reservation)])
+
+    def record_job_ends(self, tenant: str, ends: list[JobEnd]) -> None:
+        """``record_job_end`` for several of the tenant's jobs that ended together (a batch's): one write a day."""
         minute = Minute.at(self._clock())
-        cost = cost_usd or Decimal(0)
-        # an integral Decimal (a zero cost quantized is 0E-8) goes as an integer: moto cannot add "0E-8"
-        add: dict[str, Any] = {"input_tokens": input_tokens, "output_tokens": output_tokens,
-                               "cost_usd": cost if cost != cost.to_integral_value() else int(cost), SPEND: _e8(cost)}
-        if reservation is not None and reservation.day == minute.day.isoformat():
-            add[SPEND] = _e8(cost) - _e8(reservation.cost_usd)
-            if reservation.minute == minute.index:
-                add[f"t{minute.index}"] = input_tokens + output_tokens - reservation.tokens
-        self._add(tenant, minute.day, add)
-        if reservation is not None and reservation.day != minute.day.isoformat() and reservation.cost_usd:
-            self._add(tenant, dt.date.fromisoformat(reservation.day), {SPEND: -_e8(reservation.cost_usd)})
+        adds: dict[dt.date, dict[str, Any]] = {}
+        for end in ends:
+            cost = end.cost_usd or Decimal(0)
+            add: dict[str, Any] = {"input_tokens": end.input_tokens, "output_tokens": end.output_tokens,
+                                   "cost_usd": cost, SPEND: _e8(cost)}
+            reservation = end.reservation
+            if reservation is not None and reservation.day == minute.day.isoformat():
+                add[SPEND] = _e8(cost) - _e8(reservation.cost_usd)
+                if reservation.minute == minute.index:
+                    add[f"t{minute.index}"] = end.input_tokens + end.output_tokens - reservation.tokens
+            _add_to(adds.setdefault(minute.day, {}), add)
+            if reservation is not None and reservation.day != minute.day.isoformat() and reservation.cost_usd:
+                day_before = dt.date.fromisoformat(reservation.day)
+                _add_to(adds.setdefault(day_before, {}), {SPEND: -_e8(reservation.cost_usd)})
+        for day, add in adds.items():
+            # an integral Decimal (a zero cost quantized is 0E-8) goes as an integer: moto cannot add "0E-8"
+            self._add(tenant, day, {name: int(value) if value == int(value) else value for name, value in add.items()})
 
     # --- reads ------------------------------------------------------------------------------------
 

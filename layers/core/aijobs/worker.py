@@ -26,7 +26,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from aijobs.clock import Clock, system_clock
 from aijobs.concurrency import Slot
@@ -38,10 +38,11 @@ from aijobs.pricing import Price, estimate_cost, image_cost
 from aijobs.providers import ModelProvider
 from aijobs.queues import MAX_DELAY_S
 from aijobs.retry import RetryPolicy
-from aijobs.status_checks import StatusChecks
+from aijobs.status_checks import Gathered, StatusChecks
 from aijobs.store import WATCHED_FOR_S, Claim, JobStore, RunRecord, Spent
 from aijobs.structured import check_output
 from aijobs.tokens import stopped_call_usage
+from aijobs.usage import JobEnd
 
 if TYPE_CHECKING:
     from decimal import Decimal
@@ -140,6 +141,34 @@ class _Isolation:
             yield
 
 
+@dataclass(frozen=True, eq=False)
+class _SlotAsk:
+    """One job's ask for a slot of its tenant (each ask is its own, even for a duplicate message of one job)."""
+
+    tenant: str
+
+
+@dataclass(frozen=True, eq=False)
+class _UsageAsk:
+    """One ended attempt's usage, to count for its tenant."""
+
+    tenant: str
+    job_id: str
+    end: JobEnd
+
+
+class _OfTenant(Protocol):
+    @property
+    def tenant(self) -> str: ...
+
+
+def _by_tenant[T: _OfTenant](items: list[T]) -> dict[str, list[T]]:
+    grouped: dict[str, list[T]] = {}
+    for item in items:
+        grouped.setdefault(item.tenant, []).append(item)
+    return grouped
+
+
 class Worker:
     def __init__(self, *, store: JobStore, provider: ModelProvider, retry: RetryPolicy, lease_s: int,
                  outbox: WebhookOutbox | None = None, clock: Clock = system_clock,
@@ -163,6 +192,11 @@ class Worker:
         self.lease_s = lease_s
         self.cancel_check_s = cancel_check_s
         self.status_checks = StatusChecks(store, period_s=cancel_check_s)
+        # A batch's jobs, started together, gather their first reads and their slots' writes (status_checks.py).
+        self._states = Gathered(store.get_states, window_s=0)
+        self._slot_takes = Gathered(self._take_slots, window_s=0)
+        self._slot_gives = Gathered(self._give_back_slots)
+        self._usage_counts = Gathered(self._count_usages)
         self.flush_s = flush_s
         self.outbox = outbox
         self.clock = clock
@@ -184,8 +218,7 @@ class Worker:
         """Claim the job and run it; ``sent_at`` is when its message was sent (a message may arrive first)."""
         isolation = self._isolation()
         async with isolation.running():
-            # One thread hop, as the claim alone took: the batch's jobs keep their order in reaching the model.
-            claimed = await asyncio.to_thread(self._claim_in_slot, job_id)
+            claimed = await self._claim_in_slot(job_id)
             if not isinstance(claimed, tuple):
                 return claimed  # parked
             claim, slot = claimed
@@ -213,59 +246,65 @@ class Worker:
                 if time.monotonic() - isolation.started + current.request.timeout_s + 60 > self.lease_s:
                     return RetryIn(0)  # not enough of this invocation left to run it alone: in the next one
                 # The dead worker's slot ended with its lease: the job needs one again, like any other.
-                claimed = await asyncio.to_thread(self._take_over_in_slot, current)
-                if not isinstance(claimed, tuple):
-                    return claimed  # parked
-                claim, slot = claimed
+                slot = await self._take_slot(current.tenant, current.id, expires_at=current.expires_at,
+                                             queued=False, priority=current.request.priority)
+                if slot is not None and not isinstance(slot, Slot):
+                    return slot  # parked
+                claim, slot = await asyncio.to_thread(self._claim, self.store.take_over, current.id, slot)
                 if claim.job is None:
                     return RetryIn(LEASE_MARGIN_S)  # someone else took it: look again shortly
                 return await self._run_in_slot(claim.job, slot)
 
     # --- concurrency slots (concurrency.py) -------------------------------------------------------
+    # A batch's jobs start together: they read their states in one BatchGetItem, a tenant's jobs take their slots
+    # in one write, and those that stop together give them back in one.
 
-    def _claim_in_slot(self, job_id: str) -> tuple[Claim, Slot | None] | Outcome:
+    async def _claim_in_slot(self, job_id: str) -> tuple[Claim, Slot | None] | Outcome:
         """Claim a queued job under a concurrency slot taken first, or the outcome that holds it back. A job that is
         not queued (running, finished, missing) takes no slot: its claim fails and it goes its usual way."""
         slot = None
-        if self.slots is not None:
-            state = self.store.get_state(job_id)
-            if state is not None and state.status is JobStatus.queued:
-                taken = self._take_slot(state.tenant, job_id, expires_at=state.expires_at, queued=True,
-                                        priority=state.priority)
-                if taken is not None and not isinstance(taken, Slot):
-                    return taken
-                slot = taken
-        claim = self.store.claim_job(job_id, lease_s=self.lease_s)
+        if self.slots is not None and (state := await self._states.get(job_id)) is not None \
+                and state.status is JobStatus.queued:
+            taken = await self._take_slot(state.tenant, job_id, expires_at=state.expires_at, queued=True,
+                                          priority=state.priority)
+            if taken is not None and not isinstance(taken, Slot):
+                return taken
+            slot = taken
+        # One thread hop each: the batch's jobs keep their order in reaching the model.
+        return await asyncio.to_thread(self._claim, self.store.claim_job, job_id, slot)
+
+    def _claim(self, claim_job: Callable[..., Claim], job_id: str, slot: Slot | None) -> tuple[Claim, Slot | None]:
+        """The claim (or take-over) of the job under its slot; a lost claim gives the slot back."""
+        claim = claim_job(job_id, lease_s=self.lease_s)
         if claim.job is None:
-            self._give_back_now(slot)
+            self._give_back_slots([slot] if slot is not None else [])
             slot = None
         return claim, slot
 
-    def _take_over_in_slot(self, current: Job) -> tuple[Claim, Slot | None] | Outcome:
-        slot = self._take_slot(current.tenant, current.id, expires_at=current.expires_at, queued=False,
-                               priority=current.request.priority)
-        if slot is not None and not isinstance(slot, Slot):
-            return slot
-        claim = self.store.take_over(current.id, lease_s=self.lease_s)
-        if claim.job is None:
-            self._give_back_now(slot)
-            slot = None
-        return claim, slot
-
-    def _take_slot(self, tenant: str, job_id: str, *, expires_at: int | None, queued: bool,
-                   priority: Priority = "normal") -> Slot | Outcome | None:
+    async def _take_slot(self, tenant: str, job_id: str, *, expires_at: int | None, queued: bool,
+                         priority: Priority = "normal") -> Slot | Outcome | None:
         """A slot for the tenant's job (None: no limits are kept), or the outcome of parking the job (its tenant is
         full). A take that removed dead workers' expired slots may leave room nobody else would release: it
         releases waiting jobs into it."""
         if self.slots is None or self.waiting is None or self.concurrent_jobs is None:
             return None
-        limit = self.concurrent_jobs(tenant)
-        slot = self.slots.take(tenant, limit=limit, lease_s=self.lease_s)
+        slot = await self._slot_takes.get(_SlotAsk(tenant))
         if slot is None:
-            return self._park(tenant, job_id, limit=limit, expires_at=expires_at, queued=queued, priority=priority)
+            return await asyncio.to_thread(self._park, tenant, job_id, limit=self.concurrent_jobs(tenant),
+                                           expires_at=expires_at, queued=queued, priority=priority)
         if slot.cleared and slot.room > 0:
-            self._release(tenant, slot.room)
+            await asyncio.to_thread(self._release, tenant, slot.room)
         return slot
+
+    def _take_slots(self, asks: list[_SlotAsk]) -> dict[_SlotAsk, Slot]:
+        """The slots of the asks made together, a tenant's in one write when it has room for all of them; the asks
+        past a tenant's room get none (they park)."""
+        assert self.slots is not None and self.concurrent_jobs is not None
+        taken: dict[_SlotAsk, Slot] = {}
+        for tenant, group in _by_tenant(asks).items():
+            slots = self.slots.take_all(tenant, len(group), limit=self.concurrent_jobs(tenant), lease_s=self.lease_s)
+            taken.update(zip(group, slots, strict=False))
+        return taken
 
     def _park(self, tenant: str, job_id: str, *, limit: int, expires_at: int | None, queued: bool,
               priority: Priority) -> Outcome:
@@ -309,21 +348,25 @@ class Worker:
 
     async def _give_back(self, slot: Slot | None) -> None:
         if slot is not None:
-            await asyncio.to_thread(self._give_back_now, slot)
+            await self._slot_gives.get(slot)
 
-    def _give_back_now(self, slot: Slot | None) -> None:
-        """Give the slot back, and release the tenant's oldest waiting jobs into the room there is then (normally
-        the one slot given back; more when a limit was raised or dead workers' slots have expired)."""
-        if slot is None or self.slots is None or self.concurrent_jobs is None:
-            return
-        try:
-            room = self.slots.give_back(slot, limit=self.concurrent_jobs(slot.tenant))
-        except Exception:
-            # The job's outcome stands: the slot ends with its lease instead, holding one of the tenant's slots.
-            logger.exception("concurrency slot not given back; it ends with its lease", extra={"tenant": slot.tenant})
-            return
-        if room > 0:
-            self._release(slot.tenant, room)
+    def _give_back_slots(self, slots: list[Slot]) -> dict[Slot, None]:
+        """Give the slots back (a tenant's in one write), and release each tenant's oldest waiting jobs into the
+        room there is then (normally the slots given back; more when a limit was raised or dead workers' slots have
+        expired)."""
+        if self.slots is None or self.concurrent_jobs is None:
+            return {}
+        for tenant, group in _by_tenant(slots).items():
+            try:
+                room = self.slots.give_back_all(group, limit=self.concurrent_jobs(tenant))
+            except Exception:
+                # The jobs' outcomes stand: the slots end with their leases instead, holding the tenant's slots.
+                logger.exception("concurrency slots not given back; they end with their leases",
+                                 extra={"tenant": tenant})
+                continue
+            if room > 0:
+                self._release(tenant, room)
+        return {}
 
     async def _admit_deferred(self, job: Job) -> Outcome | None:
         """A job deferred by its tenant's token rate or budget, come due: admitted now (None: claim it), or deferred
@@ -574,17 +617,22 @@ class Worker:
 
     async def _count_usage(self, job: Job, usage: Usage, cost: Decimal | None, *, settle: bool = True) -> None:
         """Add an attempt's usage and cost to its tenant's day (once: only the worker whose write moved the job on
-        calls this); ``settle``: the job has ended, and this replaces its reservation. A failure here loses that
-        count, never the job's outcome: it is logged and counted."""
-        if self.usage is None:
-            return
-        try:
-            await asyncio.to_thread(self.usage.record_job_end, job.tenant, input_tokens=usage.input_tokens,
-                                    output_tokens=usage.output_tokens, cost_usd=cost,
-                                    reservation=job.reservation if settle else None)
-        except Exception:
-            logger.exception("usage not counted", extra={"job_id": job.id})
-            count("UsageNotCounted")
+        calls this); ``settle``: the job has ended, and this replaces its reservation. The jobs of a tenant that end
+        together count in one write. A failure here loses that count, never the job's outcome: it is logged and
+        counted."""
+        if self.usage is not None:
+            await self._usage_counts.get(_UsageAsk(job.tenant, job.id, JobEnd(
+                usage.input_tokens, usage.output_tokens, cost, job.reservation if settle else None)))
+
+    def _count_usages(self, asks: list[_UsageAsk]) -> dict[_UsageAsk, None]:
+        assert self.usage is not None
+        for tenant, group in _by_tenant(asks).items():
+            try:
+                self.usage.record_job_ends(tenant, [ask.end for ask in group])
+            except Exception:
+                logger.exception("usage not counted", extra={"tenant": tenant, "job_ids": [a.job_id for a in group]})
+                count("UsageNotCounted", len(group))
+        return {}
 
     async def _finished(self, ended: Job) -> Outcome:
         """``ended``: the job as its terminal write left it."""
