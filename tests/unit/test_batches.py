@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
+from aijobs.batches import BatchStore, _Counts
+from aijobs.ids import new_ulid
 from aijobs.models.batches import Batch
+from aijobs.models.jobs import Job, JobRequest, JobStatus, Usage
+
+_NoCounts = _Counts()
 
 
 def _batch(**counters: Any) -> Batch:
@@ -65,3 +72,50 @@ def test_a_stored_item_with_its_keys_and_chunk_marks_reads_as_a_batch() -> None:
             "created_at": Decimal(1), "total": Decimal(3), "chunks": {"job_1"}, "cost_usd": Decimal("0.5")}
     batch = Batch.model_validate(item)
     assert batch.total == 3 and batch.cost_usd == Decimal("0.5")
+
+
+class _SlowTable:
+    """A table whose first write waits until the other adders have arrived: they arrive while it is under way."""
+
+    def __init__(self, adders: int) -> None:
+        self.writes: list[dict[str, Any]] = []
+        self.arrived = threading.Barrier(adders)
+        self.others_waiting = threading.Event()
+
+    def update_item(self, **request: Any) -> dict[str, Any]:
+        if not self.writes:
+            self.others_waiting.wait(timeout=5)
+        self.writes.append(request)
+        return {}
+
+
+def test_a_batchs_counts_made_while_its_write_is_under_way_go_in_one_write_together() -> None:
+    table = _SlowTable(adders=6)
+    store = BatchStore(table=table, retention_s=3600, clock=lambda: 1_000.0)
+    jobs = [Job(id=f"job_{new_ulid()}", tenant="t", status=JobStatus.in_progress, model="m", attempt=1,
+                request=JobRequest(input="x"), created_at=1, batch_id="bat_01K00000000000000000000000")
+            for _ in range(6)]
+
+    def end(job: Job) -> None:
+        if job is not jobs[0]:
+            time.sleep(0.05)  # after the first: its write is under way
+        store.job_ended(job, JobStatus.completed, usage=Usage(input_tokens=2, output_tokens=3),
+                        cost_usd=Decimal("0.5"))
+
+    def watch() -> None:
+        while len(store._open.get(jobs[0].batch_id or "", _NoCounts).job_ids) < 5:
+            time.sleep(0.005)
+        table.others_waiting.set()
+
+    threads = [threading.Thread(target=end, args=(job,)) for job in jobs] + [threading.Thread(target=watch)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+
+    assert len(table.writes) == 2  # the first alone, the five that came meanwhile together
+    sums = [{name.removeprefix(":add_"): value for name, value in w["ExpressionAttributeValues"].items()}
+            for w in table.writes]
+    assert [s.get("ended") for s in sums] == [1, 5] and [s.get("completed") for s in sums] == [1, 5]
+    assert [s.get("output_tokens") for s in sums] == [3, 15] and [s.get("cost_usd") for s in sums] == [
+        Decimal("0.5"), Decimal("2.5")]

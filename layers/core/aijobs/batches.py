@@ -3,7 +3,8 @@
 A batch's counts are counters on its item, never a read of its jobs: ``GET /v1/batches/{id}`` is one GetItem
 whatever the batch's size. The job store adds to them, once per transition, after the conditional write that made
 the transition won (store.py): a job that is in no batch costs nothing; one in a batch costs one small UpdateItem
-per counted transition (its first claim, its end, and a cancelled run's cost).
+per counted transition (its first claim, its end, and a cancelled run's cost), or a share of one: the counts of a
+batch's jobs that a process makes at once (a worker's batch of them starting or ending) go in one write.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import re
+import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +23,7 @@ from aijobs.dynamo import (
     BATCH_RESULTS,
     TENANT_INDEX,
     Page,
+    add_counters,
     batch_key,
     batches_partition,
     conditional,
@@ -41,7 +44,20 @@ CANCEL_BUDGET_S = 15  # a cancel request's time for cancelling jobs (API Gateway
 CANCEL_PAGE = 100
 # A results cursor is a position in the batch's ended jobs (dynamo.batch_result_key), or ``~<time>~``: after those
 # that ended by then.
+# One write of a batch's counters at a time in a process: its jobs' counts that arrive meanwhile go in the next.
+# Batches share these locks by hash; a process writes a few batches at once.
+WRITE_LOCKS = 16
 RESULT_POSITION = re.compile(rf"{BATCH_RESULTS}\d{{10}}(#job_[0-9A-Z]{{26}}|{BATCH_RESULTS})")
+
+
+@dataclass
+class _Counts:
+    """Counters of one batch added while its write before was under way: written together by the first adder."""
+
+    counters: dict[str, Any] = field(default_factory=dict)
+    fields: dict[str, Any] = field(default_factory=dict)
+    job_ids: list[str] = field(default_factory=list)
+    written: threading.Event = field(default_factory=threading.Event)
 
 
 class BatchStore:
@@ -51,6 +67,9 @@ class BatchStore:
         self._table = table
         self._retention_s = retention_s
         self._clock = clock
+        self._lock = threading.Lock()
+        self._open: dict[str, _Counts] = {}  # by batch: counts waiting for its next write
+        self._writing = [threading.Lock() for _ in range(WRITE_LOCKS)]
 
     def _now(self) -> int:
         return int(self._clock())
@@ -135,16 +154,35 @@ class BatchStore:
                               cost_usd - (job.cost_usd or Decimal(0))))
 
     def _add(self, job: Job, counters: dict[str, Any], **fields: Any) -> None:
+        """Add to the batch's counters (a group commit: the counts of the batch's other jobs that arrive while one of
+        its writes is under way wait for it to land, and go in one write together)."""
         # Called once the job's own conditional write won: a failure here loses this count (logged), never the job.
         if job.batch_id is None or not counters:
             return
-        try:
-            conditional(self._table.update_item, Key=batch_key(job.batch_id), **update_request(
-                add=counters, set={"expires_at": self._now() + self._retention_s, **fields},
-                condition="attribute_exists(pk)"))
-        except Exception:
-            logger.exception("batch counters not updated", extra={"job_id": job.id, "batch_id": job.batch_id})
-            count("BatchCountsLost")
+        with self._lock:
+            counts = self._open.get(job.batch_id)
+            first = counts is None
+            if counts is None:
+                counts = self._open[job.batch_id] = _Counts()
+            add_counters(counts.counters, counters)
+            counts.fields |= fields
+            counts.job_ids.append(job.id)
+        if not first:
+            counts.written.wait()  # counted by the write of the first of them
+            return
+        with self._writing[hash(job.batch_id) % len(self._writing)]:  # the batch's write before this one lands
+            with self._lock:
+                del self._open[job.batch_id]  # what arrives from here on waits for the next write
+            try:
+                conditional(self._table.update_item, Key=batch_key(job.batch_id), **update_request(
+                    add=counts.counters, set={"expires_at": self._now() + self._retention_s, **counts.fields},
+                    condition="attribute_exists(pk)"))
+            except Exception:
+                logger.exception("batch counters not updated", extra={"job_ids": counts.job_ids,
+                                                                      "batch_id": job.batch_id})
+                count("BatchCountsLost", len(counts.job_ids))
+            finally:
+                counts.written.set()
 
     def request_cancel(self, batch_id: str) -> None:
         now = self._now()

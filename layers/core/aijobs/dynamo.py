@@ -311,6 +311,12 @@ def update_request(*, set: Mapping[str, Any] | None = None, add: Mapping[str, An
     return request
 
 
+def add_counters(total: dict[str, Any], add: Mapping[str, Any]) -> None:
+    """Sum ``add``'s counters into ``total``: several changes to counters, made by one ``ADD``."""
+    for name, value in add.items():
+        total[name] = total.get(name, 0) + value
+
+
 def _attribute(value: Any) -> Any:
     if isinstance(value, BaseModel):
         return to_attributes(value)

@@ -33,7 +33,7 @@ from botocore.exceptions import ClientError
 from cachetools import TTLCache
 
 from aijobs.clock import Clock, system_clock
-from aijobs.dynamo import from_low_level, is_condition_failure, tenant_partition
+from aijobs.dynamo import add_counters, from_low_level, is_condition_failure, tenant_partition
 from aijobs.errors import InvalidRequest
 from aijobs.models.jobs import Reservation
 from aijobs.models.tenants import Limits
@@ -124,11 +124,6 @@ class JobEnd:
     output_tokens: int
     cost_usd: Decimal | None
     reservation: Reservation | None
-
-
-def _add_to(total: dict[str, Any], add: dict[str, Any]) -> None:
-    for name, value in add.items():
-        total[name] = total.get(name, 0) + value
 
 
 class UsageStore:
@@ -236,10 +231,10 @@ class UsageStore:
                 add[SPEND] = _e8(cost) - _e8(reservation.cost_usd)
                 if reservation.minute == minute.index:
                     add[f"t{minute.index}"] = end.input_tokens + end.output_tokens - reservation.tokens
-            _add_to(adds.setdefault(minute.day, {}), add)
+            add_counters(adds.setdefault(minute.day, {}), add)
             if reservation is not None and reservation.day != minute.day.isoformat() and reservation.cost_usd:
                 day_before = dt.date.fromisoformat(reservation.day)
-                _add_to(adds.setdefault(day_before, {}), {SPEND: -_e8(reservation.cost_usd)})
+                add_counters(adds.setdefault(day_before, {}), {SPEND: -_e8(reservation.cost_usd)})
         for day, add in adds.items():
             # an integral Decimal (a zero cost quantized is 0E-8) goes as an integer: moto cannot add "0E-8"
             self._add(tenant, day, {name: int(value) if value == int(value) else value for name, value in add.items()})
