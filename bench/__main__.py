@@ -173,7 +173,9 @@ def render(r: dict[str, Any]) -> str:
     b = r["worker_batch"]
     batch = [f"Worker concurrency: one invocation, fake model latency {b['model_delay_ms']} ms per job",
              f"  1 job {b['one_job_s']:.3f} s, {b['jobs']} jobs {b['ten_jobs_s']:.3f} s: "
-             f"worker_batch10_ratio {r['worker_batch10_ratio']:.2f}"]
+             f"worker_batch10_ratio {r['worker_batch10_ratio']:.2f}",
+             f"  the batch (one tenant's 10 jobs, no callback) per job: {b['worker_aws_requests_per_job']:.1f} AWS "
+             f"requests, {b['worker_wru_per_job']:.1f} WRU (its first read, slots and usage shared by the batch)"]
     sections = [[header], _render_imports(r), _render_lifecycle(r), _render_cost(r), batch,
                 waiters.render(r["waiters"]), reliability.render(r["reliability"]), lists.render(r["lists"]),
                 webhooks.render(r["webhook_isolation"]), streams.render(r["live_jobs"]),

@@ -327,5 +327,6 @@ def measure(*, timing_runs: int = 5) -> dict[str, Any]:
         "worker_ms": statistics.median(run.worker_ms for run in timed),
         "webhook_ms": statistics.median(run.webhook_ms for run in timed),
         "batch": {"model_delay_ms": MODEL_DELAY_MS, "jobs": BATCH, "one_job_s": one_s, "ten_jobs_s": ten_s,
-                  "ratio": ten_s / one_s, "worker_aws_requests_per_job": summarize(ten_calls)["aws_requests"] / BATCH},
+                  "ratio": ten_s / one_s, "worker_aws_requests_per_job": summarize(ten_calls)["aws_requests"] / BATCH,
+                  "worker_wru_per_job": summarize(ten_calls)["wru"] / BATCH},
     }
