@@ -172,7 +172,8 @@ def render(r: dict[str, Any]) -> str:
               f"python {r['environment']['python']} on {r['environment']['machine']}, {r['generated_at']}")
     b = r["worker_batch"]
     batch = [f"Worker concurrency: one invocation, fake model latency {b['model_delay_ms']} ms per job",
-             f"  1 job {b['one_job_s']:.3f} s, {b['jobs']} jobs {b['ten_jobs_s']:.3f} s: "
+             f"  1 job {b['one_job_s']:.3f} s, {b['jobs']} jobs {b['ten_jobs_s']:.3f} s (medians of "
+             f"{len(b['pairs_s'])} each, taken in turn): "
              f"worker_batch10_ratio {r['worker_batch10_ratio']:.2f}",
              f"  the batch (one tenant's 10 jobs, no callback) per job: {b['worker_aws_requests_per_job']:.1f} AWS "
              f"requests, {b['worker_wru_per_job']:.1f} WRU (its first read, slots and usage shared by the batch)"]
