@@ -192,7 +192,8 @@ class Worker:
         self.lease_s = lease_s
         self.cancel_check_s = cancel_check_s
         self.status_checks = StatusChecks(store, period_s=cancel_check_s)
-        # A batch's jobs, started together, gather their first reads and their slots' writes (status_checks.py).
+        # A batch's jobs, started together, gather their first reads and their slots' and usage's writes
+        # (status_checks.py).
         self._states = Gathered(store.get_states, window_s=0)
         self._slot_takes = Gathered(self._take_slots, window_s=0)
         self._slot_gives = Gathered(self._give_back_slots)
