@@ -132,31 +132,29 @@ class Limiter:
         """Reserve the job's estimated tokens in the minute and its estimated cost in the day; ``OverRate``
         (``tokens_per_minute``) if the tokens do not fit (not retryable when they never could: the job is larger
         than the tenant's whole minute), ``OverBudget`` once the day's spend has reached the hard budget."""
-        limits = self.limits(job.tenant)
         tokens, cost = estimate(job)
         now = self.usage.now()
         try:
-            window, reservation = self.usage.reserve(job.tenant, tokens=tokens, cost_usd=cost,
-                                                     token_limit=limits.tokens_per_minute,
-                                                     budget_usd=Decimal(str(limits.daily_cost_usd)))
+            (reservation,) = self._reserve(job.tenant, [(tokens, cost)], now)
         except Refused as refused:
-            raise self._refusal(limits, tokens, refused.window, now) from None
-        if (headers := ANSWER_HEADERS.get()) is not None:
-            headers.update(answer_headers(limits, window, now))
+            raise self._refusal(self.limits(job.tenant), tokens, refused.window, now) from None
         return reservation
 
     def reserve_all(self, jobs: list[Job]) -> list[Reservation] | None:
         """Reserve one tenant's jobs (a batch) in one write, each with its own reservation, when every one of them
         would be admitted; None (nothing reserved) when any would not: then ``reserve`` each, to admit those that
         fit and tell the others why not. A batch of 100 jobs made 100 writes of the tenant's day item; now one."""
-        limits = self.limits(jobs[0].tenant)
-        now = self.usage.now()
         try:
-            window, reservations = self.usage.reserve_all(
-                jobs[0].tenant, estimates=[estimate(job) for job in jobs], token_limit=limits.tokens_per_minute,
-                budget_usd=Decimal(str(limits.daily_cost_usd)))
+            return self._reserve(jobs[0].tenant, [estimate(job) for job in jobs], self.usage.now())
         except Refused:
             return None
+
+    def _reserve(self, tenant: str, estimates: list[tuple[int, Decimal]], now: float) -> list[Reservation]:
+        """The estimates reserved in one write (``Refused``: none), the answer's rate headers set."""
+        limits = self.limits(tenant)
+        window, reservations = self.usage.reserve_all(tenant, estimates=estimates,
+                                                      token_limit=limits.tokens_per_minute,
+                                                      budget_usd=Decimal(str(limits.daily_cost_usd)))
         if (headers := ANSWER_HEADERS.get()) is not None:
             headers.update(answer_headers(limits, window, now))
         return reservations

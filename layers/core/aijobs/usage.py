@@ -159,22 +159,14 @@ class UsageStore:
             ExpressionAttributeNames=names | DAY_NAMES,
             ExpressionAttributeValues={":zero": 0, ":one": 1, ":limit": limit, **self._day_values(tenant, minute)})
 
-    def reserve(self, tenant: str, *, tokens: int, cost_usd: Decimal, token_limit: int,
-                budget_usd: Decimal) -> tuple[Window, Reservation]:
-        """Reserve a job's ``tokens`` in the current minute and its ``cost_usd`` in the day's spend, and count the
-        job in the day; ``Refused`` (nothing written) when the minute's tokens would pass ``token_limit`` or the
-        day's spend has reached ``budget_usd`` (the refused window says which)."""
-        window, (reservation,) = self.reserve_all(tenant, estimates=[(tokens, cost_usd)], token_limit=token_limit,
-                                                  budget_usd=budget_usd)
-        return window, reservation
-
     def reserve_all(self, tenant: str, *, estimates: list[tuple[int, Decimal]], token_limit: int,
                     budget_usd: Decimal) -> tuple[Window, list[Reservation]]:
-        """Reserve several jobs' (tokens, cost) estimates in one write, as ``reserve`` one after another would when
-        each of them is admitted: the minute's tokens with all of them stay within ``token_limit``, and the day's
-        spend is under ``budget_usd`` before the last one (a burst passes the budget by at most one job's estimate,
-        as with one write a job). ``Refused`` (nothing written) when any of those writes would have been refused:
-        the caller then reserves them one by one, to admit those that fit."""
+        """Reserve jobs' (tokens, cost) estimates in the current minute and the day's spend, and count the jobs in
+        the day, in one write: the minute's tokens with all of them stay within ``token_limit``, and the day's spend
+        is under ``budget_usd`` before the last one (a burst passes the budget by at most one job's estimate, as with
+        one write a job). ``Refused`` (nothing written, the refused window says which) when any of the writes one by one
+        would have been refused: for several jobs, the caller then reserves them one by one, to admit those that
+        fit."""
         minute = Minute.at(self._clock())
         tokens = sum(t for t, _ in estimates)
         costs = [_e8(cost) for _, cost in estimates]
