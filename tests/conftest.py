@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from aijobs.local.fake_model import create_fake_model
-from aijobs.local.stack import UvicornThread, free_port
+from aijobs.local.server_process import UvicornThread
+from aijobs.local.stack import free_port
 from aijobs.local.template import load_template
 from tests.receiver import Receiver
 

@@ -35,7 +35,8 @@ import boto3
 from boto3.dynamodb.conditions import Attr
 
 from aijobs.local.pollers import FakeLambdaContext
-from aijobs.local.stack import UvicornThread, free_port, load_handler
+from aijobs.local.server_process import UvicornThread
+from aijobs.local.stack import free_port, load_handler
 from aijobs.local.template import LocalResources, load_template
 from aijobs.models.jobs import Job, JobRequest
 from aijobs.providers import ModelProvider, StreamEvent

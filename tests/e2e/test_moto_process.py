@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import boto3
 
-from aijobs.local.moto_process import MotoProcess
+from aijobs.local.moto_process import start_moto_process
 
 
 def test_the_local_stack_s_moto_process_serves_dynamodb_and_sqs_and_ends_when_stopped() -> None:
-    server = MotoProcess()
+    server = start_moto_process()
     host, port = server.get_host_and_port()
     session = boto3.session.Session(region_name="eu-west-1", aws_access_key_id="local", aws_secret_access_key="local")
     try:

@@ -18,7 +18,7 @@ import pytest
 from moto import mock_aws
 
 from aijobs.local.emulator import emulate_vector_queries, make_dynamodb_atomic
-from aijobs.local.stack import UvicornThread
+from aijobs.local.server_process import UvicornThread
 from aijobs.local.template import LocalResources, provision, reset
 from aijobs.services import Services, set_services
 from aijobs.settings import Settings

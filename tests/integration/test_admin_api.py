@@ -14,7 +14,8 @@ from aijobs.dynamo import api_key_key, limits_key, schedule_key, tenant_key
 from aijobs.errors import AuthenticationError
 from aijobs.ids import hash_api_key
 from aijobs.local.pollers import FakeLambdaContext
-from aijobs.local.stack import UvicornThread, load_handler
+from aijobs.local.server_process import UvicornThread
+from aijobs.local.stack import load_handler
 from aijobs.local.template import LocalResources
 from aijobs.services import Services
 from tests.helpers import load_event

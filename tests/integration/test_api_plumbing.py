@@ -16,7 +16,8 @@ import pytest
 
 from aijobs.api import MAX_BODY_BYTES, create_app
 from aijobs.jobs import JobService
-from aijobs.local.stack import UvicornThread, free_port
+from aijobs.local.server_process import UvicornThread
+from aijobs.local.stack import free_port
 from aijobs.observability import logger
 from aijobs.services import Services
 from tests.integration.conftest import KEY_A, KEY_B, TENANT_A, TENANT_B, api_client

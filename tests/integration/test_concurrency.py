@@ -23,7 +23,7 @@ from boto3.dynamodb.conditions import Attr, Key
 from aijobs.concurrency import PARK_BACKSTOP_S, WAITING_WINDOW_S, TenantSlots, WaitingJobs
 from aijobs.dynamo import WAITING_PREFIX, tenant_partition
 from aijobs.errors import Conflict
-from aijobs.local.stack import UvicornThread
+from aijobs.local.server_process import UvicornThread
 from aijobs.local.template import LocalResources
 from aijobs.models.jobs import JobRequest, JobStatus
 from aijobs.models.tenants import TenantLimits

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from aijobs.local.stack import UvicornThread
+from aijobs.local.server_process import UvicornThread
 from tests.helpers import eventually
 
 

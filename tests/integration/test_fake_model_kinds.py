@@ -14,7 +14,7 @@ import openai
 import pytest
 
 from aijobs.local import fake_kinds
-from aijobs.local.stack import UvicornThread
+from aijobs.local.server_process import UvicornThread
 
 SCHEMA = {"type": "object", "additionalProperties": False, "required": ["name", "age", "tags", "kind", "ok"],
           "properties": {"name": {"type": "string"}, "age": {"type": "integer", "minimum": 18},

@@ -10,7 +10,7 @@ from typing import Any
 import boto3
 import pytest
 
-from aijobs.local.stack import UvicornThread
+from aijobs.local.server_process import UvicornThread
 from aijobs.local.template import LocalResources
 from tests.fault_scenarios import SCENARIOS, Deployed, Scenario, run_scenario
 

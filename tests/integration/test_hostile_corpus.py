@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from aijobs.api import create_app
-from aijobs.local.stack import UvicornThread
+from aijobs.local.server_process import UvicornThread
 from tests.integration.conftest import TENANT_A, MotoWorld, api_client, installed_services
 
 JOB = "job_01J0000000000000000000000Z"

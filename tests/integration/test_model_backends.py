@@ -14,7 +14,8 @@ import boto3
 import openai
 import pytest
 
-from aijobs.local.stack import UvicornThread, free_port, load_handler
+from aijobs.local.server_process import UvicornThread
+from aijobs.local.stack import free_port, load_handler
 from aijobs.local.template import LocalResources
 from aijobs.pricing import estimate_cost
 from aijobs.services import Services

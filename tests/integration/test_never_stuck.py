@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from aijobs.local.pollers import FakeLambdaContext, sqs_event
-from aijobs.local.stack import UvicornThread
+from aijobs.local.server_process import UvicornThread
 from aijobs.models.jobs import JobRequest
 from aijobs.outcomes import DONE, RetryIn
 from aijobs.providers import ModelProvider, StreamEvent

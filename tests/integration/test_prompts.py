@@ -11,7 +11,7 @@ from typing import Any
 
 from aijobs.errors import Conflict
 from aijobs.local.pollers import FakeLambdaContext
-from aijobs.local.stack import UvicornThread
+from aijobs.local.server_process import UvicornThread
 from aijobs.models.prompts import PromptRequest, VersionRequest
 from aijobs.services import Services
 from tests.helpers import load_event

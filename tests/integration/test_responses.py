@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from aijobs.local.stack import UvicornThread
+from aijobs.local.server_process import UvicornThread
 from aijobs.models.tenants import TenantLimits
 from aijobs.services import Services
 from tests.helpers import eventually

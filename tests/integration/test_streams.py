@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from aijobs.local.stack import UvicornThread
+from aijobs.local.server_process import UvicornThread
 from aijobs.services import Services
 from tests.helpers import SseEvent, eventually, read_sse
 from tests.integration.conftest import KEY_A, KEY_B, run_worker

@@ -18,7 +18,8 @@ from standardwebhooks.webhooks import Webhook
 
 from aijobs.dynamo import SECRET_PREFIX, tenant_partition
 from aijobs.local.pollers import FakeLambdaContext, QueuePoller, sqs_event
-from aijobs.local.stack import UvicornThread, load_handler
+from aijobs.local.server_process import UvicornThread
+from aijobs.local.stack import load_handler
 from aijobs.local.template import LocalResources
 from aijobs.models.jobs import Job, JobRequest, Usage
 from aijobs.models.messages import DeliveryMessage

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from aijobs.local.pollers import FakeLambdaContext
-from aijobs.local.stack import UvicornThread
+from aijobs.local.server_process import UvicornThread
 from aijobs.models.jobs import JobRequest
 from aijobs.services import Services
 from tests.helpers import load_event

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from aijobs.local.stack import UvicornThread
+from aijobs.local.server_process import UvicornThread
 from aijobs.models.jobs import JobRequest
 from aijobs.observability import metrics
 from aijobs.outcomes import DONE, RetryIn

@@ -13,7 +13,8 @@ from fastapi import FastAPI
 from starlette.requests import ClientDisconnect
 
 from aijobs.local.fake_model import _directives, _reply_words, create_fake_model
-from aijobs.local.stack import LocalStack, UvicornThread, banner, parse_dev_keys, poller_concurrency
+from aijobs.local.server_process import UvicornThread
+from aijobs.local.stack import LocalStack, banner, parse_dev_keys, poller_concurrency
 from aijobs.local.template import ROOT, LocalResources, function_environment, sqs_sources
 
 

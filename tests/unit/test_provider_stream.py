@@ -98,3 +98,58 @@ def test_a_stream_slower_than_the_jobs_timeout_is_a_retryable_timeout() -> None:
         asyncio.run(provider.complete(JobRequest(input="endless", timeout_s=1), model="drip"))
 
     assert raised.value.retryable
+
+
+def _sse(body: str) -> OpenAIProvider:
+    """A provider whose model answers ``body`` as its event stream."""
+    return _provider(httpx2.MockTransport(lambda request: httpx2.Response(
+        200, headers={"content-type": "text/event-stream"}, content=body.encode())))
+
+
+def _chunk(**fields: object) -> str:
+    return json.dumps({"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m", **fields})
+
+
+def test_the_stream_is_read_as_server_sent_events_whatever_their_layout() -> None:
+    # Given events with comments, an event name, a data field without its space and one split over two data lines
+    body = (": keep-alive\n\n"
+            f"event: chunk\ndata: {_chunk(choices=[{'index': 0, 'delta': {'content': 'one '}}])}\n\n"
+            f"data:{_chunk(choices=[{'index': 0, 'delta': {'content': 'two'}, 'finish_reason': 'length'}])}\n\n"
+            'data: {"id": "c", "model": "m-2024",\ndata:  "choices": [], "usage": {"prompt_tokens": 5, '
+            '"completion_tokens": 2, "total_tokens": 7}}\n\n'
+            "data: [DONE]\n\n")
+    # When it is read
+    *deltas, end = asyncio.run(_events(_sse(body), "p"))
+    # Then the deltas, the usage, the answering model and why it stopped are the events'
+    assert [d.text for d in deltas if isinstance(d, Delta)] == ["one ", "two"]
+    assert end == StreamEnd(usage=end.usage, model="m-2024", finish_reason="length")  # type: ignore[union-attr]
+    assert (end.usage.input_tokens, end.usage.output_tokens, end.usage.total_tokens) == (5, 2, 7)  # type: ignore[union-attr]
+
+
+def test_an_error_event_in_the_stream_fails_the_call_without_quoting_it() -> None:
+    body = (f"data: {_chunk(choices=[{'index': 0, 'delta': {'content': 'half'}}])}\n\n"
+            'data: {"error": {"message": "overloaded while echoing the secret prompt", "type": "server_error"}}\n\n')
+
+    with pytest.raises(ProviderError) as raised:
+        asyncio.run(_events(_sse(body), "p"))
+
+    assert raised.value.code == "bad_response" and "secret" not in str(raised.value)
+
+
+@pytest.mark.parametrize("bad", ["data: {not json\n\n", "data: [1, 2]\n\n",
+                                 'data: {"choices": [], "usage": {"prompt_tokens": "many"}}\n\n'])
+def test_a_chunk_that_cannot_be_read_is_a_retryable_bad_response(bad: str) -> None:
+    with pytest.raises(ProviderError) as raised:
+        asyncio.run(_events(_sse(bad), "p"))
+
+    assert (raised.value.code, raised.value.retryable) == ("bad_response", True)
+
+
+def test_the_body_after_done_is_read_to_its_end_and_not_used() -> None:
+    body = (f"data: {_chunk(choices=[{'index': 0, 'delta': {'content': 'kept'}}])}\n\n"
+            "data: [DONE]\n\n"
+            f"data: {_chunk(choices=[{'index': 0, 'delta': {'content': 'after'}}])}\n\n")
+
+    events = asyncio.run(_events(_sse(body), "p"))
+
+    assert [e.text for e in events if isinstance(e, Delta)] == ["kept"]

@@ -313,15 +313,12 @@ class Services:
     @cached_property
     def model_router(self) -> ModelRouter:
         """One ``OpenAIProvider`` per backend behind the router; every backend's key is read here, once per process."""
-        # openai is imported here, not at module level: the API function never loads it.
-        from openai import AsyncOpenAI
-
         from aijobs.backends import SINGLE_BACKEND
         from aijobs.model_router import ModelRouter
-        from aijobs.providers import OpenAIProvider
+        from aijobs.providers import OpenAIProvider, openai_client
 
         def provider(base_url: str | None, api_key: str) -> OpenAIProvider:
-            return OpenAIProvider(lambda: AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0))
+            return OpenAIProvider(lambda: openai_client(api_key=api_key, base_url=base_url))
 
         s = self.settings
         if s.model_backends is None:

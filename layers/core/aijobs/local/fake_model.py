@@ -257,3 +257,21 @@ async def _stream(base: dict[str, Any], words: list[str], finish: str, usage: di
     finally:
         if not finished:
             on_abort()
+
+
+def main() -> None:
+    """``python -m aijobs.local.fake_model PORT``: the fake model in a process of its own (``make run``'s)."""
+    import sys
+
+    from aijobs.local.server_process import UvicornThread, serve_until_stdin_closes
+
+    def start() -> Callable[[], None]:
+        server = UvicornThread(create_fake_model(), int(sys.argv[1]))
+        server.start()
+        return server.stop
+
+    serve_until_stdin_closes(start)
+
+
+if __name__ == "__main__":
+    main()

@@ -16,52 +16,16 @@ the server's time a request.
 from __future__ import annotations
 
 import functools
-import signal
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterable
 
 from aijobs.local.emulator import start_moto_server
+from aijobs.local.server_process import ServerProcess, serve_until_stdin_closes
 
-READY_S = 60  # moto's import and first answer, on a busy machine
 
-
-class MotoProcess:
-    """``python -m aijobs.local.moto_process PORT``, as ``ThreadedMotoServer`` is used: its host and port, stop()."""
-
-    def __init__(self) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self._port = int(s.getsockname()[1])
-        self._process = subprocess.Popen([sys.executable, "-m", "aijobs.local.moto_process", str(self._port)],
-                                         stdin=subprocess.PIPE)
-        deadline = time.monotonic() + READY_S
-        while not self._answers():
-            if self._process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"moto's server did not start on port {self._port}")
-            time.sleep(0.05)
-
-    def _answers(self) -> bool:
-        try:
-            socket.create_connection(("127.0.0.1", self._port), timeout=1).close()
-        except OSError:
-            return False
-        return True
-
-    def get_host_and_port(self) -> tuple[str, int]:
-        return "127.0.0.1", self._port
-
-    def stop(self) -> None:
-        if self._process.stdin:
-            self._process.stdin.close()  # the server's signal to end
-        try:
-            self._process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+def start_moto_process() -> ServerProcess:
+    """This module's moto server in a process of its own."""
+    return ServerProcess("aijobs.local.moto_process")
 
 
 def _remember_lookups() -> None:
@@ -80,14 +44,8 @@ def _remember_lookups() -> None:
 
 
 def main() -> None:
-    # Ctrl-C reaches the whole process group: the stack stops first, then closes stdin (its pollers may still ask).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _remember_lookups()
-    server = start_moto_server(port=int(sys.argv[1]))
-    try:
-        sys.stdin.read()  # until the stack closes it, or its process is gone
-    finally:
-        server.stop()
+    serve_until_stdin_closes(lambda: start_moto_server(port=int(sys.argv[1])).stop)
 
 
 if __name__ == "__main__":
