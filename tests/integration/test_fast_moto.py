@@ -146,3 +146,69 @@ def test_moto_keeps_no_copy_of_the_items_and_messages_it_handed_out(compared: tu
 
     assert len(Item.instances_tracked) == 0  # type: ignore[attr-defined]
     assert client.get_item(TableName="t", Key=key)["Item"]["i"] == {"N": "19"}
+
+
+@pytest.mark.parametrize("expression", [
+    "SET #a = :v, #a = :w",  # two actions on one path
+    "SET #a = :v REMOVE #a",
+    "SET #a.#b = :v REMOVE #a",  # a path and its parent
+    "SET #a = :v SET #b = :w",  # a clause twice
+])
+def test_a_bad_update_expression_fails_with_moto_s_own_error(compared: tuple[Any, list[str]], expression: str,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from moto.dynamodb.parsing import validators
+
+    client, _ = compared
+    key = {"pk": EVERY_TYPE["pk"], "sk": EVERY_TYPE["sk"]}
+    client.put_item(TableName="t", Item=EVERY_TYPE)
+
+    def error() -> dict[str, Any]:
+        with pytest.raises(ClientError) as failed:
+            client.update_item(TableName="t", Key=key, UpdateExpression=expression,
+                               ExpressionAttributeNames={"#a": "a", "#b": "b"},
+                               ExpressionAttributeValues={":v": {"S": "v"}, ":w": {"S": "w"}})
+        return dict(failed.value.response["Error"])
+
+    mine = error()
+    for checker in (validators.ActionCountValidator, validators.OverlappingPathsValidator):
+        monkeypatch.setattr(checker, "traverse", checker.traverse.__defaults__[0])  # moto's own walk
+    monkeypatch.setattr(validators, "deepcopy", __import__("copy").deepcopy)
+    assert mine == error() and mine["Code"] == "ValidationException"
+    assert client.get_item(TableName="t", Key=key)["Item"] == EVERY_TYPE  # nothing written
+
+
+@pytest.fixture
+def sqs(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    make_moto_faster()
+    with mock_aws():
+        yield boto3.client("sqs", region_name="us-east-1")
+
+
+def test_a_fifo_queue_still_drops_a_duplicate_by_its_content(sqs: Any) -> None:
+    url = sqs.create_queue(QueueName="q.fifo", Attributes={"FifoQueue": "true",
+                                                           "ContentBasedDeduplication": "true"})["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="same", MessageGroupId="g")
+    sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": "1", "MessageBody": "same", "MessageGroupId": "g"},
+                                                  {"Id": "2", "MessageBody": "other", "MessageGroupId": "g"}])
+
+    bodies = [m["Body"] for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]]
+
+    assert bodies == ["same", "other"]
+    with pytest.raises(ClientError, match="MessageDeduplicationId"):  # and without it, one is still asked for
+        sqs.send_message(QueueUrl=sqs.create_queue(QueueName="r.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"],
+                         MessageBody="x", MessageGroupId="g")
+
+
+def test_a_standard_queue_s_attributes_count_what_was_sent(sqs: Any) -> None:
+    url = sqs.create_queue(QueueName="q")["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="one")
+    sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": str(n), "MessageBody": "same"} for n in range(3)])
+
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+
+    assert attributes["ApproximateNumberOfMessages"] == "4" and "ContentBasedDeduplication" not in attributes
+    assert len(sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]) == 4
