@@ -334,6 +334,34 @@ def test_a_slot_is_given_back_however_the_attempt_stops(services: Services, sim:
     assert TenantSlots(table=services.table).running(TENANT_A) == {}
 
 
+def test_a_jobs_slot_is_given_back_while_its_usage_is_counted_not_after(
+        services: Services, sim: Simulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a tenant with one slot, and a usage count that waits to see the slot back before it writes
+    services.tenants.set_limits(TENANT_A, TenantLimits(concurrent_jobs=1))
+    usage = services.worker.usage
+    assert usage is not None
+    record, seen = usage.record_job_ends, []
+
+    def record_job_ends(tenant: str, ends: list[Any]) -> None:
+        seen.append(_wait_for(lambda: TenantSlots(table=services.table).running(TENANT_A) == {}))
+        record(tenant, ends)
+
+    monkeypatch.setattr(usage, "record_job_ends", record_job_ends)
+    job = _submit(services, TENANT_A, "counted")
+
+    sim.run()
+
+    # Then the slot was free before the count was written, and the job's usage still counted
+    assert _status(services, job) is JobStatus.completed and seen == [True]
+    assert services.usage.usage(TENANT_A).today.output_tokens > 0
+
+
+def _wait_for(probe: Callable[[], bool], timeout_s: float = 5) -> bool:
+    with suppress(AssertionError):
+        return eventually(probe, timeout_s=timeout_s, interval_s=0.02)
+    return False
+
+
 def test_a_dead_workers_slot_frees_after_its_lease_and_both_jobs_complete(
         services: Services, sim: Simulator, fake_model: UvicornThread) -> None:
     services.tenants.set_limits(TENANT_A, TenantLimits(concurrent_jobs=1))

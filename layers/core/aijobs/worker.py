@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import json
 import math
@@ -70,6 +71,8 @@ CANCEL_CHECK_S = 0.5
 # Texts per embeddings call: OpenAI takes up to 2,048 inputs and 300,000 tokens in one request; 512 texts of an
 # embedding job's (at most 32,000 characters each, 100,000 in all) stay within both.
 EMBED_BATCH = 512
+# The concurrency slot of the job a task runs (``_run_in_slot``), until it is given back.
+_HELD: contextvars.ContextVar[list[Slot]] = contextvars.ContextVar("aijobs_held_slot")
 
 
 @dataclass
@@ -336,20 +339,26 @@ class Worker:
 
     async def _run_in_slot(self, job: Job, slot: Slot | None) -> Outcome:
         """Run a claimed job; its slot is given back however the attempt stops running (a dead process's slot ends
-        with its lease instead)."""
+        with its lease instead): while its usage is counted (``_count_usage``), else when it stops."""
+        held = [slot] if slot is not None else []
+        token = _HELD.set(held)  # this task's own (each task runs in a copy of its context)
         try:
-            outcome = await self._run_claimed(job)
-        except Exception:
-            await self._give_back(slot)
-            raise
+            try:
+                outcome = await self._run_claimed(job)
+            except Exception:
+                await self._give_back(held)
+                raise
+        finally:
+            _HELD.reset(token)
         # Not in a `finally`: a BaseException is the process going down, and awaiting there would let the batch's
         # other jobs run on in a dying process. Its slots end with their leases, as a killed process's do.
-        await self._give_back(slot)
+        await self._give_back(held)
         return outcome
 
-    async def _give_back(self, slot: Slot | None) -> None:
-        if slot is not None:
-            await self._slot_gives.get(slot)
+    async def _give_back(self, held: list[Slot]) -> None:
+        """Give back the slot held, if it still is."""
+        if held:
+            await self._slot_gives.get(held.pop())
 
     def _give_back_slots(self, slots: list[Slot]) -> dict[Slot, None]:
         """Give the slots back (a tenant's in one write), and release each tenant's oldest waiting jobs into the
@@ -620,10 +629,10 @@ class Worker:
         """Add an attempt's usage and cost to its tenant's day (once: only the worker whose write moved the job on
         calls this); ``settle``: the job has ended, and this replaces its reservation. The jobs of a tenant that end
         together count in one write. A failure here loses that count, never the job's outcome: it is logged and
-        counted."""
-        if self.usage is not None:
-            await self._usage_counts.get(_UsageAsk(job.tenant, job.id, JobEnd(
-                usage.input_tokens, usage.output_tokens, cost, job.reservation if settle else None)))
+        counted. The attempt has stopped running: its slot, if it holds one, is given back meanwhile."""
+        counted = None if self.usage is None else self._usage_counts.get(_UsageAsk(job.tenant, job.id, JobEnd(
+            usage.input_tokens, usage.output_tokens, cost, job.reservation if settle else None)))
+        await asyncio.gather(self._give_back(_HELD.get([])), *([counted] if counted else []))
 
     def _count_usages(self, asks: list[_UsageAsk]) -> dict[_UsageAsk, None]:
         assert self.usage is not None
