@@ -70,7 +70,8 @@ def local_stack(*, model_sleep: Any = None) -> Iterator[Stack]:
     from aijobs.local.emulator import emulate_vector_queries
     from aijobs.local.fake_model import create_fake_model
     from aijobs.local.fast_moto import make_moto_faster
-    from aijobs.local.stack import UvicornThread, free_port, load_handler
+    from aijobs.local.server_process import UvicornThread
+    from aijobs.local.stack import free_port, load_handler
     from aijobs.local.template import load_template, provision
     from aijobs.services import Services, set_services
     from aijobs.settings import Settings

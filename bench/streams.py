@@ -41,7 +41,8 @@ def _percentile(values: list[float], q: float) -> float:
 
 def measure() -> dict[str, Any]:
     from aijobs.api import create_app
-    from aijobs.local.stack import UvicornThread, free_port
+    from aijobs.local.server_process import UvicornThread
+    from aijobs.local.stack import free_port
     from bench.lifecycle import local_stack
 
     clock = _TokenClock()

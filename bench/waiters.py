@@ -26,7 +26,8 @@ def _p50_ms(client: httpx.Client, path: str) -> float:
 
 def measure() -> dict[str, Any]:
     from aijobs.api import create_app
-    from aijobs.local.stack import UvicornThread, free_port
+    from aijobs.local.server_process import UvicornThread
+    from aijobs.local.stack import free_port
     from bench.lifecycle import local_stack
 
     with local_stack() as stack:

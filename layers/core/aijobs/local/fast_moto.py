@@ -17,6 +17,10 @@ its text (moto copies it before it substitutes names and values into it).
 ``project_directly``: moto projected an index's entries (and a read's ProjectionExpression) by turning the whole
 item into JSON once per attribute kept; the kept attributes are copied instead (the same entries).
 
+``validate_updates_once``: two of an UpdateExpression's checks walked the tree once per action (about 75 walks for a
+job's terminal write); they check the whole tree once. ``send_messages_directly``: a sent message read all of its
+queue's attributes (three passes over its messages) for one of them.
+
 All are process-wide and idempotent, like ``make_dynamodb_atomic``, and change no answer: tests/integration/
 test_fast_moto.py compares them with moto's own on every kind of attribute value.
 """
