@@ -24,7 +24,10 @@ def warm() -> None:
     """Before a SnapStart snapshot: the worker, its model client's package and the batch processor, made once."""
     import aws_lambda_powertools.utilities.batch  # noqa: F401  (sqs_batch imports it at the first batch)
 
+    from aijobs.providers import preload_model_client
+
     _ = services.worker
+    preload_model_client()
 
 
 snapstart.register(warm)

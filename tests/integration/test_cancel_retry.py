@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
@@ -196,14 +197,19 @@ def test_the_worker_calls_only_the_dynamodb_actions_the_template_grants_it(
         api: Any, services: Services, worker_handler: Any, template: dict[str, Any]) -> None:
     from tests.unit.test_template_iam import _grants
 
-    jobs = [api.post("/v1/jobs", json={"input": text}).json()["id"] for text in (
-        "plain", "streamed [[tokens=8]] [[token_ms=200]]", "cancelled [[tokens=40]] [[token_ms=200]]",
-        "fails [[fail=400]]", "retried [[fail=500,times=1]]", "silent for 1.5 s [[delay_ms=1500]]")]
+    jobs = [api.post("/v1/jobs", json={"input": text, "stream": text.startswith("streamed")}).json()["id"]
+            for text in ("plain", "streamed [[tokens=8]] [[token_ms=200]]", "cancelled [[tokens=40]] [[token_ms=200]]",
+                         "fails [[fail=400]]", "retried [[fail=500,times=1]]", "silent for 1.5 s [[delay_ms=1500]]")]
     called: set[str] = set()
+    batch_written: set[str] = set()  # the partitions the worker's BatchWriteItem calls reach
 
-    def note(model: Any, **_: Any) -> None:
+    def note(model: Any, params: dict[str, Any], **_: Any) -> None:
         if threading.current_thread().name.startswith("asyncio"):  # the worker's calls (asyncio.to_thread)
             called.add(f"dynamodb:{model.name}")
+            if model.name == "BatchWriteItem":  # (params: the request as sent)
+                for writes in json.loads(params["body"])["RequestItems"].values():
+                    batch_written.update((w.get("PutRequest", {}).get("Item") or w["DeleteRequest"]["Key"])["pk"]["S"]
+                                         for w in writes)
 
     events = services.dynamodb.meta.client.meta.events
     events.register("before-call.dynamodb", note)
@@ -220,6 +226,8 @@ def test_the_worker_calls_only_the_dynamodb_actions_the_template_grants_it(
     # (A slot given back looks for parked jobs to release only after one of its tenant's jobs parked: a Query of the
     # tenant's partition, and DeleteItem of a wait item; the grant of both is the concurrency tests' to exercise.)
     assert called <= granted, called - granted
+    # BatchWriteItem is granted in output logs' partitions only (OUT#<job id>): the streamed job's pieces go there.
+    assert batch_written and all(partition.startswith("OUT#") for partition in batch_written), batch_written
 
 
 def test_deleting_a_jobs_content_keeps_its_accounting_and_a_running_job_is_cancelled_first(
@@ -233,6 +241,8 @@ def test_deleting_a_jobs_content_keeps_its_accounting_and_a_running_job_is_cance
     worker = threading.Thread(target=run_worker, args=(services, worker_handler))
     worker.start()
     eventually(lambda: api.get(f"/v1/jobs/{job_id}").json()["progress"], timeout_s=10)
+    # a piece where the output log was kept before it had a partition of its own (in the job's, OUT#<attempt>#<seq>)
+    services.table.put_item(Item={"pk": f"JOB#{job_id}", "sk": "OUT#001#999999", "text": "zebraquartz, earlier"})
 
     answer = api.delete(f"/v1/jobs/{job_id}/content")
     worker.join(timeout=30)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from aijobs.dynamo import job_key
 from aijobs.local.pollers import FakeLambdaContext, sqs_event
 from aijobs.local.server_process import UvicornThread
 from aijobs.models.jobs import JobRequest
@@ -130,6 +132,23 @@ def test_1_a_message_that_arrives_before_its_job_is_stored_waits_for_it(services
     assert asyncio.run(services.worker.run(job_id, sent_at=sent_at)) == RetryIn(1)
     services.clock.advance(40)  # type: ignore[attr-defined]
     assert asyncio.run(services.worker.run(job_id, sent_at=sent_at)) == DONE  # never stored: dropped
+
+
+def test_1_a_message_whose_job_is_stored_a_moment_later_runs_it_in_the_same_delivery(
+        services: Services, fake_model: UvicornThread) -> None:
+    # As a batch's messages go out before its jobs are stored: the job item appears 0.15 s into the delivery.
+    assert services.worker.slots is not None  # (limits on: the worker reads a job's state before its claim)
+    job_id = _submit(services, "stored late")
+    key = job_key(job_id)
+    item = services.table.get_item(Key=key)["Item"]
+    services.table.delete_item(Key=key)
+    late = threading.Timer(0.15, services.table.put_item, kwargs={"Item": item})
+    late.start()
+    try:
+        assert asyncio.run(services.worker.run(job_id, sent_at=services.clock())) == DONE
+    finally:
+        late.join()
+    assert _status(services, job_id).status == "completed" and _calls(fake_model, "stored late") == 1
 
 
 def test_2_a_schedule_fire_that_failed_before_its_message_went_out_is_made_good_by_its_retry(

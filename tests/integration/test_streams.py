@@ -226,3 +226,27 @@ def test_streaming_a_job_that_is_not_stream_true_shows_its_output_as_it_comes(
     deltas = [e for e in events if e.event == "delta"]
     assert len(deltas) >= 2  # the open stream made its worker flush while it ran, not all at the end
     assert events[-1].event == "completed" and _text(events) == events[-1].json()["output"]["text"]
+
+
+def test_a_batchs_streamed_jobs_write_their_pieces_together(
+        api: Any, services: Services, worker_handler: Any) -> None:
+    # Four streamed jobs in one worker batch: their flushes fall on the same instants, and an instant's pieces go in
+    # one BatchWriteItem (up to 25 a call), not one write each.
+    ids = [api.post("/v1/jobs", json={"input": f"together {n} [[tokens=30]] [[token_ms=50]]", "stream": True})
+           .json()["id"] for n in range(4)]
+    calls: list[int] = []  # the pieces of each BatchWriteItem call
+
+    def note(params: dict[str, Any], **_: Any) -> None:
+        calls.append(sum(len(writes) for writes in params["RequestItems"].values()))
+
+    events = services.dynamodb.meta.client.meta.events
+    events.register("provide-client-params.dynamodb.BatchWriteItem", note)
+    try:
+        run_worker(services, worker_handler)  # 1.5 s of tokens each, flushed every 0.25 s
+    finally:
+        events.unregister("provide-client-params.dynamodb.BatchWriteItem", note)
+    pieces = {job_id: _logged_chunks(services, job_id) for job_id in ids}
+    assert all(n >= 2 for n in pieces.values()), pieces
+    assert sum(calls) == sum(pieces.values()) and len(calls) < sum(pieces.values()) / 2, (calls, pieces)
+    for job_id in ids:
+        assert api.get(f"/v1/jobs/{job_id}").json()["status"] == "completed"

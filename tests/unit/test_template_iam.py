@@ -158,9 +158,10 @@ GRANTS: dict[str, dict[str, set[str]]] = {
     # jobs, slots, wait items by key (UpdateItem makes items); parked jobs: the oldest of one tenant's partition
     # (Query, base table), and each one's wait item deleted by the worker that wins its release (DeleteItem); the
     # tenant's webhook endpoints are one item, read with GetItem; the running jobs' status, read together by key
-    # (BatchGetItem: the items GetItem reaches, no more)
+    # (BatchGetItem: the items GetItem reaches, no more); streamed output pieces, written together in output logs'
+    # partitions (BatchWriteItem)
     "WorkerFunction": {_key(JOBS_TABLE): {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem",
-                                          "dynamodb:Query", "dynamodb:DeleteItem"}},
+                                          "dynamodb:Query", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}},
     "WebhookFunction": {_key(JOBS_TABLE): {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
                                            "dynamodb:Query"}},
     # the schedule and the tenant's limits; the job; its tokens reserved in the tenant's minute; the job taken back
@@ -178,22 +179,26 @@ def test_each_function_gets_exactly_the_dynamodb_actions_its_code_uses(template:
     assert _grants(template, function) == GRANTS[function]
 
 
-def test_worker_moves_jobs_by_key_and_cannot_put_or_read_in_bulk(template: dict[str, Any]) -> None:
+def test_worker_moves_jobs_by_key_and_cannot_put_delete_or_read_them_in_bulk(template: dict[str, Any]) -> None:
     actions = set().union(*_grants(template, "WorkerFunction").values())
 
     assert "dynamodb:UpdateItem" in actions  # claim and every transition are conditional updates
     # Parking (concurrency.py) added Query and DeleteItem, deliberately: releasing a tenant's oldest parked job reads
     # the tenant's WAIT# range (on the base table: no index is granted) and deletes the one wait item it wins. The
-    # wait item itself is made with UpdateItem, so PutItem stays out, and nothing may Scan or write in batches. The
-    # running jobs' status checks read their items by key together (BatchGetItem): what GetItem reads, no more.
-    assert {"dynamodb:Query", "dynamodb:DeleteItem"} <= actions
-    assert not actions & {"dynamodb:Scan", "dynamodb:PutItem", "dynamodb:BatchWriteItem"}
+    # wait item itself is made with UpdateItem, so PutItem stays out, and nothing may Scan. The running jobs' status
+    # checks read their items by key together (BatchGetItem): what GetItem reads, no more. Streamed output pieces are
+    # written together (BatchWriteItem, which can put and delete), in output logs' partitions only (OUT#<job id>).
+    assert {"dynamodb:Query", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"} <= actions
+    assert not actions & {"dynamodb:Scan", "dynamodb:PutItem"}
     assert not any("/index/" in resource for resource in _grants(template, "WorkerFunction"))
-    # ...and only in tenants' partitions (TENANT#<t>): the worker can neither list nor delete anyone's jobs.
+    # ...and only in tenants' partitions (TENANT#<t>) and output logs': the worker can neither list, put nor delete
+    # anyone's jobs.
+    confined = {"dynamodb:Query": "TENANT#*", "dynamodb:DeleteItem": "TENANT#*", "dynamodb:BatchWriteItem": "OUT#*"}
     for statement in _dynamodb_statements(template, "WorkerFunction"):
-        if set(_as_list(statement["Action"])) & {"dynamodb:Query", "dynamodb:DeleteItem"}:
-            assert set(_as_list(statement["Action"])) == {"dynamodb:Query", "dynamodb:DeleteItem"}
-            assert statement["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["TENANT#*"]}}
+        if granted := set(_as_list(statement["Action"])) & set(confined):
+            assert len({confined[action] for action in granted}) == 1, statement
+            partitions = [confined[action] for action in granted][:1]
+            assert statement["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": partitions}}
 
 
 @pytest.mark.parametrize("function", ["WorkerFunction", "WebhookFunction", "SchedulerFunction", "SweeperFunction"])

@@ -75,8 +75,14 @@ def job_key(job_id: str) -> Key:
 
 
 def output_chunk_key(job_id: str, attempt: int, seq: int) -> Key:
-    """One piece of an attempt's streamed output, in order: read by key, never by Query."""
-    return {"pk": f"JOB#{job_id}", "sk": f"OUT#{attempt:03d}#{seq:06d}"}
+    """One piece of an attempt's streamed output, in order: read by key, never by Query. In a partition of its own,
+    beside the job's: the worker writes a process's pieces together (``BatchWriteItem``), granted only in ``OUT#``
+    partitions, so it can still neither put nor delete a job's items."""
+    return {"pk": output_log_partition(job_id), "sk": f"{attempt:03d}#{seq:06d}"}
+
+
+def output_log_partition(job_id: str) -> str:
+    return f"OUT#{job_id}"
 
 
 def delivery_key(job_id: str, webhook_id: str, attempt: int) -> Key:

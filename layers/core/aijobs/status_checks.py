@@ -4,7 +4,8 @@
 read of many keys (``BatchGetItem``, up to 100 keys a call); the units are the same (each key is one read), the
 requests are not. The worker's status checks (``StatusChecks``), its batch's first reads and its concurrency slots'
 and usage's writes (worker.py: a read of many keys can be a write of many, by tenant), and the streams' state reads
-and chunk polls (streams.py) use it.
+and chunk polls (streams.py) use it, and so do the streamed jobs' output pieces, written together (a write of
+many: ``BatchWriteItem``) at the same instants (``next_instant``).
 
 ``StatusChecks``: every ``period_s`` each running model call asks whether its job is still its attempt's (a cancel,
 or a take-over, stops it). The checks fall on the same instants for every job of the process (multiples of the
@@ -94,6 +95,12 @@ def _end[V](waiting: Mapping[Any, list[asyncio.Future[V]]], exc: BaseException) 
                     answer.set_exception(exc)
 
 
+def next_instant(now: float, period_s: float) -> float:
+    """The next multiple of ``period_s`` after ``now`` on the monotonic clock: what every coroutine of the process
+    does every ``period_s`` falls on the same instants, and so goes in one call."""
+    return (math.floor(now / period_s) + 1) * period_s
+
+
 class StatusChecks:
     def __init__(self, store: JobStore, *, period_s: float) -> None:
         self.period_s = period_s
@@ -101,7 +108,7 @@ class StatusChecks:
 
     def next_check(self, now: float) -> float:
         """The next instant after ``now`` (monotonic seconds) at which the process's checks are made."""
-        return (math.floor(now / self.period_s) + 1) * self.period_s
+        return next_instant(now, self.period_s)
 
     async def state(self, job_id: str) -> JobState | None:
         """The job's state as read at this instant's check (None: it is gone)."""

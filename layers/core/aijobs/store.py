@@ -36,6 +36,7 @@ from aijobs.dynamo import (
     is_condition_failure,
     job_key,
     output_chunk_key,
+    output_log_partition,
     projection,
     query_index,
     request_key,
@@ -149,6 +150,19 @@ def read_job(item: dict[str, Any]) -> Job:
             completed_at=int(_number(item["completed_at"])) if "completed_at" in item else None,
             expires_at=int(_number(item["expires_at"])) if "expires_at" in item else None, error=UNREADABLE,
             webhook_enqueued=item.get("webhook_enqueued") is True, **marks)
+
+
+@dataclass(frozen=True, eq=False)
+class OutputPiece:
+    """Piece ``seq`` of a running attempt's output, to write to its job's output log with how far the call had got
+    then (compared by identity: each is written once)."""
+
+    job_id: str
+    attempt: int
+    seq: int
+    text: str
+    progress: Progress
+    timeout_s: int  # the job's: its piece outlives it
 
 
 class OutputChunk(NamedTuple):
@@ -472,14 +486,17 @@ class JobStore:
             self._batches.job_started(job)
         return Claim(job=job, current=job)
 
-    def append_output(self, job: Job, *, seq: int, text: str, progress: Progress) -> None:
-        """Write piece ``seq`` of this attempt's output to the job's output log, with how far the call had got then
-        (the job item is not touched: a write's units follow the item's size, and a chunk is small)."""
-        # UpdateItem writes the chunk: the worker moves items by key, and is granted no PutItem.
-        self._table.update_item(Key=output_chunk_key(job.id, job.attempt, seq), **update_request(set={
-            "text": text, "progress": progress,
-            # outlives the job (which expires its retention after it ends, at most timeout_s from now)
-            "expires_at": self._now() + self._retention_s + job.request.timeout_s}))
+    def append_outputs(self, pieces: list[OutputPiece]) -> dict[OutputPiece, None]:
+        """Write running attempts' pieces to their jobs' output logs, up to 25 a call (``BatchWriteItem``; the job
+        items are not touched: a write's units follow the item's size, and a piece is small)."""
+        with self._table.batch_writer() as batch:  # retries unprocessed items itself
+            for piece in pieces:
+                batch.put_item(Item={
+                    **output_chunk_key(piece.job_id, piece.attempt, piece.seq), "text": piece.text,
+                    "progress": to_attributes(piece.progress),
+                    # outlives the job (which expires its retention after it ends, at most timeout_s from now)
+                    "expires_at": self._now() + self._retention_s + piece.timeout_s})
+        return {}
 
     def output_texts(self, chunks: list[tuple[str, int, int]]) -> dict[tuple[str, int, int], str]:
         """The text of each chunk (job id, attempt, seq) that is in its output log (BatchGetItem: a key that is not
@@ -605,16 +622,20 @@ class JobStore:
         if self._blobs is not None:
             for key in filter(None, [job.output_key, *(job.output_files or [])]):
                 self._blobs.delete(key)
-        log = KeyCondition("pk").eq(job_key(job.id)["pk"]) & KeyCondition("sk").begins_with("OUT#")
-        query: dict[str, Any] = {"KeyConditionExpression": log, "ProjectionExpression": "pk, sk"}
+        # The output log's partition, and the job's own OUT# items: where pieces were written before the log had a
+        # partition of its own (they expire with their jobs; this second Query can go once every such job has).
+        logs = (KeyCondition("pk").eq(output_log_partition(job.id)),
+                KeyCondition("pk").eq(job_key(job.id)["pk"]) & KeyCondition("sk").begins_with("OUT#"))
         with self._table.batch_writer() as batch:
-            while True:
-                answer = self._table.query(**query)
-                for item in answer["Items"]:
-                    batch.delete_item(Key={"pk": item["pk"], "sk": item["sk"]})
-                if not (start := answer.get("LastEvaluatedKey")):
-                    break
-                query["ExclusiveStartKey"] = start
+            for log in logs:
+                query: dict[str, Any] = {"KeyConditionExpression": log, "ProjectionExpression": "pk, sk"}
+                while True:
+                    answer = self._table.query(**query)
+                    for item in answer["Items"]:
+                        batch.delete_item(Key={"pk": item["pk"], "sk": item["sk"]})
+                    if not (start := answer.get("LastEvaluatedKey")):
+                        break
+                    query["ExclusiveStartKey"] = start
         return True
 
     def mark_retried(self, job: Job, retry_id: str) -> bool:

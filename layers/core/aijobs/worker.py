@@ -39,8 +39,8 @@ from aijobs.pricing import Price, estimate_cost, image_cost
 from aijobs.providers import ModelProvider
 from aijobs.queues import MAX_DELAY_S
 from aijobs.retry import RetryPolicy
-from aijobs.status_checks import Gathered, StatusChecks
-from aijobs.store import WATCHED_FOR_S, Claim, JobStore, RunRecord, Spent
+from aijobs.status_checks import Gathered, StatusChecks, next_instant
+from aijobs.store import WATCHED_FOR_S, Claim, JobStore, OutputPiece, RunRecord, Spent
 from aijobs.structured import check_output
 from aijobs.tokens import stopped_call_usage
 from aijobs.usage import JobEnd
@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from aijobs.models.jobs import Priority
     from aijobs.queues import JobQueue
     from aijobs.rates import Limiter
+    from aijobs.store import JobState
     from aijobs.usage import UsageStore
     from aijobs.webhooks.outbox import WebhookOutbox
 
@@ -60,6 +61,9 @@ ATTEMPTS_EXHAUSTED = AijobsError("the job did not finish within its attempts", c
 # A message can reach the worker before its job is stored (the message is sent first): it is tried again this
 # long after it was sent before the job counts as never stored.
 MISSING_JOB_GRACE_S = 30
+# A message younger than YOUNG_MESSAGE_S whose job is not found yet: its job is read again after each of these waits.
+YOUNG_MESSAGE_S = 2.0
+MISSING_JOB_WAITS_S = (0.1, 0.2, 0.4)
 # A duplicate message of a running job comes back this long after the running attempt's lease ends.
 LEASE_MARGIN_S = 5
 # While a model call runs: how often a `stream: true` job's output so far is flushed to its output log (one chunk
@@ -201,6 +205,7 @@ class Worker:
         self._slot_takes = Gathered(self._take_slots, window_s=0)
         self._slot_gives = Gathered(self._give_back_slots)
         self._usage_counts = Gathered(self._count_usages)
+        self._output_writes = Gathered(store.append_outputs)
         self.flush_s = flush_s
         self.outbox = outbox
         self.clock = clock
@@ -222,7 +227,7 @@ class Worker:
         """Claim the job and run it; ``sent_at`` is when its message was sent (a message may arrive first)."""
         isolation = self._isolation()
         async with isolation.running():
-            claimed = await self._claim_in_slot(job_id)
+            claimed = await self._claim_in_slot(job_id, sent_at)
             if not isinstance(claimed, tuple):
                 return claimed  # parked
             claim, slot = claimed
@@ -263,11 +268,11 @@ class Worker:
     # A batch's jobs start together: they read their states in one BatchGetItem, a tenant's jobs take their slots
     # in one write, and those that stop together give them back in one.
 
-    async def _claim_in_slot(self, job_id: str) -> tuple[Claim, Slot | None] | Outcome:
+    async def _claim_in_slot(self, job_id: str, sent_at: float | None) -> tuple[Claim, Slot | None] | Outcome:
         """Claim a queued job under a concurrency slot taken first, or the outcome that holds it back. A job that is
         not queued (running, finished, missing) takes no slot: its claim fails and it goes its usual way."""
         slot = None
-        if self.slots is not None and (state := await self._states.get(job_id)) is not None \
+        if self.slots is not None and (state := await self._stored_state(job_id, sent_at)) is not None \
                 and state.status is JobStatus.queued:
             taken = await self._take_slot(state.tenant, job_id, expires_at=state.expires_at, queued=True,
                                           priority=state.priority)
@@ -276,6 +281,19 @@ class Worker:
             slot = taken
         # One thread hop each: the batch's jobs keep their order in reaching the model.
         return await asyncio.to_thread(self._claim, self.store.claim_job, job_id, slot)
+
+    async def _stored_state(self, job_id: str, sent_at: float | None) -> JobState | None:
+        """The job's state. The API sends a job's message, then stores the job (a batch's 100 in a few writes): a
+        young message's job not found is looked for again a few times within the invocation, rather than its message
+        made to come back (a second later at least, received and claimed again)."""
+        state = await self._states.get(job_id)
+        young = sent_at is not None and self.clock() - sent_at < YOUNG_MESSAGE_S
+        for wait in MISSING_JOB_WAITS_S if young else ():
+            if state is not None:
+                break
+            await asyncio.sleep(wait)
+            state = await self._states.get(job_id)
+        return state
 
     def _claim(self, claim_job: Callable[..., Claim], job_id: str, slot: Slot | None) -> tuple[Claim, Slot | None]:
         """The claim (or take-over) of the job under its slot; a lost claim gives the slot back."""
@@ -538,7 +556,8 @@ class Worker:
         While the model streams, what it made since the last flush goes to the job's output log every ``flush_s``
         for a ``stream: true`` job; another job's, every ``QUIET_FLUSH_S`` while someone looks at it (a GET or a
         stream of it while it runs, ``watched_at``, seen at a status check), and not at all while nobody does: one
-        small chunk write, with the progress so far.
+        small piece, with the progress so far. The flushes fall on the same instants for every job of the process
+        (multiples of the period), and the pieces of an instant are written in one call (``BatchWriteItem``).
         Every ``cancel_check_s`` the worker reads the job's status (with every other running job's of the process,
         status_checks.py): a cancel stops the call within about that, whether the model is silent or not. The job
         item itself is not written until the call ends: a write's units follow the item's size, and a chunk is
@@ -548,19 +567,19 @@ class Worker:
         call = asyncio.create_task(self._make(job, parts))
         flush_s = self.flush_s if job.request.stream else QUIET_FLUSH_S
         started = time.monotonic()
-        next_flush, next_check, flushed = started + flush_s, self.status_checks.next_check(started), 0
+        next_flush, next_check, flushed = next_instant(started, flush_s), self.status_checks.next_check(started), 0
         watched = job.request.stream  # another job's output is flushed only while someone looks at it
         try:
             while not (await asyncio.wait({call}, timeout=max(0.0, min(next_flush, next_check) - time.monotonic())))[0]:
                 now = time.monotonic()
                 if now >= next_flush:
-                    next_flush = max(next_flush + flush_s, now)
+                    next_flush = next_instant(now, flush_s)
                     if watched and len(parts) > flushed:
                         new, flushed = "".join(parts[flushed:]), len(parts)
                         progress = Progress(output_tokens=flushed, output_chars=log.chars + len(new),
                                             elapsed_ms=int((now - started) * 1000))
-                        await asyncio.to_thread(self.store.append_output, job, seq=log.seq + 1, text=new,
-                                                progress=progress)
+                        await self._output_writes.get(OutputPiece(job.id, job.attempt, log.seq + 1, new, progress,
+                                                                  timeout_s=job.request.timeout_s))
                         log.seq, log.chars = log.seq + 1, progress.output_chars
                 if now >= next_check:
                     next_check = self.status_checks.next_check(now)

@@ -16,9 +16,7 @@ from typing import Any
 import boto3
 import uvicorn
 
-from aijobs.local.firer import RuleFirer, ScheduleFirer
 from aijobs.local.moto_process import start_moto_process
-from aijobs.local.pollers import QueuePoller
 from aijobs.local.server_process import ServerProcess
 from aijobs.local.template import (
     ROOT,
@@ -27,8 +25,6 @@ from aijobs.local.template import (
     function_environment,
     load_template,
     provision,
-    rate_rules,
-    sqs_sources,
 )
 
 FAKE_KEY = "fake-key"
@@ -46,12 +42,17 @@ def free_port() -> int:
 
 def load_handler(function_dir: str, attribute: str) -> Any:
     """Import functions/<dir>/app.py as Lambda would and return its handler."""
+    return getattr(load_function(function_dir), attribute)
+
+
+def load_function(function_dir: str) -> ModuleType:
+    """functions/<dir>/app.py, imported as Lambda would (a module of its own each time)."""
     path = ROOT / "functions" / function_dir / "app.py"
     spec = importlib.util.spec_from_file_location(f"aijobs_function_{function_dir}", path)
     assert spec and spec.loader
     module: ModuleType = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return getattr(module, attribute)
+    return module
 
 
 def poller_concurrency(source: QueueSource, env: dict[str, str], *, widest: int | None = None) -> int:
@@ -81,14 +82,13 @@ def parse_dev_keys(value: str | None) -> dict[str, str]:
 
 @dataclass
 class LocalStack:
-    """Emulated AWS from template.yaml, the fake model, and the pollers; the API is served by the caller."""
+    """Emulated AWS from template.yaml, the fake model, and the functions' event sources, each in a process of its
+    own; the API is served by the caller."""
 
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     moto: Any = None
     fake_model: ServerProcess | None = None
-    pollers: list[QueuePoller] = field(default_factory=list)
-    firer: ScheduleFirer | None = None
-    rules: list[RuleFirer] = field(default_factory=list)
+    functions: ServerProcess | None = None  # the pollers, the scheduler's firer and the sweeper's rule
     resources: LocalResources | None = None
     api_keys: dict[str, str] = field(default_factory=dict)
 
@@ -123,9 +123,9 @@ class LocalStack:
         self.api_keys = parse_dev_keys(os.environ.get("AIJOBS_DEV_API_KEYS"))
         for key, tenant in self.api_keys.items():
             tenants.add_api_key(tenant, key)
-        self._start_pollers(session, template)
-        self._start_firer(session)
-        self._start_rules(template)
+        from aijobs.local.functions_process import start_functions_process
+
+        self.functions = start_functions_process(self.resources)
 
     def _start_model(self) -> None:
         real_key = self.env.get("OPENAI_API_KEY") or self.env.get("AIJOBS_MODEL_API_KEY")
@@ -143,45 +143,9 @@ class LocalStack:
         if not self.env.get("AIJOBS_MODEL_BACKENDS"):
             os.environ["AIJOBS_MODEL_BACKENDS"] = json.dumps(local_backends(self.fake_model.url, down_port=free_port()))
 
-    def _start_pollers(self, session: boto3.session.Session, template: dict[str, Any]) -> None:
-        """What Lambda's event source mappings do in AWS, for every SQS event in the template (the worker's priority
-        lanes each have theirs)."""
-        assert self.resources is not None
-        sqs = session.client("sqs")
-        sources = sqs_sources(template)
-        widest = {s.function: max(t.max_concurrency or 0 for t in sources if t.function == s.function) for s in sources}
-        handlers = {s.function: load_handler(s.code_dir, s.handler) for s in sources}  # one module per function
-        self.pollers = [QueuePoller(name=source.function, sqs=sqs, queue_url=self.resources.refs[source.queue],
-                                    queue_arn=self.resources.arns[source.queue], handler=handlers[source.function],
-                                    concurrency=poller_concurrency(source, self.env, widest=widest[source.function]),
-                                    batch_size=source.batch_size)
-                        for source in sources]
-        for poller in self.pollers:
-            poller.start()
-
-    def _start_firer(self, session: boto3.session.Session) -> None:
-        """What EventBridge Scheduler does in AWS: invoke SchedulerFunction's handler when a schedule is due."""
-        assert self.resources is not None
-        self.firer = ScheduleFirer(scheduler=session.client("scheduler"), targets={
-            self.resources.arns["SchedulerFunction"]: load_handler("scheduler", "lambda_handler")})
-        self.firer.start()
-
-    def _start_rules(self, template: dict[str, Any]) -> None:
-        """What EventBridge rules do in AWS (the sweeper's rate(5 minutes)); AIJOBS_LOCAL_SWEEP_INTERVAL_S sets it."""
-        override = self.env.get("AIJOBS_LOCAL_SWEEP_INTERVAL_S")
-        self.rules = [RuleFirer(name=rule.function, handler=load_handler(rule.code_dir, rule.handler),
-                                interval_s=float(override) if override else rule.interval_s)
-                      for rule in rate_rules(template)]
-        for rule in self.rules:
-            rule.start()
-
     def stop(self) -> None:
-        for rule in self.rules:
-            rule.stop()
-        if self.firer:
-            self.firer.stop()
-        for poller in self.pollers:
-            poller.stop()
+        if self.functions:
+            self.functions.stop()
         if self.fake_model:
             self.fake_model.stop()
         if self.moto:
