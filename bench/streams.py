@@ -6,7 +6,10 @@
   with the botocore hooks) for the streamed job, less those of the same answer made at once (claim, completion),
   over the call's time as the worker timed it (the job's duration_ms); stream_rru_per_s: the read units of one
   open stream meanwhile;
-- cancel_to_abort_ms: from DELETE /v1/jobs/{id} to the fake model seeing its stream closed.
+- cancel_to_abort_ms: from DELETE /v1/jobs/{id} to the fake model seeing its stream closed. The worker reads its
+  jobs' statuses at instants CANCEL_CHECK_S apart, so a cancel waits for the next one: the runs cancel at offsets
+  spread over one period after the job's output first shows (itself written at a check instant), so that the
+  median is a cancel's at an unknown moment, not at one phase of the checks.
 """
 
 from __future__ import annotations
@@ -129,6 +132,8 @@ def _writes(totals: dict[str, Any]) -> int:
 
 
 def _cancel_one(stack: Any, api: httpx.Client, run: int) -> float:
+    from aijobs.worker import CANCEL_CHECK_S
+
     calls = stack.model.state.calls
     timing: dict[str, float] = {}
 
@@ -137,6 +142,7 @@ def _cancel_one(stack: Any, api: httpx.Client, run: int) -> float:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not api.get(f"/v1/jobs/{job_id}").json().get("output"):
             time.sleep(0.05)
+        time.sleep(CANCEL_CHECK_S * run / CANCEL_RUNS)
         aborted = calls["aborted"]
         timing["cancelled"] = time.monotonic()
         api.delete(f"/v1/jobs/{job_id}").raise_for_status()

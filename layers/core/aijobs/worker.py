@@ -205,7 +205,7 @@ class Worker:
         self._slot_takes = Gathered(self._take_slots, window_s=0)
         self._slot_gives = Gathered(self._give_back_slots)
         self._usage_counts = Gathered(self._count_usages)
-        self._output_writes = Gathered(store.append_outputs)
+        self._output_writes = Gathered(store.append_outputs, window_s=0)  # flushes fall on the same instants
         self.flush_s = flush_s
         self.outbox = outbox
         self.clock = clock
@@ -567,7 +567,9 @@ class Worker:
         call = asyncio.create_task(self._make(job, parts))
         flush_s = self.flush_s if job.request.stream else QUIET_FLUSH_S
         started = time.monotonic()
-        next_flush, next_check, flushed = next_instant(started, flush_s), self.status_checks.next_check(started), 0
+        # The first flush a whole period after the start at least: at most one a period, however short the call.
+        next_flush = next_instant(started, flush_s) + flush_s
+        next_check, flushed = self.status_checks.next_check(started), 0
         watched = job.request.stream  # another job's output is flushed only while someone looks at it
         try:
             while not (await asyncio.wait({call}, timeout=max(0.0, min(next_flush, next_check) - time.monotonic())))[0]:
