@@ -114,23 +114,17 @@ def _unordered_sets(value: Any) -> Any:
     return [_unordered_sets(v) for v in value] if isinstance(value, list) else value
 
 
-def test_a_message_is_received_within_its_queue_s_retention_and_not_after(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_message_is_received_within_its_queue_s_retention_and_not_after(
+        sqs: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     import moto.sqs.models
 
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    make_moto_faster()
-    with mock_aws():
-        sqs = boto3.client("sqs", region_name="us-east-1")
-        url = sqs.create_queue(QueueName="q", Attributes={"MessageRetentionPeriod": "60"})["QueueUrl"]
-        sqs.send_message(QueueUrl=url, MessageBody="fresh")
-        assert [m["Body"] for m in sqs.receive_message(QueueUrl=url, VisibilityTimeout=0)["Messages"]] == ["fresh"]
-        real = moto.sqs.models.unix_time  # type: ignore[attr-defined]
-        monkeypatch.setattr(moto.sqs.models, "unix_time", lambda *a: real(*a) + 61)  # its 60 s have gone by
+    url = sqs.create_queue(QueueName="q", Attributes={"MessageRetentionPeriod": "60"})["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="fresh")
+    assert [m["Body"] for m in sqs.receive_message(QueueUrl=url, VisibilityTimeout=0)["Messages"]] == ["fresh"]
+    real = moto.sqs.models.unix_time  # type: ignore[attr-defined]
+    monkeypatch.setattr(moto.sqs.models, "unix_time", lambda *a: real(*a) + 61)  # its 60 s have gone by
 
-        assert sqs.receive_message(QueueUrl=url).get("Messages", []) == []
+    assert sqs.receive_message(QueueUrl=url).get("Messages", []) == []
 
 
 def test_moto_keeps_no_copy_of_the_items_and_messages_it_handed_out(compared: tuple[Any, list[str]]) -> None:
