@@ -15,6 +15,7 @@ import json
 import os
 import socket
 import sys
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,9 +31,10 @@ RESOURCES_VARIABLE = "AIJOBS_LOCAL_RESOURCES"
 
 
 def start_functions_process(resources: LocalResources) -> ServerProcess:
-    """The functions' process, started with this process's environment (which it reads as its own)."""
+    """The functions' process, started with this process's environment (which it reads as its own); its
+    ``wait_ready()`` returns once its pollers run (a few seconds of imports: the caller starts its API meanwhile)."""
     os.environ[RESOURCES_VARIABLE] = json.dumps(dataclasses.asdict(resources))
-    return ServerProcess("aijobs.local.functions_process")
+    return ServerProcess("aijobs.local.functions_process", wait=False)
 
 
 @dataclass
@@ -85,12 +87,13 @@ class LocalFunctions:
             rule.start()
 
     def stop(self) -> None:
-        for rule in self.rules:
-            rule.stop()
-        if self.firer:
-            self.firer.stop()
-        for poller in self.pollers:
-            poller.stop()
+        """Every event source at once: each ends its current receive first (up to a second)."""
+        sources: list[Any] = [*self.rules, *([self.firer] if self.firer else []), *self.pollers]
+        stopping = [threading.Thread(target=source.stop) for source in sources]
+        for thread in stopping:
+            thread.start()
+        for thread in stopping:
+            thread.join()
 
 
 def main() -> None:

@@ -20,19 +20,24 @@ class ServerProcess:
     """``python -m MODULE PORT``, a server in a process of its own, as ``ThreadedMotoServer`` is used: its host and
     port (``port``, else a free one), its URL, stop(). The module serves until its stdin closes."""
 
-    def __init__(self, module: str, port: int | None = None) -> None:
+    def __init__(self, module: str, port: int | None = None, *, wait: bool = True) -> None:
+        """``wait``: until it answers (else ``wait_ready()`` does, while the caller gets on with its own start)."""
         if port is None:
             with socket.socket() as s:
                 s.bind(("127.0.0.1", 0))
                 port = int(s.getsockname()[1])
-        self._port = port
+        self._module, self._port = module, port
         self.url = f"http://127.0.0.1:{port}"
         self._process = subprocess.Popen([sys.executable, "-m", module, str(port)], stdin=subprocess.PIPE)
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self) -> None:
         deadline = time.monotonic() + READY_S
         while not self._answers():
             if self._process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"{module} did not start on port {port}")
+                raise RuntimeError(f"{self._module} did not start on port {self._port}")
             time.sleep(0.05)
 
     def _answers(self) -> bool:

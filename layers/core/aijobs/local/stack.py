@@ -117,15 +117,16 @@ class LocalStack:
         os.environ.setdefault("AIJOBS_RETRY_BASE_DELAY_S", "1")
         os.environ.setdefault("AIJOBS_BATCH_RESULTS_SETTLE_S", "1")  # the emulator's indexes are written at once
         self._start_model()
+        from aijobs.local.functions_process import start_functions_process
         from aijobs.services import get_services
 
+        self.functions = start_functions_process(self.resources)  # its imports, meanwhile the rest of the start
         tenants = get_services().tenants
         self.api_keys = parse_dev_keys(os.environ.get("AIJOBS_DEV_API_KEYS"))
         for key, tenant in self.api_keys.items():
             tenants.add_api_key(tenant, key)
-        from aijobs.local.functions_process import start_functions_process
-
-        self.functions = start_functions_process(self.resources)
+        if self.fake_model:
+            self.fake_model.wait_ready()
 
     def _start_model(self) -> None:
         real_key = self.env.get("OPENAI_API_KEY") or self.env.get("AIJOBS_MODEL_API_KEY")
@@ -137,7 +138,7 @@ class LocalStack:
         port = int(self.env.get("AIJOBS_FAKE_MODEL_PORT") or free_port())
         # In a process of its own, as a model's server is: its answers do not wait on the stack's threads for the GIL
         # (in the stack's process, its streams took a third of it at 300 jobs through the stack).
-        self.fake_model = ServerProcess("aijobs.local.fake_model", port)
+        self.fake_model = ServerProcess("aijobs.local.fake_model", port, wait=False)  # ready by the end of start()
         os.environ.update({"AIJOBS_MODEL_BASE_URL": f"{self.fake_model.url}/v1",
                            "AIJOBS_MODEL_API_KEY": FAKE_KEY, "AIJOBS_DEFAULT_MODEL": "fake-model"})
         if not self.env.get("AIJOBS_MODEL_BACKENDS"):
@@ -233,14 +234,16 @@ def main() -> None:
     stack.start()
     from aijobs.api import create_app
 
+    app = with_threads(create_app(), API_THREADS)  # while the functions' process starts
+    if stack.functions:
+        stack.functions.wait_ready()
     print(banner(url=f"http://127.0.0.1:{port}", stack=stack), flush=True)
     if os.environ.get("AIJOBS_ALLOW_PRIVATE_CALLBACKS", "").lower() in ("1", "true", "yes", "on"):
         print("WARNING: callback_url may point at loopback and private addresses here "
               "(AIJOBS_ALLOW_PRIVATE_CALLBACKS=1, for local receivers); set it to 0 for the full SSRF guard. "
               f"Webhook retry schedule: {os.environ.get('AIJOBS_WEBHOOK_RETRY_SCHEDULE')} s.", flush=True)
     try:
-        uvicorn.run(with_threads(create_app(), API_THREADS), host="127.0.0.1", port=port, log_level="warning",
-                    lifespan="off")
+        uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     finally:
         stack.stop()
         print("aijobs local stack stopped", file=sys.stderr)
