@@ -168,6 +168,22 @@ def test_a_dropped_stream_resumes_after_the_last_event_it_saw() -> None:
     assert len(sleeps) == 1
 
 
+def test_an_output_is_printed_as_the_model_wrote_it_however_long_its_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    from aijobs.cli.main import Settings, show_ended, stream
+
+    text = "Echo: " + " ".join(f"word{n}" for n in range(40))  # one delta of 245 characters: wider than a terminal
+    body = sse((1000001, "delta", {"text": text[:6]}), (1000002, "delta", {"text": text[6:]}),
+               (1999999, "completed", {"id": "job_1", "status": "completed", "output": {"text": text}}))
+    api = api_with(httpx.MockTransport(lambda request: httpx.Response(
+        200, headers={"content-type": "text/event-stream"}, content=body)), [])
+
+    settings = Settings(url="http://api.test", key="k", as_json=False)
+    stream(api, settings, "job_1")
+    assert capsys.readouterr().out == text + "\n"
+    show_ended(settings, {"id": "job_1", "status": "completed", "output": {"text": text}, "usage": None})
+    assert capsys.readouterr().out == text + "\n"  # and so is a finished job's (--wait)
+
+
 def test_no_lambda_code_imports_the_command_line_or_its_libraries() -> None:
     root = Path(__file__).parents[2]
     sources = [*(root / "layers/core/aijobs").rglob("*.py"), *(root / "functions").rglob("*.py")]

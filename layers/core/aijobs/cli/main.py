@@ -126,7 +126,7 @@ def show_ended(settings: Settings, job: dict[str, Any]) -> None:
     if settings.as_json:
         emit(settings, job)
     elif job["status"] == "completed":
-        out.print(output_text(job), markup=False)
+        out.print(output_text(job), markup=False, soft_wrap=True)  # as the model wrote it: no wrap
         err.print(f"[dim]{job['id']} {totals(job)}[/]")
     if job["status"] != "completed":
         fail_job(job)
@@ -155,7 +155,7 @@ def stream(api: ApiClient, settings: Settings, job_id: str) -> dict[str, Any]:
         if settings.as_json:
             click.echo(json.dumps({"id": event.id, "event": event.event, "data": event.json()}))
         elif event.event == "delta":
-            out.print(event.json().get("text", ""), end="", markup=False)
+            out.print(event.json().get("text", ""), end="", markup=False, soft_wrap=True)  # as it came: no wrap
             out.file.flush()
         elif event.event == "status" and event.json().get("attempt", 1) > 1:
             err.print(f"\n[dim]attempt {event.json()['attempt']}: the output starts again[/]")
