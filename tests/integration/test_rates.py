@@ -3,6 +3,7 @@ OpenAI's x-ratelimit-* headers on every authenticated answer; a job's real usage
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -78,6 +79,36 @@ def test_every_authenticated_answer_carries_the_rate_headers_errors_included(api
     assert answers[0].headers["x-ratelimit-limit-requests"] == str(defaults.limit_requests_per_minute)
     assert answers[0].headers["x-ratelimit-limit-tokens"] == str(defaults.limit_tokens_per_minute)
     assert answers[0].headers["x-ratelimit-reset-tokens"] == "59s"
+
+
+def test_requests_a_server_takes_at_once_are_counted_in_one_write_and_those_past_the_limit_refused(
+        services: Services) -> None:
+    from aijobs.rates import OverRate
+
+    _limit(services, requests_per_minute=5)
+    counts: list[str] = []
+
+    def note(params: dict[str, Any], **_: Any) -> None:
+        if "#requests" in params.get("UpdateExpression", ""):
+            counts.append(params["UpdateExpression"])
+
+    async def at_once(n: int) -> list[Any]:
+        return await asyncio.gather(*(services.limiter.count(TENANT_A) for _ in range(n)), return_exceptions=True)
+
+    events = services.dynamodb.meta.client.meta.events
+    events.register("provide-client-params.dynamodb.UpdateItem", note)
+    try:
+        first = asyncio.run(at_once(3))
+        assert len(counts) == 1  # three requests, one write
+        second = asyncio.run(at_once(4))  # two of them fit: those are counted, the other two refused
+    finally:
+        events.unregister("provide-client-params.dynamodb.UpdateItem", note)
+
+    assert [window.requests for _, window in first] == [3, 3, 3]
+    admitted = [outcome for outcome in second if not isinstance(outcome, OverRate)]
+    assert sorted(window.requests for _, window in admitted) == [4, 5]
+    assert [o.code for o in second if isinstance(o, OverRate)] == ["requests_per_minute"] * 2
+    assert services.usage_store.window(TENANT_A).requests == 5
 
 
 def test_unauthenticated_answers_count_nothing_and_carry_no_rate_headers(services: Services) -> None:

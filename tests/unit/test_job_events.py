@@ -9,6 +9,7 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
+from aijobs.errors import NotFound
 from aijobs.models.jobs import Job, JobRequest, JobStatus
 from aijobs.store import JobState
 from aijobs.streams import JobEvent, JobEvents
@@ -22,6 +23,7 @@ class Store:
         self.ends_at = time.monotonic() + queued_s
         self.state_reads: list[list[str]] = []
         self.single_reads = 0
+        self.job_reads: list[list[str]] = []  # whole jobs
 
     def _status(self) -> JobStatus:
         return JobStatus.completed if time.monotonic() >= self.ends_at else JobStatus.queued
@@ -34,8 +36,10 @@ class Store:
         self.single_reads += 1
         return JobState(tenant="t", status=self._status())
 
-    def get_job(self, job_id: str, **_: Any) -> Job:
-        return self.jobs[job_id].model_copy(update={"status": self._status(), "completed_at": 1})
+    def get_jobs(self, job_ids: list[str], **_: Any) -> dict[str, Job]:
+        self.job_reads.append(sorted(job_ids))
+        return {job_id: self.jobs[job_id].model_copy(update={"status": self._status(), "completed_at": 1})
+                for job_id in job_ids}
 
     def output_texts(self, chunks: list[tuple[str, int, int]]) -> dict[tuple[str, int, int], str]:
         return {}  # no output log
@@ -64,6 +68,25 @@ def test_the_streams_of_one_process_read_their_jobs_states_together() -> None:
     assert store.single_reads == 0  # never one job's state on its own
     assert 2 <= len(store.state_reads) <= 5  # a read every 0.5 s for all 20 streams, not 20 reads
     assert max(len(read) for read in store.state_reads) == 20
+    assert store.job_reads == [sorted(job.id for job in jobs)]  # the ended jobs, read whole in one call
+
+
+def test_the_streams_that_open_together_read_their_jobs_in_one_call_and_another_tenants_job_is_not_found() -> None:
+    jobs = [_job(n) for n in range(5)]
+    store = Store(jobs, queued_s=60)
+    events = JobEvents(store, poll_s=0.05)
+
+    async def open_all() -> list[Any]:
+        ids = [job.id for job in jobs]
+        return await asyncio.gather(*(events.open(tenant="t", job_id=job_id) for job_id in ids),
+                                    events.open(tenant="other", job_id="job_1"),
+                                    events.open(tenant="t", job_id="nope"), return_exceptions=True)
+
+    *opened, others, malformed = asyncio.run(open_all())
+
+    assert [job.id for job in opened] == [job.id for job in jobs]
+    assert store.job_reads == [sorted(job.id for job in jobs)]  # six openings of five jobs: one read
+    assert isinstance(others, NotFound) and isinstance(malformed, NotFound)  # (an id that is no job's: not read)
 
 
 def test_a_queued_job_s_stream_says_it_waits_every_so_often_and_the_notes_are_not_events() -> None:

@@ -4,8 +4,9 @@
 read of many keys (``BatchGetItem``, up to 100 keys a call); the units are the same (each key is one read), the
 requests are not. The worker's status checks (``StatusChecks``), its batch's first reads and its concurrency slots'
 and usage's writes (worker.py: a read of many keys can be a write of many, by tenant), and the streams' state reads
-and chunk polls (streams.py) use it, and so do the streamed jobs' output pieces, written together (a write of
-many: ``BatchWriteItem``) at the same instants (``next_instant``).
+and chunk polls and the jobs of streams that open together (streams.py) use it, and so do the streamed jobs'
+output pieces, written together (a write of many: ``BatchWriteItem``) at the same instants (``next_instant``), and
+the request counts of an API server's concurrent requests (rates.py: one write a tenant).
 
 ``StatusChecks``: every ``period_s`` each running model call asks whether its job is still its attempt's (a cancel,
 or a take-over, stops it). The checks fall on the same instants for every job of the process (multiples of the

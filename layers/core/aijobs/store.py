@@ -265,6 +265,13 @@ class OutputBlobs:
         self._client.delete_object(Bucket=self._bucket, Key=key)
 
 
+def owned(job: Job | None, tenant: str) -> Job:
+    """The job when it is the tenant's; another tenant's job does not exist for this one (404, never 403)."""
+    if job is None or job.tenant != tenant:
+        raise NotFound("no such job", code="job_not_found")
+    return job
+
+
 def has_callback(job: Job) -> bool:
     """Whether the job names its own webhook receiver (``callback_url``)."""
     return bool(job.request.callback_url)
@@ -335,10 +342,7 @@ class JobStore:
 
     def get_tenant_job(self, *, tenant: str, job_id: str, consistent: bool = False) -> Job:
         """The tenant's job; another tenant's job does not exist for this one (404, never 403)."""
-        job = self.get_job(job_id, consistent=consistent) if job_id.startswith("job_") else None
-        if job is None or job.tenant != tenant:
-            raise NotFound("no such job", code="job_not_found")
-        return job
+        return owned(self.get_job(job_id, consistent=consistent) if job_id.startswith("job_") else None, tenant)
 
     def get_jobs(self, job_ids: list[str], *, consistent: bool = False) -> dict[str, Job]:
         return {job.id: job for item in self._batch_get(_job_keys(job_ids), consistent=consistent)

@@ -11,13 +11,13 @@ is stored, so any API instance serves any stream, and a resume after event N sen
 
 An attempt that follows a failed one starts its output again: its ``status`` event says which attempt the deltas
 after it belong to. A stream reads the output log by key (the chunks after the last one it sent, never a Query):
-when it joins an attempt, what the log holds already (in windows of keys); then, while the job runs, one read of
-the next chunk's key per poll (at once again when it was there) and one projected read of the job's state every
-``STATE_EVERY_S``; once it has ended, consistent reads of what is left.
+while the job runs, one read of the next chunk's key per poll (at once again when it was there; when it joins an
+attempt whose log holds that key, the rest of what it holds in windows of keys) and one projected read of the job's
+state every ``STATE_EVERY_S``; once it has ended, consistent reads of what is left.
 The polls and the state reads of every stream a process serves fall on the same instants, and each kind goes in
-one ``BatchGetItem`` (as the worker's status checks do, status_checks.py): 100 streams of one API server cost two
-requests an instant, not 100 or 200, for the same units (in AWS the stream function serves one stream an
-instance: its reads are those of one stream).
+one ``BatchGetItem`` (as the worker's status checks do, status_checks.py), as do the whole jobs read when streams
+open or their jobs end together: 100 streams of one API server cost two requests an instant, not 100 or 200, for
+the same units (in AWS the stream function serves one stream an instance: its reads are those of one stream).
 Encoders (SSE here, OpenAI's ``response.*`` events later) turn these events into their own framing.
 
 A job may wait in its queue for a while (the worker's batches are all busy, or its tenant's slots): a follower that
@@ -40,7 +40,7 @@ import anyio.to_thread
 from aijobs.clock import Clock, system_clock
 from aijobs.models.jobs import Job, JobStatus
 from aijobs.status_checks import Gathered, StatusChecks
-from aijobs.store import WATCH_RENEW_S, JobStore
+from aijobs.store import WATCH_RENEW_S, JobStore, owned
 
 # Event ids per attempt: an attempt's chunks never come near it (the worker flushes a few times a second, for at
 # most the job's timeout).
@@ -79,6 +79,12 @@ class JobEvents:
         self._states = StatusChecks(store, period_s=STATE_EVERY_S)
         # the next chunk of every live stream's log, read together (JobStore.output_texts)
         self._polls = Gathered(store.output_texts)
+        # whole jobs, read consistently: those of the streams that open at once, or whose jobs have ended, together
+        self._jobs: Gathered[str, Job] = Gathered(lambda ids: store.get_jobs(ids, consistent=True), window_s=0)
+
+    async def open(self, *, tenant: str, job_id: str) -> Job:
+        """The tenant's job as its stream opens (read consistently); ``NotFound`` when it has none of that id."""
+        return owned(await self._jobs.get(job_id) if job_id.startswith("job_") else None, tenant)
 
     async def follow(self, job: Job, *, after: int = 0, until: float = math.inf,
                      waiting_every: float | None = None) -> AsyncIterator[JobEvent]:
@@ -109,11 +115,12 @@ class JobEvents:
                 yield JobEvent(attempt * SPAN, "status", JobStatus.in_progress, attempt=attempt)
             if not attempt:
                 chunks = []
-            elif joined != attempt:  # what the log holds already (one key, then windows of 2, 4, ... while found)
-                chunks, joined = await self._chunks(job.id, attempt, seq, first_window=1), attempt
-            else:  # then one key a poll, with the other streams' (at once again when it was there)
+            else:  # one key a poll, with the other streams' (at once again when it was there)
                 text = await self._polls.get((job.id, attempt, seq + 1))
                 chunks = [] if text is None else [text]
+                if chunks and joined != attempt:  # joining: the rest of what the log holds, in windows of 2, 4, ...
+                    chunks += await self._chunks(job.id, attempt, seq + 1, first_window=2)
+                joined = attempt
             for text in chunks:
                 seq += 1
                 yield JobEvent(attempt * SPAN + seq, "delta", JobStatus.in_progress, attempt=attempt, text=text)
@@ -150,8 +157,8 @@ class JobEvents:
         state = await self._states.state(job.id)
         if state is None:
             return None
-        if state.status.is_terminal:
-            return await anyio.to_thread.run_sync(lambda: self._store.get_job(job.id, consistent=True))
+        if state.status.is_terminal:  # (with the other streams' jobs that have ended or opened meanwhile)
+            return await self._jobs.get(job.id)
         job = job.model_copy(update={"status": state.status, "attempt": state.attempt})
         if state.status is JobStatus.in_progress and not job.request.stream and (
                 state.watched_at is None or self._clock() - state.watched_at >= WATCH_RENEW_S):

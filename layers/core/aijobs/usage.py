@@ -139,9 +139,12 @@ class UsageStore:
 
     # --- the rate window --------------------------------------------------------------------------
 
-    def count_request(self, tenant: str, *, limit: int) -> Window:
-        """Count one request in the current minute, and in the day; ``Refused`` (nothing counted) at ``limit``."""
+    def count_request(self, tenant: str, *, limit: int, count: int = 1) -> Window:
+        """Count ``count`` requests in the current minute, and in the day, in one write; ``Refused`` (nothing
+        counted) when the last of them would pass ``limit``."""
         minute = Minute.at(self._clock())
+        if count > 1 and count > limit:  # could never fit (the condition would pass a minute's first write)
+            raise Refused(Window(minute, requests=0, tokens=0))
         with self._lock:
             stale = set(self._stale.pop((tenant, minute.day), set()))
         if minute.index > 0:  # the minute before, always: most minutes follow a busy one
@@ -153,11 +156,13 @@ class UsageStore:
             remove = " REMOVE " + ", ".join(f"#s{i}" for i in range(len(stale)))
         return self._window_write(
             tenant, minute,
-            UpdateExpression=f"SET #r = if_not_exists(#r, :zero) + :one, {DAY_FIELDS} "
-                             f"ADD #requests :one{remove}",
-            ConditionExpression="attribute_not_exists(#r) OR #r < :limit",
+            UpdateExpression=f"SET #r = if_not_exists(#r, :zero) + :count, {DAY_FIELDS} "
+                             f"ADD #requests :count{remove}",
+            # "r + count <= limit", as DynamoDB's conditions have no arithmetic (and a minute's first write passes)
+            ConditionExpression="attribute_not_exists(#r) OR #r <= :room",
             ExpressionAttributeNames=names | DAY_NAMES,
-            ExpressionAttributeValues={":zero": 0, ":one": 1, ":limit": limit, **self._day_values(tenant, minute)})
+            ExpressionAttributeValues={":zero": 0, ":count": count, ":room": limit - count,
+                                       **self._day_values(tenant, minute)})
 
     def reserve_all(self, tenant: str, *, estimates: list[tuple[int, Decimal]], token_limit: int,
                     budget_usd: Decimal) -> tuple[Window, list[Reservation]]:

@@ -137,7 +137,7 @@ async def authenticate(request: Request, tenants: TenantsDep, svc: ServicesDep) 
     logger.thread_safe_append_keys(tenant=tenant.id)
     limiter = svc.limiter
     try:
-        limits, window = await run_in_threadpool(limiter.count_request, tenant.id)
+        limits, window = await limiter.count(tenant.id)
     except OverRate as exc:
         limits = await run_in_threadpool(limiter.limits, tenant.id)
         request.state.rate_headers = answer_headers(limits, exc.window, limiter.usage.now())

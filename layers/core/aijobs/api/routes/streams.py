@@ -8,10 +8,9 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query
-from fastapi.concurrency import run_in_threadpool
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from aijobs.api.deps import JobId, JobsDep, JobView, JobViewDep, ServicesDep, TenantDep
+from aijobs.api.deps import JobId, JobView, JobViewDep, ServicesDep, TenantDep
 from aijobs.api.responses import errors
 from aijobs.streams import WAITING_NOTE_S, JobEvent, JobEvents
 
@@ -69,7 +68,7 @@ async def _encode(events: AsyncIterator[JobEvent], *, job_id: str, view: JobView
 @router.get("/{job_id}/stream", response_class=EventSourceResponse, responses={
     200: {"description": "Server-sent events: `status`, `delta`, then `completed`, `failed` or `cancelled`",
           "content": {"text/event-stream": {"schema": _EVENT_SCHEMA}}}, **errors(404, 422)})
-async def stream_job(job_id: JobId, tenant: TenantDep, jobs: JobsDep, view: JobViewDep, svc: ServicesDep,
+async def stream_job(job_id: JobId, tenant: TenantDep, view: JobViewDep, svc: ServicesDep,
                      events: Annotated[JobEvents, Depends(job_events)], last_event_id: EventId = None,
                      last_event_id_header: EventIdHeader = None) -> EventSourceResponse:
     """The job's events as they happen, each with an `id:` that grows: `status` (`queued`, then `in_progress` per
@@ -79,7 +78,7 @@ async def stream_job(job_id: JobId, tenant: TenantDep, jobs: JobsDep, view: JobV
     `Last-Event-ID` (or `?last_event_id=`) to get exactly what follows that event; a finished job replays
     everything. Closing the stream does not cancel the job."""
     after = last_event_id_header if last_event_id_header is not None else last_event_id or 0
-    job = await run_in_threadpool(jobs.get_job, tenant=tenant.id, job_id=job_id, consistent=True)
+    job = await events.open(tenant=tenant.id, job_id=job_id)
     settings = svc.settings
     follow = events.follow(job, after=after, until=time.monotonic() + settings.stream_max_s,
                            waiting_every=WAITING_NOTE_S)
