@@ -171,6 +171,25 @@ def test_a_bad_update_expression_fails_with_moto_s_own_error(compared: tuple[Any
     assert client.get_item(TableName="t", Key=key)["Item"] == EVERY_TYPE  # nothing written
 
 
+def test_an_item_over_the_size_limit_is_still_refused_and_one_under_it_written(
+        compared: tuple[Any, list[str]]) -> None:
+    client, _ = compared
+    key = {"pk": {"S": "big"}, "sk": {"S": "A"}}
+    euros = "\u20ac" * 100_000  # 100,000 characters, 300,000 bytes: its repr's bound (4 bytes each) is over the limit
+    client.put_item(TableName="t", Item={**key, "text": {"S": euros}})
+
+    def add(value: str) -> None:
+        client.update_item(TableName="t", Key=key, UpdateExpression="SET #more = :v",
+                           ExpressionAttributeNames={"#more": "more"}, ExpressionAttributeValues={":v": {"S": value}})
+
+    add("x" * 90_000)  # 390 KB in all: written
+    with pytest.raises(ClientError) as refused:
+        add("\u20ac" * 10_000)  # 420 KB
+    assert refused.value.response["Error"]["Code"] == "ValidationException"
+    assert "size" in refused.value.response["Error"]["Message"]
+    assert client.get_item(TableName="t", Key=key)["Item"]["more"] == {"S": "x" * 90_000}
+
+
 @pytest.fixture
 def sqs(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",

@@ -39,6 +39,8 @@ from typing import Any
 _PATCH_LOCK = threading.Lock()
 _MARK = "_aijobs_fast"
 # Actions whose answer is items and counts: no timestamps, no members moto keeps but the shape drops.
+# moto's item size limit (a little over DynamoDB's 400 KB, which moto measured at 409-410 KB)
+ITEM_SIZE_CHECKED = 405_000
 ITEM_ACTIONS = frozenset({"GetItem", "PutItem", "UpdateItem", "DeleteItem", "BatchGetItem", "BatchWriteItem",
                           "Query", "Scan", "TransactGetItems", "TransactWriteItems"})
 
@@ -129,33 +131,54 @@ def check_retention_directly() -> None:
 
 def map_processors_once() -> None:
     """An UpdateExpression's validation runs ten processors over its tree, each asking its processing map (node class
-    -> method, a new dict at each call) for every node of the tree, twice: each processor keeps its map instead."""
-    from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser  # type: ignore[attr-defined]
+    -> method, a new dict at each call) for every node of the tree, twice, through ``isinstance`` against moto's
+    abstract node classes (each a Python-level ``ABCMeta.__instancecheck__``): each processor keeps, by node class,
+    the method its map gives that class (the first whose key the class is a subclass of, as ``process`` picks), and
+    the walk asks it by the node's type."""
+    from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser, Node  # type: ignore[attr-defined]
 
     with _PATCH_LOCK:
-        if getattr(DepthFirstTraverser.process, _MARK, False):
+        if getattr(DepthFirstTraverser.traverse_node_recursively, _MARK, False):
             return
+        is_node: dict[type, bool] = {}
+        no_hook = DepthFirstTraverser.pre_processing_of_child  # a no-op no processor overrides (one might)
+        keys: dict[tuple[type, type], type | None] = {}  # (processor class, node class) -> its map's key
+        unknown = object
 
-        def processing_map(self: Any) -> dict[type, Any]:
+        def processor_for(self: Any, cls: type) -> Any:
             kept: dict[type, Any] | None = self.__dict__.get("_aijobs_map")
-            if kept is None:
+            if kept is None:  # (a processor's map has the same keys whatever the instance: its bound methods)
                 kept = self.__dict__["_aijobs_map"] = self._processing_map()
-            return kept
+            if (key := keys.get((type(self), cls), unknown)) is unknown:
+                key = keys[(type(self), cls)] = next((k for k in kept if issubclass(cls, k)), None)
+            return None if key is None else kept[key]
 
-        def nodes_to_be_processed(self: Any) -> tuple[type, ...]:
-            kept: tuple[type, ...] | None = self.__dict__.get("_aijobs_nodes")
-            if kept is None:
-                kept = self.__dict__["_aijobs_nodes"] = tuple(processing_map(self))
-            return kept
+        def traverse_node_recursively(self: Any, node: Any, child_id: int = -1) -> Any:
+            cls = type(node)
+            if (node_class := is_node.get(cls)) is None:
+                node_class = is_node[cls] = issubclass(cls, Node)
+            if not node_class:
+                return node
+            parent_node = node.parent
+            if node.children is not None:
+                hook = type(self).pre_processing_of_child
+                for i, child_node in enumerate(node.children):
+                    if hook is not no_hook:
+                        hook(self, node, i)
+                    self.traverse_node_recursively(child_node, i)
+            if (processor := processor_for(self, cls)) is not None:
+                node = processor(node)
+                node.parent = parent_node
+                if parent_node:
+                    parent_node.children[child_id] = node
+            return node
 
         def process(self: Any, node: Any) -> Any:
-            for class_key, processor in processing_map(self).items():
-                if isinstance(node, class_key):
-                    return processor(node)
-            return None
+            method = processor_for(self, type(node))
+            return None if method is None else method(node)
 
-        setattr(process, _MARK, True)
-        setattr(DepthFirstTraverser, "nodes_to_be_processed", nodes_to_be_processed)  # noqa: B010
+        setattr(traverse_node_recursively, _MARK, True)
+        setattr(DepthFirstTraverser, "traverse_node_recursively", traverse_node_recursively)  # noqa: B010
         setattr(DepthFirstTraverser, "process", process)  # noqa: B010
 
 
@@ -278,6 +301,30 @@ def validate_updates_once() -> None:
         setattr(validators, "deepcopy", deepcopy)  # noqa: B010
 
 
+def bound_item_sizes() -> None:
+    """moto checks an item's 400 KB limit at each attribute it sets, by summing the sizes of all of the item's
+    attributes (a walk of every value in Python): a write of n attributes walks the item n times, a quarter of a
+    job's terminal UpdateItem. A size is at most four bytes a character of the value's ``repr`` (UTF-8 takes at most
+    four bytes a code point; a number's size is its digits, a binary's its bytes, whose base64 the repr shows; a map's
+    its keys' and values'), so while four times the length of the item's ``repr`` with the new attribute is under the
+    limit, so is its size; moto's own sum runs (and raises moto's own error) only past that bound."""
+    from moto.dynamodb.models.dynamo_type import LimitedSizeDict
+
+    with _PATCH_LOCK:
+        check = LimitedSizeDict.__setitem__
+        if getattr(check, _MARK, False):
+            return
+
+        def __setitem__(self: LimitedSizeDict, key: str, value: Any) -> None:
+            if 4 * (len(repr(self)) + len(repr(key)) + len(repr(value))) <= ITEM_SIZE_CHECKED:
+                dict.__setitem__(self, key, value)
+            else:
+                check(self, key, value)
+
+        setattr(__setitem__, _MARK, True)
+        setattr(LimitedSizeDict, "__setitem__", __setitem__)  # noqa: B010
+
+
 def send_messages_directly() -> None:
     """A message sent to a queue asks the queue's ContentBasedDeduplication through the queue's ``attributes``,
     which work out every attribute, its three counts of messages among them (each a pass over all the queue's
@@ -318,6 +365,7 @@ def send_messages_directly() -> None:
 def make_moto_faster() -> None:
     """The shortcuts of this module (see its docstring). Idempotent and process-wide."""
     forget_copies()
+    bound_item_sizes()
     validate_updates_once()
     send_messages_directly()
     serialize_items_directly()
