@@ -251,6 +251,20 @@ def test_jobs_that_start_or_stop_together_take_and_give_back_their_slots_in_one_
     assert len(writes) == 1 and set(slots.running(TENANT_A)) == {slot.token for slot in more}
 
 
+def test_a_tenants_first_jobs_that_start_together_make_its_slots_item_in_one_write(services: Services) -> None:
+    slots = TenantSlots(table=services.table, clock=services.clock)
+
+    with _slot_writes(services) as writes:
+        first = slots.take_all(TENANT_A, 3, limit=5, lease_s=900)  # no slots item yet
+    assert len(first) == 3 and len(writes) == 2  # the refused write for all three, then the item made with them
+    assert set(slots.running(TENANT_A)) == {slot.token for slot in first} and first[0].room == 2
+
+    # A batch that finds the item made by another take meanwhile does not overwrite it (it takes one at a time).
+    other = slots.take(TENANT_B, limit=5, lease_s=900)
+    assert other is not None and not slots._make(TENANT_B, first)
+    assert set(slots.running(TENANT_B)) == {other.token}
+
+
 def test_slots_given_back_together_when_one_is_gone_are_given_back_one_at_a_time(services: Services) -> None:
     slots = TenantSlots(table=services.table, clock=services.clock)
     held = [slot for _ in range(3) if (slot := slots.take(TENANT_A, limit=3, lease_s=900)) is not None]

@@ -147,8 +147,9 @@ class TenantSlots:
 
     def take_all(self, tenant: str, count: int, *, limit: int, lease_s: int) -> list[Slot]:
         """Slots for ``count`` attempts of the tenant starting together (a batch's), in one write when the tenant
-        has room for all of them; else taken one at a time (``take``), as many as it has room for."""
-        if count > 1:
+        has room for all of them (the item made with them when it has no slots: its first batch of the day); else
+        taken one at a time (``take``), as many as it has room for."""
+        if 1 < count <= limit:
             now = int(self._clock())
             slots = [Slot(tenant=tenant, token=secrets.token_urlsafe(9), lease_until=now + lease_s)
                      for _ in range(count)]
@@ -160,10 +161,13 @@ class TenantSlots:
                     + ", #expires_at = :expires",
                     ConditionExpression="attribute_exists(#held) AND size(#held) <= :room",
                     ExpressionAttributeValues={":lease": now + lease_s, ":room": limit - count,
-                                               ":expires": now + lease_s + SLOTS_RETENTION_S})
+                                               ":expires": now + lease_s + SLOTS_RETENTION_S},
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD")
             except ClientError as exc:
                 if not is_condition_failure(exc):
                     raise
+                if not _held(from_low_level(exc.response.get("Item"))) and self._make(tenant, slots):
+                    return [replace(slots[0], room=limit - count), *slots[1:]]
             else:
                 # As ``take``'s first write: dead workers' expired slots left in the item count as room
                 current = _held(answer.get("Attributes"))
@@ -173,6 +177,21 @@ class TenantSlots:
         while len(taken) < count and (slot := self.take(tenant, limit=limit, lease_s=lease_s)) is not None:
             taken.append(slot)
         return taken
+
+    def _make(self, tenant: str, slots: list[Slot]) -> bool:
+        """The tenant's slot map made with ``slots`` when it has none; False when another take made it first."""
+        try:
+            self._table.update_item(
+                Key=slots_key(tenant), UpdateExpression="SET #held = :map, #expires_at = :expires",
+                ConditionExpression="attribute_not_exists(#held) OR size(#held) = :zero",
+                ExpressionAttributeNames={"#held": "held", "#expires_at": "expires_at"},
+                ExpressionAttributeValues={":map": {slot.token: slot.lease_until for slot in slots}, ":zero": 0,
+                                           ":expires": max(slot.lease_until for slot in slots) + SLOTS_RETENTION_S})
+        except ClientError as exc:
+            if not is_condition_failure(exc):
+                raise
+            return False
+        return True
 
     def _write(self, slot: Slot, *, held: dict[str, int] | None, expired: list[str],
                limit: int) -> tuple[bool, dict[str, int]]:
