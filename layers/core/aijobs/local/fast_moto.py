@@ -38,9 +38,9 @@ from typing import Any
 
 _PATCH_LOCK = threading.Lock()
 _MARK = "_aijobs_fast"
-# Actions whose answer is items and counts: no timestamps, no members moto keeps but the shape drops.
 # moto's item size limit (a little over DynamoDB's 400 KB, which moto measured at 409-410 KB)
 ITEM_SIZE_CHECKED = 405_000
+# Actions whose answer is items and counts: no timestamps, no members moto keeps but the shape drops.
 ITEM_ACTIONS = frozenset({"GetItem", "PutItem", "UpdateItem", "DeleteItem", "BatchGetItem", "BatchWriteItem",
                           "Query", "Scan", "TransactGetItems", "TransactWriteItems"})
 
@@ -143,7 +143,7 @@ def map_processors_once() -> None:
         is_node: dict[type, bool] = {}
         no_hook = DepthFirstTraverser.pre_processing_of_child  # a no-op no processor overrides (one might)
         keys: dict[tuple[type, type], type | None] = {}  # (processor class, node class) -> its map's key
-        unknown = object
+        unknown: Any = object()  # a pair not looked up yet (None: the processor handles no such node)
 
         def processor_for(self: Any, cls: type) -> Any:
             kept: dict[type, Any] | None = self.__dict__.get("_aijobs_map")
