@@ -17,10 +17,12 @@ handler = logger.inject_lambda_context(clear_state=True)(metrics.log_metrics(Man
 
 
 def warm() -> None:
-    """Before a SnapStart snapshot: what a first request would load (every route, the services they use)."""
+    """Before a SnapStart snapshot: what a first request would load (every route, the services they use) and build
+    (the routes' validators, made at first use as their models are: the OpenAPI document builds every one)."""
     from aijobs.services import get_services
 
     api.routes_loader.load_all()
+    api.openapi()
     services = get_services()
     _ = services.jobs, services.tenants, services.idempotency, services.limiter
 

@@ -27,8 +27,10 @@ import fnmatch
 import json
 from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, ValidationError, model_validator
+from pydantic import ConfigDict, Field, SecretStr, StringConstraints, ValidationError, model_validator
 from pydantic_core import ErrorDetails
+
+from aijobs.models.common import Model
 
 # The backend of the single-backend settings (AIJOBS_MODEL_BASE_URL and its key), as jobs record it.
 SINGLE_BACKEND = "default"
@@ -41,7 +43,7 @@ def is_pattern(model: str) -> bool:
     return not _GLOB_CHARS.isdisjoint(model)
 
 
-class Backend(BaseModel):
+class Backend(Model):
     """One OpenAI-compatible server. ``api_key`` (a literal) is for the local stack only; deployed stacks name a
     secret, read once per worker process. Neither: the server is called without a key."""
 
@@ -58,7 +60,7 @@ class Backend(BaseModel):
         return self
 
 
-class ModelRoute(BaseModel):
+class ModelRoute(Model):
     """Models named ``model`` (an exact name, or a glob) go to ``backend``; ``fallback`` models are tried in order
     when it fails retryably."""
 
@@ -66,17 +68,17 @@ class ModelRoute(BaseModel):
 
     model: Name
     backend: Name
-    fallback: Annotated[list[Name], Field(max_length=10)] = []
+    fallback: Annotated[list[Name], Field(max_length=10, default_factory=list)]
 
 
-class ModelBackends(BaseModel):
+class ModelBackends(Model):
     """The whole routing configuration, checked once at cold start: every backend a route names exists, and every
     fallback model has a backend."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     backends: Annotated[dict[Name, Backend], Field(min_length=1)]
-    models: list[ModelRoute] = []
+    models: list[ModelRoute] = Field(default_factory=list)
     default_backend: Name | None = None  # the backend of models no route matches; None: such a job fails
 
     @model_validator(mode="after")

@@ -257,11 +257,11 @@ def to_attributes(value: BaseModel | Mapping[str, Any]) -> dict[str, Any]:
     return data
 
 
-def from_low_level(item: Mapping[str, Any] | None) -> dict[str, Any] | None:
+def from_low_level(item: object) -> dict[str, Any] | None:
     """An item in DynamoDB's wire format (as a failed condition returns it) as the resource API's plain values."""
     from boto3.dynamodb.types import TypeDeserializer
 
-    if not item:
+    if not item or not isinstance(item, Mapping):
         return None
     deserializer = TypeDeserializer()
     return {name: deserializer.deserialize(value) for name, value in item.items()}

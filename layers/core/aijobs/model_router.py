@@ -24,7 +24,7 @@ class Served[T]:
     fell_back: bool
 
 
-class ModelRouter(ModelProvider):  # type: ignore[misc]
+class ModelRouter(ModelProvider):
     """Routes each call to its model's backend, and falls back to the next candidate while the failure is
     retryable and nothing was output yet; a non-retryable error (400, a content filter) is the job's at once.
 
@@ -87,7 +87,9 @@ class ModelRouter(ModelProvider):  # type: ignore[misc]
         event, rest = served.value
         try:
             while True:
-                yield _tagged(dataclasses.replace(served, value=event)) if isinstance(event, StreamEnd) else event
+                if isinstance(event, StreamEnd):
+                    event = _tagged(Served(event, served.backend, served.model, served.fell_back))
+                yield event
                 try:
                     event = await anext(rest)
                 except StopAsyncIteration:

@@ -93,8 +93,8 @@ def main(argv: list[str] | None = None) -> int:
             tenants.delete_tenant(args.tenant, actor="operator")
             print(f"tenant {args.tenant} deleted; its jobs expire by the stack's retention", file=sys.stderr)
         else:
-            page = tenants.audit(limit=args.limit, cursor=args.cursor)
-            _print({"data": [entry.model_dump(mode="json") for entry in page.items], "next_cursor": page.next_cursor})
+            audit = tenants.audit(limit=args.limit, cursor=args.cursor)
+            _print({"data": [entry.model_dump(mode="json") for entry in audit.items], "next_cursor": audit.next_cursor})
     except AijobsError as exc:
         print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
         return 1

@@ -13,7 +13,6 @@ import random
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
 
 from pydantic import ValidationError
 
@@ -92,11 +91,7 @@ def apply(resolved: ResolvedPrompt, request: JobRequest) -> JobRequest:
     its ``input`` comes after the template's messages (a text as a user message). The result is validated as any
     job request (its sizes included) and names no prompt: the job records ``prompt_id`` and ``prompt_version``.
     """
-    own: list[dict[str, Any]] = []
-    if isinstance(request.input, str):
-        own = [{"role": "user", "content": request.input}]
-    elif request.input is not None:
-        own = [m.model_dump() for m in request.input]
+    own = request.input_messages
     template = [{"role": m.role, "content": m.content} for m in resolved.messages]
     if not template and not own:
         raise InvalidRequest(f"input is required: version {resolved.version} of the prompt has no template "

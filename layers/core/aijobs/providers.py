@@ -139,10 +139,7 @@ def to_messages(request: JobRequest) -> list[dict[str, str]]:
     messages = [{"role": "system", "content": request.instructions}] if request.instructions else []
     if request.input is None:  # a job's request always has one once its prompt is resolved (aijobs/prompts.py)
         return messages
-    if isinstance(request.input, str):
-        return [*messages, {"role": "user", "content": request.input}]
-    return messages + [{"role": "user", "content": m} if isinstance(m, str) else m.model_dump()
-                       for m in request.input]
+    return messages + request.input_messages
 
 
 @lru_cache(maxsize=1)

@@ -68,13 +68,12 @@ def answer_headers(limits: Limits, window: Window, now: float) -> dict[str, str]
     return rate_headers(limits, window, now) | budget_headers(limits, window)
 
 
-# mypy reads aijobs.errors as Any (it resolves the package through ignore_missing_imports), hence the ignore
 # The headers of the answer to the request being served (api/deps.py sets them, api/middleware.py sends them): a job
 # admitted while it runs updates what they say of the tokens left. Unset outside a request (a schedule's fire).
 ANSWER_HEADERS: ContextVar[dict[str, str] | None] = ContextVar("answer_rate_headers", default=None)
 
 
-class OverRate(RateLimited):  # type: ignore[misc]
+class OverRate(RateLimited):
     """Refused by a rate: the window as it was, for the answer's headers."""
 
     def __init__(self, message: str, *, code: str, window: Window, retry_after: int | None,
@@ -88,7 +87,7 @@ class OverRate(RateLimited):  # type: ignore[misc]
         return math.ceil(self.window.minute.ends_at) if self.retryable else None
 
 
-class OverBudget(QuotaExceeded):  # type: ignore[misc]
+class OverBudget(QuotaExceeded):
     """Refused by the daily budget: new jobs wait for the next UTC day."""
 
     def __init__(self, message: str, *, window: Window, not_before: int, retry_after: int) -> None:

@@ -92,9 +92,7 @@ def to_response(job: Job, *, status: str | None = None, with_output: bool = True
 
 def input_items(job: Job) -> list[dict[str, Any]]:
     """``GET /v1/responses/{id}/input_items``: the messages the response was made from, as input items."""
-    request = job.request
-    messages = ([{"role": "user", "content": request.input}] if isinstance(request.input, str)
-                else [m.model_dump() for m in request.input or []])
+    messages = job.request.input_messages
     return [{"type": "message", "id": f"msg_{job.id.removeprefix('job_')}_in{n}", "status": "completed",
              "role": m["role"], "content": [{"type": "input_text", "text": m["content"]}]}
             for n, m in enumerate(messages)]

@@ -13,9 +13,10 @@ import os
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from aijobs.backends import ModelBackends, parse_model_backends
+from aijobs.models.common import Model
 
 if TYPE_CHECKING:
     from aijobs.models.jobs import Priority
@@ -27,7 +28,7 @@ ENV_PREFIX = "AIJOBS_"
 WAIT_LIMIT_S = 20
 
 
-class Settings(BaseModel):
+class Settings(Model):
     # An invalid value is never echoed in the error: some settings hold keys.
     model_config = ConfigDict(extra="ignore", hide_input_in_errors=True, validate_default=True)
 

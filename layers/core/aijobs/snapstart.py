@@ -1,8 +1,9 @@
 """Lambda SnapStart (ApiFunction, WorkerFunction, WebhookFunction in template.yaml): what a function builds before
 its snapshot is taken, and what every copy restored from that snapshot makes new.
 
-Before the snapshot, ``warm`` loads what a first request would (route modules, the model client's package), so no
-restored copy pays for it. After a restore, nothing made before it that must differ between copies is kept: the
+Before the snapshot, ``warm`` loads what a first request would (route modules, the model client's package), and
+every model imported by then is built (aijobs.models.common.Model defers that to first use), so no restored copy
+pays for either. After a restore, nothing made before it that must differ between copies is kept: the
 clients (the boto3 session and its clients, the model client's HTTP pool; no connection is open in the snapshot, as
 nothing is called before it, but the copies must not share credentials resolved at snapshot time), and ``random``'s
 state, which would make every copy draw the same retry jitter. ids (ULIDs, keys) come from ``os.urandom`` and
@@ -24,9 +25,17 @@ def register(warm: Callable[[], object]) -> bool:
         from snapshot_restore_py import register_after_restore, register_before_snapshot
     except ImportError:
         return False
-    register_before_snapshot(warm)
+    register_before_snapshot(lambda: prepare(warm))
     register_after_restore(renew)
     return True
+
+
+def prepare(warm: Callable[[], object]) -> None:
+    """Before the snapshot: ``warm``, then every model it and the imports before it brought in, built."""
+    from aijobs.models.common import build_models
+
+    warm()
+    build_models()
 
 
 def renew() -> None:

@@ -100,6 +100,10 @@ class Claim:
     current: Job | None
 
 
+def _text(value: Any) -> str | None:
+    return str(value) if value else None
+
+
 def _number(value: Any) -> float:
     try:
         return float(value)
@@ -139,9 +143,8 @@ def read_job(item: dict[str, Any]) -> Job:
         return Job.model_validate(item)
     except ValidationError:
         # Its final event still goes out: the callback and the webhook marks are kept when they can be read.
-        request = item.get("request")
-        callback = request.get("callback_url") if isinstance(request, dict) else None
-        marks = {name: str(item[name]) for name in ("webhook_event_id", "webhook_event_for") if item.get(name)}
+        raw = item.get("request")
+        callback = raw.get("callback_url") if isinstance(raw, dict) else None
         return Job.model_construct(
             id=str(item.get("id") or str(item.get("pk", "")).removeprefix("JOB#")), tenant=str(item.get("tenant", "")),
             status=JobStatus.failed, model=str(item.get("model") or "unknown"),
@@ -149,7 +152,8 @@ def read_job(item: dict[str, Any]) -> Job:
             created_at=int(_number(item.get("created_at"))), attempt=int(_number(item.get("attempt"))),
             completed_at=int(_number(item["completed_at"])) if "completed_at" in item else None,
             expires_at=int(_number(item["expires_at"])) if "expires_at" in item else None, error=UNREADABLE,
-            webhook_enqueued=item.get("webhook_enqueued") is True, **marks)
+            webhook_enqueued=item.get("webhook_enqueued") is True, webhook_event_id=_text(item.get("webhook_event_id")),
+            webhook_event_for=_text(item.get("webhook_event_for")))
 
 
 @dataclass(frozen=True, eq=False)
@@ -678,7 +682,7 @@ class JobStore:
         # there, due at its lease's end: should the webhook be lost, the sweeper queues it then); any other job
         # leaves it.
         keys: dict[str, Any] = {}
-        drop = SWEEP_KEYS
+        drop: tuple[str, ...] = SWEEP_KEYS
         if self._has_webhook_destinations(job):
             drop = ()
             if expected is not JobStatus.in_progress:  # not ended by its worker: it may not be in the index

@@ -21,10 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from aijobs.clock import Clock, system_clock
-from aijobs.models.common import ErrorDetail
+from aijobs.models.common import ErrorDetail, Model
 from aijobs.models.jobs import Job, JobStatus
 from aijobs.models.messages import JobMessage
 from aijobs.observability import count, logger
@@ -42,7 +42,7 @@ DEAD_LETTERED = ErrorDetail(type="internal", code="dead_lettered", retryable=Fal
 DEAD_LETTER_HIDE_S = 6 * 3600
 
 
-class SweepReport(BaseModel):
+class SweepReport(Model):
     """What one run repaired."""
 
     looked_at: int = 0

@@ -259,10 +259,10 @@ class Worker:
                                              queued=False, priority=current.request.priority)
                 if slot is not None and not isinstance(slot, Slot):
                     return slot  # parked
-                claim, slot = await asyncio.to_thread(self._claim, self.store.take_over, current.id, slot)
+                claim, held = await asyncio.to_thread(self._claim, self.store.take_over, current.id, slot)
                 if claim.job is None:
                     return RetryIn(LEASE_MARGIN_S)  # someone else took it: look again shortly
-                return await self._run_in_slot(claim.job, slot)
+                return await self._run_in_slot(claim.job, held)
 
     # --- concurrency slots (concurrency.py) -------------------------------------------------------
     # A batch's jobs start together: they read their states in one BatchGetItem, a tenant's jobs take their slots

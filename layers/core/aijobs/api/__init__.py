@@ -5,15 +5,22 @@ from __future__ import annotations
 import importlib
 import json
 import threading
+import warnings
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
+from pydantic.warnings import UnsupportedFieldAttributeWarning
 from starlette._utils import get_route_path
 from starlette.types import Receive, Scope, Send
 
 from aijobs.api.errors import install_error_handlers, is_openai_path
 from aijobs.api.middleware import RequestContext
+
+# FastAPI ignores this warning where it makes a parameter's validator (a body's ``alias``, which its adapter does not
+# use); as every model's validators are built at first use (aijobs.models.common.Model), so is that adapter: outside
+# FastAPI's filter. The same warning is ignored then.
+warnings.filterwarnings("ignore", category=UnsupportedFieldAttributeWarning)
 
 # Every router of the app, in the order the app includes them (the order Starlette tries their routes in): its module,
 # the module's routers, and the literal start of every path they hold (the part before the first parameter). A test

@@ -21,6 +21,7 @@ from typing import Any
 
 import boto3
 
+from aijobs import snapstart
 from aijobs.local.firer import RuleFirer, ScheduleFirer
 from aijobs.local.pollers import QueuePoller
 from aijobs.local.server_process import ServerProcess, serve_until_stdin_closes
@@ -58,10 +59,11 @@ class LocalFunctions:
         sources = sqs_sources(template)
         widest = {s.function: max(t.max_concurrency or 0 for t in sources if t.function == s.function) for s in sources}
         modules = {s.function: load_function(s.code_dir) for s in sources}  # one module per function
-        # What SnapStart's snapshot holds in AWS (its functions' warm hooks): the first jobs do not import it.
+        # What SnapStart's snapshot holds in AWS (what its functions' warm hooks load, every model built): the first
+        # jobs pay for neither.
         for module in modules.values():
             if warm := getattr(module, "warm", None):
-                warm()
+                snapstart.prepare(warm)
         self.pollers = [QueuePoller(name=source.function, sqs=sqs, queue_url=self.resources.refs[source.queue],
                                     queue_arn=self.resources.arns[source.queue],
                                     handler=getattr(modules[source.function], source.handler),

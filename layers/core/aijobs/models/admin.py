@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from aijobs.models.common import Model
 from aijobs.models.tenants import Limits, TenantLimits
 
 Actor = Literal["admin", "operator"]  # the admin key (the API), or the operator command with AWS credentials
 
 
-class ApiKeyInfo(BaseModel):
+class ApiKeyInfo(Model):
     """An API key as lists show it: never the key nor its hash."""
 
     id: str = Field(description="The key's id (key_...), which revocation names")
@@ -20,7 +21,7 @@ class ApiKeyInfo(BaseModel):
     created_at: int
 
 
-class ApiKeyCreated(BaseModel):
+class ApiKeyCreated(Model):
     """A new API key: `key` is shown here once; only its SHA-256 is stored."""
 
     id: str
@@ -29,24 +30,24 @@ class ApiKeyCreated(BaseModel):
     created_at: int
 
 
-class TenantInfo(BaseModel):
+class TenantInfo(Model):
     model_config = ConfigDict(extra="ignore")  # the item's keys
 
     tenant: str
     created_at: int
 
 
-class TenantList(BaseModel):
+class TenantList(Model):
     data: list[TenantInfo]
     next_cursor: str | None = Field(description="The next page's cursor; null at the end")
 
 
-class ApiKeyList(BaseModel):
+class ApiKeyList(Model):
     data: list[ApiKeyInfo]
     next_cursor: str | None = Field(description="The next page's cursor; null at the end")
 
 
-class TenantLimitsOut(BaseModel):
+class TenantLimitsOut(Model):
     """A tenant's limits as set (null: the stack's default) and as in force."""
 
     tenant: str
@@ -54,7 +55,7 @@ class TenantLimitsOut(BaseModel):
     in_force: Limits
 
 
-class AuditEntry(BaseModel):
+class AuditEntry(Model):
     """One admin action: who, what (the action and its target), when, and the state before and after it.
 
     Keys and their hashes never appear: a key is named by its id.
@@ -70,6 +71,6 @@ class AuditEntry(BaseModel):
     after: dict[str, Any] | None = None
 
 
-class AuditList(BaseModel):
+class AuditList(Model):
     data: list[AuditEntry]
     next_cursor: str | None = Field(description="The next (older) page's cursor; null at the end")

@@ -5,12 +5,14 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from aijobs.models.common import Model
 
 BatchStatus = Literal["in_progress", "completed", "cancelling", "cancelled"]
 
 
-class Batch(BaseModel):
+class Batch(Model):
     """A batch as stored: counters kept by the writers of its jobs' transitions (store.py), never by reading jobs.
 
     ``started`` counts first claims (a job's attempt 1), ``ended`` terminal transitions, of which
@@ -60,7 +62,7 @@ class Batch(BaseModel):
                         results_cursor=results_cursor)
 
 
-class BatchCounts(BaseModel):
+class BatchCounts(Model):
     total: int = Field(description="Jobs submitted into the batch (items refused by validation or limits are not)")
     queued: int
     in_progress: int = Field(description="Started and not ended (includes a job waiting for a retry)")
@@ -69,12 +71,12 @@ class BatchCounts(BaseModel):
     cancelled: int
 
 
-class BatchUsage(BaseModel):
+class BatchUsage(Model):
     input_tokens: int
     output_tokens: int
 
 
-class BatchOut(BaseModel):
+class BatchOut(Model):
     """A batch as ``GET /v1/batches/{id}`` answers it: read from one item, whatever the batch's size."""
 
     id: str
@@ -89,7 +91,7 @@ class BatchOut(BaseModel):
         "end (without a cursor it gives every result from the first)"))
 
 
-class BatchList(BaseModel):
+class BatchList(Model):
     object: Literal["list"] = "list"
     data: list[BatchOut]
     next_cursor: str | None

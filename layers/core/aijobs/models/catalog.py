@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel
+from aijobs.models.common import Model
 
 
-class ModelInfo(BaseModel):
+class ModelInfo(Model):
     """One model. ``created`` is 0: a backend's models have no date aijobs knows; ``owned_by`` is the backend that
     serves it (the name jobs record as ``backend``)."""
 
@@ -18,6 +18,6 @@ class ModelInfo(BaseModel):
     owned_by: str
 
 
-class ModelList(BaseModel):
+class ModelList(Model):
     object: Literal["list"] = "list"
     data: list[ModelInfo]

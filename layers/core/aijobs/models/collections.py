@@ -5,16 +5,16 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from aijobs.models.common import ErrorDetail, unicode_text
+from aijobs.models.common import ErrorDetail, Model, unicode_text
 from aijobs.models.jobs import JobOut, ScoredChunk, Usage
 from aijobs.models.prompts import ModelName
 
 MAX_METADATA_KEYS = 16
 
 
-class Chunking(BaseModel):
+class Chunking(Model):
     """How a collection's documents are cut into chunks, in tokens of the embedding model's tokenizer."""
 
     model_config = ConfigDict(extra="forbid")
@@ -34,7 +34,7 @@ Metadata = Annotated[dict[Annotated[str, Field(min_length=1, max_length=64)],
                           Annotated[str, Field(max_length=512)]], Field(max_length=MAX_METADATA_KEYS)]
 
 
-class CollectionRequest(BaseModel):
+class CollectionRequest(Model):
     """The body of ``POST /v1/collections``."""
 
     model_config = ConfigDict(extra="forbid")
@@ -58,7 +58,7 @@ class CollectionRequest(BaseModel):
         return value
 
 
-class Collection(BaseModel):
+class Collection(Model):
     """A collection as stored (collections.py); its counts are kept by its documents' writers."""
 
     model_config = ConfigDict(extra="ignore")  # the item also holds its keys
@@ -77,7 +77,7 @@ class Collection(BaseModel):
         return CollectionOut(**self.model_dump(exclude={"tenant"}))
 
 
-class CollectionOut(BaseModel):
+class CollectionOut(Model):
     id: str
     object: Literal["collection"] = "collection"
     name: str
@@ -89,7 +89,7 @@ class CollectionOut(BaseModel):
     chunk_count: int
 
 
-class CollectionList(BaseModel):
+class CollectionList(Model):
     object: Literal["list"] = "list"
     data: list[CollectionOut]
     next_cursor: str | None
@@ -114,7 +114,7 @@ METADATA_KEY = r"^[A-Za-z][A-Za-z0-9_]{0,31}$"
 DocumentStatus = Literal["queued", "indexing", "ready", "failed"]
 
 
-class S3Source(BaseModel):
+class S3Source(Model):
     """An S3 object the stack may read (a bucket the operator listed in DocumentSourceBuckets): UTF-8 text."""
 
     model_config = ConfigDict(extra="forbid")
@@ -127,7 +127,7 @@ DocumentMetadata = Annotated[dict[Annotated[str, Field(pattern=METADATA_KEY)], A
                              Field(max_length=MAX_DOCUMENT_METADATA_KEYS)]
 
 
-class DocumentInput(BaseModel):
+class DocumentInput(Model):
     """One document: its ``text``, or an ``s3`` object to read; ``metadata`` is returned with its chunks and can
     filter a search."""
 
@@ -151,7 +151,7 @@ class DocumentInput(BaseModel):
         return self
 
 
-class DocumentsRequest(BaseModel):
+class DocumentsRequest(Model):
     """The body of ``POST /v1/collections/{id}/documents``: 1-100 documents, indexed by one job."""
 
     model_config = ConfigDict(extra="forbid")
@@ -165,7 +165,7 @@ class DocumentsRequest(BaseModel):
         return self
 
 
-class Document(BaseModel):
+class Document(Model):
     """A document as stored (collections.py); ``status`` is queued until its job has indexed it (ready) or failed it;
     its text waits in the results bucket (``text_key``) until then."""
 
@@ -204,7 +204,7 @@ class Document(BaseModel):
                            indexed_at=self.indexed_at)
 
 
-class DocumentOut(BaseModel):
+class DocumentOut(Model):
     id: str
     object: Literal["collection.document"] = "collection.document"
     collection_id: str
@@ -220,13 +220,13 @@ class DocumentOut(BaseModel):
     indexed_at: int | None
 
 
-class DocumentList(BaseModel):
+class DocumentList(Model):
     object: Literal["list"] = "list"
     data: list[DocumentOut]
     next_cursor: str | None
 
 
-class DocumentsAdded(BaseModel):
+class DocumentsAdded(Model):
     """``POST /v1/collections/{id}/documents``'s answer: the documents, queued, and the job that indexes them."""
 
     object: Literal["collection.documents"] = "collection.documents"
@@ -241,7 +241,7 @@ MAX_TOP_K = 100
 FilterValue = str | Annotated[list[Annotated[str, Field(max_length=256)]], Field(min_length=1, max_length=32)]
 
 
-class SearchRequest(BaseModel):
+class SearchRequest(Model):
     """The body of ``POST /v1/collections/{id}/search``."""
 
     model_config = ConfigDict(extra="forbid")
@@ -273,7 +273,7 @@ class SearchRequest(BaseModel):
         return self
 
 
-class SearchResult(BaseModel):
+class SearchResult(Model):
     """``POST /v1/collections/{id}/search``'s answer without ``generate``: the chunks, best first."""
 
     object: Literal["collection.search_result"] = "collection.search_result"
@@ -283,7 +283,7 @@ class SearchResult(BaseModel):
     cost_usd: float
 
 
-class SearchJob(BaseModel):
+class SearchJob(Model):
     """``POST /v1/collections/{id}/search``'s answer with ``generate: true``: the chunks now, the answer in a job."""
 
     object: Literal["collection.search_job"] = "collection.search_job"
@@ -294,12 +294,12 @@ class SearchJob(BaseModel):
     cost_usd: float
 
 
-class LoggedChunk(BaseModel):
+class LoggedChunk(Model):
     chunk_id: str
     score: float
 
 
-class QueryLogEntry(BaseModel):
+class QueryLogEntry(Model):
     """A search as the query log keeps it (until the job retention ends)."""
 
     model_config = ConfigDict(extra="ignore")
@@ -318,7 +318,7 @@ class QueryLogEntry(BaseModel):
     created_at: int
 
 
-class QueryLog(BaseModel):
+class QueryLog(Model):
     object: Literal["list"] = "list"
     data: list[QueryLogEntry]
     next_cursor: str | None

@@ -12,11 +12,11 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
-from aijobs.models.common import ErrorDetail, unicode_text
+from aijobs.models.common import ErrorDetail, Model, unicode_text
 from aijobs.models.prompts import PromptRef
 from aijobs.models.tenants import OnLimit
 
@@ -53,7 +53,7 @@ class JobStatus(StrEnum):
         return self in (JobStatus.completed, JobStatus.failed, JobStatus.cancelled)
 
 
-class Message(BaseModel):
+class Message(Model):
     model_config = ConfigDict(extra="forbid")
 
     role: Literal["system", "developer", "user", "assistant"]
@@ -109,7 +109,7 @@ def _points_into(schema: dict[str, Any], ref: str) -> bool:
     return True
 
 
-class JsonSchemaFormat(BaseModel):
+class JsonSchemaFormat(Model):
     """A JSON schema the output must match (OpenAI's ``json_schema`` response format)."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
@@ -149,14 +149,14 @@ class JsonSchemaFormat(BaseModel):
         return value
 
 
-class JsonSchemaResponseFormat(BaseModel):
+class JsonSchemaResponseFormat(Model):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["json_schema"]
     json_schema: JsonSchemaFormat
 
 
-class JsonObjectResponseFormat(BaseModel):
+class JsonObjectResponseFormat(Model):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["json_object"]
@@ -169,7 +169,7 @@ JobKind = Literal["text", "embedding", "image", "ingest", "answer"]
 COLLECTION_KINDS = ("ingest", "answer")
 
 
-class ScoredChunk(BaseModel):
+class ScoredChunk(Model):
     """A chunk found by a search: ``score`` is its cosine similarity to the query, from -1 to 1 (1: the same
     direction)."""
 
@@ -180,7 +180,7 @@ class ScoredChunk(BaseModel):
     metadata: dict[str, str] = Field(default_factory=dict, description="Its document's metadata")
 
 
-class CollectionTask(BaseModel):
+class CollectionTask(Model):
     """What a collection's job works on: an ingest job's documents, or an answer job's query log entry and the
     chunks it answers from (with their texts: the worker needs nothing else)."""
 
@@ -196,7 +196,7 @@ ImageSize = Literal["256x256", "512x512", "1024x1024", "1792x1024", "1024x1792",
 Priority = Literal["high", "normal", "low"]
 
 
-class JobRequest(BaseModel):
+class JobRequest(Model):
     """The body of ``POST /v1/jobs``."""
 
     model_config = ConfigDict(extra="forbid")
@@ -312,8 +312,15 @@ class JobRequest(BaseModel):
         """An embedding job's texts."""
         return [self.input] if isinstance(self.input, str) else [str(item) for item in self.input or []]
 
+    @property
+    def input_messages(self) -> list[dict[str, Any]]:
+        """The input as chat messages: a text (or each text of a list) as a user message."""
+        if isinstance(self.input, str):
+            return [{"role": "user", "content": self.input}]
+        return [{"role": "user", "content": m} if isinstance(m, str) else m.model_dump() for m in self.input or []]
 
-class Usage(BaseModel):
+
+class Usage(Model):
     input_tokens: int = 0
     output_tokens: int = 0
     total_tokens: int = 0
@@ -329,7 +336,7 @@ class Usage(BaseModel):
                      estimated=self.estimated or other.estimated, images=images)
 
 
-class Reservation(BaseModel):
+class Reservation(Model):
     """What a job reserved at admission (aijobs/rates.py): tokens in its tenant's minute, its estimated cost in the
     day's spend. Its end settles them."""
 
@@ -339,14 +346,14 @@ class Reservation(BaseModel):
     cost_usd: Decimal = Decimal(0)  # held in that day's spend until the job ends
 
 
-class StatusDetails(BaseModel):
+class StatusDetails(Model):
     """Why a queued job waits: a limit deferred it (``on_limit: "defer"``), and when it may start."""
 
     reason: Literal["tokens_per_minute", "daily_budget"]
     not_before: int = Field(description="Unix seconds: the job starts once this time is reached and the limit allows")
 
 
-class Progress(BaseModel):
+class Progress(Model):
     """How far a running job's model call has got: the output so far is flushed to the job's output log."""
 
     output_tokens: int = 0  # streamed pieces so far (one a token, as providers stream)
@@ -354,7 +361,7 @@ class Progress(BaseModel):
     elapsed_ms: int = 0
 
 
-class Job(BaseModel):
+class Job(Model):
     """A job as stored."""
 
     id: str
@@ -487,7 +494,7 @@ class FileLink(NamedTuple):
     expires_at: int
 
 
-class JobOutput(BaseModel):
+class JobOutput(Model):
     """A text job's output; with a ``response_format``, ``parsed`` is the output as JSON (checked against the
     schema)."""
 
@@ -495,7 +502,7 @@ class JobOutput(BaseModel):
     parsed: Any = None
 
 
-class EmbeddingOutput(BaseModel):
+class EmbeddingOutput(Model):
     """An embedding job's vectors, in a file: one JSON line per text, in order, as OpenAI's embeddings API answers
     each (``{"object": "embedding", "index", "embedding": [floats]}``)."""
 
@@ -506,18 +513,18 @@ class EmbeddingOutput(BaseModel):
     expires_at: int = Field(description="Unix seconds: when url stops working (read the job again for a new one)")
 
 
-class ImageFile(BaseModel):
+class ImageFile(Model):
     url: str
 
 
-class ImageOutput(BaseModel):
+class ImageOutput(Model):
     """An image job's PNG images, each at a presigned URL."""
 
     images: list[ImageFile]
     expires_at: int = Field(description="Unix seconds: when the urls stop working (read the job again for new ones)")
 
 
-class Citation(BaseModel):
+class Citation(Model):
     marker: int = Field(description="How the answer cites it: [marker]")
     chunk_id: str
     document_id: str
@@ -527,7 +534,7 @@ class Citation(BaseModel):
 _CITATION = re.compile(r"\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
 
 
-class AnswerOutput(BaseModel):
+class AnswerOutput(Model):
     """An answer job's output: the model's answer, the chunks it cites (by their numbers in the answer), and every
     chunk it was given, best first."""
 
@@ -546,14 +553,14 @@ class AnswerOutput(BaseModel):
         return cls(answer=answer, citations=list(cited.values()), chunks=sources)
 
 
-class IndexedDocument(BaseModel):
+class IndexedDocument(Model):
     id: str
     status: Literal["ready", "failed", "deleted"]
     chunk_count: int = 0
     error: ErrorDetail | None = None
 
 
-class IngestOutput(BaseModel):
+class IngestOutput(Model):
     """An ingest job's output: what became of each of its documents."""
 
     documents: list[IndexedDocument]
@@ -562,7 +569,7 @@ class IngestOutput(BaseModel):
 JobOutputs = JobOutput | EmbeddingOutput | ImageOutput | AnswerOutput | IngestOutput
 
 
-class JobOut(BaseModel):
+class JobOut(Model):
     """A job as ``GET /v1/jobs/{id}`` answers it; timestamps are unix seconds."""
 
     id: str
@@ -598,13 +605,13 @@ class JobOut(BaseModel):
     content_deleted_at: int | None = None  # when its input and output were deleted, at its owner's request
 
 
-class JobList(BaseModel):
+class JobList(Model):
     object: Literal["list"] = "list"
     data: list[JobOut]
     next_cursor: str | None
 
 
-class JobRequestOut(BaseModel):
+class JobRequestOut(Model):
     """``GET /v1/jobs/{id}/request``: the body the job was made from."""
 
     id: str
@@ -613,7 +620,7 @@ class JobRequestOut(BaseModel):
     request: dict[str, Any]
 
 
-class BatchRequest(BaseModel):
+class BatchRequest(Model):
     model_config = ConfigDict(extra="forbid")
 
     # Items are validated one by one so that one bad item does not sink the batch.
@@ -622,29 +629,29 @@ class BatchRequest(BaseModel):
         "The batch to add these jobs to (a chunk of a larger submit); none: a new batch is made"))] = None
 
 
-class BatchItemResult(BaseModel):
+class BatchItemResult(Model):
     id: str | None = None
     status: JobStatus | None = None
     error: ErrorDetail | None = None
 
 
-class BatchResponse(BaseModel):
+class BatchResponse(Model):
     object: Literal["list"] = "list"
     batch_id: str = Field(description="The batch the jobs are in (GET /v1/batches/{id})")
     data: list[BatchItemResult]
 
 
-class StatusRequest(BaseModel):
+class StatusRequest(Model):
     model_config = ConfigDict(extra="forbid")
 
     ids: Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]],
                    Field(min_length=1, max_length=MAX_BATCH)]
 
 
-class JobStatusItem(BaseModel):
+class JobStatusItem(Model):
     id: str
     status: JobStatus | Literal["not_found"]
 
 
-class StatusResponse(BaseModel):
+class StatusResponse(Model):
     data: list[JobStatusItem]

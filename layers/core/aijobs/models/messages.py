@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from aijobs.models.common import Model
 
 JOB_ID_PATTERN = r"^job_[0-9A-Z]{26}$"
 
 
-class JobMessage(BaseModel):
+class JobMessage(Model):
     """The body of a jobs-queue message."""
 
     model_config = ConfigDict(extra="forbid")
@@ -18,7 +20,7 @@ class JobMessage(BaseModel):
     sent_at: float | None = None  # unix seconds; the message is sent before its job is stored
 
 
-class DeliveryMessage(BaseModel):
+class DeliveryMessage(Model):
     """The body of a deliveries-queue message: one attempt of one event, due at a time (chained past SQS's 15 min)."""
 
     model_config = ConfigDict(extra="forbid")

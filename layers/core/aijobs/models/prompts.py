@@ -7,9 +7,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from aijobs.models.common import unicode_text
+from aijobs.models.common import Model, unicode_text
 
 PROMPT_ID_PATTERN = r"^pmpt_[0-9A-Z]{26}$"
 VARIABLE_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -44,7 +44,7 @@ def render(text: str, variables: dict[str, str]) -> str:
     return PLACEHOLDER.sub(lambda match: variables[match.group(1)], text)
 
 
-class TemplateMessage(BaseModel):
+class TemplateMessage(Model):
     """A message of a version's template; its content may hold ``{{variables}}``."""
 
     model_config = ConfigDict(extra="forbid")
@@ -53,7 +53,7 @@ class TemplateMessage(BaseModel):
     content: Annotated[str, Field(min_length=1, max_length=MAX_TEMPLATE_CHARS)]
 
 
-class VersionFields(BaseModel):
+class VersionFields(Model):
     """What a version holds: instructions and/or template messages, and the defaults of the jobs made from it."""
 
     model_config = ConfigDict(extra="forbid")
@@ -101,7 +101,7 @@ class PromptRequest(VersionRequest):
         return unicode_text(value)
 
 
-class LabelTarget(BaseModel):
+class LabelTarget(Model):
     """Where a label points: one ``version``, or ``weights`` that split jobs between versions (an A/B test)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -125,7 +125,7 @@ class LabelTarget(BaseModel):
         return [self.version] if self.version is not None else sorted(int(k) for k in self.weights or {})
 
 
-class PromptRef(BaseModel):
+class PromptRef(Model):
     """A job's ``prompt``: which registry prompt, which version (a number, or a label's), and its variables.
 
     With neither ``version`` nor ``label``: the ``production`` label if the prompt has one, else its latest version.
@@ -148,7 +148,7 @@ class PromptRef(BaseModel):
         return self
 
 
-class Prompt(BaseModel):
+class Prompt(Model):
     """A prompt as stored: its labels and its latest version number (the counter new versions take turns on)."""
 
     id: str
@@ -177,7 +177,7 @@ class PromptVersion(VersionFields):
                                 created_at=self.created_at, jobs=self.jobs)
 
 
-class PromptVersionOut(BaseModel):
+class PromptVersionOut(Model):
     object: Literal["prompt.version"] = "prompt.version"
     prompt_id: str
     version: int
@@ -191,7 +191,7 @@ class PromptVersionOut(BaseModel):
     jobs: int = Field(description="Jobs submitted with this version: how a weighted label's split came out")
 
 
-class PromptOut(BaseModel):
+class PromptOut(Model):
     id: str
     object: Literal["prompt"] = "prompt"
     name: str
@@ -202,13 +202,13 @@ class PromptOut(BaseModel):
     latest: PromptVersionOut | None = None  # the latest version (on reads of one prompt)
 
 
-class PromptList(BaseModel):
+class PromptList(Model):
     object: Literal["list"] = "list"
     data: list[PromptOut]
     next_cursor: str | None
 
 
-class PromptVersionList(BaseModel):
+class PromptVersionList(Model):
     object: Literal["list"] = "list"
     data: list[PromptVersionOut]
     next_cursor: str | None

@@ -8,20 +8,22 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from aijobs.models.common import Model
 
 RESPONSE_PREFIX = "resp_"
 JOB_PREFIX = "job_"
 
 
-class InputText(BaseModel):
+class InputText(Model):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["input_text", "output_text"]  # output_text: an assistant turn of a conversation sent back
     text: str
 
 
-class InputMessage(BaseModel):
+class InputMessage(Model):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["message"] = "message"
@@ -33,7 +35,7 @@ class InputMessage(BaseModel):
         return self.content if isinstance(self.content, str) else "".join(part.text for part in self.content)
 
 
-class PromptParam(BaseModel):
+class PromptParam(Model):
     """OpenAI's ``prompt`` parameter: a registry prompt (``/v1/prompts``), its version (or a label), its variables."""
 
     model_config = ConfigDict(extra="forbid")
@@ -52,7 +54,7 @@ class PromptParam(BaseModel):
         return ref
 
 
-class JsonSchemaTextFormat(BaseModel):
+class JsonSchemaTextFormat(Model):
     """``text.format`` of type ``json_schema``: OpenAI's Responses API spells the job's ``response_format`` flat."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
@@ -64,13 +66,13 @@ class JsonSchemaTextFormat(BaseModel):
     strict: bool | None = None
 
 
-class PlainTextFormat(BaseModel):
+class PlainTextFormat(Model):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["text", "json_object"]
 
 
-class TextParam(BaseModel):
+class TextParam(Model):
     """OpenAI's ``text`` parameter: the output's format."""
 
     model_config = ConfigDict(extra="forbid")
@@ -85,7 +87,7 @@ class TextParam(BaseModel):
         return {"type": "json_object"} if self.format.type == "json_object" else None
 
 
-class ResponseCreate(BaseModel):
+class ResponseCreate(Model):
     """The body of ``POST /v1/responses``."""
 
     model_config = ConfigDict(extra="forbid")
@@ -118,14 +120,14 @@ class ResponseCreate(BaseModel):
         return fields
 
 
-class OpenAIErrorDetail(BaseModel):
+class OpenAIErrorDetail(Model):
     message: str
     type: str = Field(description="invalid_request_error, rate_limit_error, insufficient_quota or server_error")
     param: str | None = Field(None, description="The field at fault, for a bad request")
     code: str | None = Field(None, description="aijobs' error code (e.g. invalid_fields, job_not_found)")
 
 
-class OpenAIErrorResponse(BaseModel):
+class OpenAIErrorResponse(Model):
     """Errors on ``/v1/responses`` in OpenAI's shape, so that its SDKs raise their typed exceptions."""
 
     error: OpenAIErrorDetail

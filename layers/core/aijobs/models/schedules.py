@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, ConfigDict, Field, model_validator
 
+from aijobs.models.common import Model
 from aijobs.models.jobs import JobRequest
 from aijobs.models.tenants import TENANT_PATTERN
 
@@ -20,7 +21,7 @@ ExpressionText = Annotated[str, Field(min_length=1, max_length=256,
 TimeZoneName = Annotated[str, Field(min_length=1, max_length=64, description="IANA time zone name, e.g. Europe/Paris")]
 
 
-class ScheduleRequest(BaseModel):
+class ScheduleRequest(Model):
     """The body of ``POST /v1/schedules``."""
 
     model_config = ConfigDict(extra="forbid")
@@ -31,7 +32,7 @@ class ScheduleRequest(BaseModel):
     enabled: bool = True
 
 
-class ScheduleUpdate(BaseModel):
+class ScheduleUpdate(Model):
     """The body of ``PATCH /v1/schedules/{id}``: the fields given change, the others stay."""
 
     model_config = ConfigDict(extra="forbid")
@@ -42,7 +43,7 @@ class ScheduleUpdate(BaseModel):
     enabled: bool | None = None
 
 
-class Schedule(BaseModel):
+class Schedule(Model):
     """A schedule as stored."""
 
     id: str
@@ -63,7 +64,7 @@ class Schedule(BaseModel):
                            next_fire_times=next_fire_times)
 
 
-class ScheduleOut(BaseModel):
+class ScheduleOut(Model):
     """A schedule as the API answers it; timestamps are unix seconds."""
 
     id: str
@@ -77,13 +78,13 @@ class ScheduleOut(BaseModel):
     next_fire_times: list[int] = Field(description="The next fire times (unix seconds); empty when disabled or done")
 
 
-class ScheduleList(BaseModel):
+class ScheduleList(Model):
     object: Literal["list"] = "list"
     data: list[ScheduleOut]
     next_cursor: str | None
 
 
-class ScheduledFire(BaseModel):
+class ScheduledFire(Model):
     """The event SchedulerFunction receives: the schedule target's Input, context attributes filled in.
 
     API schedules carry their id and tenant; the job is read from the schedule item at fire time. Static
@@ -110,7 +111,7 @@ class ScheduledFire(BaseModel):
         return self
 
 
-class FireOutcome(BaseModel):
+class FireOutcome(Model):
     """What one fire did: created a job, found the job of an earlier delivery of the same fire, or nothing."""
 
     outcome: Literal["created", "duplicate", "skipped"]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from aijobs.models.common import Model
 
 TENANT_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 
 
-class Tenant(BaseModel):
+class Tenant(Model):
     """The caller's tenant, as the API key names it."""
 
     id: str
@@ -19,7 +21,7 @@ OnLimit = Literal["reject", "defer"]
 ModelName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[!-~]+$")]
 
 
-class TenantLimits(BaseModel):
+class TenantLimits(Model):
     """A tenant's limits as an operator set them (``PUT /v1/admin/tenants/{tenant}/limits``); null: the stack's
     default (template parameters, ``AIJOBS_LIMIT_*``)."""
 
@@ -34,7 +36,7 @@ class TenantLimits(BaseModel):
     on_limit: OnLimit | None = None  # a job over the token rate or the budget: refused (429) or deferred
 
 
-class Limits(BaseModel):
+class Limits(Model):
     """A tenant's limits in force: what it set, else the stack's defaults."""
 
     requests_per_minute: int

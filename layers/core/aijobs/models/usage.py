@@ -5,12 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from aijobs.models.common import Model
 from aijobs.models.tenants import Limits
 
 
-class UsageDay(BaseModel):
+class UsageDay(Model):
     date: dt.date
     requests: int = Field(0, description="Authenticated requests (429s for the request rate excepted)")
     jobs: int = Field(0, description="Jobs admitted (submitted, retried, fired by a schedule)")
@@ -19,7 +20,7 @@ class UsageDay(BaseModel):
     cost_usd: float = Field(0.0, description="The sum of the cost_usd of the jobs that ended this day")
 
 
-class UsageBudget(BaseModel):
+class UsageBudget(Model):
     """Today's spend against the tenant's daily budgets (UTC)."""
 
     spent_usd: float = Field(description="The cost_usd of the jobs that ended today plus the estimates of the jobs "
@@ -32,7 +33,7 @@ class UsageBudget(BaseModel):
     resets_at: int = Field(description="Unix seconds: the next UTC midnight, when a new day's budget begins")
 
 
-class UsageReport(BaseModel):
+class UsageReport(Model):
     object: Literal["usage"] = "usage"
     limits: Limits
     today: UsageDay

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from aijobs.models.common import Model
 
 
-class FinalEvent(BaseModel):
+class FinalEvent(Model):
     """The webhook event of a job's current terminal state: its id (stable across retries) and whether it is queued."""
 
     webhook_id: str
     enqueued: bool
 
 
-class DeliveryAttempt(BaseModel):
+class DeliveryAttempt(Model):
     """One attempt in the delivery ledger; ``outcome`` is ``sending`` while the request is in flight."""
 
     object: Literal["delivery_attempt"] = "delivery_attempt"
@@ -32,13 +34,13 @@ class DeliveryAttempt(BaseModel):
     next_attempt_at: int | None = None
 
 
-class DeliveryList(BaseModel):
+class DeliveryList(Model):
     object: Literal["list"] = "list"
     data: list[DeliveryAttempt]
     next_cursor: str | None
 
 
-class RedeliveredTo(BaseModel):
+class RedeliveredTo(Model):
     """One destination a redelivery went to: its ``webhook-id`` (the same as the first time) and attempt."""
 
     endpoint_id: str | None  # null: the job's callback_url
@@ -46,7 +48,7 @@ class RedeliveredTo(BaseModel):
     attempt: int
 
 
-class Redelivery(BaseModel):
+class Redelivery(Model):
     """A redelivery to every destination of the final event; ``webhook_id`` and ``attempt`` are the first one's
     (the callback_url's when the job has one), ``deliveries`` lists them all."""
 
@@ -57,7 +59,7 @@ class Redelivery(BaseModel):
     deliveries: list[RedeliveredTo]
 
 
-class WebhookSecret(BaseModel):
+class WebhookSecret(Model):
     """A tenant's signing secret; ``expires_at`` is set once a rotation has replaced it."""
 
     id: str
@@ -66,12 +68,12 @@ class WebhookSecret(BaseModel):
     expires_at: int | None = None
 
 
-class WebhookSecretList(BaseModel):
+class WebhookSecretList(Model):
     object: Literal["list"] = "list"
     data: list[WebhookSecret]
 
 
-class RotateSecretRequest(BaseModel):
+class RotateSecretRequest(Model):
     model_config = ConfigDict(extra="forbid")
 
     # How long the previous secrets stay valid; unset, the deployment's default (24 h).
@@ -84,7 +86,7 @@ EventType = Literal["job.completed", "job.failed", "job.cancelled", "response.co
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 
 
-class WebhookEndpointCreate(BaseModel):
+class WebhookEndpointCreate(Model):
     model_config = ConfigDict(extra="forbid")
 
     url: Annotated[str, Field(min_length=1, max_length=2048, description="Where the events go (https, public).")]
@@ -93,7 +95,7 @@ class WebhookEndpointCreate(BaseModel):
                                             description="The event types sent to it, e.g. response.completed.")]
 
 
-class WebhookEndpoint(BaseModel):
+class WebhookEndpoint(Model):
     """A tenant's webhook endpoint: every final event of the tenant's jobs whose type it subscribes to goes there."""
 
     id: str
@@ -103,6 +105,6 @@ class WebhookEndpoint(BaseModel):
     created_at: int
 
 
-class WebhookEndpointList(BaseModel):
+class WebhookEndpointList(Model):
     object: Literal["list"] = "list"
     data: list[WebhookEndpoint]

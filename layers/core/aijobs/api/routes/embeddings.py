@@ -15,11 +15,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from aijobs.api.deps import IdempotentDep, JobsDep, ServicesDep, TenantDep, WaitsDep, cost_header
 from aijobs.api.routes.responses import ResponseTimeout, job_request_of
 from aijobs.errors import InvalidRequest, ProviderError
+from aijobs.models.common import Model
 from aijobs.models.jobs import Job, JobRequest, JobStatus, as_base64
 from aijobs.models.responses import OpenAIErrorResponse
 
@@ -35,7 +36,7 @@ BYTES_PER_NUMBER = {"base64": 5.4, "float": 20}
 USUAL_DIMENSIONS = 1536
 
 
-class EmbeddingsCreate(BaseModel):
+class EmbeddingsCreate(Model):
     """OpenAI's embeddings request; what aijobs does not do (token arrays as input) is a 400, never ignored."""
 
     model_config = ConfigDict(extra="forbid")

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from pydantic import BaseModel
+
+from aijobs.models.common import Model
 
 router = APIRouter(tags=["health"])
 
 
-class Health(BaseModel):
+class Health(Model):
     status: str
 
 

@@ -43,7 +43,7 @@ _RESPONSE_OR_EVENTS: dict[str, Any] = {"description": "A Response, or its respon
                                        "content": _JSON | _EVENTS}
 
 
-class ResponseTimeout(AijobsError):  # type: ignore[misc]
+class ResponseTimeout(AijobsError):
     """A response waited for (background: false) that did not end within the front's wait: it runs on."""
 
     type = "timeout"
