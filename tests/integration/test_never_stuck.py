@@ -235,7 +235,9 @@ def test_5_a_job_that_kills_the_worker_every_time_costs_only_its_own_attempts(
     assert outcomes[-1] == "empty"
 
     assert [_status(services, i).status for i in healthy] == ["completed"] * 9
-    assert all(_calls(fake_model, f"healthy mate {i}") == 1 for i in range(9))
+    # Its first death costs the mates whose calls had begun in that batch (they start together) one more call;
+    # its later attempts run alone, and cost them nothing (without that, each of its 4 deaths would).
+    assert all(_calls(fake_model, f"healthy mate {i}") in (1, 2) for i in range(9))
     dead = _status(services, crasher)
     assert (dead.status, dead.error.code, dead.error.retryable) == ("failed", "attempts_exhausted", False)
     assert killer.kills == services.settings.max_attempts  # it ran on each of its attempts, and no more

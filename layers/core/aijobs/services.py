@@ -66,7 +66,9 @@ class Services:
 
     @cached_property
     def dynamodb(self) -> Any:
-        return self.session.resource("dynamodb")
+        from aijobs.conditions import thread_safe
+
+        return thread_safe(self.session.resource("dynamodb"))  # one resource for every thread
 
     @cached_property
     def table(self) -> Any:
