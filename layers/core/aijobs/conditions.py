@@ -19,28 +19,20 @@ from boto3.dynamodb.transform import TransformationInjector
 _EVENT, _HANDLER = "before-parameter-build.dynamodb", "dynamodb-condition-expression"
 
 
+def _per_thread(name: str) -> property:
+    """A counter of the builder's, kept per thread."""
+    return property(lambda self: getattr(self._counts, name, 0), lambda self, value: setattr(self._counts, name, value))
+
+
 class _ThreadBuilder(ConditionExpressionBuilder):
     """boto3's builder with its placeholder counters kept per thread."""
+
+    _name_count = _per_thread("names")
+    _value_count = _per_thread("values")
 
     def __init__(self) -> None:
         self._counts = threading.local()
         super().__init__()
-
-    @property
-    def _name_count(self) -> int:
-        return getattr(self._counts, "names", 0)
-
-    @_name_count.setter
-    def _name_count(self, value: int) -> None:
-        self._counts.names = value
-
-    @property
-    def _value_count(self) -> int:
-        return getattr(self._counts, "values", 0)
-
-    @_value_count.setter
-    def _value_count(self, value: int) -> None:
-        self._counts.values = value
 
 
 def thread_safe(resource: Any) -> Any:
